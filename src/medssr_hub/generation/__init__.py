@@ -1,0 +1,36 @@
+"""Generation backends behind one interface (`GenerationBackend.generate`)."""
+
+from medssr_hub.generation.base import (
+    Completion,
+    GenerationBackend,
+    GenerationError,
+    Prompt,
+    Sample,
+    SamplingParams,
+    sample_seed,
+)
+
+
+def get_backend(kind: str = "embedded", **kwargs) -> GenerationBackend:
+    """Build a backend by name: 'embedded' (transformers in-process) or 'endpoint' (TGI/OpenAI server)."""
+    if kind == "embedded":
+        from medssr_hub.generation.embedded import EmbeddedBackend
+
+        return EmbeddedBackend(**kwargs)
+    if kind == "endpoint":
+        from medssr_hub.generation.endpoint import EndpointBackend
+
+        return EndpointBackend(**kwargs)
+    raise ValueError(f"unknown generation backend {kind!r}; choose 'embedded' or 'endpoint'")
+
+
+__all__ = [
+    "Completion",
+    "GenerationBackend",
+    "GenerationError",
+    "Prompt",
+    "Sample",
+    "SamplingParams",
+    "get_backend",
+    "sample_seed",
+]

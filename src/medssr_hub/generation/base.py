@@ -1,0 +1,139 @@
+"""The one interface every generation backend speaks.
+
+Stages (synthesis, labeling, evaluation) only see `GenerationBackend.generate`: a list of prompts in,
+one `Completion` with n `Sample`s per prompt out. Whether the tokens come from an in-process model or a
+TGI / OpenAI-compatible server is a config choice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol, runtime_checkable
+
+ChatMessages = list[dict[str, str]]
+# A raw prompt string (base models, TGI's native route) or chat messages (chat template applied by the
+# backend). A chat whose last message is from the assistant is continued, not answered.
+Prompt = str | ChatMessages
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling settings; the defaults are the paper's evaluation protocol (T=0.6, top_p=0.95, top_k=20)."""
+
+    n: int = 1
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    max_tokens: int = 512
+    seed: int = 42
+    stop: tuple[str, ...] = ()
+    # Constrained answers: generation is biased towards the first token of each of these strings
+    # (e.g. the offered option letters), as the paper's recovery pass does with vLLM's logit_bias.
+    allowed_tokens: tuple[str, ...] | None = None
+    allowed_bias: float = 100.0
+
+    def __post_init__(self):
+        if self.n < 1:
+            raise ValueError(f"n must be >= 1, got {self.n}")
+        if self.max_tokens < 1:
+            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature == 0
+
+
+@dataclass
+class Sample:
+    text: str
+    finish_reason: str  # "stop" (end of sequence or a stop string) or "length"
+    completion_tokens: int | None = None
+
+
+@dataclass
+class Completion:
+    samples: list[Sample]
+    prompt_tokens: int | None = None
+
+    @property
+    def texts(self) -> list[str]:
+        return [s.text for s in self.samples]
+
+
+# Called with (prompt index, completion) as soon as a prompt's samples are all done, so that callers can
+# persist finished work before the rest of a batch (or a failing endpoint) returns.
+OnComplete = Callable[[int, Completion], None]
+
+
+class GenerationError(RuntimeError):
+    """A batch could not be finished.
+
+    `partial` keeps every completion that did finish (by prompt index); `partial_samples` the finished
+    samples of prompts that did not (prompt index -> sample index -> sample).
+    """
+
+    def __init__(self, message: str, partial: dict[int, Completion] | None = None):
+        super().__init__(message)
+        self.partial = partial or {}
+        self.partial_samples: dict[int, dict[int, Sample]] = {}
+
+
+@runtime_checkable
+class GenerationBackend(Protocol):
+    name: str
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        seeds: Sequence[int] | None = None,
+        on_complete: OnComplete | None = None,
+        progress: bool = True,
+    ) -> list[Completion]: ...
+
+
+def sample_seed(prompt_seed: int, sample_index: int) -> int:
+    """A 63-bit seed for sample j of a prompt, independent of how prompts are batched.
+
+    Every backend derives per-sample seeds this way, so a prompt's samples do not depend on which other
+    prompts share its batch: an interrupted run that resumes with a different batch gets the same samples.
+    """
+    digest = hashlib.blake2b(f"{prompt_seed}:{sample_index}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & ((1 << 63) - 1)
+
+
+def prompt_seeds(params: SamplingParams, n_prompts: int, seeds: Sequence[int] | None) -> list[int]:
+    if seeds is None:
+        return [params.seed + i for i in range(n_prompts)]
+    if len(seeds) != n_prompts:
+        raise ValueError(f"got {len(seeds)} seeds for {n_prompts} prompts")
+    return list(seeds)
+
+
+def first_token_ids(tokenizer, strings: Sequence[str]) -> list[int]:
+    """First token id of each string, bare and after a space (how a letter follows "The answer is")."""
+    ids: set[int] = set()
+    for s in strings:
+        for variant in (s, " " + s):
+            toks = tokenizer(variant, add_special_tokens=False)["input_ids"]
+            if toks:
+                ids.add(int(toks[0]))
+    return sorted(ids)
+
+
+@dataclass
+class BackendStats:
+    """Counters a backend keeps across calls (reported by benches and stage logs)."""
+
+    prompts: int = 0
+    samples: int = 0
+    completion_tokens: int = 0
+    retries: int = 0
+    extra: dict[str, int] = field(default_factory=dict)

@@ -1,0 +1,241 @@
+"""In-process generation with transformers: batched, length-sorted, n samples per prompt in one call."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+import torch
+from tqdm.auto import tqdm
+from transformers import (
+    GenerationConfig,
+    LogitsProcessor,
+    LogitsProcessorList,
+    TemperatureLogitsWarper,
+    TopKLogitsWarper,
+    TopPLogitsWarper,
+)
+
+from medssr_hub.generation.base import (
+    BackendStats,
+    Completion,
+    OnComplete,
+    Prompt,
+    Sample,
+    SamplingParams,
+    first_token_ids,
+    prompt_seeds,
+    sample_seed,
+)
+from medssr_hub.modeling import load_model_and_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class TokenBias(LogitsProcessor):
+    """Adds a bias to a few token ids: the allowed-token constraint of the answer-recovery pass."""
+
+    def __init__(self, token_ids: Sequence[int], bias: float):
+        self.token_ids = torch.tensor(sorted(set(token_ids)), dtype=torch.long)
+        self.bias = bias
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        scores = scores.clone()
+        scores[:, self.token_ids.to(scores.device)] += self.bias
+        return scores
+
+
+class PerRowSampler(LogitsProcessor):
+    """Samples each row with its own seeded generator and leaves only that token standing.
+
+    transformers' sampling draws every row of a batch from one global RNG, so a sample would depend on
+    which other prompts share its batch. Here row r draws from `torch.Generator(seed_r)`: the same prompt
+    and seed give the same samples whatever the batch composition, which is what makes interrupted
+    labeling/evaluation runs resume to identical results. Temperature/top-k/top-p are transformers' own
+    warpers; generation then runs greedy over the one-hot scores this returns.
+    """
+
+    def __init__(self, params: SamplingParams, row_seeds: Sequence[int]):
+        self.warpers = [TemperatureLogitsWarper(params.temperature)]
+        if params.top_k and params.top_k > 0:
+            self.warpers.append(TopKLogitsWarper(params.top_k))
+        if params.top_p < 1.0:
+            self.warpers.append(TopPLogitsWarper(params.top_p))
+        self.generators = [torch.Generator().manual_seed(s) for s in row_seeds]
+
+    def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+        for warper in self.warpers:
+            scores = warper(input_ids, scores)
+        probs = torch.softmax(scores.float(), dim=-1).cpu()
+        picks = torch.stack(
+            [torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(self.generators)]
+        ).to(scores.device)
+        out = torch.full_like(scores, float("-inf"))
+        out.scatter_(1, picks, 0.0)
+        return out
+
+
+class EmbeddedBackend:
+    """transformers in-process. `batch_size` counts sequences (prompts x samples) per forward pass."""
+
+    name = "embedded"
+
+    def __init__(
+        self,
+        model: str | None = None,
+        revision: str | None = None,
+        batch_size: int = 64,
+        torch_threads: int | None = None,
+        dtype: str = "float32",
+        device: str | None = None,
+        model_and_tokenizer=None,
+    ):
+        if torch_threads:
+            torch.set_num_threads(torch_threads)
+        if model_and_tokenizer is not None:
+            self.model, self.tokenizer = model_and_tokenizer
+        else:
+            self.model, self.tokenizer = load_model_and_tokenizer(model, revision, dtype=dtype, device=device)
+        self.tokenizer.padding_side = "left"
+        self.batch_size = max(1, batch_size)
+        self.model_name = model or "embedded"
+        self.stats = BackendStats()
+        eos = self.model.generation_config.eos_token_id
+        eos = eos if isinstance(eos, list) else [eos]
+        if self.tokenizer.eos_token_id is not None:
+            eos = [*eos, self.tokenizer.eos_token_id]
+        self.eos_ids = sorted({int(e) for e in eos if e is not None})
+
+    # -- prompts -------------------------------------------------------------------------------------
+    def encode(self, prompt: Prompt) -> list[int]:
+        if isinstance(prompt, str):
+            return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+        continue_final = bool(prompt) and prompt[-1].get("role") == "assistant"
+        text = self.tokenizer.apply_chat_template(
+            prompt,
+            tokenize=False,
+            add_generation_prompt=not continue_final,
+            continue_final_message=continue_final,
+        )
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    # -- generation ----------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        seeds: Sequence[int] | None = None,
+        on_complete: OnComplete | None = None,
+        progress: bool = True,
+    ) -> list[Completion]:
+        seeds = prompt_seeds(params, len(prompts), seeds)
+        encoded = [self.encode(p) for p in prompts]
+        # Longest first: rows of similar length share a batch (less padding), and memory peaks early.
+        order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
+        per_call = min(params.n, self.batch_size)
+        # Jobs: (prompt index, first sample index, sample count); a prompt with n > batch_size is split.
+        jobs = [
+            (i, start, min(per_call, params.n - start))
+            for i in order
+            for start in range(0, params.n, per_call)
+        ]
+        samples: dict[int, list[Sample | None]] = {i: [None] * params.n for i in range(len(prompts))}
+        remaining = {i: params.n for i in range(len(prompts))}
+        results: list[Completion | None] = [None] * len(prompts)
+
+        bar = tqdm(
+            total=len(prompts) * params.n, desc="generate (embedded)", unit="sample", disable=not progress
+        )
+        batch: list[tuple[int, int, int]] = []
+        for job in jobs:
+            if batch and (job[2] != batch[0][2] or (len(batch) + 1) * job[2] > self.batch_size):
+                self._run_batch(batch, encoded, seeds, params, samples)
+                self._finish(batch, samples, remaining, encoded, results, on_complete, bar)
+                batch = []
+            batch.append(job)
+        if batch:
+            self._run_batch(batch, encoded, seeds, params, samples)
+            self._finish(batch, samples, remaining, encoded, results, on_complete, bar)
+        bar.close()
+        self.stats.prompts += len(prompts)
+        return results  # type: ignore[return-value]
+
+    def _finish(self, batch, samples, remaining, encoded, results, on_complete, bar):
+        for i, _, count in batch:
+            remaining[i] -= count
+            bar.update(count)
+            if remaining[i] == 0:
+                results[i] = Completion(samples=samples[i], prompt_tokens=len(encoded[i]))
+                if on_complete is not None:
+                    on_complete(i, results[i])
+
+    @torch.inference_mode()
+    def _shared_prefill(self, input_ids, attention_mask, k: int):
+        """Prefill each prompt once and repeat its KV cache for its k samples.
+
+        transformers' num_return_sequences expands the prompts before the forward pass (and refuses it
+        for greedy decoding), so n samples would pay n prefills. Here the prompt minus its last token is
+        encoded once; `generate` then only feeds the last token, on a cache repeated k times.
+        """
+        position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
+        out = self.model(
+            input_ids=input_ids[:, :-1],
+            attention_mask=attention_mask[:, :-1],
+            position_ids=position_ids[:, :-1],
+            use_cache=True,
+        )
+        cache = out.cache
+        if k > 1:
+            cache.batch_repeat_interleave(k)
+        return (
+            input_ids.repeat_interleave(k, dim=0),
+            attention_mask.repeat_interleave(k, dim=0),
+            cache,
+        )
+
+    @torch.inference_mode()
+    def _run_batch(self, batch, encoded, seeds, params: SamplingParams, samples) -> None:
+        k = batch[0][2]
+        features = [{"input_ids": encoded[i]} for i, _, _ in batch]
+        inputs = self.tokenizer.pad(features, return_tensors="pt").to(self.model.device)
+        input_ids, attention_mask, cache = self._shared_prefill(
+            inputs["input_ids"], inputs["attention_mask"], k
+        )
+        processors = LogitsProcessorList()
+        if params.allowed_tokens:
+            processors.append(
+                TokenBias(first_token_ids(self.tokenizer, params.allowed_tokens), params.allowed_bias)
+            )
+        if not params.greedy:
+            row_seeds = [sample_seed(seeds[i], start + j) for i, start, _ in batch for j in range(k)]
+            processors.append(PerRowSampler(params, row_seeds))
+        config = GenerationConfig(
+            do_sample=False,
+            max_new_tokens=params.max_tokens,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(params.stop) or None,
+        )
+        out = self.model.generate(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            cache=cache,
+            generation_config=config,
+            logits_processor=processors,
+            tokenizer=self.tokenizer if params.stop else None,
+        )
+        new_tokens = out[:, input_ids.shape[1] :].tolist()
+        eos = set(self.eos_ids)
+        for row, ids in enumerate(new_tokens):
+            i, start, _ = batch[row // k]
+            cut = next((t for t, tok in enumerate(ids) if tok in eos), None)
+            finish = "stop" if cut is not None else "length"
+            ids = ids[:cut] if cut is not None else ids
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            for stop in params.stop:
+                if stop in text:
+                    text, finish = text[: text.index(stop)], "stop"
+            samples[i][start + row % k] = Sample(text=text, finish_reason=finish, completion_tokens=len(ids))
+            self.stats.samples += 1
+            self.stats.completion_tokens += len(ids)

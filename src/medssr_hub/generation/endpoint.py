@@ -1,0 +1,315 @@
+"""Generation through a TGI or OpenAI-compatible server, via huggingface_hub's AsyncInferenceClient.
+
+Requests run concurrently (bounded), each retried with exponential backoff on 429/5xx, timeouts and
+connection errors. Finished completions are handed to `on_complete` as they arrive, and a batch that
+fails for good raises `GenerationError` carrying everything that did finish.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Sequence
+
+from huggingface_hub import AsyncInferenceClient
+from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+from tqdm.auto import tqdm
+
+from medssr_hub.generation.base import (
+    BackendStats,
+    Completion,
+    GenerationError,
+    OnComplete,
+    Prompt,
+    Sample,
+    SamplingParams,
+    first_token_ids,
+    prompt_seeds,
+    sample_seed,
+)
+
+try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx.
+    from httpx2 import TransportError
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    from httpx import TransportError
+
+logger = logging.getLogger(__name__)
+
+RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+ROUTES = ("chat", "tgi")
+
+
+def is_retryable(error: BaseException) -> bool:
+    if isinstance(error, HfHubHTTPError):
+        response = getattr(error, "response", None)
+        status = getattr(response, "status_code", None)
+        return status is None or status in RETRY_STATUS
+    return isinstance(
+        error,
+        InferenceTimeoutError
+        | asyncio.TimeoutError
+        | TransportError
+        | ConnectionError
+        | json.JSONDecodeError,
+    )
+
+
+def _describe(error: BaseException) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    text = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}{f' (HTTP {status})' if status else ''}: {text}"[:300]
+
+
+class EndpointBackend:
+    """A TGI / OpenAI-compatible server. `route='chat'` uses /v1/chat/completions, `'tgi'` TGI's native
+    text-generation route (raw prompts, `grammar` for constrained answers)."""
+
+    name = "endpoint"
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str | None = None,
+        route: str = "chat",
+        token: str | None = None,
+        max_concurrency: int = 8,
+        max_retries: int = 4,
+        timeout: float = 120.0,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        tokenizer: str | None = None,
+    ):
+        if route not in ROUTES:
+            raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+        self.base_url = base_url.rstrip("/")
+        self.model_name = model or self.base_url
+        self.model = model
+        self.route = route
+        # None lets huggingface_hub find the token (HF_TOKEN or the login); it is sent, never logged.
+        self._token = token
+        self.max_concurrency = max(1, max_concurrency)
+        self.max_retries = max(0, max_retries)
+        self.timeout = timeout
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.tokenizer_name = tokenizer
+        self._tokenizer = None
+        self._server_honours_n: bool | None = None
+        self._warned_no_bias = False
+        self.stats = BackendStats()
+
+    def __repr__(self) -> str:  # never show the token
+        return f"EndpointBackend(base_url={self.base_url!r}, route={self.route!r}, model={self.model!r})"
+
+    # -- public API ----------------------------------------------------------------------------------
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        seeds: Sequence[int] | None = None,
+        on_complete: OnComplete | None = None,
+        progress: bool = True,
+    ) -> list[Completion]:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            return asyncio.run(
+                self.agenerate(prompts, params, seeds=seeds, on_complete=on_complete, progress=progress)
+            )
+        raise RuntimeError(
+            "EndpointBackend.generate was called inside an event loop; await agenerate() instead"
+        )
+
+    async def agenerate(
+        self,
+        prompts: Sequence[Prompt],
+        params: SamplingParams,
+        *,
+        seeds: Sequence[int] | None = None,
+        on_complete: OnComplete | None = None,
+        progress: bool = True,
+    ) -> list[Completion]:
+        seeds = prompt_seeds(params, len(prompts), seeds)
+        done: dict[int, dict[int, Sample]] = {i: {} for i in range(len(prompts))}
+        prompt_tokens: dict[int, int | None] = {}
+        results: dict[int, Completion] = {}
+        semaphore = asyncio.Semaphore(self.max_concurrency)
+        bar = tqdm(
+            total=len(prompts) * params.n, desc="generate (endpoint)", unit="sample", disable=not progress
+        )
+
+        async with AsyncInferenceClient(
+            base_url=self.base_url, token=self._token, timeout=self.timeout
+        ) as client:
+
+            async def one_prompt(i: int) -> None:
+                first = 0
+                if params.n > 1 and self._server_honours_n is not False and self.route == "chat":
+                    async with semaphore:
+                        got, ptoks = await self._request(client, prompts[i], params, seeds[i], 0, params.n)
+                    if self._server_honours_n is None:
+                        self._server_honours_n = len(got) >= params.n
+                        if not self._server_honours_n:
+                            logger.info(
+                                "%s ignores n; emulating n samples with distinct seeds", self.base_url
+                            )
+                    for s in got[: params.n]:
+                        done[i][first] = s
+                        first += 1
+                    prompt_tokens[i] = ptoks
+                    bar.update(min(len(got), params.n))
+
+                async def one_sample(j: int) -> None:
+                    async with semaphore:
+                        got, ptoks = await self._request(client, prompts[i], params, seeds[i], j, 1)
+                    done[i][j] = got[0]
+                    prompt_tokens[i] = ptoks
+                    bar.update(1)
+
+                await asyncio.gather(*(one_sample(j) for j in range(first, params.n)))
+                results[i] = Completion(
+                    samples=[done[i][j] for j in range(params.n)], prompt_tokens=prompt_tokens[i]
+                )
+                self.stats.samples += params.n
+                if on_complete is not None:
+                    on_complete(i, results[i])
+
+            # The first prompt goes alone when n > 1, so we learn whether the server honours `n` before
+            # sending the rest.
+            order = list(range(len(prompts)))
+            tasks: list[asyncio.Task] = []
+            try:
+                if order and params.n > 1 and self._server_honours_n is None and self.route == "chat":
+                    await one_prompt(order.pop(0))
+                tasks = [asyncio.create_task(one_prompt(i)) for i in order]
+                if tasks:
+                    finished, pending = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+                    failed = [t for t in finished if t.exception() is not None]
+                    if failed:
+                        for t in pending:
+                            t.cancel()
+                        await asyncio.gather(*pending, return_exceptions=True)
+                        raise failed[0].exception()
+            except GenerationError as error:
+                error.partial = dict(results)
+                error.partial_samples = {i: dict(s) for i, s in done.items() if s and i not in results}
+                raise
+            finally:
+                bar.close()
+        self.stats.prompts += len(prompts)
+        return [results[i] for i in range(len(prompts))]
+
+    # -- one request ---------------------------------------------------------------------------------
+    async def _request(self, client, prompt, params: SamplingParams, prompt_seed: int, j: int, n: int):
+        seed = sample_seed(prompt_seed, j) % (2**31)
+        attempt = 0
+        while True:
+            try:
+                if self.route == "chat":
+                    return await self._chat(client, prompt, params, seed, n)
+                return await self._tgi(client, prompt, params, seed)
+            except Exception as error:  # classified below: retried, or raised as GenerationError
+                if not is_retryable(error) or attempt >= self.max_retries:
+                    raise GenerationError(
+                        f"endpoint {self.base_url} failed after {attempt + 1} attempt(s): {_describe(error)}"
+                    ) from error
+                delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random())
+                retry_after = getattr(getattr(error, "response", None), "headers", {}).get("retry-after")
+                if retry_after and retry_after.isdigit():
+                    delay = max(delay, min(float(retry_after), self.max_backoff))
+                attempt += 1
+                self.stats.retries += 1
+                logger.warning(
+                    "endpoint %s: %s; retry %d/%d in %.1fs",
+                    self.base_url,
+                    _describe(error),
+                    attempt,
+                    self.max_retries,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+
+    def _logit_bias(self, params: SamplingParams) -> dict[str, float] | None:
+        if not params.allowed_tokens:
+            return None
+        if self.tokenizer_name is None:
+            if not self._warned_no_bias:
+                logger.warning(
+                    "no tokenizer configured for %s: allowed_tokens sent without logit_bias", self.base_url
+                )
+                self._warned_no_bias = True
+            return None
+        if self._tokenizer is None:
+            from medssr_hub.modeling import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.tokenizer_name)
+        return {str(t): params.allowed_bias for t in first_token_ids(self._tokenizer, params.allowed_tokens)}
+
+    async def _chat(self, client, prompt, params: SamplingParams, seed: int, n: int):
+        messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
+        response = await client.chat_completion(
+            messages,
+            model=self.model,
+            max_tokens=params.max_tokens,
+            temperature=params.temperature,
+            top_p=params.top_p if not params.greedy else None,
+            seed=seed,
+            n=n if n > 1 else None,
+            stop=list(params.stop) or None,
+            logit_bias=self._logit_bias(params),
+            extra_body={"top_k": params.top_k} if params.top_k and not params.greedy else None,
+        )
+        if not response.choices:
+            raise json.JSONDecodeError("response has no choices", "", 0)
+        usage = getattr(response, "usage", None)
+        per_sample_tokens = (
+            usage.completion_tokens if usage is not None and len(response.choices) == 1 else None
+        )
+        samples = [
+            Sample(
+                text=choice.message.content or "",
+                finish_reason="length" if choice.finish_reason == "length" else "stop",
+                completion_tokens=per_sample_tokens,
+            )
+            for choice in response.choices
+        ]
+        self.stats.completion_tokens += usage.completion_tokens if usage is not None else 0
+        return samples, (usage.prompt_tokens if usage is not None else None)
+
+    async def _tgi(self, client, prompt, params: SamplingParams, seed: int):
+        if not isinstance(prompt, str):
+            if self.tokenizer_name is None:
+                raise ValueError("the TGI route takes raw prompts; set `tokenizer` to render chat messages")
+            from medssr_hub.modeling import load_tokenizer
+
+            self._tokenizer = self._tokenizer or load_tokenizer(self.tokenizer_name)
+            prompt = self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        grammar = None
+        if params.allowed_tokens:
+            alternatives = "|".join(sorted({t.strip() for t in params.allowed_tokens}))
+            grammar = {"type": "regex", "value": f" ?({alternatives})"}
+        response = await client.text_generation(
+            prompt,
+            details=True,
+            model=self.model,
+            max_new_tokens=params.max_tokens,
+            do_sample=not params.greedy,
+            temperature=params.temperature if not params.greedy else None,
+            top_p=params.top_p if not params.greedy and params.top_p < 1 else None,
+            top_k=params.top_k if not params.greedy and params.top_k else None,
+            seed=seed,
+            stop=list(params.stop) or None,
+            grammar=grammar,
+        )
+        details = response.details
+        tokens = details.generated_tokens if details is not None else None
+        self.stats.completion_tokens += tokens or 0
+        finish = "length" if details is not None and details.finish_reason == "length" else "stop"
+        text = response.generated_text
+        for stop in params.stop:  # TGI keeps the stop sequence in the text; OpenAI servers drop it
+            if text.endswith(stop):
+                text = text[: -len(stop)]
+        return [Sample(text=text, finish_reason=finish, completion_tokens=tokens)], None

