@@ -49,7 +49,7 @@ class FaultProxy:
             def _forward(self, body: bytes | None):
                 with proxy._lock:
                     proxy.requests += 1
-                    proxy.seen_headers.append(dict(self.headers))
+                    proxy.seen_headers.append({k.lower(): v for k, v in self.headers.items()})
                     action = proxy.script.pop(0) if proxy.script else proxy.always
                 if isinstance(action, int):
                     return self._reply(action, json.dumps({"error": f"injected {action}"}).encode())

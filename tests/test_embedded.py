@@ -1,0 +1,82 @@
+import pytest
+import torch
+
+from medssr_hub.generation import SamplingParams
+from medssr_hub.generation.embedded import EmbeddedBackend
+
+CHATS = [
+    [{"role": "user", "content": "What is the capital of France?"}],
+    [{"role": "user", "content": "Name one symptom of type 2 diabetes and explain it."}],
+    [{"role": "user", "content": "Hi"}],
+]
+
+
+def test_greedy_matches_plain_generate(embedded_backend):
+    """Batching, left padding and the shared prefill change nothing: greedy equals one plain generate()."""
+    params = SamplingParams(n=1, temperature=0, max_tokens=24)
+    batched = embedded_backend.generate(CHATS, params, progress=False)
+    model, tok = embedded_backend.model, embedded_backend.tokenizer
+    for chat, completion in zip(CHATS, batched, strict=True):
+        ids = torch.tensor([embedded_backend.encode(chat)])
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=24, do_sample=False)
+        expected = tok.decode(out[0, ids.shape[1] :], skip_special_tokens=True)
+        assert completion.samples[0].text == expected
+        assert completion.prompt_tokens == ids.shape[1]
+
+
+def test_samples_are_seeded_per_prompt_not_per_batch(embedded_backend):
+    params = SamplingParams(n=4, max_tokens=16, seed=7)
+    together = embedded_backend.generate(CHATS, params, seeds=[11, 12, 13], progress=False)
+    alone = embedded_backend.generate(CHATS[1:2], params, seeds=[12], progress=False)
+    assert alone[0].texts == together[1].texts
+    # n larger than the batch splits a prompt over several calls, with the same samples.
+    small = EmbeddedBackend(model_and_tokenizer=(embedded_backend.model, embedded_backend.tokenizer), batch_size=3)
+    assert small.generate(CHATS[1:2], params, seeds=[12], progress=False)[0].texts == together[1].texts
+    # The four samples differ from each other (sampling, not four copies of one draw).
+    assert len(set(together[1].texts)) > 1
+    other_seed = embedded_backend.generate(CHATS[1:2], params, seeds=[99], progress=False)
+    assert other_seed[0].texts != together[1].texts
+
+
+def test_finish_reasons_token_counts_and_callbacks(embedded_backend):
+    seen = []
+    params = SamplingParams(n=2, max_tokens=6)
+    out = embedded_backend.generate(CHATS, params, on_complete=lambda i, c: seen.append(i), progress=False)
+    assert sorted(seen) == [0, 1, 2]
+    long_answer = out[1].samples
+    assert all(s.finish_reason == "length" and s.completion_tokens == 6 for s in long_answer)
+    short = embedded_backend.generate(CHATS[:1], SamplingParams(temperature=0, max_tokens=64), progress=False)
+    sample = short[0].samples[0]
+    assert sample.finish_reason == "stop" and 0 < sample.completion_tokens < 64 and "Paris" in sample.text
+    ids = embedded_backend.tokenizer(sample.text, add_special_tokens=False)["input_ids"]
+    assert abs(len(ids) - sample.completion_tokens) <= 1
+
+
+def test_stop_strings_cut_the_text(embedded_backend):
+    out = embedded_backend.generate(CHATS[:1], SamplingParams(temperature=0, max_tokens=64, stop=("Paris",)), progress=False)
+    sample = out[0].samples[0]
+    assert "Paris" not in sample.text and sample.finish_reason == "stop"
+
+
+def test_allowed_tokens_constrain_the_answer(embedded_backend):
+    chat = [
+        {"role": "user", "content": "Which is a fruit?\nA. Car\nB. Apple\nC. Rock"},
+        {"role": "assistant", "content": "The answer is"},
+    ]
+    params = SamplingParams(temperature=0, max_tokens=1, allowed_tokens=("A", "B", "C"))
+    out = embedded_backend.generate([chat], params, progress=False)
+    assert out[0].samples[0].text.strip() in {"A", "B", "C"}
+    # Sampling too stays inside the allowed set.
+    sampled = embedded_backend.generate([chat], SamplingParams(n=6, max_tokens=1, allowed_tokens=("A", "B", "C")), progress=False)
+    assert {s.text.strip() for s in sampled[0].samples} <= {"A", "B", "C"}
+
+
+def test_raw_prompts_and_invalid_params(embedded_backend):
+    out = embedded_backend.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=4), progress=False)
+    assert out[0].samples[0].text.strip()
+    with pytest.raises(ValueError, match="n must be"):
+        SamplingParams(n=0)
+    with pytest.raises(ValueError, match="top_p"):
+        SamplingParams(top_p=0)
+    with pytest.raises(ValueError, match="seeds"):
+        embedded_backend.generate(CHATS, SamplingParams(max_tokens=2), seeds=[1], progress=False)
