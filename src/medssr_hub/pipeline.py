@@ -62,14 +62,19 @@ class DemoConfig:
 
 
 def benchmarks_dir(configured: str | None = None) -> Path:
-    candidates = [configured, os.environ.get(BENCHMARKS_ENV), "../shared/benchmarks"]
-    for c in candidates:
-        if c and Path(c).is_dir():
-            return Path(c)
-    raise FileNotFoundError(
-        f"No benchmarks folder: set {BENCHMARKS_ENV} (or benchmarks_dir in the config) to a folder of "
-        "MedSSR-format JSON files (id, question with 'A. ...' option lines, gold)."
+    """The configured folder, else $MEDSSR_BENCHMARKS_DIR, else ../shared/benchmarks; a named one must exist."""
+    hint = (
+        f"set {BENCHMARKS_ENV} (or benchmarks_dir in the config) to a folder of MedSSR-format JSON files "
+        "(id, question with 'A. ...' option lines, gold)"
     )
+    named = configured or os.environ.get(BENCHMARKS_ENV)
+    if named:
+        if not Path(named).is_dir():
+            raise FileNotFoundError(f"No benchmarks folder at {named}: {hint}")
+        return Path(named)
+    if Path("../shared/benchmarks").is_dir():
+        return Path("../shared/benchmarks")
+    raise FileNotFoundError(f"No benchmarks folder: {hint}")
 
 
 def load_demo_questions(cfg: DemoConfig) -> list[MCQRecord]:
