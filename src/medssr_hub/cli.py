@@ -34,6 +34,34 @@ def _embedded_model(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish(args: argparse.Namespace) -> int:
+    from medssr_hub.hub import publish
+
+    result = publish(
+        args.path,
+        args.repo_id,
+        args.version,
+        repo_type=args.repo_type,
+        hub=args.hub,
+        private=args.private,
+        branch=args.branch,
+        message=args.message,
+    )
+    state = "published" if result.created else "already published (same content)"
+    print(
+        f"{result.repo_type} {result.repo_id}@{result.version} {state}: commit {result.commit[:12]} at {result.location}"
+    )
+    return 0
+
+
+def _pull(args: argparse.Namespace) -> int:
+    from medssr_hub.hub import open_hub
+
+    path = open_hub(args.hub).pull(args.repo_id, args.revision, repo_type=args.repo_type, output=args.output)
+    print(path)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medssr-hub", description=__doc__)
     parser.add_argument("--version", action="version", version=f"medssr-hub {__version__}")
@@ -53,6 +81,26 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--output", help="output folder")
     demo.set_defaults(func=_demo)
 
+    hub_help = "a local hub folder, 'hf' (the Hub at HF_ENDPOINT), or an http(s) endpoint; default: local hub"
+    pub = sub.add_parser("publish", help="publish a folder as an immutable version of a Hub repo")
+    pub.add_argument("path")
+    pub.add_argument("--repo-id", required=True)
+    pub.add_argument("--version", required=True, help="vX.Y.Z")
+    pub.add_argument("--repo-type", default="dataset", choices=["dataset", "model"])
+    pub.add_argument("--hub", help=hub_help)
+    pub.add_argument("--private", action="store_true")
+    pub.add_argument("--branch", help="commit to this branch instead of main")
+    pub.add_argument("--message", help="commit message")
+    pub.set_defaults(func=_publish)
+
+    pull = sub.add_parser("pull", help="download a repo at a revision (tag, branch or commit)")
+    pull.add_argument("repo_id")
+    pull.add_argument("--revision", default="main")
+    pull.add_argument("--repo-type", default="dataset", choices=["dataset", "model"])
+    pull.add_argument("--hub", help=hub_help)
+    pull.add_argument("--output", help="copy the files here (default: print where they are)")
+    pull.set_defaults(func=_pull)
+
     em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
     em.set_defaults(func=_embedded_model)
     return parser
@@ -68,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted; finished work is on disk and a rerun resumes from it", file=sys.stderr)
         return 130
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
+    except (FileNotFoundError, ValueError, RuntimeError, KeyError) as e:
         print(f"medssr-hub: error: {e}", file=sys.stderr)
         return 2
 

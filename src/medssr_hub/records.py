@@ -247,7 +247,7 @@ def _read_parquet(path: Path) -> Iterator[Any]:
 READERS = {".json": _read_json, ".jsonl": _read_jsonl, ".parquet": _read_parquet}
 
 
-def _iter_source(source: str, revision: str | None, split: str | None) -> Iterator[Any]:
+def _iter_source(source: str, revision: str | None, split: str | None, hub: str | None) -> Iterator[Any]:
     path = Path(source).expanduser()
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in READERS and p.name != "rejected.jsonl")
@@ -267,15 +267,22 @@ def _iter_source(source: str, revision: str | None, split: str | None) -> Iterat
     if re.fullmatch(r"[\w.-]+/[\w.-]+", source):
         from medssr_hub.hub import load_hub_dataset
 
-        yield from load_hub_dataset(source, revision=revision, split=split)
+        yield from load_hub_dataset(source, revision=revision, split=split, hub=hub)
         return
     raise FileNotFoundError(f"{source}: no such file or folder, and not a Hub dataset id (ORG/NAME)")
 
 
 def load_records(
-    source: str | Path, revision: str | None = None, split: str | None = None, source_name: str | None = None
+    source: str | Path,
+    revision: str | None = None,
+    split: str | None = None,
+    source_name: str | None = None,
+    hub: str | None = None,
 ) -> tuple[list[MCQRecord], LoadReport]:
-    """Load MCQ records from a file, a folder or a Hub dataset id (pinned to `revision`).
+    """Load MCQ records from a file, a folder or a dataset repo id (pinned to `revision`).
+
+    A repo id is read from `hub` (see `medssr_hub.hub.open_hub`); without one, from the local hub if it
+    holds the repo, else from the Hub.
 
     Bad rows are counted by reason in the returned report, never fatal; a source that is not what it
     claims raises `RecordFormatError`. Duplicate ids keep the first row.
@@ -285,7 +292,7 @@ def load_records(
     report = LoadReport(source=source, revision=revision)
     records: list[MCQRecord] = []
     seen: set[str] = set()
-    for index, row in enumerate(_iter_source(source, revision, split)):
+    for index, row in enumerate(_iter_source(source, revision, split, hub)):
         record = normalize_row(row, index, name, report)
         if record is None:
             continue

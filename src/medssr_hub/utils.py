@@ -10,6 +10,20 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx: network errors of either
+    from httpx2 import TransportError
+except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    from httpx import TransportError
+
+__all__ = [
+    "TransportError",
+    "atomic_write_json",
+    "atomic_write_jsonl",
+    "atomic_write_text",
+    "read_jsonl",
+    "setup_logging",
+]
+
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write to a temporary file in the same folder, fsync, then rename over `path`."""

@@ -29,11 +29,7 @@ from medssr_hub.generation.base import (
     prompt_seeds,
     sample_seed,
 )
-
-try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx.
-    from httpx2 import TransportError
-except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
-    from httpx import TransportError
+from medssr_hub.utils import TransportError
 
 logger = logging.getLogger(__name__)
 

@@ -1,33 +1,124 @@
-"""All Hub I/O goes through this package (reading datasets now; publishing arrives with its issue)."""
+"""All Hub I/O goes through this package: publishing versioned artefacts and reading them back.
+
+Two targets behind one API (`Hub`): a local hub root, the offline default, and the Hugging Face Hub (or
+any server speaking its API). `open_hub(uri)` picks one: nothing or a folder path -> local hub;
+`hf` -> the Hub at HF_ENDPOINT (huggingface.co by default); an http(s) URL -> that endpoint.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
+from medssr_hub.hub.common import MANIFEST, Hub, HubError, PublishResult, VersionExistsError, build_manifest
+from medssr_hub.hub.local import LocalHub
+
 logger = logging.getLogger(__name__)
+HUB_ROOT_ENV = "MEDSSR_HUB_ROOT"
+
+
+def default_hub_root() -> Path:
+    """$MEDSSR_HUB_ROOT, else the `hub` folder of the medssr-hub cache."""
+    if os.environ.get(HUB_ROOT_ENV):
+        return Path(os.environ[HUB_ROOT_ENV]).expanduser()
+    from medssr_hub.modeling import cache_dir
+
+    return cache_dir() / "hub"
+
+
+def open_hub(uri: str | Path | None = None, token: str | None = None) -> Hub:
+    if uri is None or str(uri) in ("", "local"):
+        return LocalHub(default_hub_root())
+    uri = str(uri)
+    if uri in ("hf", "hub", "huggingface"):
+        from medssr_hub.hub.remote import RemoteHub
+
+        return RemoteHub(None, token=token)
+    if uri.startswith(("http://", "https://")):
+        from medssr_hub.hub.remote import RemoteHub
+
+        return RemoteHub(uri, token=token)
+    return LocalHub(uri.removeprefix("file://"))
+
+
+def publish(
+    folder: str | Path,
+    repo_id: str,
+    version: str,
+    *,
+    card=None,
+    repo_type: str = "dataset",
+    hub: str | None = None,
+    private: bool = False,
+    branch: str | None = None,
+    message: str | None = None,
+    token: str | None = None,
+) -> PublishResult:
+    """Write the card (checked first) as the folder's README.md, then publish the folder as `version`."""
+    if card is not None:
+        from medssr_hub.hub.cards import card_problems
+
+        problems = card_problems(card, folder)
+        if problems:
+            raise ValueError(f"card for {repo_id} is not publishable: {'; '.join(problems)}")
+        card.save(Path(folder) / "README.md")
+    return open_hub(hub, token=token).publish(
+        folder, repo_id, version, repo_type=repo_type, private=private, branch=branch, message=message
+    )
+
+
+def pull_dataset(repo_id: str, revision: str | None = None, hub: str | None = None) -> Path:
+    """A dataset repo's files at `revision`. Without `hub`: the local hub if it holds the repo, else the Hub."""
+    target = open_hub(hub)
+    if hub is None and isinstance(target, LocalHub) and not target.exists(repo_id, "dataset"):
+        target = open_hub("hf")
+    return target.pull(repo_id, revision or "main", repo_type="dataset")
 
 
 def load_hub_dataset(
-    repo_id: str, revision: str | None = None, split: str | None = None
+    repo_id: str, revision: str | None = None, split: str | None = None, hub: str | None = None
 ) -> Iterator[dict[str, Any]]:
-    """Rows of a Hub dataset pinned to `revision` (HF_ENDPOINT and the token are honoured by `datasets`).
+    """Rows of a dataset repo pinned to `revision`, read with `datasets` from the pulled files.
 
-    Without `split`, the `test` split is read if present, else `train`, else the only split.
+    Without `split`: `test` if present, else `train`, else the only split.
     """
     from datasets import load_dataset
 
-    try:
-        dsd = load_dataset(repo_id, revision=revision)
-    except Exception as e:  # datasets raises many types (offline, 404, auth); keep the cause, say what to do
-        raise FileNotFoundError(
-            f"could not load Hub dataset {repo_id!r} (revision {revision or 'main'}): {e}. "
-            "Offline? Pass a local file or folder instead, or set HF_ENDPOINT to a reachable hub."
-        ) from e
+    folder = pull_dataset(repo_id, revision, hub)
+    files = sorted(
+        p for p in folder.rglob("*") if p.suffix in (".parquet", ".jsonl", ".json") and p.name != MANIFEST
+    )
+    if not files:
+        raise HubError(f"{repo_id}@{revision or 'main'} holds no parquet/json data files")
+    builder = "parquet" if files[0].suffix == ".parquet" else "json"
+    by_split: dict[str, list[str]] = {}
+    for f in files:
+        if f.suffix == files[0].suffix:
+            name = next((s for s in ("train", "test", "validation", "rejected") if s in f.stem), "train")
+            by_split.setdefault(name, []).append(str(f))
+    by_split.pop("rejected", None)
+    dsd = load_dataset(builder, data_files=by_split)
     if split is None:
         split = next((s for s in ("test", "train") if s in dsd), None) or next(iter(dsd))
     if split not in dsd:
         raise KeyError(f"{repo_id} has no split {split!r}; it has {sorted(dsd)}")
     logger.info("Reading %s@%s split %s (%d rows)", repo_id, revision or "main", split, len(dsd[split]))
     yield from dsd[split]
+
+
+__all__ = [
+    "Hub",
+    "HubError",
+    "LocalHub",
+    "PublishResult",
+    "VersionExistsError",
+    "build_manifest",
+    "default_hub_root",
+    "load_hub_dataset",
+    "open_hub",
+    "publish",
+    "pull_dataset",
+]

@@ -1,0 +1,185 @@
+"""Dataset and model cards from the templates in `dataset_cards/` and `model_cards/`.
+
+Each stage passes what it knows (config, models, seeds, counts, rejections, rare ratio, evaluation table,
+plots); the YAML metadata follows the Hub's card schema so that the Hub indexes the artefact properly.
+Secrets never reach a card: config keys that look like credentials are redacted, and `card_problems`
+refuses a card that contains something shaped like an HF token.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
+
+from medssr_hub import __version__
+
+CARDS_ENV = "MEDSSR_CARDS_DIR"
+SECRET_KEY = re.compile(r"token|secret|password|api[_-]?key|authorization", re.I)
+TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
+SIZE_CATEGORIES = [
+    (1_000, "n<1K"),
+    (10_000, "1K<n<10K"),
+    (100_000, "10K<n<100K"),
+    (1_000_000, "100K<n<1M"),
+    (10_000_000, "1M<n<10M"),
+]
+BASE_TAGS = ["medical", "medssr", "medssr-hub"]
+
+
+def templates_dir(kind: str) -> Path:
+    """`dataset_cards/` or `model_cards/` at the project root (or under $MEDSSR_CARDS_DIR)."""
+    folder = f"{kind}_cards"
+    roots = [Path(os.environ[CARDS_ENV])] if os.environ.get(CARDS_ENV) else []
+    roots.append(Path(__file__).resolve().parents[3])
+    for root in roots:
+        if (root / folder).is_dir():
+            return root / folder
+    raise FileNotFoundError(f"card templates folder {folder}/ not found; set {CARDS_ENV} to the project root")
+
+
+def size_category(num_rows: int) -> str:
+    return next((name for limit, name in SIZE_CATEGORIES if num_rows < limit), "10M<n<100M")
+
+
+def redact(config: Any) -> Any:
+    """A copy of a config with credential-like keys replaced, at any depth."""
+    if isinstance(config, Mapping):
+        return {k: "<redacted>" if SECRET_KEY.search(str(k)) else redact(v) for k, v in config.items()}
+    if isinstance(config, list | tuple):
+        return [redact(v) for v in config]
+    return config
+
+
+def _config_yaml(config: Mapping[str, Any] | None) -> str | None:
+    if not config:
+        return None
+    return yaml.safe_dump(redact(dict(config)), sort_keys=False, allow_unicode=True)
+
+
+def dataset_card(
+    *,
+    repo_id: str,
+    version: str,
+    pretty_name: str,
+    summary: str,
+    stage: str,
+    num_rows: int,
+    data_files: Mapping[str, str],
+    provenance: Mapping[str, Any] | None = None,
+    counts: Mapping[str, Any] | None = None,
+    rejections: Mapping[str, int] | None = None,
+    rare_ratio: float | None = None,
+    evaluation: str | None = None,
+    plots: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: list[str] | tuple[str, ...] = (),
+    license: str = "apache-2.0",
+    source_datasets: list[str] | None = None,
+) -> DatasetCard:
+    data = DatasetCardData(
+        license=license,
+        language=["en"],
+        pretty_name=pretty_name,
+        tags=[*BASE_TAGS, *tags],
+        task_categories=["question-answering", "multiple-choice"],
+        size_categories=[size_category(num_rows)],
+        source_datasets=source_datasets,
+        configs=[
+            {
+                "config_name": "default",
+                "data_files": [{"split": split, "path": path} for split, path in data_files.items()],
+            }
+        ],
+    )
+    return DatasetCard.from_template(
+        data,
+        template_path=str(templates_dir("dataset") / "dataset_card.md"),
+        pretty_name=pretty_name,
+        summary=summary,
+        medssr_version=__version__,
+        stage=stage,
+        repo_id=repo_id,
+        version=version,
+        num_rows=num_rows,
+        provenance=dict(redact(dict(provenance or {}))),
+        counts=dict(counts or {}),
+        rejections=dict(rejections or {}),
+        rare_ratio=rare_ratio,
+        evaluation=evaluation,
+        plots=dict(plots or {}),
+        config=_config_yaml(config),
+    )
+
+
+def model_card(
+    *,
+    repo_id: str,
+    version: str,
+    pretty_name: str,
+    summary: str,
+    stage: str,
+    base_model: str,
+    datasets: list[tuple[str, str]] = (),
+    provenance: Mapping[str, Any] | None = None,
+    training: Mapping[str, Any] | None = None,
+    evaluation: str | None = None,
+    plots: Mapping[str, str] | None = None,
+    config: Mapping[str, Any] | None = None,
+    tags: list[str] | tuple[str, ...] = (),
+    license: str = "apache-2.0",
+) -> ModelCard:
+    data = ModelCardData(
+        license=license,
+        language=["en"],
+        base_model=base_model,
+        datasets=[d for d, _ in datasets] or None,
+        tags=[*BASE_TAGS, *tags],
+        library_name="transformers",
+        pipeline_tag="text-generation",
+    )
+    return ModelCard.from_template(
+        data,
+        template_path=str(templates_dir("model") / "model_card.md"),
+        pretty_name=pretty_name,
+        summary=summary,
+        medssr_version=__version__,
+        stage=stage,
+        repo_id=repo_id,
+        version=version,
+        base_model=base_model,
+        dataset_revisions=[{"id": d, "revision": r} for d, r in datasets],
+        provenance=dict(redact(dict(provenance or {}))),
+        training=dict(training or {}),
+        evaluation=evaluation,
+        plots=dict(plots or {}),
+        config=_config_yaml(config),
+    )
+
+
+def card_problems(card: DatasetCard | ModelCard, folder: str | Path | None = None) -> list[str]:
+    """Offline checks before a publish: required metadata, data files that exist, no token-shaped text."""
+    problems = []
+    meta = card.data.to_dict()
+    for key in ("license", "tags"):
+        if not meta.get(key):
+            problems.append(f"metadata lacks {key!r}")
+    if isinstance(card, DatasetCard):
+        for key in ("task_categories", "size_categories", "configs"):
+            if not meta.get(key):
+                problems.append(f"metadata lacks {key!r}")
+        if folder is not None:
+            for config in meta.get("configs") or []:
+                for entry in config.get("data_files") or []:
+                    if not list(Path(folder).glob(entry["path"])):
+                        problems.append(f"data_files path {entry['path']!r} matches no file in {folder}")
+    elif not meta.get("base_model"):
+        problems.append("metadata lacks 'base_model'")
+    if TOKEN_SHAPE.search(str(card)):
+        problems.append("the card contains something shaped like an HF token")
+    return problems

@@ -1,0 +1,105 @@
+"""What both hub targets share: versions, content manifests, errors, the result of a publish."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+MANIFEST = "medssr_manifest.json"  # written into every published folder: the content id of the version
+VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
+REPO_TYPES = ("dataset", "model")
+REPO_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
+
+
+class HubError(RuntimeError):
+    """A publish or pull that failed: it names the repo and the target, never the token."""
+
+
+class VersionExistsError(HubError):
+    """The version is already published with other content: versions are immutable."""
+
+
+def check_version(version: str) -> str:
+    if not VERSION_RE.match(version):
+        raise ValueError(f"version must look like v1.2.3, got {version!r}")
+    return version
+
+
+def check_repo(repo_id: str, repo_type: str) -> None:
+    if not REPO_ID_RE.match(repo_id):
+        raise ValueError(f"repo id must look like ORG/NAME, got {repo_id!r}")
+    if repo_type not in REPO_TYPES:
+        raise ValueError(f"repo type must be one of {REPO_TYPES}, got {repo_type!r}")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def folder_files(folder: Path) -> list[Path]:
+    """Files a publish carries: everything below the folder but the manifest and hidden/cache entries."""
+    files = []
+    for p in sorted(folder.rglob("*")):
+        rel = p.relative_to(folder)
+        if p.is_file() and rel.name != MANIFEST and not any(part.startswith(".") for part in rel.parts):
+            files.append(p)
+    return files
+
+
+def build_manifest(folder: str | Path) -> dict:
+    """sha256 and size of every file, and one content id over them: equal content, equal id."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a folder")
+    files = {
+        p.relative_to(folder).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+        for p in folder_files(folder)
+    }
+    if not files:
+        raise ValueError(f"{folder}: nothing to publish (empty folder)")
+    content_id = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
+    return {"content_id": content_id, "files": files}
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    repo_id: str
+    repo_type: str
+    version: str
+    commit: str
+    content_id: str
+    created: bool  # False: the same content was already published under this version (a no-op)
+    location: str  # a folder for the local hub, a URL for the Hub
+
+
+class Hub(Protocol):
+    """Both targets: a local hub root (offline default) and a Hub endpoint (huggingface.co or HF_ENDPOINT)."""
+
+    def publish(
+        self,
+        folder: str | Path,
+        repo_id: str,
+        version: str,
+        repo_type: str = "dataset",
+        private: bool = False,
+        branch: str | None = None,
+        message: str | None = None,
+    ) -> PublishResult: ...
+
+    def pull(
+        self,
+        repo_id: str,
+        revision: str = "main",
+        repo_type: str = "dataset",
+        output: str | Path | None = None,
+    ) -> Path: ...
+
+    def versions(self, repo_id: str, repo_type: str = "dataset") -> dict[str, str]: ...

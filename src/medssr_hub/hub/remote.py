@@ -1,0 +1,189 @@
+"""The Hugging Face Hub (or any server speaking its API, via HF_ENDPOINT or an explicit endpoint).
+
+One publish = one commit (atomic on the Hub) that makes the repo tree exactly the published folder, then
+a tag for the version. A failure before the tag leaves no version behind, so retrying is always safe.
+The token comes from the argument, HF_TOKEN or the huggingface_hub login; it is never logged.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, hf_hub_download
+from huggingface_hub import snapshot_download as hf_snapshot_download
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+
+from medssr_hub.hub.common import (
+    MANIFEST,
+    HubError,
+    PublishResult,
+    VersionExistsError,
+    build_manifest,
+    check_repo,
+    check_version,
+    folder_files,
+)
+from medssr_hub.utils import TransportError
+
+logger = logging.getLogger(__name__)
+KEEP_ON_HUB = {".gitattributes"}
+
+
+def _describe(error: BaseException) -> str:
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}{f' (HTTP {status})' if status else ''}: {first}"[:300]
+
+
+class RemoteHub:
+    def __init__(self, endpoint: str | None = None, token: str | None = None):
+        self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
+        self._token = token  # None: HF_TOKEN or the login, resolved by huggingface_hub
+        self.api = HfApi(endpoint=self.endpoint, token=token)
+
+    def __repr__(self) -> str:  # never show the token
+        return f"RemoteHub({self.endpoint!r})"
+
+    def _fail(self, action: str, error: BaseException) -> HubError:
+        return HubError(f"{action} on {self.endpoint} failed: {_describe(error)}")
+
+    def _remote_manifest(self, repo_id: str, repo_type: str, revision: str) -> dict | None:
+        try:
+            path = hf_hub_download(
+                repo_id,
+                MANIFEST,
+                repo_type=repo_type,
+                revision=revision,
+                endpoint=self.endpoint,
+                token=self._token,
+            )
+        except EntryNotFoundError:
+            return None
+        return json.loads(Path(path).read_text())
+
+    def publish(
+        self,
+        folder: str | Path,
+        repo_id: str,
+        version: str,
+        repo_type: str = "dataset",
+        private: bool = False,
+        branch: str | None = None,
+        message: str | None = None,
+    ) -> PublishResult:
+        check_version(version)
+        check_repo(repo_id, repo_type)
+        folder = Path(folder)
+        manifest = build_manifest(folder)
+        action = f"publishing {repo_type} {repo_id}@{version}"
+        try:
+            self.api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+            refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
+            tags = {t.name: t.target_commit for t in refs.tags}
+            if version in tags:
+                remote = self._remote_manifest(repo_id, repo_type, tags[version])
+                if remote is not None and remote["content_id"] == manifest["content_id"]:
+                    logger.info(
+                        "%s %s@%s is already published with this content: nothing to do",
+                        repo_type,
+                        repo_id,
+                        version,
+                    )
+                    return PublishResult(
+                        repo_id,
+                        repo_type,
+                        version,
+                        tags[version],
+                        manifest["content_id"],
+                        False,
+                        self._url(repo_id, repo_type),
+                    )
+                raise VersionExistsError(
+                    f"{repo_type} {repo_id}@{version} is already published on {self.endpoint} with other content "
+                    f"(commit {tags[version][:12]}); versions are immutable: publish a new version"
+                )
+            revision = branch or "main"
+            if branch and branch not in {b.name for b in refs.branches}:
+                self.api.create_branch(repo_id, branch=branch, repo_type=repo_type, exist_ok=True)
+            files = {p.relative_to(folder).as_posix(): p for p in folder_files(folder)}
+            current = set(self.api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
+            operations = [
+                CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in files.items()
+            ]
+            operations.append(
+                CommitOperationAdd(
+                    path_in_repo=MANIFEST, path_or_fileobj=json.dumps(manifest, indent=2).encode()
+                )
+            )
+            # The tree of the version is exactly the folder: files of the previous version that are gone go.
+            operations += [
+                CommitOperationDelete(path_in_repo=path)
+                for path in sorted(current - set(files) - {MANIFEST} - KEEP_ON_HUB)
+            ]
+            info = self.api.create_commit(
+                repo_id,
+                operations,
+                commit_message=message or f"Publish {version}",
+                repo_type=repo_type,
+                revision=revision,
+            )
+            self.api.create_tag(
+                repo_id, tag=version, revision=info.oid, repo_type=repo_type, tag_message=message or version
+            )
+        except HubError:
+            raise
+        except (HfHubHTTPError, OSError, TransportError) as e:
+            raise HubError(
+                f"{action} on {self.endpoint} failed: {_describe(e)}; no version was tagged, retrying is safe"
+            ) from e
+        logger.info(
+            "Published %s %s@%s (commit %s) to %s", repo_type, repo_id, version, info.oid[:12], self.endpoint
+        )
+        return PublishResult(
+            repo_id, repo_type, version, info.oid, manifest["content_id"], True, self._url(repo_id, repo_type)
+        )
+
+    def _url(self, repo_id: str, repo_type: str) -> str:
+        prefix = "datasets/" if repo_type == "dataset" else ""
+        return f"{self.endpoint}/{prefix}{repo_id}"
+
+    def pull(
+        self,
+        repo_id: str,
+        revision: str = "main",
+        repo_type: str = "dataset",
+        output: str | Path | None = None,
+    ) -> Path:
+        check_repo(repo_id, repo_type)
+        try:
+            path = hf_snapshot_download(
+                repo_id,
+                repo_type=repo_type,
+                revision=revision or "main",
+                local_dir=output,
+                endpoint=self.endpoint,
+                token=self._token,
+            )
+        except (RepositoryNotFoundError, RevisionNotFoundError) as e:
+            raise HubError(
+                f"{repo_type} {repo_id}@{revision} not found on {self.endpoint}: {_describe(e)}"
+            ) from e
+        except (HfHubHTTPError, OSError, TransportError) as e:
+            raise self._fail(f"pulling {repo_type} {repo_id}@{revision}", e) from e
+        logger.info("Read %s %s@%s from %s into %s", repo_type, repo_id, revision, self.endpoint, path)
+        return Path(path)
+
+    def versions(self, repo_id: str, repo_type: str = "dataset") -> dict[str, str]:
+        try:
+            return {
+                t.name: t.target_commit for t in self.api.list_repo_refs(repo_id, repo_type=repo_type).tags
+            }
+        except (HfHubHTTPError, OSError, TransportError) as e:
+            raise self._fail(f"listing versions of {repo_type} {repo_id}", e) from e

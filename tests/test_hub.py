@@ -1,0 +1,262 @@
+"""Publishing and reading back versions: the local hub, and the real huggingface_hub client over HTTP."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import pytest
+from datasets import load_dataset
+
+from medssr_hub.hub import HubError, LocalHub, VersionExistsError, open_hub, publish
+from medssr_hub.hub.cards import card_problems, dataset_card, model_card
+from medssr_hub.records import load_records, records_to_dataset
+from tests.fake_hub import FakeHub
+
+TOKEN = "hf_" + "T0ken" * 6
+
+
+@pytest.fixture
+def fake_hub():
+    hub = FakeHub(token=TOKEN)
+    yield hub
+    hub.close()
+
+
+@pytest.fixture
+def dataset_folder(tmp_path, benchmarks_dir):
+    """A real dataset folder: 40 PubMedQA records as parquet, plus a card."""
+    records, _ = load_records(benchmarks_dir / "pubmedqa.json")
+    folder = tmp_path / "artefact"
+    records_to_dataset(records[:40]).to_parquet(folder / "data" / "train-00000.parquet")
+    return folder, records[:40]
+
+
+def card_for(folder, version="v1.0.0", **extra):
+    return dataset_card(
+        repo_id="medssr/pubmedqa-sample",
+        version=version,
+        pretty_name="PubMedQA sample",
+        summary="40 questions.",
+        stage="test",
+        num_rows=40,
+        data_files={"train": "data/train-*.parquet"},
+        provenance={"seed": 42},
+        counts={"rows": 40},
+        config={"alpha": 0.3, "hub_token": TOKEN},
+        **extra,
+    )
+
+
+def rows_at(folder):
+    files = sorted(str(p) for p in folder.rglob("*.parquet"))
+    return load_dataset("parquet", data_files=files, split="train").to_list()
+
+
+# -- the local hub ------------------------------------------------------------------------------------
+def test_local_versions_are_immutable_and_pinned(tmp_path, dataset_folder):
+    folder, records = dataset_folder
+    hub = LocalHub(tmp_path / "hub")
+    first = publish(folder, "medssr/pubmedqa-sample", "v1.0.0", card=card_for(folder), hub=str(hub.root))
+    assert first.created
+    again = hub.publish(folder, "medssr/pubmedqa-sample", "v1.0.0")
+    assert not again.created and again.commit == first.commit
+    rows_v1 = rows_at(hub.pull("medssr/pubmedqa-sample", "v1.0.0"))
+
+    records_to_dataset(records[:10]).to_parquet(folder / "data" / "train-00000.parquet")
+    with pytest.raises(VersionExistsError, match="immutable"):
+        hub.publish(folder, "medssr/pubmedqa-sample", "v1.0.0")
+    second = hub.publish(folder, "medssr/pubmedqa-sample", "v1.1.0")
+    assert second.commit != first.commit
+    assert hub.versions("medssr/pubmedqa-sample") == {"v1.0.0": first.commit, "v1.1.0": second.commit}
+
+    # A pinned reader gets the same rows every time, whatever was published after.
+    assert rows_at(hub.pull("medssr/pubmedqa-sample", "v1.0.0")) == rows_v1
+    assert len(rows_v1) == 40 and len(rows_at(hub.pull("medssr/pubmedqa-sample", "main"))) == 10
+    assert len(rows_at(hub.pull("medssr/pubmedqa-sample", first.commit[:8]))) == 40
+    loaded, _ = load_records("medssr/pubmedqa-sample", revision="v1.0.0", hub=str(hub.root))
+    assert loaded == records
+    with pytest.raises(HubError, match="no revision 'v9.9.9'"):
+        hub.pull("medssr/pubmedqa-sample", "v9.9.9")
+
+
+def test_local_branch_publish_leaves_main_alone(tmp_path, dataset_folder):
+    folder, _ = dataset_folder
+    hub = LocalHub(tmp_path)
+    main = hub.publish(folder, "medssr/m", "v1.0.0", repo_type="model")
+    (folder / "step.txt").write_text("step 100")
+    step = hub.publish(folder, "medssr/m", "v1.0.1", repo_type="model", branch="step-100")
+    assert hub.resolve("medssr/m", "main", "model") == main.commit
+    assert hub.resolve("medssr/m", "step-100", "model") == step.commit
+
+
+def test_local_crash_mid_publish_leaves_no_version(tmp_path, dataset_folder, monkeypatch):
+    folder, _ = dataset_folder
+    hub = LocalHub(tmp_path)
+    hub.publish(folder, "medssr/ds", "v1.0.0")
+    (folder / "extra.txt").write_text("more")
+
+    import medssr_hub.hub.local as local
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(local, "atomic_write_json", crash)
+    with pytest.raises(OSError, match="disk full"):
+        hub.publish(folder, "medssr/ds", "v1.1.0")
+    monkeypatch.undo()
+    assert set(hub.versions("medssr/ds")) == {"v1.0.0"}
+    assert not list((tmp_path / "datasets/medssr/ds/snapshots").glob(".tmp-*"))
+    assert hub.publish(folder, "medssr/ds", "v1.1.0").created  # retrying succeeds
+
+
+def test_bad_arguments(tmp_path, dataset_folder):
+    folder, _ = dataset_folder
+    hub = LocalHub(tmp_path)
+    with pytest.raises(ValueError, match="v1.2.3"):
+        hub.publish(folder, "medssr/ds", "1.0")
+    with pytest.raises(ValueError, match="ORG/NAME"):
+        hub.publish(folder, "no-org", "v1.0.0")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="nothing to publish"):
+        hub.publish(tmp_path / "empty", "medssr/ds", "v1.0.0")
+    with pytest.raises(HubError, match="not in the local hub"):
+        hub.pull("medssr/none")
+
+
+# -- cards ----------------------------------------------------------------------------------------------
+def test_cards_carry_metadata_and_never_secrets(dataset_folder, fake_hub, monkeypatch):
+    folder, _ = dataset_folder
+    card = card_for(folder, rejections={"no_options": 2}, rare_ratio=0.031)
+    text = str(card)
+    assert TOKEN not in text and "<redacted>" in text
+    assert card.data.size_categories == ["n<1K"] and card.data.license == "apache-2.0"
+    assert "| no_options | 2 |" in text and "3.1%" in text
+    assert card_problems(card, folder) == []
+    assert card_problems(card, folder / "data") == [
+        "data_files path 'data/train-*.parquet' matches no file in " + str(folder / "data")
+    ]
+    leaky = card_for(folder, evaluation=f"token {TOKEN}")
+    assert "shaped like an HF token" in card_problems(leaky)[0]
+    with pytest.raises(ValueError, match="not publishable"):
+        publish(folder, "medssr/x", "v1.0.0", card=leaky, hub=str(folder.parent / "hub"))
+
+    # The Hub's own metadata validation (served by the test hub) accepts ours and refuses a broken one.
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", fake_hub.url)
+    card.validate("dataset")
+    card.data.size_categories = ["huge"]
+    with pytest.raises(ValueError, match="size_categories"):
+        card.validate("dataset")
+    model = model_card(
+        repo_id="medssr/m",
+        version="v1.0.0",
+        pretty_name="m",
+        summary="s",
+        stage="stage1",
+        base_model="HuggingFaceTB/SmolLM2-135M-Instruct",
+        datasets=[("medssr/ds", "v1.0.0")],
+    )
+    model.validate("model")
+    assert "`medssr/ds` @ `v1.0.0`" in str(model) and card_problems(model) == []
+
+
+# -- the real client over HTTP ----------------------------------------------------------------------
+def test_remote_publish_pull_and_immutability(tmp_path, dataset_folder, fake_hub):
+    folder, records = dataset_folder
+    first = publish(folder, "medssr/ds", "v1.0.0", card=card_for(folder), hub=fake_hub.url, token=TOKEN)
+    assert first.created and first.location == f"{fake_hub.url}/datasets/medssr/ds"
+    hub = open_hub(fake_hub.url, token=TOKEN)
+    assert not hub.publish(folder, "medssr/ds", "v1.0.0").created
+    (folder / "notes.txt").write_text("v2 only")
+    (folder / "data" / "train-00000.parquet").unlink()
+    records_to_dataset(records[:5]).to_parquet(folder / "data" / "train-00000.parquet")
+    with pytest.raises(VersionExistsError):
+        hub.publish(folder, "medssr/ds", "v1.0.0")
+    second = hub.publish(folder, "medssr/ds", "v2.0.0")
+    assert set(hub.versions("medssr/ds")) == {"v1.0.0", "v2.0.0"}
+
+    v1 = hub.pull("medssr/ds", "v1.0.0", output=tmp_path / "v1")
+    v2 = hub.pull("medssr/ds", "v2.0.0", output=tmp_path / "v2")
+    assert len(rows_at(v1)) == 40 and len(rows_at(v2)) == 5
+    assert not (v1 / "notes.txt").exists() and (v2 / "notes.txt").read_text() == "v2 only"
+    assert rows_at(hub.pull("medssr/ds", "v1.0.0", output=tmp_path / "v1-again")) == rows_at(v1)
+    assert json.loads((v1 / "medssr_manifest.json").read_text())["content_id"] == first.content_id
+    assert second.commit != first.commit
+    loaded, _ = load_records("medssr/ds", revision="v1.0.0", hub=fake_hub.url)
+    assert loaded == records
+
+
+def test_token_from_env_is_sent_never_logged_or_written(
+    tmp_path, dataset_folder, fake_hub, monkeypatch, caplog
+):
+    folder, _ = dataset_folder
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    with caplog.at_level(logging.DEBUG):
+        publish(folder, "medssr/ds", "v1.0.0", card=card_for(folder), hub=fake_hub.url)
+        pulled = open_hub(fake_hub.url).pull("medssr/ds", "v1.0.0", output=tmp_path / "pulled")
+    assert f"Bearer {TOKEN}" in fake_hub.auth_headers
+    assert TOKEN not in caplog.text
+    for path in [*pulled.rglob("*"), *folder.rglob("*")]:
+        if path.is_file():
+            assert TOKEN.encode() not in path.read_bytes(), path
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setenv("HF_HUB_DISABLE_IMPLICIT_TOKEN", "1")
+    with pytest.raises(HubError, match="401"):
+        open_hub(fake_hub.url, token="hf_wrongwrongwrongwrongwrong").publish(folder, "medssr/other", "v1.0.0")
+
+
+@pytest.mark.parametrize("fault", [500, "drop"])
+def test_failed_commit_leaves_no_version_and_retry_succeeds(dataset_folder, fake_hub, fault):
+    folder, _ = dataset_folder
+    hub = open_hub(fake_hub.url, token=TOKEN)
+    fake_hub.faults["commit"] = [fault]
+    with pytest.raises(
+        HubError, match=rf"publishing dataset medssr/ds@v1.0.0 on {fake_hub.url} failed.*retrying is safe"
+    ):
+        hub.publish(folder, "medssr/ds", "v1.0.0")
+    assert hub.versions("medssr/ds") == {}
+    assert hub.publish(folder, "medssr/ds", "v1.0.0").created
+    fake_hub.faults["tag"] = [503]
+    (folder / "more.txt").write_text("x")
+    with pytest.raises(HubError, match="503"):
+        hub.publish(folder, "medssr/ds", "v1.1.0")
+    assert set(hub.versions("medssr/ds")) == {"v1.0.0"}
+    assert hub.publish(folder, "medssr/ds", "v1.1.0").created
+
+
+def test_cli_publish_and_pull_honour_hf_endpoint(tmp_path, dataset_folder, fake_hub):
+    folder, _ = dataset_folder
+    env = {**os.environ, "HF_ENDPOINT": fake_hub.url, "HF_TOKEN": TOKEN}
+    cli = [sys.executable, "-m", "medssr_hub.cli"]
+    out = subprocess.run(
+        [*cli, "publish", str(folder), "--repo-id", "medssr/ds", "--version", "v1.0.0", "--hub", "hf"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "medssr/ds@v1.0.0 published" in out.stdout and TOKEN not in out.stdout + out.stderr
+    assert ("POST", "/api/datasets/medssr/ds/commit/main") in fake_hub.requests
+    out = subprocess.run(
+        [*cli, "pull", "medssr/ds", "--revision", "v1.0.0", "--hub", "hf", "--output", str(tmp_path / "o")],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert (tmp_path / "o" / "data" / "train-00000.parquet").exists()
+    local = tmp_path / "localhub"
+    subprocess.run(
+        [*cli, "publish", str(folder), "--repo-id", "medssr/ds", "--version", "v1.0.0", "--hub", str(local)],
+        check=True,
+        capture_output=True,
+    )
+    bad = subprocess.run(
+        [*cli, "pull", "medssr/ds", "--revision", "v7.0.0", "--hub", str(local)],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "no revision 'v7.0.0'" in bad.stderr
