@@ -10,6 +10,7 @@ import time
 import pytest
 
 from medssr_hub.cli import main
+from medssr_hub.hub import LocalHub
 from medssr_hub.pipeline import DemoConfig
 
 SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24"]
@@ -39,7 +40,9 @@ def read_answers(folder):
 @pytest.mark.slow
 def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir, embedded_dir):
     root = os.path.dirname(os.path.dirname(__file__))
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    hub_root = tmp_path / "hub"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MEDSSR_HUB_ROOT": str(hub_root)}
+    cut_env = {**env, "MEDSSR_HUB_ROOT": str(tmp_path / "hub-cut")}
     full = tmp_path / "full"
     subprocess.run(
         demo_cmd(full, benchmarks_dir, "--batch-size", "4"),
@@ -52,13 +55,15 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     assert set(summary["per_benchmark"]) == {"bioasq", "medbullets", "medmcqa", "medqa", "mmlu", "pubmedqa"}
     assert all(m["items"] == 2 for m in summary["per_benchmark"].values())
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
+    published = LocalHub(hub_root).pull("medssr-hub/demo-answers", "v0.1.0")
+    assert (published / "README.md").read_text().count("| bioasq |") == 1
 
     # Same run, killed with SIGKILL once some questions are on disk.
     cut = tmp_path / "cut"
     proc = subprocess.Popen(
         demo_cmd(cut, benchmarks_dir, "--batch-size", "4"),
         cwd=root,
-        env=env,
+        env=cut_env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -73,14 +78,9 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     assert not (cut / "answers.jsonl").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
-    result = subprocess.run(
-        demo_cmd(cut, benchmarks_dir, "--batch-size", "6"),
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
-        text=True,
-    )
+    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6")
+    result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
     assert f"{before} already generated" in result.stderr
     assert len(gen.read_text().splitlines()) == 12
     resumed, uninterrupted = read_answers(cut), read_answers(full)
@@ -88,6 +88,13 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     for key, row in uninterrupted.items():
         assert resumed[key]["generations"] == row["generations"]
         assert resumed[key]["preds"] == row["preds"]
+    # The published data are byte-identical; running the finished job again publishes nothing new.
+    cut_published = LocalHub(tmp_path / "hub-cut").pull("medssr-hub/demo-answers", "v0.1.0")
+    data = "data/test-00000.parquet"
+    assert (cut_published / data).read_bytes() == (published / data).read_bytes()
+    again = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
+    assert again.returncode == 0 and "12 already generated" in again.stderr
+    assert "already published with this content" in again.stderr
 
 
 def test_changed_settings_are_refused_on_resume(tmp_path, benchmarks_dir):

@@ -19,11 +19,14 @@ def _demo(args: argparse.Namespace) -> int:
         max_tokens=args.max_tokens,
         batch_size=args.batch_size,
         output_dir=args.output,
+        hub=args.hub,
         benchmarks_dir=args.benchmarks_dir,
     )
     summary = run_demo(cfg)
     print(render_summary(summary))
     print(f"Results in {cfg.output_dir}/ (answers.jsonl, summary.json, summary.md)")
+    if summary.get("published"):
+        print(f"Published as {summary['published']}")
     return 0
 
 
@@ -79,6 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch-size", type=int, help="sequences per forward pass")
     demo.add_argument("--benchmarks-dir", help="folder of MedSSR-format JSON files")
     demo.add_argument("--output", help="output folder")
+    demo.add_argument("--hub", help="where to publish: a local hub folder, 'hf', or an http(s) endpoint")
     demo.set_defaults(func=_demo)
 
     hub_help = "a local hub folder, 'hf' (the Hub at HF_ENDPOINT), or an http(s) endpoint; default: local hub"

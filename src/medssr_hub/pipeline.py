@@ -43,6 +43,9 @@ class DemoConfig:
     batch_size: int = 64
     torch_threads: int | None = None
     output_dir: str = "outputs/demo"
+    publish_repo: str | None = "medssr-hub/demo-answers"  # None: do not publish
+    publish_version: str = "v0.1.0"
+    hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
 
     @classmethod
     def from_yaml(cls, path: str | Path | None, **overrides: Any) -> DemoConfig:
@@ -162,7 +165,36 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     summary = summarize(rows, cfg)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", render_summary(summary))
+    if cfg.publish_repo:
+        summary["published"] = publish_answers(rows, summary, cfg)
     return summary
+
+
+def publish_answers(rows: list[dict[str, Any]], summary: dict[str, Any], cfg: DemoConfig) -> str:
+    """Publish the per-question answers and the summary as a versioned dataset with a card."""
+    from datasets import Dataset
+
+    from medssr_hub.hub import publish
+    from medssr_hub.hub.cards import dataset_card
+
+    folder = Path(cfg.output_dir) / "publish"
+    Dataset.from_list(rows).to_parquet(folder / "data" / "test-00000.parquet")
+    card = dataset_card(
+        repo_id=cfg.publish_repo,
+        version=cfg.publish_version,
+        pretty_name="medssr-hub demo answers",
+        summary="Chain-of-thought answers of the policy to benchmark questions, with extracted letters, "
+        "recovery flags and majority votes (the main job of `make demo`).",
+        stage="demo",
+        num_rows=len(rows),
+        data_files={"test": "data/test-*.parquet"},
+        provenance={"policy model": cfg.model, "samples per question": cfg.num_samples, "seed": cfg.seed},
+        counts={"questions": len(rows), "benchmarks": len(summary["per_benchmark"])},
+        evaluation=render_summary(summary),
+        config=asdict(cfg),
+    )
+    result = publish(folder, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
+    return f"{result.repo_id}@{result.version} ({result.location})"
 
 
 def _read_finished(path: Path) -> dict[str, dict[str, Any]]:
