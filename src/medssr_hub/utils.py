@@ -16,6 +16,7 @@ except ImportError:  # pragma: no cover - depends on the installed huggingface_h
     from httpx import TransportError
 
 __all__ = [
+    "describe_error",
     "TransportError",
     "atomic_write_json",
     "atomic_write_jsonl",
@@ -23,6 +24,16 @@ __all__ = [
     "read_jsonl",
     "setup_logging",
 ]
+
+
+def describe_error(error: BaseException) -> str:
+    """One line for logs and error messages: type, HTTP status if any, first line of the message.
+
+    Built from the error alone, never from request headers, so a token cannot leak through it.
+    """
+    status = getattr(getattr(error, "response", None), "status_code", None)
+    first = str(error).splitlines()[0] if str(error) else ""
+    return f"{type(error).__name__}{f' (HTTP {status})' if status else ''}: {first}"[:300]
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

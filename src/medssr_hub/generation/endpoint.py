@@ -29,7 +29,7 @@ from medssr_hub.generation.base import (
     prompt_seeds,
     sample_seed,
 )
-from medssr_hub.utils import TransportError
+from medssr_hub.utils import TransportError, describe_error
 
 logger = logging.getLogger(__name__)
 
@@ -50,12 +50,6 @@ def is_retryable(error: BaseException) -> bool:
         | ConnectionError
         | json.JSONDecodeError,
     )
-
-
-def _describe(error: BaseException) -> str:
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    text = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}{f' (HTTP {status})' if status else ''}: {text}"[:300]
 
 
 class EndpointBackend:
@@ -210,7 +204,7 @@ class EndpointBackend:
             except Exception as error:  # classified below: retried, or raised as GenerationError
                 if not is_retryable(error) or attempt >= self.max_retries:
                     raise GenerationError(
-                        f"endpoint {self.base_url} failed after {attempt + 1} attempt(s): {_describe(error)}"
+                        f"endpoint {self.base_url} failed after {attempt + 1} attempt(s): {describe_error(error)}"
                     ) from error
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random())
                 retry_after = getattr(getattr(error, "response", None), "headers", {}).get("retry-after")
@@ -221,7 +215,7 @@ class EndpointBackend:
                 logger.warning(
                     "endpoint %s: %s; retry %d/%d in %.1fs",
                     self.base_url,
-                    _describe(error),
+                    describe_error(error),
                     attempt,
                     self.max_retries,
                     delay,

@@ -30,16 +30,10 @@ from medssr_hub.hub.common import (
     check_version,
     folder_files,
 )
-from medssr_hub.utils import TransportError
+from medssr_hub.utils import TransportError, describe_error
 
 logger = logging.getLogger(__name__)
 KEEP_ON_HUB = {".gitattributes"}
-
-
-def _describe(error: BaseException) -> str:
-    status = getattr(getattr(error, "response", None), "status_code", None)
-    first = str(error).splitlines()[0] if str(error) else ""
-    return f"{type(error).__name__}{f' (HTTP {status})' if status else ''}: {first}"[:300]
 
 
 class RemoteHub:
@@ -52,7 +46,7 @@ class RemoteHub:
         return f"RemoteHub({self.endpoint!r})"
 
     def _fail(self, action: str, error: BaseException) -> HubError:
-        return HubError(f"{action} on {self.endpoint} failed: {_describe(error)}")
+        return HubError(f"{action} on {self.endpoint} failed: {describe_error(error)}")
 
     def _remote_manifest(self, repo_id: str, repo_type: str, revision: str) -> dict | None:
         try:
@@ -141,7 +135,7 @@ class RemoteHub:
             raise
         except (HfHubHTTPError, OSError, TransportError) as e:
             raise HubError(
-                f"{action} on {self.endpoint} failed: {_describe(e)}; no version was tagged, retrying is safe"
+                f"{action} on {self.endpoint} failed: {describe_error(e)}; no version was tagged, retrying is safe"
             ) from e
         logger.info(
             "Published %s %s@%s (commit %s) to %s", repo_type, repo_id, version, info.oid[:12], self.endpoint
@@ -173,7 +167,7 @@ class RemoteHub:
             )
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:
             raise HubError(
-                f"{repo_type} {repo_id}@{revision} not found on {self.endpoint}: {_describe(e)}"
+                f"{repo_type} {repo_id}@{revision} not found on {self.endpoint}: {describe_error(e)}"
             ) from e
         except (HfHubHTTPError, OSError, TransportError) as e:
             raise self._fail(f"pulling {repo_type} {repo_id}@{revision}", e) from e
