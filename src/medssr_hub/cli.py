@@ -65,6 +65,22 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rare_ratio(args: argparse.Namespace) -> int:
+    from medssr_hub.records import load_records
+    from medssr_hub.synthesis.catalog import RareDiseaseCatalog
+    from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
+
+    catalog = RareDiseaseCatalog(extra=args.catalog or [])
+    matcher = RareDiseaseMatcher(catalog)
+    for dataset in args.datasets:
+        records, _ = load_records(dataset, revision=args.revision, hub=args.hub)
+        result = rare_ratio(records, matcher)
+        print(f"{dataset}: {result.rare}/{result.total} questions name a rare disease = {result.ratio:.1%}")
+        for qid, ids in result.examples.items():
+            print(f"  e.g. {qid}: {', '.join(catalog.by_id[i].name for i in ids)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medssr-hub", description=__doc__)
     parser.add_argument("--version", action="version", version=f"medssr-hub {__version__}")
@@ -104,6 +120,13 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--hub", help=hub_help)
     pull.add_argument("--output", help="copy the files here (default: print where they are)")
     pull.set_defaults(func=_pull)
+
+    rr = sub.add_parser("rare-ratio", help="share of questions that name a rare (ORPHANET) disease")
+    rr.add_argument("datasets", nargs="+", help="files, folders or dataset repo ids")
+    rr.add_argument("--revision")
+    rr.add_argument("--hub", help=hub_help)
+    rr.add_argument("--catalog", action="append", help="extra catalogue JSONL (repeatable)")
+    rr.set_defaults(func=_rare_ratio)
 
     em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
     em.set_defaults(func=_embedded_model)
