@@ -25,6 +25,7 @@ class FaultProxy:
         self.requests = 0
         self.seen_headers: list[dict[str, str]] = []
         self.tgi_payloads: list[dict] = []
+        self.bodies: list[dict] = []  # JSON bodies of forwarded POSTs
         self._lock = threading.Lock()
         proxy = self
 
@@ -58,6 +59,9 @@ class FaultProxy:
                 if action == "garbage":
                     return self._reply(200, b"<html>not json</html>", "application/json")
                 path = self.path
+                if self.command == "POST" and body:
+                    with proxy._lock:
+                        proxy.bodies.append(json.loads(body))
                 if self.command == "POST" and path in ("/", "/generate") and body:
                     return self._tgi(json.loads(body))
                 req = urllib.request.Request(proxy.upstream + path, data=body, method=self.command)

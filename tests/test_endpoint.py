@@ -24,8 +24,8 @@ def proxy(llama_server):
     p.close()
 
 
-def test_chat_samples_are_seeded_and_n_is_emulated(llama_server, caplog):
-    backend = EndpointBackend(llama_server.url, max_concurrency=2)
+def test_chat_samples_are_seeded_and_n_is_emulated(proxy, caplog):
+    backend = EndpointBackend(proxy.url, max_concurrency=2)
     params = SamplingParams(n=3, max_tokens=12, seed=5)
     with caplog.at_level(logging.INFO):
         first = backend.generate(QUESTIONS[:2], params, progress=False)
@@ -36,10 +36,20 @@ def test_chat_samples_are_seeded_and_n_is_emulated(llama_server, caplog):
         s.completion_tokens and s.finish_reason in ("stop", "length") for c in first for s in c.samples
     )
     assert len(set(first[0].texts)) > 1
-    again = EndpointBackend(llama_server.url, max_concurrency=2).generate(
-        QUESTIONS[:2], params, progress=False
-    )
-    assert [c.texts for c in again] == [c.texts for c in first]
+
+    def seeds_by_prompt(bodies):
+        seen = {}
+        for body in bodies:
+            seen.setdefault(body["messages"][0]["content"], []).append(body["seed"])
+        return {k: sorted(v) for k, v in seen.items()}
+
+    sent = seeds_by_prompt(proxy.bodies)
+    assert len(sent) == 2 and all(len(set(v)) == 3 for v in sent.values())  # distinct seed per sample
+    assert proxy.bodies[0]["n"] == 3 and proxy.bodies[0]["top_k"] == 20 and proxy.bodies[0]["top_p"] == 0.95
+    # A fresh client sends exactly the same requests: samples are reproducible wherever the server is.
+    proxy.bodies.clear()
+    EndpointBackend(proxy.url, max_concurrency=2).generate(QUESTIONS[:2], params, progress=False)
+    assert seeds_by_prompt(proxy.bodies) == sent
 
 
 def test_logit_bias_constrains_letters(llama_server, embedded_dir):

@@ -65,6 +65,27 @@ def _pull(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synthesize(args: argparse.Namespace) -> int:
+    from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+
+    cfg = SynthesisConfig.from_yaml(
+        args.config,
+        num_questions=args.num_questions,
+        alpha=args.alpha,
+        seed=args.seed,
+        output_dir=args.output,
+        hub=args.hub,
+    )
+    stats = run_synthesis(cfg)
+    print(
+        f"{stats['num_questions']} questions in {cfg.output_dir}/dataset: rare {stats['rare_ratio']:.1%} "
+        f"(alpha {cfg.alpha}); acceptance {stats['acceptance']}; rejections {stats['rejections']}"
+    )
+    if stats.get("published"):
+        print(f"Published as {stats['published']}")
+    return 0
+
+
 def _rare_ratio(args: argparse.Namespace) -> int:
     from medssr_hub.records import load_records
     from medssr_hub.synthesis.catalog import RareDiseaseCatalog
@@ -120,6 +141,15 @@ def build_parser() -> argparse.ArgumentParser:
     pull.add_argument("--hub", help=hub_help)
     pull.add_argument("--output", help="copy the files here (default: print where they are)")
     pull.set_defaults(func=_pull)
+
+    syn = sub.add_parser("synthesize", help="knowledge-enhanced question synthesis (rho < alpha injection)")
+    syn.add_argument("config", help="YAML config, e.g. recipes/synthesis/config_demo.yaml")
+    syn.add_argument("--num-questions", type=int)
+    syn.add_argument("--alpha", type=float)
+    syn.add_argument("--seed", type=int)
+    syn.add_argument("--output", help="output folder")
+    syn.add_argument("--hub", help=hub_help)
+    syn.set_defaults(func=_synthesize)
 
     rr = sub.add_parser("rare-ratio", help="share of questions that name a rare (ORPHANET) disease")
     rr.add_argument("datasets", nargs="+", help="files, folders or dataset repo ids")

@@ -249,6 +249,8 @@ READERS = {".json": _read_json, ".jsonl": _read_jsonl, ".parquet": _read_parquet
 
 def _iter_source(source: str, revision: str | None, split: str | None, hub: str | None) -> Iterator[Any]:
     path = Path(source).expanduser()
+    if path.is_dir() and (path / "data").is_dir():
+        path = path / "data"  # a published dataset folder: its rows live under data/
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix in READERS and p.name != "rejected.jsonl")
         if not files:

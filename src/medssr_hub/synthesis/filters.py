@@ -1,0 +1,105 @@
+"""What a synthetic question must pass: validation, deduplication, decontamination.
+
+Each check returns a rejection reason (a short string that is counted and kept) or None.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from medssr_hub.records import MCQRecord
+
+_WORDS = re.compile(r"[a-z0-9]+")
+
+
+def words(text: str) -> list[str]:
+    return _WORDS.findall(text.lower())
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    min_options: int = 4
+    max_options: int = 5
+    min_stem_chars: int = 20
+    max_stem_chars: int = 2000
+    max_option_chars: int = 300
+
+
+def validate(record: MCQRecord, settings: ValidationSettings = ValidationSettings()) -> str | None:
+    texts = [v.strip().lower().rstrip(".") for v in record.options.values()]
+    if not settings.min_options <= len(texts) <= settings.max_options:
+        return "wrong_option_count"
+    if len(set(texts)) != len(texts):
+        return "duplicate_options"
+    if any(not t or len(t) > settings.max_option_chars for t in texts):
+        return "bad_option_length"
+    if record.answer not in record.options:
+        return "answer_not_in_options"
+    if not settings.min_stem_chars <= len(record.question) <= settings.max_stem_chars:
+        return "bad_stem_length"
+    answer_words = words(record.options[record.answer])
+    stem_words = words(record.question)
+    n = len(answer_words)
+    if n >= 2 and any(stem_words[i : i + n] == answer_words for i in range(len(stem_words) - n + 1)):
+        return "answer_in_stem"
+    return None
+
+
+def _shingles(text: str, n: int = 3) -> set[int]:
+    w = words(text)
+    return {hash(" ".join(w[i : i + n])) for i in range(max(1, len(w) - n + 1))}
+
+
+class Deduplicator:
+    """Exact (normalized stem + options) and near duplicates (Jaccard of word 3-shingles of the stem)."""
+
+    def __init__(self, threshold: float = 0.8):
+        self.threshold = threshold
+        self.exact: set[str] = set()
+        self.shingles: list[set[int]] = []
+        self.index: dict[int, list[int]] = defaultdict(list)
+
+    def check_and_add(self, record: MCQRecord) -> str | None:
+        key = hashlib.sha1(" ".join(words(record.format())).encode()).hexdigest()
+        if key in self.exact:
+            return "duplicate"
+        own = _shingles(record.question)
+        counts: dict[int, int] = defaultdict(int)
+        for s in own:
+            for other in self.index.get(s, ()):
+                counts[other] += 1
+        for other, shared in counts.items():
+            if shared / (len(own) + len(self.shingles[other]) - shared) >= self.threshold:
+                return "near_duplicate"
+        self.exact.add(key)
+        position = len(self.shingles)
+        self.shingles.append(own)
+        for s in own:
+            self.index[s].append(position)
+        return None
+
+
+class Decontaminator:
+    """Rejects questions sharing any word n-gram (13 by default) with an evaluation set."""
+
+    def __init__(self, eval_records: Iterable[MCQRecord], n: int = 13):
+        self.n = n
+        self.grams: set[str] = set()
+        self.sources = 0
+        for record in eval_records:
+            self.sources += 1
+            self.grams |= self._grams(record.format())
+
+    def _grams(self, text: str) -> set[str]:
+        w = words(text)
+        return {
+            hashlib.blake2b(" ".join(w[i : i + self.n]).encode(), digest_size=8).hexdigest()
+            for i in range(len(w) - self.n + 1)
+        }
+
+    def check(self, record: MCQRecord) -> str | None:
+        return "contaminated" if self._grams(record.format()) & self.grams else None

@@ -1,0 +1,428 @@
+"""Knowledge-enhanced synthesis: N questions, a share alpha of them grounded in rare-disease knowledge.
+
+For every question slot i a draw rho_i ~ U(0,1) decides its branch: rho < alpha -> a rare disease is
+picked, its knowledge retrieved and injected (or a vignette built from it); otherwise a new question is
+modelled on seed questions. The draws are stratified (rho_i = (perm_i + u_i) / N, each marginally
+uniform), so the number of rare slots is alpha*N up to rounding, and each branch fills exactly its own
+slots: rejections in one branch can never skew the ratio.
+
+Attempts are deterministic (seeded by (seed, branch, attempt)) and run in fixed-size chunks, each saved
+as an atomic shard. Dedup and quota filling replay the shards in order, so an interrupted run resumes
+from its shards and ends with exactly the dataset an uninterrupted run produces.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from tqdm.auto import tqdm
+
+from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
+from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, ValidationSettings, validate
+from medssr_hub.synthesis.knowledge import BM25Retriever, build_corpus, disease_card, load_documents
+from medssr_hub.synthesis.prompts import ParseError, knowledge_prompt, parse_generated, seed_prompt
+from medssr_hub.synthesis.vignettes import VignetteGenerator
+from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, read_jsonl
+
+logger = logging.getLogger(__name__)
+BRANCHES = ("rare", "seed")
+
+
+class SynthesisError(RuntimeError):
+    pass
+
+
+@dataclass
+class SynthesisConfig:
+    num_questions: int = 100
+    alpha: float = 0.3
+    seed: int = 42
+    seed_data: str | None = None  # seed questions: file, folder or dataset id; None: the benchmarks' MedQA
+    seed_revision: str | None = None
+    exemplars: int = 1
+    rare_generator: str = "llm"  # llm | vignette
+    seed_generator: str = "llm"  # llm | vignette (vignette here only for ablations and tests)
+    backend: str = "embedded"  # embedded | endpoint
+    model: str = "embedded"
+    endpoint: dict[str, Any] = field(default_factory=dict)  # EndpointBackend arguments (base_url, route, ...)
+    disease_sampling: str = "uniform"  # uniform | phenotypes (weighted by annotated phenotypes)
+    passages: int = 3
+    documents: list[str] = field(default_factory=list)
+    catalog: list[str] = field(default_factory=list)
+    temperature: float = 0.8
+    top_p: float = 0.95
+    top_k: int = 50
+    max_tokens: int = 320
+    batch_size: int = 32
+    chunk_size: int = 16
+    max_attempts_per_question: int = 12
+    dedup_threshold: float = 0.8
+    decontaminate: list[str] | None = None  # eval sets; None: every file in the benchmarks folder
+    decontam_ngram: int = 13
+    output_dir: str = "outputs/synthesis"
+    publish_repo: str | None = None
+    publish_version: str = "v0.1.0"
+    hub: str | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, **overrides: Any) -> SynthesisConfig:
+        data = (yaml.safe_load(Path(path).read_text()) if path else None) or {}
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**data)
+        if not 0 <= cfg.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {cfg.alpha}")
+        for name in ("rare_generator", "seed_generator"):
+            if getattr(cfg, name) not in ("llm", "vignette"):
+                raise ValueError(f"{name} must be 'llm' or 'vignette'")
+        return cfg
+
+    def fingerprint(self) -> dict[str, Any]:
+        """Everything that changes which attempts are made: a resumed run must match it."""
+        skip = {"num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size"}
+        return {k: v for k, v in asdict(self).items() if k not in skip}
+
+
+def draw_rhos(n: int, seed: int) -> np.ndarray:
+    """Stratified U(0,1) draws: one in each of n equal strata, in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    return (rng.permutation(n) + rng.random(n)) / n
+
+
+class Synthesizer:
+    def __init__(self, cfg: SynthesisConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.shards = self.out / "shards"  # one atomic file per chunk of attempts: what a resume replays
+        self.release = self.out / "dataset"  # what is published: data/, rejected.jsonl, stats.json, README.md
+
+    # -- resources, built only when a branch needs them ---------------------------------------------
+    @cached_property
+    def catalog(self) -> RareDiseaseCatalog:
+        return RareDiseaseCatalog(extra=self.cfg.catalog)
+
+    @cached_property
+    def retriever(self) -> BM25Retriever:
+        documents = [p for source in self.cfg.documents for p in load_documents(source, hub=self.cfg.hub)]
+        return BM25Retriever(build_corpus(self.catalog, documents))
+
+    @cached_property
+    def diseases(self) -> tuple[list[RareDisease], list[float] | None]:
+        eligible = [d for d in self.catalog if d.phenotypes]
+        weights = [len(d.phenotypes) for d in eligible] if self.cfg.disease_sampling == "phenotypes" else None
+        return eligible, weights
+
+    @cached_property
+    def seeds(self) -> list[MCQRecord]:
+        from medssr_hub.pipeline import benchmarks_dir
+
+        source = self.cfg.seed_data or str(benchmarks_dir() / "medqa.json")
+        records, report = load_records(source, revision=self.cfg.seed_revision, hub=self.cfg.hub)
+        logger.info("Seed questions: %s", report.summary())
+        return records
+
+    @cached_property
+    def vignettes(self) -> VignetteGenerator:
+        return VignetteGenerator(self.catalog)
+
+    @cached_property
+    def decontaminator(self) -> Decontaminator:
+        from medssr_hub.pipeline import benchmarks_dir
+
+        sources = self.cfg.decontaminate
+        if sources is None:
+            try:
+                sources = [str(p) for p in sorted(benchmarks_dir().glob("*.json"))]
+            except FileNotFoundError:
+                sources = []
+        records = [r for s in sources for r in load_records(s, hub=self.cfg.hub)[0]]
+        logger.info(
+            "Decontaminating against %d evaluation questions from %d sources", len(records), len(sources)
+        )
+        return Decontaminator(records, n=self.cfg.decontam_ngram)
+
+    @cached_property
+    def backend(self):
+        if self.cfg.backend == "endpoint":
+            return get_backend("endpoint", **self.cfg.endpoint)
+        return get_backend("embedded", model=self.cfg.model, batch_size=self.cfg.batch_size)
+
+    # -- one chunk of attempts -----------------------------------------------------------------------
+    def _attempt_rng(self, branch: str, attempt: int) -> random.Random:
+        return random.Random(f"{self.cfg.seed}:{branch}:{attempt}")
+
+    def _plan(self, branch: str, attempt: int) -> dict[str, Any]:
+        """What attempt `attempt` of `branch` asks for: disease, passages, exemplars, and a prompt or a record."""
+        rng = self._attempt_rng(branch, attempt)
+        plan: dict[str, Any] = {
+            "attempt": attempt,
+            "branch": branch,
+            "disease_id": None,
+            "passage_ids": [],
+            "seed_ids": [],
+        }
+        generator = self.cfg.rare_generator if branch == "rare" else self.cfg.seed_generator
+        plan["generator"] = (
+            "vignette"
+            if generator == "vignette"
+            else f"llm:{self.cfg.model if self.cfg.backend == 'embedded' else self.cfg.endpoint.get('base_url')}"
+        )
+        if branch == "rare" or generator == "vignette":
+            eligible, weights = self.diseases
+            disease = rng.choices(eligible, weights)[0] if weights else rng.choice(eligible)
+            plan["disease_id"] = disease.id
+        if generator == "vignette":
+            plan["record"] = self.vignettes.generate(self.catalog.by_id[plan["disease_id"]], rng)
+            return plan
+        exemplars = rng.sample(self.seeds, min(self.cfg.exemplars, len(self.seeds)))
+        plan["seed_ids"] = [r.id for r in exemplars]
+        if branch == "rare":
+            disease = self.catalog.by_id[plan["disease_id"]]
+            card = disease_card(disease)
+            related = [
+                p for p in self.retriever.search(disease.name, k=self.cfg.passages + 1) if p.id != card.id
+            ]
+            passages = [card, *related[: max(0, self.cfg.passages - 1)]]
+            plan["passage_ids"] = [p.id for p in passages]
+            plan["prompt"] = knowledge_prompt(disease.name, passages, exemplars)
+        else:
+            plan["prompt"] = seed_prompt(exemplars)
+        plan["sample_seed"] = rng.randrange(2**31)
+        return plan
+
+    def _run_chunk(self, branch: str, chunk: int) -> list[dict[str, Any]]:
+        size = self.cfg.chunk_size
+        plans = [self._plan(branch, a) for a in range(chunk * size, (chunk + 1) * size)]
+        llm = [p for p in plans if "prompt" in p]
+        if llm:
+            params = SamplingParams(
+                n=1,
+                temperature=self.cfg.temperature,
+                top_p=self.cfg.top_p,
+                top_k=self.cfg.top_k,
+                max_tokens=self.cfg.max_tokens,
+                seed=self.cfg.seed,
+            )
+            completions = self.backend.generate(
+                [p["prompt"] for p in llm], params, seeds=[p["sample_seed"] for p in llm], progress=False
+            )
+            for plan, completion in zip(llm, completions, strict=True):
+                plan["raw"] = completion.samples[0].text
+                plan["record"] = self._record_from_text(plan)
+        rows = []
+        for plan in plans:
+            record = plan.get("record")
+            status = plan.pop("reason", None)
+            if record is None and status is None:
+                status = "not_applicable"
+            if record is not None and status is None:
+                status = validate(record, ValidationSettings()) or self.decontaminator.check(record) or "ok"
+            rows.append(
+                {
+                    "attempt": plan["attempt"],
+                    "branch": branch,
+                    "status": status,
+                    "generator": plan["generator"],
+                    "disease_id": plan["disease_id"],
+                    "passage_ids": plan["passage_ids"],
+                    "seed_ids": plan["seed_ids"],
+                    "record": record.to_row() if record is not None else None,
+                    "raw": plan.get("raw"),
+                }
+            )
+        return rows
+
+    def _record_from_text(self, plan: dict[str, Any]) -> MCQRecord | None:
+        try:
+            stem, options, answer = parse_generated(plan["raw"])
+        except ParseError as e:
+            plan["reason"] = e.reason
+            return None
+        return MCQRecord(
+            id=f"synth-{plan['branch']}-{plan['attempt']:06d}",
+            question=stem,
+            options=options,
+            answer=answer,
+            source="medssr-synthesis",
+            metadata={"generator": plan["generator"]},
+        )
+
+    # -- the run ----------------------------------------------------------------------------------------
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        run_file = self.out / "run.json"
+        if run_file.exists() and json.loads(run_file.read_text()) != cfg.fingerprint():
+            raise SynthesisError(
+                f"{self.out} holds a synthesis run with other settings; use another output_dir"
+            )
+        atomic_write_json(run_file, cfg.fingerprint())
+
+        rhos = draw_rhos(cfg.num_questions, cfg.seed)
+        slots = {b: [i for i, r in enumerate(rhos) if (r < cfg.alpha) == (b == "rare")] for b in BRANCHES}
+        dedup = Deduplicator(cfg.dedup_threshold)
+        accepted: dict[str, list[dict[str, Any]]] = {b: [] for b in BRANCHES}
+        rejected: list[dict[str, Any]] = []
+        attempts: Counter = Counter()
+        bar = tqdm(total=cfg.num_questions, desc="synthesize", unit="question")
+        for branch in BRANCHES:
+            quota = len(slots[branch])
+            max_chunks = math.ceil(quota * cfg.max_attempts_per_question / cfg.chunk_size)
+            chunk = 0
+            while len(accepted[branch]) < quota:
+                if chunk >= max_chunks:
+                    raise SynthesisError(self._quota_message(branch, quota, accepted, attempts, rejected))
+                rows = self._load_or_run(branch, chunk)
+                for row in rows:
+                    if len(accepted[branch]) >= quota:
+                        break  # the rest of the chunk is surplus: neither accepted nor counted
+                    attempts[branch] += 1
+                    if row["status"] == "ok":
+                        row["status"] = dedup.check_and_add(_record(row)) or "ok"
+                    if row["status"] == "ok":
+                        accepted[branch].append(row)
+                        bar.update(1)
+                    else:
+                        rejected.append(row)
+                chunk += 1
+        bar.close()
+        return self._finish(rhos, slots, accepted, rejected, attempts)
+
+    def _load_or_run(self, branch: str, chunk: int) -> list[dict[str, Any]]:
+        shard = self.shards / f"{branch}-{chunk:05d}.jsonl"
+        if shard.exists():
+            return read_jsonl(shard)
+        rows = self._run_chunk(branch, chunk)
+        atomic_write_jsonl(shard, rows)
+        return rows
+
+    @staticmethod
+    def _quota_message(branch, quota, accepted, attempts, rejected) -> str:
+        reasons = Counter(r["status"] for r in rejected if r["branch"] == branch)
+        rates = {b: f"{len(accepted[b])}/{attempts[b]}" for b in BRANCHES if attempts[b]}
+        return (
+            f"the {branch} branch filled {len(accepted[branch])} of its {quota} questions within its attempt budget; "
+            f"acceptance (accepted/attempts): {rates}; {branch} rejections: {dict(reasons.most_common())}. "
+            "Use a stronger generator, raise max_attempts_per_question, or lower num_questions."
+        )
+
+    def _finish(self, rhos, slots, accepted, rejected, attempts) -> dict[str, Any]:
+        from datasets import Dataset
+
+        from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
+
+        rows = []
+        for branch in BRANCHES:
+            for slot, row in zip(slots[branch], accepted[branch], strict=True):
+                rows.append((slot, row))
+        rows.sort(key=lambda item: item[0])
+        table = []
+        for slot, row in rows:
+            record = row["record"]
+            table.append(
+                {
+                    **record,
+                    "rare": row["branch"] == "rare",
+                    "rho": float(rhos[slot]),
+                    "disease_id": row["disease_id"],
+                    "passage_ids": row["passage_ids"],
+                    "seed_ids": row["seed_ids"],
+                    "generator": row["generator"],
+                    "answer_source": "construction" if row["generator"] == "vignette" else "generator",
+                }
+            )
+        data = self.release / "data" / "train-00000.parquet"
+        data.parent.mkdir(parents=True, exist_ok=True)
+        partial = data.with_suffix(".parquet.part")
+        Dataset.from_list(table).to_parquet(partial)
+        partial.replace(data)
+        atomic_write_jsonl(self.release / "rejected.jsonl", rejected)
+        records = [_record({"record": r}) for r in table]
+        content = rare_ratio(records, RareDiseaseMatcher(self.catalog)) if records else None
+        stats = {
+            "num_questions": len(table),
+            "alpha": self.cfg.alpha,
+            "rare_ratio": sum(r["rare"] for r in table) / max(1, len(table)),
+            "rare_ratio_by_names": content.ratio if content else 0.0,
+            "attempts": dict(attempts),
+            "acceptance": {b: len(slots[b]) / attempts[b] if attempts[b] else None for b in BRANCHES},
+            "rejections": dict(Counter(r["status"] for r in rejected).most_common()),
+            "rejections_by_branch": {
+                b: dict(Counter(r["status"] for r in rejected if r["branch"] == b).most_common())
+                for b in BRANCHES
+            },
+            "catalog": self.catalog.version if "catalog" in self.__dict__ else None,  # only when it was used
+        }
+        atomic_write_json(self.release / "stats.json", stats)
+        logger.info(
+            "Synthesized %d questions (rare %.1f%%, alpha %.2f); rejections %s",
+            len(table),
+            100 * stats["rare_ratio"],
+            self.cfg.alpha,
+            stats["rejections"],
+        )
+        if self.cfg.publish_repo:
+            stats["published"] = self._publish(stats)
+        return stats
+
+    def _publish(self, stats: dict[str, Any]) -> str:
+        from medssr_hub.hub import publish
+        from medssr_hub.hub.cards import dataset_card
+
+        cfg = self.cfg
+        card = dataset_card(
+            repo_id=cfg.publish_repo,
+            version=cfg.publish_version,
+            pretty_name="MedSSR knowledge-enhanced synthetic questions",
+            summary=(
+                f"{stats['num_questions']} synthetic multiple-choice medical questions; a share alpha={cfg.alpha} "
+                "of them is grounded in rare-disease knowledge (column `rare`)."
+            ),
+            stage="synthesis",
+            num_rows=stats["num_questions"],
+            data_files={"train": "data/train-*.parquet"},
+            provenance={
+                "generator": cfg.model if cfg.backend == "embedded" else cfg.endpoint.get("base_url"),
+                "rare branch": cfg.rare_generator,
+                "seed branch": cfg.seed_generator,
+                "seed": cfg.seed,
+                "alpha": cfg.alpha,
+                "catalogue": stats["catalog"],
+                "corpus": "disease cards" + "".join(f" + {d}" for d in cfg.documents),
+                "seed questions": cfg.seed_data or "benchmarks/medqa.json",
+            },
+            counts={
+                **{f"attempts ({b})": n for b, n in stats["attempts"].items()},
+                "accepted": stats["num_questions"],
+            },
+            rejections=stats["rejections"],
+            rare_ratio=stats["rare_ratio"],
+            config=asdict(cfg),
+            tags=["synthetic", "rare-diseases"],
+        )
+        result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
+        return f"{result.repo_id}@{result.version} ({result.location})"
+
+
+def _record(row: dict[str, Any]) -> MCQRecord:
+    from medssr_hub.records import record_from_row
+
+    return record_from_row(row["record"])
+
+
+def run_synthesis(cfg: SynthesisConfig) -> dict[str, Any]:
+    return Synthesizer(cfg).run()
