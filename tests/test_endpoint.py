@@ -91,6 +91,10 @@ def test_tgi_native_route(proxy, embedded_dir):
         "type": "regex",
         "value": " ?(A|B)",
     }
+    backend.generate(
+        ["Write a question:"], SamplingParams(max_tokens=4, regex="Question: .+"), progress=False
+    )
+    assert proxy.tgi_payloads[-1]["parameters"]["grammar"] == {"type": "regex", "value": "Question: .+"}
 
 
 @pytest.mark.parametrize("fault", [503, 429, 500, "garbage", "slow"])

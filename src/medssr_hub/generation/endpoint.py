@@ -277,7 +277,7 @@ class EndpointBackend:
 
             self._tokenizer = self._tokenizer or load_tokenizer(self.tokenizer_name)
             prompt = self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
-        grammar = None
+        grammar = {"type": "regex", "value": params.regex} if params.regex else None
         if params.allowed_tokens:
             alternatives = "|".join(sorted({t.strip() for t in params.allowed_tokens}))
             grammar = {"type": "regex", "value": f" ?({alternatives})"}

@@ -99,7 +99,9 @@ def parse_generated(text: str, prefilled: bool = True) -> tuple[str, dict[str, s
         if answer is None and (m := ANSWER.match(line)):
             answer = m.group(1).upper()
             break
-        if (m := OPTION.match(line)) and (options or stem_lines):
+        if m := OPTION.match(line):
+            if not options and not any(stem_lines):
+                raise ParseError("no_stem")
             letter = m.group(1).upper()
             if letter in options:
                 raise ParseError("duplicate_letters")

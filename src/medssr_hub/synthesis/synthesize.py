@@ -32,7 +32,13 @@ from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
 from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, ValidationSettings, validate
 from medssr_hub.synthesis.knowledge import BM25Retriever, build_corpus, disease_card, load_documents
-from medssr_hub.synthesis.prompts import ParseError, knowledge_prompt, parse_generated, seed_prompt
+from medssr_hub.synthesis.prompts import (
+    LAYOUT_REGEX,
+    ParseError,
+    knowledge_prompt,
+    parse_generated,
+    seed_prompt,
+)
 from medssr_hub.synthesis.vignettes import VignetteGenerator
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, read_jsonl
 
@@ -216,6 +222,7 @@ class Synthesizer:
                 top_k=self.cfg.top_k,
                 max_tokens=self.cfg.max_tokens,
                 seed=self.cfg.seed,
+                regex=LAYOUT_REGEX,
             )
             completions = self.backend.generate(
                 [p["prompt"] for p in llm], params, seeds=[p["sample_seed"] for p in llm], progress=False

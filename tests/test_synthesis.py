@@ -1,0 +1,222 @@
+"""Synthesis: parsing generator output, filters, the rho < alpha ratio, budgets, resume, publishing."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from medssr_hub.cli import main
+from medssr_hub.hub import LocalHub
+from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, validate
+from medssr_hub.synthesis.prompts import ParseError, parse_generated
+from medssr_hub.synthesis.synthesize import SynthesisConfig, SynthesisError, Synthesizer, draw_rhos
+
+GOOD = " A 30-year-old man has fever and a rash.\nA. Measles\nB. Rubella\nC. Roseola\nD. Scarlet fever\nAnswer: A"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD, ("A 30-year-old man has fever and a rash.", "ABCD", "A")),
+        (
+            "Question: Which vitamin?\nA) Vitamin C\nB) Vitamin D\nC) Vitamin K\nD) Niacin\n**Answer:** C",
+            ("Which vitamin?", "ABCD", "C"),
+        ),
+        (
+            "Which nerve?\n(A) Ulnar\n(B) Radial\n(C) Median\n(D) Axillary\n(E) Musculocutaneous\nCorrect answer: E",
+            ("Which nerve?", "ABCDE", "E"),
+        ),
+        (
+            '{"question": "Which organ?", "options": ["Liver", "Spleen", "Heart", "Lung"], "answer": "b"}',
+            ("Which organ?", "ABCD", "B"),
+        ),
+    ],
+)
+def test_parse_generated(text, expected):
+    stem, options, answer = parse_generated(text)
+    assert (stem, "".join(options), answer) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        ("", "empty_generation"),
+        ("I am sorry, I cannot write a question.", "no_options"),
+        ("Why?\nA. x\nB. y\nC. z", "no_answer"),
+        ("Why?\nA. x\nC. y\nB. z\nAnswer: A", "options_out_of_order"),
+        ("Why?\nA. x\nA. y\nAnswer: A", "duplicate_letters"),
+        ('{"question": "Which?", "options": ', "invalid_json"),
+        ('{"question": "Which?"}', "json_missing_fields"),
+        ("A. x\nB. y\nAnswer: A", "no_stem"),
+    ],
+)
+def test_parse_rejections_have_reasons(text, reason):
+    with pytest.raises(ParseError) as info:
+        parse_generated(text, prefilled=False)
+    assert info.value.reason == reason
+
+
+def record(question, options, answer="A", rid="q"):
+    return MCQRecord(
+        id=rid, question=question, options=dict(zip("ABCDE", options, strict=False)), answer=answer
+    )
+
+
+def test_validation_dedup_and_decontamination(benchmarks_dir):
+    ok = record("A 4-year-old boy has recurrent infections and eczema.", ["WAS", "BTK", "ADA", "CD40L"])
+    assert validate(ok) is None
+    assert validate(record("Short stem here, fine?", ["a", "b", "c"])) == "wrong_option_count"
+    assert validate(record("A long enough question stem?", ["x", "X", "y", "z"])) == "duplicate_options"
+    assert (
+        validate(record("Which is it? Marfan syndrome is likely here.", ["Marfan syndrome", "b", "c", "d"]))
+        == "answer_in_stem"
+    )
+    assert validate(record("Tiny?", ["a", "b", "c", "d"])) == "bad_stem_length"
+    assert (
+        validate(record("A long enough question stem?", ["a", "b", "c", "d"], answer="E"))
+        == "answer_not_in_options"
+    )
+
+    dedup = Deduplicator(0.8)
+    assert dedup.check_and_add(ok) is None
+    assert dedup.check_and_add(ok) == "duplicate"
+    near = record(
+        "A 4-year-old boy has recurrent infections and eczema today.", ["WAS", "BTK", "ADA", "CD40L"]
+    )
+    assert dedup.check_and_add(near) == "near_duplicate"
+    assert (
+        dedup.check_and_add(
+            record(
+                "An adult woman presents with chest pain after a marathon.",
+                ["MI", "PE", "GERD", "Costochondritis"],
+            )
+        )
+        is None
+    )
+
+    evals, _ = load_records(benchmarks_dir / "medqa.json")
+    decon = Decontaminator(evals[:100])
+    copied = evals[5]
+    assert (
+        decon.check(record("Rephrased: " + copied.question, list(copied.options.values()))) == "contaminated"
+    )
+    assert decon.check(ok) is None
+
+
+def test_stratified_draws_are_uniform_and_hit_alpha():
+    rhos = draw_rhos(1000, 3)
+    assert rhos.min() >= 0 and rhos.max() < 1
+    assert sorted((rhos * 10).astype(int).tolist()) == sorted([i // 100 for i in range(1000)])
+    for alpha in (0.03, 0.3, 0.77):
+        assert abs((rhos < alpha).mean() - alpha) <= 0.001
+
+
+class PickySynthesizer(Synthesizer):
+    """Rejects two thirds of the seed branch's candidates: rejections in one branch only."""
+
+    def _run_chunk(self, branch, chunk):
+        rows = super()._run_chunk(branch, chunk)
+        for row in rows:
+            if branch == "seed" and row["attempt"] % 3 and row["status"] == "ok":
+                row["status"] = "injected_rejection"
+        return rows
+
+
+def vignette_config(tmp_path, **kw):
+    base = {
+        "rare_generator": "vignette",
+        "seed_generator": "vignette",
+        "chunk_size": 64,
+        "output_dir": str(tmp_path / "out"),
+    }
+    return SynthesisConfig(**{**base, **kw})
+
+
+@pytest.mark.parametrize("alpha", [0.03, 0.3])
+def test_branch_rejections_do_not_skew_the_rare_ratio(tmp_path, alpha):
+    stats = PickySynthesizer(vignette_config(tmp_path, num_questions=1000, alpha=alpha)).run()
+    assert stats["num_questions"] == 1000
+    assert abs(stats["rare_ratio"] - alpha) <= 0.02
+    assert stats["acceptance"]["seed"] < 0.35 < stats["acceptance"]["rare"]
+    assert stats["rejections_by_branch"]["seed"]["injected_rejection"] > 500
+    table = pd.read_parquet(tmp_path / "out" / "dataset" / "data" / "train-00000.parquet")
+    assert table["rare"].mean() == pytest.approx(stats["rare_ratio"])
+    assert (table["rho"] < alpha).tolist() == table["rare"].tolist()
+    assert table[table["rare"]]["disease_id"].str.startswith("ORPHA:").all()
+    assert set(table["answer_source"]) == {"construction"}
+    rejected = [json.loads(line) for line in (tmp_path / "out" / "dataset" / "rejected.jsonl").open()]
+    assert len(rejected) == sum(stats["rejections"].values())
+
+
+def test_a_branch_that_cannot_fill_its_quota_stops_with_rates(tmp_path):
+    class Hopeless(Synthesizer):
+        def _run_chunk(self, branch, chunk):
+            rows = super()._run_chunk(branch, chunk)
+            for row in rows:
+                if branch == "seed":
+                    row["status"] = "no_answer"
+            return rows
+
+    cfg = vignette_config(tmp_path, num_questions=40, alpha=0.5, chunk_size=16, max_attempts_per_question=2)
+    with pytest.raises(
+        SynthesisError, match=r"seed branch filled 0 of its 20 questions.*acceptance.*no_answer"
+    ):
+        Hopeless(cfg).run()
+
+
+def test_interrupted_run_resumes_to_the_identical_dataset(tmp_path):
+    full = vignette_config(tmp_path / "a", num_questions=300, alpha=0.3, chunk_size=16)
+    Synthesizer(full).run()
+
+    class Crashes(Synthesizer):
+        def _run_chunk(self, branch, chunk):
+            if branch == "seed" and chunk == 4:
+                raise KeyboardInterrupt
+            return super()._run_chunk(branch, chunk)
+
+    cut = vignette_config(tmp_path / "b", num_questions=300, alpha=0.3, chunk_size=16)
+    with pytest.raises(KeyboardInterrupt):
+        Crashes(cut).run()
+    shards = sorted(p.name for p in (tmp_path / "b" / "out" / "shards").iterdir())
+    assert "seed-00003.jsonl" in shards and "seed-00004.jsonl" not in shards
+    Synthesizer(cut).run()
+    a = pd.read_parquet(tmp_path / "a" / "out" / "dataset" / "data" / "train-00000.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "out" / "dataset" / "data" / "train-00000.parquet")
+    pd.testing.assert_frame_equal(a, b)
+    with pytest.raises(SynthesisError, match="other settings"):
+        Synthesizer(vignette_config(tmp_path / "b", num_questions=300, alpha=0.4)).run()
+
+
+def test_cli_synthesizes_and_publishes_with_card(tmp_path, monkeypatch):
+    config = tmp_path / "c.yaml"
+    config.write_text(
+        "rare_generator: vignette\nseed_generator: vignette\nchunk_size: 32\n"
+        "publish_repo: medssr/synthetic\npublish_version: v1.0.0\n"
+    )
+    hub = tmp_path / "hub"
+    code = main(
+        [
+            "synthesize",
+            str(config),
+            "--num-questions",
+            "60",
+            "--alpha",
+            "0.25",
+            "--seed",
+            "7",
+            "--output",
+            str(tmp_path / "o"),
+            "--hub",
+            str(hub),
+        ]
+    )
+    assert code == 0
+    folder = LocalHub(hub).pull("medssr/synthetic", "v1.0.0")
+    card = (folder / "README.md").read_text()
+    assert "| alpha | 0.25 |" in card and "25.0%" in card and "hpo-annotations:2025-01-16" in card
+    assert "## Rejections" in card or json.loads((folder / "stats.json").read_text())["rejections"] == {}
+    records, report = load_records("medssr/synthetic", revision="v1.0.0", hub=str(hub))
+    assert len(records) == 60 and not report.rejected
+    assert sum(r.metadata["rare"] for r in records) == 15
+    assert all(r.metadata["disease_id"].startswith("ORPHA:") for r in records if r.metadata["rare"])
