@@ -16,11 +16,11 @@ from medssr_hub.records import MCQRecord
 from medssr_hub.synthesis.knowledge import Passage
 
 SYSTEM = "You are a medical educator who writes difficult, unambiguous multiple-choice exam questions."
+# Described in words, not as a template: small models copy "<option>" placeholders verbatim.
 LAYOUT = (
-    "Use exactly this layout and nothing else:\n"
-    "Question: <a clinical vignette or question>\n"
-    "A. <option>\nB. <option>\nC. <option>\nD. <option>\nE. <option>\n"
-    "Answer: <the letter of the single correct option>"
+    "Use the same layout as the example: a line starting with 'Question:', then four or five options on "
+    "their own lines starting with 'A.', 'B.', 'C.', 'D.' (and 'E.'), then a line 'Answer: ' followed by "
+    "the letter of the single correct option."
 )
 ANSWER_PREFILL = "Question:"
 # For servers that accept a regex grammar (TGI), the same layout as a constraint.
@@ -79,8 +79,11 @@ class ParseError(ValueError):
         self.reason = reason
 
 
-def parse_generated(text: str, prefilled: bool = True) -> tuple[str, dict[str, str], str]:
-    """(stem, options, answer letter) from a generation, or ParseError with the reason.
+def parse_generated(text: str, prefilled: bool = True) -> tuple[str, dict[str, str], str | None]:
+    """(stem, options, answer letter or None) from a generation, or ParseError with the reason.
+
+    A question without an answer line comes back with answer None: the caller may ask the generator
+    for the letter in a constrained second pass (`answer_prompt`) or reject it as "no_answer".
 
     `prefilled`: the text continues an assistant turn that already said "Question:".
     """
@@ -117,9 +120,14 @@ def parse_generated(text: str, prefilled: bool = True) -> tuple[str, dict[str, s
         raise ParseError("no_stem")
     if len(options) < 2:
         raise ParseError("no_options")
-    if answer is None:
-        raise ParseError("no_answer")
     return stem, options, answer
+
+
+def answer_prompt(prompt: Prompt, generation: str) -> Prompt:
+    """The generator's own conversation, continued to "Answer:", for a one-letter constrained pass."""
+    assert isinstance(prompt, list) and prompt[-1]["role"] == "assistant"
+    continued = f"{prompt[-1]['content']} {generation.strip()}\nAnswer:"
+    return [*prompt[:-1], {"role": "assistant", "content": continued}]
 
 
 def _parse_json(text: str) -> tuple[str, dict[str, str], str]:

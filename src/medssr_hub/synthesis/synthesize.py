@@ -35,6 +35,7 @@ from medssr_hub.synthesis.knowledge import BM25Retriever, build_corpus, disease_
 from medssr_hub.synthesis.prompts import (
     LAYOUT_REGEX,
     ParseError,
+    answer_prompt,
     knowledge_prompt,
     parse_generated,
     seed_prompt,
@@ -74,6 +75,7 @@ class SynthesisConfig:
     batch_size: int = 32
     chunk_size: int = 16
     max_attempts_per_question: int = 12
+    recover_answers: bool = True  # ask the generator for the letter when it wrote no answer line
     dedup_threshold: float = 0.8
     decontaminate: list[str] | None = None  # eval sets; None: every file in the benchmarks folder
     decontam_ngram: int = 13
@@ -230,6 +232,9 @@ class Synthesizer:
             for plan, completion in zip(llm, completions, strict=True):
                 plan["raw"] = completion.samples[0].text
                 plan["record"] = self._record_from_text(plan)
+            self._recover_answers(
+                [p for p in llm if p.get("record") is not None and p["record"].answer is None]
+            )
         rows = []
         for plan in plans:
             record = plan.get("record")
@@ -252,6 +257,31 @@ class Synthesizer:
                 }
             )
         return rows
+
+    def _recover_answers(self, plans: list[dict[str, Any]]) -> None:
+        """Questions written without an answer line: one greedy token after "Answer:", biased to the offered
+        letters (the paper's recovery pass, applied to the generator). Off: they are rejected as no_answer."""
+        if not plans:
+            return
+        if not self.cfg.recover_answers:
+            for plan in plans:
+                plan["reason"], plan["record"] = "no_answer", None
+            return
+        by_letters: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        for plan in plans:
+            by_letters.setdefault(tuple(plan["record"].options), []).append(plan)
+        for letters, group in by_letters.items():
+            params = SamplingParams(n=1, temperature=0.0, max_tokens=1, allowed_tokens=letters)
+            prompts = [answer_prompt(p["prompt"], p["raw"]) for p in group]
+            for plan, completion in zip(
+                group, self.backend.generate(prompts, params, progress=False), strict=True
+            ):
+                letter = completion.samples[0].text.strip()[:1]
+                if letter in letters:
+                    plan["record"].answer = letter
+                    plan["record"].metadata["answer_source"] = "generator-recovered"
+                else:
+                    plan["reason"], plan["record"] = "no_answer", None
 
     def _record_from_text(self, plan: dict[str, Any]) -> MCQRecord | None:
         try:
@@ -349,7 +379,9 @@ class Synthesizer:
                     "passage_ids": row["passage_ids"],
                     "seed_ids": row["seed_ids"],
                     "generator": row["generator"],
-                    "answer_source": "construction" if row["generator"] == "vignette" else "generator",
+                    "answer_source": "construction"
+                    if row["generator"] == "vignette"
+                    else json.loads(record["metadata"]).get("answer_source", "generator"),
                 }
             )
         data = self.release / "data" / "train-00000.parquet"
