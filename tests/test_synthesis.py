@@ -8,7 +8,7 @@ import pytest
 from medssr_hub.cli import main
 from medssr_hub.hub import LocalHub
 from medssr_hub.records import MCQRecord, load_records
-from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, validate
+from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, similarity, validate
 from medssr_hub.synthesis.prompts import ParseError, parse_generated
 from medssr_hub.synthesis.synthesize import SynthesisConfig, SynthesisError, Synthesizer, draw_rhos
 
@@ -99,6 +99,11 @@ def test_validation_dedup_and_decontamination(benchmarks_dir):
         is None
     )
 
+    assert (
+        similarity(ok.question, near.question)
+        > 0.8
+        > similarity(ok.question, "An adult woman has chest pain.")
+    )
     evals, _ = load_records(benchmarks_dir / "medqa.json")
     decon = Decontaminator(evals[:100])
     copied = evals[5]
@@ -224,3 +229,67 @@ def test_cli_synthesizes_and_publishes_with_card(tmp_path, monkeypatch):
     assert len(records) == 60 and not report.rejected
     assert sum(r.metadata["rare"] for r in records) == 15
     assert all(r.metadata["disease_id"].startswith("ORPHA:") for r in records if r.metadata["rare"])
+
+
+KNOWN_STATUSES = {
+    "ok",
+    "empty_generation",
+    "no_stem",
+    "no_options",
+    "no_answer",
+    "options_out_of_order",
+    "duplicate_letters",
+    "invalid_json",
+    "json_missing_fields",
+    "wrong_option_count",
+    "duplicate_options",
+    "bad_option_length",
+    "answer_not_in_options",
+    "bad_stem_length",
+    "answer_in_stem",
+    "copies_exemplar",
+    "contaminated",
+}
+
+
+@pytest.mark.slow
+def test_llm_branches_with_the_embedded_model(tmp_path, embedded_dir):
+    """Both branches through SmolLM2: knowledge injected into rare prompts, every outcome counted by reason."""
+    cfg = SynthesisConfig(
+        num_questions=4,
+        alpha=0.5,
+        max_tokens=96,
+        chunk_size=6,
+        batch_size=12,
+        output_dir=str(tmp_path / "o"),
+        model=str(embedded_dir),
+    )
+    synth = Synthesizer(cfg)
+    rare = synth._run_chunk("rare", 0)
+    plan = synth._plan("rare", 0)
+    disease = synth.catalog.by_id[plan["disease_id"]]
+    assert plan["passage_ids"][0] == f"card:{disease.id}" and len(plan["passage_ids"]) == 3
+    user = plan["prompt"][1]["content"]
+    assert (
+        disease.name in user
+        and "Background knowledge" in user
+        and plan["prompt"][-1]["content"] == "Question:"
+    )
+    seed = synth._run_chunk("seed", 0)
+    for row in rare + seed:
+        assert row["status"] in KNOWN_STATUSES, row["status"]
+        assert row["raw"] is not None and row["generator"].startswith("llm:")
+        if row["status"] == "ok":
+            assert validate(_as_record(row)) is None
+    assert all(row["seed_ids"] for row in seed) and all(row["disease_id"] for row in rare)
+    # Same seed, same attempts: the chunk is reproducible (what makes resume exact).
+    again = Synthesizer(SynthesisConfig(**{**cfg.__dict__, "output_dir": str(tmp_path / "p")}))._run_chunk(
+        "rare", 0
+    )
+    assert [r["raw"] for r in again] == [r["raw"] for r in rare]
+
+
+def _as_record(row):
+    from medssr_hub.records import record_from_row
+
+    return record_from_row(row["record"])

@@ -54,6 +54,12 @@ def _shingles(text: str, n: int = 3) -> set[int]:
     return {hash(" ".join(w[i : i + n])) for i in range(max(1, len(w) - n + 1))}
 
 
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of word 3-shingles."""
+    x, y = _shingles(a), _shingles(b)
+    return len(x & y) / len(x | y) if x or y else 1.0
+
+
 class Deduplicator:
     """Exact (normalized stem + options) and near duplicates (Jaccard of word 3-shingles of the stem)."""
 

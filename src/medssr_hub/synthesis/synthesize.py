@@ -30,7 +30,13 @@ from tqdm.auto import tqdm
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
-from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, ValidationSettings, validate
+from medssr_hub.synthesis.filters import (
+    Decontaminator,
+    Deduplicator,
+    ValidationSettings,
+    similarity,
+    validate,
+)
 from medssr_hub.synthesis.knowledge import BM25Retriever, build_corpus, disease_card, load_documents
 from medssr_hub.synthesis.prompts import (
     LAYOUT_REGEX,
@@ -242,7 +248,12 @@ class Synthesizer:
             if record is None and status is None:
                 status = "not_applicable"
             if record is not None and status is None:
-                status = validate(record, ValidationSettings()) or self.decontaminator.check(record) or "ok"
+                status = (
+                    validate(record, ValidationSettings())
+                    or self._copies_exemplar(record, plan["seed_ids"])
+                    or self.decontaminator.check(record)
+                    or "ok"
+                )
             rows.append(
                 {
                     "attempt": plan["attempt"],
@@ -257,6 +268,19 @@ class Synthesizer:
                 }
             )
         return rows
+
+    def _copies_exemplar(self, record: MCQRecord, seed_ids: list[str]) -> str | None:
+        """Small generators often return their example nearly verbatim: that is not a new question."""
+        if not seed_ids:
+            return None
+        by_id = self._seeds_by_id
+        if any(similarity(record.question, by_id[i].question) >= self.cfg.dedup_threshold for i in seed_ids):
+            return "copies_exemplar"
+        return None
+
+    @cached_property
+    def _seeds_by_id(self) -> dict[str, MCQRecord]:
+        return {r.id: r for r in self.seeds}
 
     def _recover_answers(self, plans: list[dict[str, Any]]) -> None:
         """Questions written without an answer line: one greedy token after "Answer:", biased to the offered
