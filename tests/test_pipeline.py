@@ -52,8 +52,11 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
         capture_output=True,
     )
     summary = json.loads((full / "summary.json").read_text())
-    assert set(summary["per_benchmark"]) == {"bioasq", "medbullets", "medmcqa", "medqa", "mmlu", "pubmedqa"}
-    assert all(m["items"] == 2 for m in summary["per_benchmark"].values())
+    benchmarks = {"bioasq", "medbullets", "medmcqa", "medqa", "mmlu", "pubmedqa"}
+    assert set(summary["per_benchmark"]) == benchmarks | {"vignette"}
+    assert all(summary["per_benchmark"][b]["items"] == 2 for b in benchmarks)
+    assert summary["per_benchmark"]["vignette"]["items"] == 12  # synthesized first (recipes/demo.yaml)
+    assert LocalHub(hub_root).versions("medssr-hub/demo-synthetic") != {}
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
     published = LocalHub(hub_root).pull("medssr-hub/demo-answers", "v0.1.0")
     assert (published / "README.md").read_text().count("| bioasq |") == 1
@@ -74,7 +77,7 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = len(gen.read_text().splitlines())
-    assert 2 <= before < 12, "the kill should land mid-run"
+    assert 2 <= before < 24, "the kill should land mid-run"
     assert not (cut / "answers.jsonl").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
@@ -82,7 +85,7 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{before} already generated" in result.stderr
-    assert len(gen.read_text().splitlines()) == 12
+    assert len(gen.read_text().splitlines()) == 24
     resumed, uninterrupted = read_answers(cut), read_answers(full)
     assert resumed.keys() == uninterrupted.keys()
     for key, row in uninterrupted.items():
@@ -93,7 +96,7 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     data = "data/test-00000.parquet"
     assert (cut_published / data).read_bytes() == (published / data).read_bytes()
     again = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
-    assert again.returncode == 0 and "12 already generated" in again.stderr
+    assert again.returncode == 0 and "24 already generated" in again.stderr
     assert "already published with this content" in again.stderr
 
 

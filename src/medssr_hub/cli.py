@@ -26,7 +26,7 @@ def _demo(args: argparse.Namespace) -> int:
     print(render_summary(summary))
     print(f"Results in {cfg.output_dir}/ (answers.jsonl, summary.json, summary.md)")
     if summary.get("published"):
-        print(f"Published as {summary['published']}")
+        print(f"Published answers as {summary['published']}")
     return 0
 
 

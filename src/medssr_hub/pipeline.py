@@ -43,6 +43,9 @@ class DemoConfig:
     batch_size: int = 64
     torch_threads: int | None = None
     output_dir: str = "outputs/demo"
+    # Step 1, knowledge-enhanced synthesis: SynthesisConfig fields (None: skip). Its questions are answered
+    # with the benchmarks'; vignette keys are known, so their majority votes score pseudo-labels.
+    synthesis: dict[str, Any] | None = None
     publish_repo: str | None = "medssr-hub/demo-answers"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
@@ -60,7 +63,16 @@ class DemoConfig:
 
     def run_fingerprint(self) -> dict[str, Any]:
         """Settings that change generations: a resumed run must match them."""
-        keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
+        keep = (
+            "model",
+            "chat",
+            "items_per_benchmark",
+            "num_samples",
+            "temperature",
+            "top_p",
+            "top_k",
+            "synthesis",
+        )
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed")}
 
 
@@ -91,6 +103,19 @@ def load_demo_questions(cfg: DemoConfig) -> list[MCQRecord]:
     return records
 
 
+def synthesize_demo_questions(cfg: DemoConfig) -> list[MCQRecord]:
+    if not cfg.synthesis:
+        return []
+    from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+
+    overrides = {"output_dir": str(Path(cfg.output_dir) / "synthesis"), "hub": cfg.hub, "model": cfg.model}
+    syn_cfg = SynthesisConfig.from_yaml(None, **{**cfg.synthesis, **overrides})
+    stats = run_synthesis(syn_cfg)
+    logger.info("Synthesized %d questions (rare %.0f%%)", stats["num_questions"], 100 * stats["rare_ratio"])
+    records, _ = load_records(Path(syn_cfg.output_dir) / "dataset")
+    return records
+
+
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -104,7 +129,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             )
     atomic_write_json(run_file, fingerprint)
 
-    records = load_demo_questions(cfg)
+    records = synthesize_demo_questions(cfg) + load_demo_questions(cfg)
     gen_file = out / "generations.jsonl"
     done = _read_finished(gen_file)
     todo = [r for r in records if r.id not in done]
