@@ -135,10 +135,12 @@ class Synthesizer:
         return BM25Retriever(build_corpus(self.catalog, documents))
 
     @cached_property
-    def diseases(self) -> tuple[list[RareDisease], list[float] | None]:
-        eligible = [d for d in self.catalog if d.phenotypes]
-        weights = [len(d.phenotypes) for d in eligible] if self.cfg.disease_sampling == "phenotypes" else None
-        return eligible, weights
+    def diseases(self) -> dict[bool, tuple[list[RareDisease], list[float] | None]]:
+        """Diseases to draw from (and weights, if sampling by phenotype count): [False] for LLM prompts,
+        [True] for vignettes, which need enough annotated phenotypes to describe a case."""
+        pools = {False: [d for d in self.catalog if d.phenotypes], True: self.vignettes.eligible}
+        weighted = self.cfg.disease_sampling == "phenotypes"
+        return {k: (v, [len(d.phenotypes) for d in v] if weighted else None) for k, v in pools.items()}
 
     @cached_property
     def seeds(self) -> list[MCQRecord]:
@@ -196,7 +198,7 @@ class Synthesizer:
             else f"llm:{self.cfg.model if self.cfg.backend == 'embedded' else self.cfg.endpoint.get('base_url')}"
         )
         if branch == "rare" or generator == "vignette":
-            eligible, weights = self.diseases
+            eligible, weights = self.diseases[generator == "vignette"]
             disease = rng.choices(eligible, weights)[0] if weights else rng.choice(eligible)
             plan["disease_id"] = disease.id
         if generator == "vignette":

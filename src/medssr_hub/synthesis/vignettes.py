@@ -105,12 +105,25 @@ class VignetteGenerator:
         )
         return [by_id[i] for i in ranked[:limit]]
 
+    @staticmethod
+    def applicable(disease: RareDisease, qtype: str) -> bool:
+        """Whether the catalogue holds what a question of this type about this disease needs."""
+        if qtype == "inheritance":
+            return len(disease.inheritance) == 1 and disease.inheritance[0] in INHERITANCE_OPTIONS
+        if qtype == "gene":
+            return bool(disease.genes)
+        if qtype == "finding":
+            return any(p.frequency >= 0.8 for p in disease.phenotypes)
+        return True
+
     def generate(
         self, disease: RareDisease, rng: random.Random, qtype: str | None = None
     ) -> MCQRecord | None:
         """One vignette about `disease`, or None when this question type cannot be asked about it."""
-        types, weights = zip(*self.settings.question_types, strict=True)
-        qtype = qtype or rng.choices(types, weights)[0]
+        if qtype is None:
+            applicable = [(t, w) for t, w in self.settings.question_types if self.applicable(disease, t)]
+            types, weights = zip(*applicable, strict=True)
+            qtype = rng.choices(types, weights)[0]
         findings = self._findings(disease, rng)
         age, years = _age(disease, rng)
         sex = rng.choice(["man", "woman"] if years >= 18 else ["boy", "girl"])
