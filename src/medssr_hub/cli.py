@@ -86,6 +86,29 @@ def _synthesize(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(args: argparse.Namespace) -> int:
+    from medssr_hub.labeling.label import LabelConfig, run_labeling
+
+    cfg = LabelConfig.from_yaml(
+        args.config, input=args.input, revision=args.revision, output_dir=args.output, hub=args.hub
+    )
+    stats = run_labeling(cfg)
+    accuracy = stats.get("label_accuracy")
+    print(
+        f"{stats['questions']} questions labeled by majority of {cfg.n}: kept {stats['kept']} in band {list(cfg.band)}, "
+        f"discarded {stats['discarded']}; mean agreement {stats['mean_agreement']:.2f}"
+        + (
+            f"; label accuracy {accuracy:.1%} on {stats['reference_questions']} questions with keys"
+            if accuracy is not None
+            else ""
+        )
+    )
+    print(f"Results in {cfg.output_dir}/dataset (data/, stats.json, plots/labeling.png)")
+    if stats.get("published"):
+        print(f"Published as {stats['published']}")
+    return 0
+
+
 def _rare_ratio(args: argparse.Namespace) -> int:
     from medssr_hub.records import load_records
     from medssr_hub.synthesis.catalog import RareDiseaseCatalog
@@ -150,6 +173,14 @@ def build_parser() -> argparse.ArgumentParser:
     syn.add_argument("--output", help="output folder")
     syn.add_argument("--hub", help=hub_help)
     syn.set_defaults(func=_synthesize)
+
+    lab = sub.add_parser("label", help="pseudo-labels by majority vote of the policy's answers")
+    lab.add_argument("config", help="YAML config, e.g. recipes/labeling/config_demo.yaml")
+    lab.add_argument("--input", help="synthetic dataset: folder, file or dataset repo id")
+    lab.add_argument("--revision", help="tag, branch or commit of a dataset repo")
+    lab.add_argument("--output", help="output folder")
+    lab.add_argument("--hub", help=hub_help)
+    lab.set_defaults(func=_label)
 
     rr = sub.add_parser("rare-ratio", help="share of questions that name a rare (ORPHANET) disease")
     rr.add_argument("datasets", nargs="+", help="files, folders or dataset repo ids")

@@ -97,8 +97,8 @@ def load_hub_dataset(
     by_split: dict[str, list[str]] = {}
     for f in files:
         if f.suffix == files[0].suffix:
-            name = next((s for s in ("train", "test", "validation", "rejected") if s in f.stem), "train")
-            by_split.setdefault(name, []).append(str(f))
+            # data/<split>-00000.parquet, the layout every stage writes (and the Hub's convention)
+            by_split.setdefault(f.stem.split("-")[0] if "-" in f.stem else "train", []).append(str(f))
     by_split.pop("rejected", None)
     dsd = load_dataset(builder, data_files=by_split)
     if split is None:

@@ -1,0 +1,404 @@
+"""Pseudo-labels (MedSSR step 2): the policy answers each synthetic question n times; the majority wins.
+
+Votes are sampled in fixed shards of questions, each written atomically, so an interrupted run resumes
+without re-sampling and ends with the labels an uninterrupted run gives (samples are seeded per question
+and sample, not per batch). An agreement band keeps the questions worth training on: unanimous ones give
+GRPO groups with zero reward variance (no gradient), very low agreement is mostly noise.
+
+Reference answers (vignette keys, or gold on real data) only measure the labels, never make them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import statistics
+from collections import Counter
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import yaml
+from tqdm.auto import tqdm
+
+from medssr_hub.answers import answer_prompt, extract_or_recover
+from medssr_hub.generation import GenerationError, SamplingParams, get_backend
+from medssr_hub.labeling.voting import majority_vote
+from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+
+class LabelingError(RuntimeError):
+    pass
+
+
+@dataclass
+class LabelConfig:
+    input: str = "outputs/synthesis-demo/dataset"  # folder, file or dataset repo id
+    revision: str | None = None
+    split: str | None = None
+    model: str = "embedded"
+    backend: str = "embedded"  # embedded | endpoint
+    endpoint: dict[str, Any] = field(default_factory=dict)
+    chat: bool = True  # explicit: chat template (True) or the raw CoT template for base models
+    n: int = 8
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    max_tokens: int = 512
+    seed: int = 42
+    band: tuple[float, float] = (0.375, 0.875)  # keep low <= agreement <= high
+    reference: str = "construction"  # which answers measure labels: construction (vignette keys) | all | none
+    shard_size: int = 32
+    batch_size: int = 64
+    output_dir: str = "outputs/labels"
+    publish_repo: str | None = None
+    publish_version: str = "v0.1.0"
+    hub: str | None = None
+
+    @classmethod
+    def from_yaml(cls, path: str | Path | None, **overrides: Any) -> LabelConfig:
+        data = (yaml.safe_load(Path(path).read_text()) if path else None) or {}
+        unknown = set(data) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        cfg = cls(**data)
+        cfg.band = tuple(cfg.band)
+        if not 0 <= cfg.band[0] <= cfg.band[1] <= 1:
+            raise ValueError(f"band must be 0 <= low <= high <= 1, got {cfg.band}")
+        if cfg.reference not in ("construction", "all", "none"):
+            raise ValueError("reference must be construction, all or none")
+        return cfg
+
+    def fingerprint(self) -> dict[str, Any]:
+        keep = (
+            "input",
+            "revision",
+            "split",
+            "model",
+            "backend",
+            "chat",
+            "n",
+            "temperature",
+            "top_p",
+            "top_k",
+        )
+        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "shard_size")}
+
+
+def question_seed(seed: int, question_id: str) -> int:
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{question_id}".encode(), digest_size=6).digest(), "little")
+
+
+def reference_answer(record: MCQRecord, mode: str) -> str | None:
+    if mode == "none" or record.answer is None:
+        return None
+    if mode == "all":
+        return record.answer
+    source = record.metadata.get("answer_source")
+    return record.answer if source == "construction" else None
+
+
+class Labeler:
+    def __init__(self, cfg: LabelConfig):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self.shards = self.out / "shards"
+        self.release = self.out / "dataset"
+        self._backend = None
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            if self.cfg.backend == "endpoint":
+                self._backend = get_backend("endpoint", **self.cfg.endpoint)
+            else:
+                self._backend = get_backend("embedded", model=self.cfg.model, batch_size=self.cfg.batch_size)
+        return self._backend
+
+    def load(self) -> list[MCQRecord]:
+        records, report = load_records(
+            self.cfg.input, revision=self.cfg.revision, split=self.cfg.split, hub=self.cfg.hub
+        )
+        if report.rejected:
+            logger.warning("Input rows rejected: %s", report.summary())
+        self.input_report = report
+        return records
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        run_file = self.out / "run.json"
+        if run_file.exists() and json.loads(run_file.read_text()) != cfg.fingerprint():
+            raise LabelingError(
+                f"{self.out} holds a labeling run with other settings; use another output_dir"
+            )
+        atomic_write_json(run_file, cfg.fingerprint())
+        records = self.load()
+        chunks = [records[i : i + cfg.shard_size] for i in range(0, len(records), cfg.shard_size)]
+        votes: dict[str, dict[str, Any]] = {}
+        bar = tqdm(total=len(records), desc="label", unit="question")
+        for k, chunk in enumerate(chunks):
+            shard = self.shards / f"votes-{k:05d}.jsonl"
+            if not shard.exists():
+                try:
+                    atomic_write_jsonl(shard, self._vote(chunk))
+                except GenerationError as e:
+                    raise LabelingError(
+                        f"the policy backend failed on shard {k} of {len(chunks)}: {e}. "
+                        f"{k} finished shards are kept in {self.shards}; rerun to resume."
+                    ) from e
+            rows = read_jsonl(shard)
+            if [r["id"] for r in rows] != [r.id for r in chunk]:
+                raise LabelingError(
+                    f"{shard} does not match the input (different dataset?); use another output_dir"
+                )
+            votes.update({r["id"]: r for r in rows})
+            bar.update(len(chunk))
+        bar.close()
+        return self._finish(records, votes)
+
+    def _vote(self, chunk: list[MCQRecord]) -> list[dict[str, Any]]:
+        cfg = self.cfg
+        params = SamplingParams(
+            n=cfg.n,
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            max_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+        )
+        prompts = [answer_prompt(r, chat=cfg.chat) for r in chunk]
+        seeds = [question_seed(cfg.seed, r.id) for r in chunk]
+        completions = self.backend.generate(prompts, params, seeds=seeds, progress=False)
+        texts = [c.texts for c in completions]
+        answers = extract_or_recover(chunk, texts, self.backend, chat=cfg.chat)
+        return [
+            {
+                "id": record.id,
+                "letters": [a.letter for a in row],
+                "recovered": [a.recovered for a in row],
+                "finish": [s.finish_reason for s in completion.samples],
+                "texts": [s.text for s in completion.samples],
+            }
+            for record, completion, row in zip(chunk, completions, answers, strict=True)
+        ]
+
+    def _finish(self, records: list[MCQRecord], votes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+        from datasets import Dataset
+
+        cfg = self.cfg
+        low, high = cfg.band
+        kept, discarded, diag_rows = [], [], []
+        for record in records:
+            v = votes[record.id]
+            vote = majority_vote(v["letters"])
+            row = {
+                **record.to_row(),
+                "label": vote.label,
+                "agreement": vote.agreement,
+                "votes": v["letters"],
+                "recovered": v["recovered"],
+                "tie": vote.tie,
+            }
+            in_band = vote.label is not None and low <= vote.agreement <= high
+            (kept if in_band else discarded).append(row)
+            diag_rows.append((record, v, vote, in_band))
+        diagnostics = compute_diagnostics(diag_rows, cfg)
+        for name, rows in (("train", kept), ("discarded", discarded)):
+            path = self.release / "data" / f"{name}-00000.parquet"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            partial = path.with_suffix(".parquet.part")
+            if rows:
+                Dataset.from_list(rows).to_parquet(partial)
+                partial.replace(path)
+            else:
+                path.unlink(missing_ok=True)
+        plot = self.release / "plots" / "labeling.png"
+        plot_diagnostics(diagnostics, plot, cfg)
+        stats = {
+            "kept": len(kept),
+            "discarded": len(discarded),
+            "input": self.input_report.source,
+            **diagnostics,
+        }
+        atomic_write_json(self.release / "stats.json", stats)
+        logger.info(
+            "Labeled %d questions: kept %d in band [%.3f, %.3f]; label accuracy %s",
+            len(records),
+            len(kept),
+            low,
+            high,
+            diagnostics.get("label_accuracy"),
+        )
+        if cfg.publish_repo:
+            stats["published"] = self._publish(stats)
+        return stats
+
+    def _publish(self, stats: dict[str, Any]) -> str:
+        from medssr_hub.hub import publish
+        from medssr_hub.hub.cards import dataset_card
+
+        cfg = self.cfg
+        card = dataset_card(
+            repo_id=cfg.publish_repo,
+            version=cfg.publish_version,
+            pretty_name="MedSSR pseudo-labeled synthetic questions",
+            summary=(
+                f"Synthetic questions with pseudo-labels: the majority of {cfg.n} answers of the policy "
+                f"({cfg.model if cfg.backend == 'embedded' else cfg.endpoint.get('base_url')}). Split `train` keeps "
+                f"questions whose agreement lies in [{cfg.band[0]}, {cfg.band[1]}]; `discarded` holds the rest."
+            ),
+            stage="labeling",
+            num_rows=stats["kept"] + stats["discarded"],
+            data_files={"train": "data/train-*.parquet", "discarded": "data/discarded-*.parquet"}
+            if stats["discarded"]
+            else {"train": "data/train-*.parquet"},
+            provenance={
+                "input": f"{cfg.input}@{cfg.revision or 'latest'}",
+                "policy model": cfg.model if cfg.backend == "embedded" else cfg.endpoint.get("base_url"),
+                "samples per question (n)": cfg.n,
+                "sampling": f"T={cfg.temperature}, top_p={cfg.top_p}, top_k={cfg.top_k}, max {cfg.max_tokens} tokens",
+                "seed": cfg.seed,
+                "agreement band": f"[{cfg.band[0]}, {cfg.band[1]}]",
+            },
+            counts={"kept": stats["kept"], "discarded": stats["discarded"], **stats["band_counts"]},
+            evaluation=render_diagnostics(stats),
+            plots={"Agreement and label accuracy": "plots/labeling.png"},
+            config=asdict(cfg),
+            tags=["synthetic", "pseudo-labels"],
+        )
+        result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
+        return f"{result.repo_id}@{result.version} ({result.location})"
+
+
+def compute_diagnostics(rows, cfg: LabelConfig) -> dict[str, Any]:
+    """TTRL-style metrics: label accuracy, per-sample and reward accuracy, agreement, recovery, accuracy vs n."""
+    n = cfg.n
+    agreements = [vote.agreement for _, _, vote, _ in rows]
+    histogram = Counter(round(a * n) for a in agreements)
+    low, high = cfg.band
+    band_counts = {
+        "below band": sum(a < low for a in agreements),
+        "in band": sum(in_band for *_, in_band in rows),
+        "above band (e.g. unanimous)": sum(a > high for a in agreements),
+        "no parseable vote": sum(vote.label is None for _, _, vote, _ in rows),
+    }
+    samples = [x for _, v, _, _ in rows for x in v["letters"]]
+    recovered = [x for _, v, _, _ in rows for x in v["recovered"]]
+    out: dict[str, Any] = {
+        "questions": len(rows),
+        "n": n,
+        "mean_agreement": statistics.fmean(agreements) if agreements else 0.0,
+        "agreement_histogram": {f"{k}/{n}": histogram.get(k, 0) for k in range(n + 1)},
+        "band_counts": band_counts,
+        "ties": sum(vote.tie for _, _, vote, _ in rows),
+        "recovery_rate": statistics.fmean(recovered) if recovered else 0.0,
+        "unparsed_rate": statistics.fmean(x is None for x in samples) if samples else 0.0,
+    }
+    scored = [(r, v, vote, b, reference_answer(r, cfg.reference)) for r, v, vote, b in rows]
+    scored = [s for s in scored if s[4] is not None]
+    out["reference_questions"] = len(scored)
+    if scored:
+        out["label_accuracy"] = statistics.fmean(vote.label == ref for _, _, vote, _, ref in scored)
+        in_band = [(vote, ref) for _, _, vote, b, ref in scored if b]
+        out["label_accuracy_in_band"] = (
+            statistics.fmean(v.label == ref for v, ref in in_band) if in_band else None
+        )
+        out["sample_accuracy"] = statistics.fmean(
+            x == ref for _, v, _, _, ref in scored for x in v["letters"]
+        )
+        # Reward accuracy: how often the pseudo-label reward (sample == label) equals the true one (sample == ref).
+        out["reward_accuracy"] = statistics.fmean(
+            (x == vote.label) == (x == ref) for _, v, vote, _, ref in scored for x in v["letters"]
+        )
+        out["label_accuracy_vs_n"] = accuracy_vs_n(scored, n, cfg.seed)
+    return out
+
+
+def accuracy_vs_n(scored, n: int, seed: int, repeats: int = 20) -> dict[str, float]:
+    """Label accuracy when only m of the n votes are used (random subsets, averaged), m = 1, 2, 4, ..., n."""
+    rng = random.Random(seed)
+    sizes = sorted({m for m in (1, 2, 3, 4, 6, 8, 12, 16, 32, 64) if m < n} | {n})
+    curve = {}
+    for m in sizes:
+        hits = []
+        for _, v, _, _, ref in scored:
+            for _ in range(repeats if m < n else 1):
+                subset = rng.sample(v["letters"], m)
+                hits.append(majority_vote(subset).label == ref)
+        curve[str(m)] = statistics.fmean(hits)
+    return curve
+
+
+def render_diagnostics(stats: dict[str, Any]) -> str:
+    lines = ["| metric | value |", "|---|---:|"]
+    for key in (
+        "questions",
+        "kept",
+        "discarded",
+        "mean_agreement",
+        "ties",
+        "recovery_rate",
+        "unparsed_rate",
+        "reference_questions",
+        "label_accuracy",
+        "label_accuracy_in_band",
+        "sample_accuracy",
+        "reward_accuracy",
+    ):
+        value = stats.get(key)
+        if value is not None:
+            lines.append(
+                f"| {key.replace('_', ' ')} | {value:.3f} |"
+                if isinstance(value, float)
+                else f"| {key.replace('_', ' ')} | {value} |"
+            )
+    if stats.get("label_accuracy_vs_n"):
+        lines += ["", "| votes used | label accuracy |", "|---:|---:|"]
+        lines += [f"| {m} | {acc:.3f} |" for m, acc in stats["label_accuracy_vs_n"].items()]
+    return "\n".join(lines)
+
+
+def plot_diagnostics(diagnostics: dict[str, Any], path: Path, cfg: LabelConfig) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+    hist = diagnostics["agreement_histogram"]
+    xs = list(range(len(hist)))
+    low, high = cfg.band
+    colors = ["tab:green" if low <= x / cfg.n <= high else "tab:gray" for x in xs]
+    axes[0].bar(xs, list(hist.values()), color=colors)
+    axes[0].set_xticks(xs, list(hist), rotation=0)
+    axes[0].set_xlabel("majority votes / n (green: kept)")
+    axes[0].set_ylabel("questions")
+    axes[0].set_title("Agreement of the policy's votes")
+    curve = diagnostics.get("label_accuracy_vs_n")
+    if curve:
+        axes[1].plot([int(m) for m in curve], list(curve.values()), marker="o")
+        axes[1].set_ylim(0, 1)
+        axes[1].set_xlabel("votes used (n)")
+        axes[1].set_ylabel("label accuracy vs reference")
+        axes[1].set_title(f"Label accuracy vs n ({diagnostics['reference_questions']} questions)")
+    else:
+        axes[1].axis("off")
+        axes[1].text(0.5, 0.5, "no reference answers to score labels", ha="center", va="center")
+    fig.tight_layout()
+    partial = path.with_name(path.stem + ".part.png")
+    fig.savefig(partial, dpi=110)
+    plt.close(fig)
+    partial.replace(path)
+    return path
+
+
+def run_labeling(cfg: LabelConfig) -> dict[str, Any]:
+    return Labeler(cfg).run()

@@ -1,0 +1,199 @@
+"""Pseudo-labeling with the real embedded policy: votes, band, diagnostics, resume, faults, Hub I/O."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from medssr_hub.generation import GenerationError
+from medssr_hub.hub import LocalHub
+from medssr_hub.labeling.label import LabelConfig, Labeler, LabelingError, accuracy_vs_n, compute_diagnostics
+from medssr_hub.labeling.voting import majority_vote
+from medssr_hub.records import MCQRecord, RecordFormatError, load_records
+from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+
+
+@pytest.fixture(scope="module")
+def synthetic(tmp_path_factory):
+    """Six catalogue vignettes (keys known by construction), published to a local hub as v1.0.0."""
+    root = tmp_path_factory.mktemp("synthetic")
+    hub = root / "hub"
+    run_synthesis(
+        SynthesisConfig(
+            num_questions=6,
+            alpha=1.0,
+            rare_generator="vignette",
+            chunk_size=8,
+            output_dir=str(root / "out"),
+            publish_repo="medssr/synth",
+            publish_version="v1.0.0",
+            hub=str(hub),
+        )
+    )
+    return hub
+
+
+def config(tmp_path, hub, **kw):
+    base = {
+        "input": "medssr/synth",
+        "revision": "v1.0.0",
+        "hub": str(hub),
+        "n": 4,
+        "max_tokens": 40,
+        "shard_size": 2,
+        "output_dir": str(tmp_path / "labels"),
+    }
+    return LabelConfig(**{**base, **kw})
+
+
+def table(folder, split="train"):
+    path = folder / "dataset" / "data" / f"{split}-00000.parquet"
+    return pd.read_parquet(path) if path.exists() else pd.DataFrame()
+
+
+@pytest.mark.slow
+def test_labels_votes_band_and_diagnostics(tmp_path, synthetic, embedded_dir):
+    cfg = config(tmp_path, synthetic, band=(0.5, 0.75), publish_repo="medssr/synth-labeled")
+    stats = Labeler(cfg).run()
+    labeled = pd.concat([table(tmp_path / "labels"), table(tmp_path / "labels", "discarded")])
+    assert len(labeled) == 6 == stats["questions"]
+    for row in labeled.itertuples():
+        assert len(row.votes) == 4 and len(row.recovered) == 4
+        vote = majority_vote(list(row.votes))
+        assert (row.label, row.agreement) == (vote.label, vote.agreement)
+    kept = table(tmp_path / "labels")
+    assert kept.empty or kept["agreement"].between(0.5, 0.75).all()
+    assert stats["kept"] == len(kept) and stats["kept"] + stats["discarded"] == 6
+    bands = stats["band_counts"]
+    assert bands["in band"] == stats["kept"]
+    assert bands["below band"] + bands["in band"] + bands["above band (e.g. unanimous)"] == 6
+    assert stats["reference_questions"] == 6 and 0 <= stats["label_accuracy"] <= 1
+    assert set(stats["label_accuracy_vs_n"]) == {"1", "2", "3", "4"}
+    assert sum(stats["agreement_histogram"].values()) == 6
+    assert (tmp_path / "labels" / "dataset" / "plots" / "labeling.png").read_bytes()[
+        :8
+    ] == b"\x89PNG\r\n\x1a\n"
+    # Published as a new dataset version with its card; the next stage reads it by revision.
+    folder = LocalHub(synthetic).pull("medssr/synth-labeled", "v0.1.0")
+    card = (folder / "README.md").read_text()
+    assert (
+        "| samples per question (n) | 4 |" in card
+        and "label accuracy" in card
+        and "plots/labeling.png" in card
+    )
+    if stats["kept"]:
+        records, _ = load_records(
+            "medssr/synth-labeled", revision="v0.1.0", split="train", hub=str(synthetic)
+        )
+        assert {r.metadata["label"] for r in records} <= set("ABCDE")
+
+
+@pytest.mark.slow
+def test_interrupted_labeling_resumes_without_resampling(tmp_path, synthetic, embedded_dir):
+    Labeler(config(tmp_path / "a", synthetic)).run()
+
+    class Interrupted(Labeler):
+        calls = 0
+
+        def _vote(self, chunk):
+            Interrupted.calls += 1
+            if Interrupted.calls == 2:
+                raise KeyboardInterrupt
+            return super()._vote(chunk)
+
+    cut = config(tmp_path / "b", synthetic)
+    with pytest.raises(KeyboardInterrupt):
+        Interrupted(cut).run()
+    assert [p.name for p in sorted((tmp_path / "b" / "labels" / "shards").iterdir())] == ["votes-00000.jsonl"]
+
+    class Counting(Labeler):
+        calls = 0
+
+        def _vote(self, chunk):
+            Counting.calls += 1
+            return super()._vote(chunk)
+
+    Counting(cut).run()
+    assert Counting.calls == 2  # shards 1 and 2 only: shard 0 was not sampled again
+    for split in ("train", "discarded"):
+        a, b = table(tmp_path / "a" / "labels", split), table(tmp_path / "b" / "labels", split)
+        pd.testing.assert_frame_equal(a, b)
+
+
+@pytest.mark.slow
+def test_backend_failure_keeps_finished_shards(tmp_path, synthetic, embedded_dir):
+    labeler = Labeler(config(tmp_path, synthetic))
+    real = labeler.backend.generate
+    calls = {"n": 0}
+
+    def flaky(prompts, params, **kw):
+        calls["n"] += 1
+        if params.n > 1 and calls["n"] > 2:
+            raise GenerationError("endpoint http://127.0.0.1:9 failed after 5 attempt(s): ConnectError")
+        return real(prompts, params, **kw)
+
+    labeler.backend.generate = flaky
+    with pytest.raises(
+        LabelingError, match=r"failed on shard \d of 3.*finished shards are kept.*rerun to resume"
+    ):
+        labeler.run()
+    assert len(list((tmp_path / "labels" / "shards").iterdir())) >= 1
+
+
+@pytest.mark.slow
+def test_empty_policy_answers_go_through_recovery(tmp_path, synthetic, embedded_dir):
+    labeler = Labeler(config(tmp_path, synthetic, shard_size=6))
+    real = labeler.backend.generate
+
+    def silent_sampler(prompts, params, **kw):
+        out = real(prompts, params, **kw)
+        if params.n > 1:  # the voting pass answers nothing; the constrained recovery pass is real
+            for completion in out:
+                for sample in completion.samples:
+                    sample.text = ""
+        return out
+
+    labeler.backend.generate = silent_sampler
+    stats = labeler.run()
+    assert stats["recovery_rate"] == 1.0 and stats["band_counts"]["no parseable vote"] == 0
+    assert stats["unparsed_rate"] == 0.0
+
+
+def test_bad_input_is_refused_clearly(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"id": "x", "question": "no options at all"}) + "\n")
+    with pytest.raises(RecordFormatError, match="no usable question"):
+        Labeler(LabelConfig(input=str(bad), output_dir=str(tmp_path / "o"))).run()
+    with pytest.raises(FileNotFoundError):
+        Labeler(LabelConfig(input=str(tmp_path / "missing.jsonl"), output_dir=str(tmp_path / "p"))).run()
+    with pytest.raises(ValueError, match="band"):
+        LabelConfig.from_yaml(None, band=[0.9, 0.2])
+
+
+def test_diagnostics_on_known_votes():
+    cfg = LabelConfig(n=4, band=(0.5, 0.75), reference="all")
+    records = [
+        MCQRecord(id=str(i), question="Q?", options={"A": "a", "B": "b", "C": "c"}, answer="A")
+        for i in range(3)
+    ]
+    votes = [["A", "A", "A", "B"], ["B", "B", "A", None], ["A", "A", "A", "A"]]
+    rows = []
+    for record, letters in zip(records, votes, strict=True):
+        vote = majority_vote(letters)
+        rows.append(
+            (record, {"letters": letters, "recovered": [False] * 4}, vote, 0.5 <= vote.agreement <= 0.75)
+        )
+    d = compute_diagnostics(rows, cfg)
+    assert d["label_accuracy"] == pytest.approx(2 / 3)
+    assert d["sample_accuracy"] == pytest.approx(8 / 12)
+    assert d["band_counts"] == {
+        "below band": 0,
+        "in band": 2,
+        "above band (e.g. unanimous)": 1,
+        "no parseable vote": 0,
+    }
+    assert d["agreement_histogram"] == {"0/4": 0, "1/4": 0, "2/4": 1, "3/4": 1, "4/4": 1}
+    # reward accuracy: sample-level agreement of (x == label) with (x == gold); question 2 gets 3 of 4 wrong
+    assert d["reward_accuracy"] == pytest.approx((4 + 1 + 4) / 12)
+    curve = accuracy_vs_n([(r, v, vote, b, "A") for r, v, vote, b in rows], 4, seed=0)
+    assert curve["4"] == pytest.approx(2 / 3) and set(curve) == {"1", "2", "3", "4"}
