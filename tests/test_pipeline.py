@@ -53,10 +53,13 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     )
     summary = json.loads((full / "summary.json").read_text())
     benchmarks = {"bioasq", "medbullets", "medmcqa", "medqa", "mmlu", "pubmedqa"}
-    assert set(summary["per_benchmark"]) == benchmarks | {"vignette"}
+    assert set(summary["per_benchmark"]) == benchmarks
     assert all(summary["per_benchmark"][b]["items"] == 2 for b in benchmarks)
-    assert summary["per_benchmark"]["vignette"]["items"] == 12  # synthesized first (recipes/demo.yaml)
-    assert LocalHub(hub_root).versions("medssr-hub/demo-synthetic") != {}
+    # Steps 1-2 ran first (recipes/demo.yaml): 12 synthetic questions, then their pseudo-labels, both published.
+    assert summary["stages"]["synthesis"]["num_questions"] == 12
+    labeling = summary["stages"]["labeling"]
+    assert labeling["questions"] == 12 and 0 <= labeling["label_accuracy"] <= 1
+    assert set(LocalHub(hub_root).versions("medssr-hub/demo-synthetic-labeled")) == {"v0.1.0"}
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
     published = LocalHub(hub_root).pull("medssr-hub/demo-answers", "v0.1.0")
     assert (published / "README.md").read_text().count("| bioasq |") == 1
@@ -77,7 +80,7 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = len(gen.read_text().splitlines())
-    assert 2 <= before < 24, "the kill should land mid-run"
+    assert 2 <= before < 12, "the kill should land mid-run"
     assert not (cut / "answers.jsonl").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
@@ -85,7 +88,7 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert f"{before} already generated" in result.stderr
-    assert len(gen.read_text().splitlines()) == 24
+    assert len(gen.read_text().splitlines()) == 12
     resumed, uninterrupted = read_answers(cut), read_answers(full)
     assert resumed.keys() == uninterrupted.keys()
     for key, row in uninterrupted.items():
@@ -96,7 +99,7 @@ def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir,
     data = "data/test-00000.parquet"
     assert (cut_published / data).read_bytes() == (published / data).read_bytes()
     again = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
-    assert again.returncode == 0 and "24 already generated" in again.stderr
+    assert again.returncode == 0 and "12 already generated" in again.stderr
     assert "already published with this content" in again.stderr
 
 

@@ -43,9 +43,10 @@ class DemoConfig:
     batch_size: int = 64
     torch_threads: int | None = None
     output_dir: str = "outputs/demo"
-    # Step 1, knowledge-enhanced synthesis: SynthesisConfig fields (None: skip). Its questions are answered
-    # with the benchmarks'; vignette keys are known, so their majority votes score pseudo-labels.
+    # Step 1, knowledge-enhanced synthesis: SynthesisConfig fields (None: skip).
     synthesis: dict[str, Any] | None = None
+    # Step 2, pseudo-labels for the synthetic set: LabelConfig fields (None: skip). Vignette keys score them.
+    labeling: dict[str, Any] | None = None
     publish_repo: str | None = "medssr-hub/demo-answers"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
@@ -103,17 +104,28 @@ def load_demo_questions(cfg: DemoConfig) -> list[MCQRecord]:
     return records
 
 
-def synthesize_demo_questions(cfg: DemoConfig) -> list[MCQRecord]:
+def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
+    """Steps 1-2: synthesize (published), then pseudo-label what was synthesized (published)."""
+    results: dict[str, Any] = {}
     if not cfg.synthesis:
-        return []
+        return results
     from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
 
-    overrides = {"output_dir": str(Path(cfg.output_dir) / "synthesis"), "hub": cfg.hub, "model": cfg.model}
-    syn_cfg = SynthesisConfig.from_yaml(None, **{**cfg.synthesis, **overrides})
-    stats = run_synthesis(syn_cfg)
-    logger.info("Synthesized %d questions (rare %.0f%%)", stats["num_questions"], 100 * stats["rare_ratio"])
-    records, _ = load_records(Path(syn_cfg.output_dir) / "dataset")
-    return records
+    out = Path(cfg.output_dir)
+    shared = {"hub": cfg.hub, "model": cfg.model}
+    syn_cfg = SynthesisConfig.from_yaml(
+        None, **{**cfg.synthesis, **shared, "output_dir": str(out / "synthesis")}
+    )
+    results["synthesis"] = run_synthesis(syn_cfg)
+    if cfg.labeling:
+        from medssr_hub.labeling.label import LabelConfig, run_labeling
+
+        source = {"input": str(Path(syn_cfg.output_dir) / "dataset"), "output_dir": str(out / "labeling")}
+        if syn_cfg.publish_repo:  # read it back the way stage 1 will: from the hub, pinned to its version
+            source["input"], source["revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
+        label_cfg = LabelConfig.from_yaml(None, **{**cfg.labeling, **shared, **source})
+        results["labeling"] = run_labeling(label_cfg)
+    return results
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -129,7 +141,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             )
     atomic_write_json(run_file, fingerprint)
 
-    records = synthesize_demo_questions(cfg) + load_demo_questions(cfg)
+    stages = synthesize_and_label(cfg)
+    records = load_demo_questions(cfg)
     gen_file = out / "generations.jsonl"
     done = _read_finished(gen_file)
     todo = [r for r in records if r.id not in done]
@@ -188,6 +201,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         )
     atomic_write_jsonl(out / "answers.jsonl", rows)
     summary = summarize(rows, cfg)
+    summary["stages"] = {name: _headline(stats) for name, stats in stages.items()}
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", render_summary(summary))
     if cfg.publish_repo:
@@ -220,6 +234,22 @@ def publish_answers(rows: list[dict[str, Any]], summary: dict[str, Any], cfg: De
     )
     result = publish(folder, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
     return f"{result.repo_id}@{result.version} ({result.location})"
+
+
+def _headline(stats: dict[str, Any]) -> dict[str, Any]:
+    keys = (
+        "num_questions",
+        "rare_ratio",
+        "acceptance",
+        "questions",
+        "kept",
+        "discarded",
+        "mean_agreement",
+        "label_accuracy",
+        "label_accuracy_in_band",
+        "published",
+    )
+    return {k: stats[k] for k in keys if k in stats}
 
 
 def _read_finished(path: Path) -> dict[str, dict[str, Any]]:
@@ -282,12 +312,22 @@ def render_summary(summary: dict[str, Any]) -> str:
             f"| {name} | {m['items']} | {m['sample_accuracy']:.1%} | {m['majority_accuracy']:.1%} | "
             f"{m['parse_rate']:.1%} | {m['recovery_rate']:.1%} | {m['mean_agreement']:.2f} |"
         )
+    for k, (name, headline) in enumerate(summary.get("stages", {}).items()):
+        lines.insert(1 + k, f"- {name}: " + ", ".join(f"{key} {_fmt(v)}" for key, v in headline.items()))
     a = summary["average"]
     lines.append(
         f"| **average** | | {a['sample_accuracy']:.1%} | {a['majority_accuracy']:.1%} | {a['parse_rate']:.1%} | "
         f"{a['recovery_rate']:.1%} | {a['mean_agreement']:.2f} |"
     )
     return "\n".join(lines) + "\n"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k}: {_fmt(v)}" for k, v in value.items()) + "}"
+    return str(value)
 
 
 def _mean(values: list[float | bool]) -> float:
