@@ -293,3 +293,59 @@ def _as_record(row):
     from medssr_hub.records import record_from_row
 
     return record_from_row(row["record"])
+
+
+def test_rewrite_checks():
+    from medssr_hub.synthesis.filters import check_rewrite
+
+    original = record(
+        "A 30-year-old woman is evaluated for arachnodactyly, ectopia lentis and tall stature. "
+        "Which of the following is the most likely diagnosis?",
+        ["Marfan syndrome", "Homocystinuria", "Stickler syndrome", "Ehlers-Danlos syndrome"],
+    )
+    findings = ["arachnodactyly", "ectopia lentis", "tall stature"]
+    good = (
+        "A tall 30-year-old woman with arachnodactyly and ectopia lentis comes to clinic. "
+        "Which of the following is the most likely diagnosis?"
+    )
+    assert check_rewrite(original, good, findings) is None
+    assert check_rewrite(original, good.rstrip("?"), findings) == "rewrite_no_question"
+    assert check_rewrite(original, "Diagnosis?", findings) == "rewrite_length"
+    leaked = good.replace("comes to clinic", "has Marfan syndrome")
+    assert check_rewrite(original, leaked, findings) == "rewrite_names_an_option"
+    dropped = (
+        "A 30-year-old woman comes to the clinic because she is worried about her health today. "
+        "Which of the following is the most likely diagnosis?"
+    )
+    assert check_rewrite(original, dropped, findings) == "rewrite_drops_findings"
+
+
+@pytest.mark.slow
+def test_vignette_rewrites_keep_options_and_keys(tmp_path, embedded_dir):
+    plain = vignette_config(tmp_path / "plain", num_questions=4, alpha=1.0, chunk_size=4)
+    rewritten = vignette_config(
+        tmp_path / "rw",
+        num_questions=4,
+        alpha=1.0,
+        chunk_size=4,
+        rewrite_vignettes=True,
+        max_tokens=120,
+        model=str(embedded_dir),
+    )
+    Synthesizer(plain).run()
+    stats = Synthesizer(rewritten).run()
+    assert sum(stats["vignette_rewrites"].values()) == 4
+    a = pd.read_parquet(tmp_path / "plain" / "out" / "dataset" / "data" / "train-00000.parquet").set_index(
+        "id"
+    )
+    b = pd.read_parquet(tmp_path / "rw" / "out" / "dataset" / "data" / "train-00000.parquet").set_index("id")
+    for qid in a.index.intersection(b.index):
+        assert (
+            list(a.loc[qid, "options"]) == list(b.loc[qid, "options"])
+            and a.loc[qid, "answer"] == b.loc[qid, "answer"]
+        )
+        meta = json.loads(b.loc[qid, "metadata"])
+        if meta["rewrite"] == "accepted":
+            assert meta["original_stem"] == a.loc[qid, "question"] != b.loc[qid, "question"]
+        else:
+            assert meta["rewrite"].startswith("rewrite_") and b.loc[qid, "question"] == a.loc[qid, "question"]

@@ -109,3 +109,28 @@ class Decontaminator:
 
     def check(self, record: MCQRecord) -> str | None:
         return "contaminated" if self._grams(record.format()) & self.grams else None
+
+
+def check_rewrite(
+    original: MCQRecord, rewritten_stem: str, findings: list[str], min_kept: float = 0.6
+) -> str | None:
+    """Why a vignette rewrite cannot replace the original stem, or None when it can.
+
+    Options and key never change (only the stem is swapped). The new stem must keep most findings, ask a
+    question, keep a sane length, and name no option the original stem did not name (no leaked answer).
+    """
+    stem = rewritten_stem.strip()
+    if not stem.endswith("?"):
+        return "rewrite_no_question"
+    if not 0.5 * len(original.question) <= len(stem) <= 3 * len(original.question):
+        return "rewrite_length"
+    new_words, old_words = " ".join(words(stem)), " ".join(words(original.question))
+    for text in original.options.values():
+        option = " ".join(words(text))
+        if option and f" {option} " in f" {new_words} " and f" {option} " not in f" {old_words} ":
+            return "rewrite_names_an_option"
+    if findings:
+        kept = sum(all(w in new_words.split() for w in words(f)) for f in findings)
+        if kept / len(findings) < min_kept:
+            return "rewrite_drops_findings"
+    return None

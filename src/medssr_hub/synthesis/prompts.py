@@ -147,3 +147,20 @@ def _parse_json(text: str) -> tuple[str, dict[str, str], str]:
         {str(k).upper(): str(v).strip() for k, v in options.items()},
         str(data["answer"]).upper()[:1],
     )
+
+
+REWRITE_PREFILL = "Rewritten vignette:"
+
+
+def rewrite_prompt(stem: str) -> Prompt:
+    """Ask for the same case in fluent exam prose (the vignette's options and key are kept as they are)."""
+    user = (
+        "Rewrite this clinical vignette as fluent, natural exam prose. Keep every finding, add no new findings, "
+        "do not name any disease, and end with the same final question.\n\n"
+        f"Vignette: {stem}"
+    )
+    return [
+        {"role": "system", "content": SYSTEM},
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": REWRITE_PREFILL},
+    ]

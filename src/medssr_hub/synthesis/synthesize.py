@@ -34,6 +34,7 @@ from medssr_hub.synthesis.filters import (
     Decontaminator,
     Deduplicator,
     ValidationSettings,
+    check_rewrite,
     similarity,
     validate,
 )
@@ -44,6 +45,7 @@ from medssr_hub.synthesis.prompts import (
     answer_prompt,
     knowledge_prompt,
     parse_generated,
+    rewrite_prompt,
     seed_prompt,
 )
 from medssr_hub.synthesis.vignettes import VignetteGenerator
@@ -82,6 +84,7 @@ class SynthesisConfig:
     chunk_size: int = 16
     max_attempts_per_question: int = 12
     recover_answers: bool = True  # ask the generator for the letter when it wrote no answer line
+    rewrite_vignettes: bool = False  # the LLM rewrites vignette stems into prose (validated; key kept)
     dedup_threshold: float = 0.8
     decontaminate: list[str] | None = None  # eval sets; None: every file in the benchmarks folder
     decontam_ngram: int = 13
@@ -223,6 +226,8 @@ class Synthesizer:
     def _run_chunk(self, branch: str, chunk: int) -> list[dict[str, Any]]:
         size = self.cfg.chunk_size
         plans = [self._plan(branch, a) for a in range(chunk * size, (chunk + 1) * size)]
+        if self.cfg.rewrite_vignettes:
+            self._rewrite_vignettes([p for p in plans if p["generator"] == "vignette" and p.get("record")])
         llm = [p for p in plans if "prompt" in p]
         if llm:
             params = SamplingParams(
@@ -270,6 +275,24 @@ class Synthesizer:
                 }
             )
         return rows
+
+    def _rewrite_vignettes(self, plans: list[dict[str, Any]]) -> None:
+        """Fluent prose for vignette stems. Only the stem changes, so options and key stay as constructed;
+        a rewrite that fails `check_rewrite` leaves the original stem (the reason is kept in metadata)."""
+        if not plans:
+            return
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=self.cfg.max_tokens, stop=("\n\n",))
+        prompts = [rewrite_prompt(p["record"].question) for p in plans]
+        for plan, completion in zip(
+            plans, self.backend.generate(prompts, params, progress=False), strict=True
+        ):
+            record = plan["record"]
+            text = " ".join(completion.samples[0].text.split())
+            reason = check_rewrite(record, text, record.metadata.get("findings", []))
+            if reason is None:
+                record.metadata["original_stem"] = record.question
+                record.question = text
+            record.metadata["rewrite"] = reason or "accepted"
 
     def _copies_exemplar(self, record: MCQRecord, seed_ids: list[str]) -> str | None:
         """Small generators often return their example nearly verbatim: that is not a new question."""
@@ -431,6 +454,13 @@ class Synthesizer:
                 for b in BRANCHES
             },
             "catalog": self.catalog.version if "catalog" in self.__dict__ else None,  # only when it was used
+            "vignette_rewrites": dict(
+                Counter(
+                    json.loads(r["metadata"]).get("rewrite") for r in table if r["generator"] == "vignette"
+                )
+            )
+            if self.cfg.rewrite_vignettes
+            else None,
         }
         atomic_write_json(self.release / "stats.json", stats)
         logger.info(
