@@ -305,7 +305,7 @@ def test_rewrite_checks():
     )
     findings = ["arachnodactyly", "ectopia lentis", "tall stature"]
     good = (
-        "A tall 30-year-old woman with arachnodactyly and ectopia lentis comes to clinic. "
+        "A 30-year-old woman of tall stature with arachnodactyly and ectopia lentis comes to clinic. "
         "Which of the following is the most likely diagnosis?"
     )
     assert check_rewrite(original, good, findings) is None
@@ -318,6 +318,12 @@ def test_rewrite_checks():
         "Which of the following is the most likely diagnosis?"
     )
     assert check_rewrite(original, dropped, findings) == "rewrite_drops_findings"
+    looping = good.replace("comes to clinic", "has lens, has lens, has lens, has lens")
+    assert check_rewrite(original, looping, findings) == "rewrite_repetitive"
+    invented = good.replace(
+        "comes to clinic", "shows severe chondral dysplasia, scoliosis, pneumothorax, myopia"
+    )
+    assert check_rewrite(original, invented, findings) == "rewrite_adds_content"
 
 
 @pytest.mark.slow

@@ -112,25 +112,38 @@ class Decontaminator:
 
 
 def check_rewrite(
-    original: MCQRecord, rewritten_stem: str, findings: list[str], min_kept: float = 0.6
+    original: MCQRecord,
+    rewritten_stem: str,
+    findings: list[str],
+    min_kept: float = 0.8,
+    max_new_words: int = 4,
 ) -> str | None:
     """Why a vignette rewrite cannot replace the original stem, or None when it can.
 
-    Options and key never change (only the stem is swapped). The new stem must keep most findings, ask a
-    question, keep a sane length, and name no option the original stem did not name (no leaked answer).
+    Options and key never change (only the stem is swapped). The new stem must ask a question, keep a
+    sane length, not loop, name no option the original did not (no leaked answer), keep most findings,
+    and add little content of its own (small models invent findings).
     """
     stem = rewritten_stem.strip()
     if not stem.endswith("?"):
         return "rewrite_no_question"
-    if not 0.5 * len(original.question) <= len(stem) <= 3 * len(original.question):
+    if not 0.5 * len(original.question) <= len(stem) <= 2 * len(original.question):
         return "rewrite_length"
-    new_words, old_words = " ".join(words(stem)), " ".join(words(original.question))
+    new = words(stem)
+    trigrams = [" ".join(new[i : i + 3]) for i in range(len(new) - 2)]
+    if trigrams and max(trigrams.count(t) for t in set(trigrams)) >= 3:
+        return "rewrite_repetitive"
+    new_text, old_words = f" {' '.join(new)} ", words(original.question)
+    old_text = f" {' '.join(old_words)} "
     for text in original.options.values():
         option = " ".join(words(text))
-        if option and f" {option} " in f" {new_words} " and f" {option} " not in f" {old_words} ":
+        if option and f" {option} " in new_text and f" {option} " not in old_text:
             return "rewrite_names_an_option"
     if findings:
-        kept = sum(all(w in new_words.split() for w in words(f)) for f in findings)
+        kept = sum(all(w in new for w in words(f)) for f in findings)
         if kept / len(findings) < min_kept:
             return "rewrite_drops_findings"
+    invented = {w for w in new if len(w) >= 4} - set(old_words)
+    if len(invented) > max_new_words:
+        return "rewrite_adds_content"
     return None

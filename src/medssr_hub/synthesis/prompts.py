@@ -155,8 +155,8 @@ REWRITE_PREFILL = "Rewritten vignette:"
 def rewrite_prompt(stem: str) -> Prompt:
     """Ask for the same case in fluent exam prose (the vignette's options and key are kept as they are)."""
     user = (
-        "Rewrite this clinical vignette as fluent, natural exam prose. Keep every finding, add no new findings, "
-        "do not name any disease, and end with the same final question.\n\n"
+        "Rewrite this clinical vignette as fluent, natural exam prose in two or three sentences. Keep every "
+        "finding, add no new findings, and do not name any disease.\n\n"
         f"Vignette: {stem}"
     )
     return [

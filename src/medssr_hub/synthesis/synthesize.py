@@ -281,13 +281,15 @@ class Synthesizer:
         a rewrite that fails `check_rewrite` leaves the original stem (the reason is kept in metadata)."""
         if not plans:
             return
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=self.cfg.max_tokens, stop=("\n\n",))
-        prompts = [rewrite_prompt(p["record"].question) for p in plans]
-        for plan, completion in zip(
-            plans, self.backend.generate(prompts, params, progress=False), strict=True
-        ):
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=self.cfg.max_tokens)
+        # Only the case is rewritten; the question sentence is re-attached as it was.
+        parts = [p["record"].question.rsplit(". ", 1) for p in plans]
+        prompts = [rewrite_prompt(case + ".") for case, _ in parts]
+        completions = self.backend.generate(prompts, params, progress=False)
+        for plan, (_, question), completion in zip(plans, parts, completions, strict=True):
             record = plan["record"]
-            text = " ".join(completion.samples[0].text.split())
+            paragraph = completion.samples[0].text.strip().split("\n\n")[0]  # models often run on after it
+            text = " ".join(paragraph.split()) + " " + question
             reason = check_rewrite(record, text, record.metadata.get("findings", []))
             if reason is None:
                 record.metadata["original_stem"] = record.question
