@@ -88,3 +88,48 @@ def test_raw_prompts_and_invalid_params(embedded_backend):
         SamplingParams(top_p=0)
     with pytest.raises(ValueError, match="seeds"):
         embedded_backend.generate(CHATS, SamplingParams(max_tokens=2), seeds=[1], progress=False)
+
+
+def test_layout_states_with_the_real_tokenizer(embedded_backend):
+    processor = embedded_backend.layout_processor
+    pieces = processor.pieces
+    stem = "A 40-year-old man has chest pain radiating to the left arm. What is the diagnosis?"
+    assert processor.allowed(stem) == ("stem", None)
+    state, ids = processor.allowed(stem + "\n")
+    assert (
+        state == "label"
+        and {pieces[i] for i in ids} >= {"A"}
+        and all("A. ".startswith(pieces[i]) or pieces[i].startswith("A. ") for i in ids)
+    )
+    assert processor.allowed(stem + "\nA. Angina") == ("option", None)
+    four = stem + "\nA. a\nB. b\nC. c\nD. d\n"
+    state, ids = processor.allowed(four)  # E. or Answer: may come now
+    assert (
+        state == "label"
+        and any(pieces[i].startswith("E") for i in ids)
+        and any("Answer".startswith(pieces[i]) for i in ids if pieces[i])
+    )
+    state, ids = processor.allowed(four + "Answer:")
+    assert state == "answer" and {pieces[i].strip() for i in ids} == set("ABCD")
+    assert processor.allowed(four + "Answer: C") == ("done", processor.eos_ids)
+
+
+def test_layout_constrained_generation_has_options_and_answer(embedded_backend):
+    prompt = [
+        {
+            "role": "user",
+            "content": "Write one multiple-choice question about asthma with options A-D and the answer.",
+        },
+        {"role": "assistant", "content": "Question:"},
+    ]
+    params = SamplingParams(n=3, max_tokens=160, seed=3, layout=True)
+    for sample in embedded_backend.generate([prompt], params, progress=False)[0].samples:
+        lines = sample.text.strip().split("\n")
+        if len(lines) > 1:  # the stem ended within the budget: every later line follows the layout
+            labels = [line[:3] for line in lines[1:] if line]
+            assert all(label in {"A. ", "B. ", "C. ", "D. ", "E. ", "Ans"} for label in labels), sample.text
+            assert [lab for lab in labels if lab != "Ans"] == ["A. ", "B. ", "C. ", "D. ", "E. "][
+                : len([lab for lab in labels if lab != "Ans"])
+            ]
+            if sample.finish_reason == "stop":
+                assert lines[-1].startswith("Answer:") and lines[-1].split(":")[1].strip() in "ABCDE"

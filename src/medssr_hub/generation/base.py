@@ -36,6 +36,9 @@ class SamplingParams:
     # Constrained layout: a regex the whole output must match, where the backend supports grammars
     # (TGI's `grammar`); backends without grammar support ignore it and rely on prompting and parsing.
     regex: str | None = None
+    # The multiple-choice layout (stem, lettered options, "Answer: X") enforced token by token, where the
+    # backend can (embedded: LayoutLogitsProcessor); others rely on `regex`, prompting and parsing.
+    layout: bool = False
 
     def __post_init__(self):
         if self.n < 1:

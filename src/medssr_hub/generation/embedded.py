@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import cached_property
 
 import torch
 from tqdm.auto import tqdm
@@ -25,6 +26,7 @@ from medssr_hub.generation.base import (
     prompt_seeds,
     sample_seed,
 )
+from medssr_hub.generation.layout import LayoutLogitsProcessor
 from medssr_hub.modeling import load_model_and_tokenizer
 
 logger = logging.getLogger(__name__)
@@ -124,6 +126,10 @@ class EmbeddedBackend:
         )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
+    @cached_property
+    def layout_processor(self) -> LayoutLogitsProcessor:
+        return LayoutLogitsProcessor(self.tokenizer, self.eos_ids)
+
     # -- generation ----------------------------------------------------------------------------------
     def generate(
         self,
@@ -210,6 +216,9 @@ class EmbeddedBackend:
             processors.append(
                 TokenBias(first_token_ids(self.tokenizer, params.allowed_tokens), params.allowed_bias)
             )
+        if params.layout:
+            processors.append(self.layout_processor)
+            self.layout_processor.prompt_length = input_ids.shape[1]
         if not params.greedy:
             row_seeds = [sample_seed(seeds[i], start + j) for i, start, _ in batch for j in range(k)]
             processors.append(PerRowSampler(params, row_seeds))

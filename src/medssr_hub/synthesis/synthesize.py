@@ -85,6 +85,7 @@ class SynthesisConfig:
     max_attempts_per_question: int = 12
     recover_answers: bool = True  # ask the generator for the letter when it wrote no answer line
     rewrite_vignettes: bool = False  # the LLM rewrites vignette stems into prose (validated; key kept)
+    constrain_layout: bool = True  # embedded generator: enforce stem / A.-E. / Answer: token by token
     dedup_threshold: float = 0.8
     decontaminate: list[str] | None = None  # eval sets; None: every file in the benchmarks folder
     decontam_ngram: int = 13
@@ -238,6 +239,7 @@ class Synthesizer:
                 max_tokens=self.cfg.max_tokens,
                 seed=self.cfg.seed,
                 regex=LAYOUT_REGEX,
+                layout=self.cfg.constrain_layout,
             )
             completions = self.backend.generate(
                 [p["prompt"] for p in llm], params, seeds=[p["sample_seed"] for p in llm], progress=False
