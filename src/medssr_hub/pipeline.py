@@ -12,13 +12,12 @@ import json
 import logging
 import os
 import statistics
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from medssr_hub.answers import answer_prompt, extract_or_recover
+from medssr_hub.config import YamlConfig, guard_resume
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.labeling import majority_vote
 from medssr_hub.records import MCQRecord, load_records
@@ -29,7 +28,7 @@ BENCHMARKS_ENV = "MEDSSR_BENCHMARKS_DIR"
 
 
 @dataclass
-class DemoConfig:
+class DemoConfig(YamlConfig):
     model: str = "embedded"
     chat: bool = True
     benchmarks_dir: str | None = None
@@ -50,17 +49,6 @@ class DemoConfig:
     publish_repo: str | None = "medssr-hub/demo-answers"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
-
-    @classmethod
-    def from_yaml(cls, path: str | Path | None, **overrides: Any) -> DemoConfig:
-        data = yaml.safe_load(Path(path).read_text()) if path else {}
-        data = data or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        return cls(**data)
 
     def run_fingerprint(self) -> dict[str, Any]:
         """Settings that change generations: a resumed run must match them."""
@@ -131,15 +119,7 @@ def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    run_file = out / "run.json"
-    fingerprint = cfg.run_fingerprint()
-    if run_file.exists():
-        previous = json.loads(run_file.read_text())
-        if previous != fingerprint:
-            raise RuntimeError(
-                f"{out} holds a run with other settings ({previous}); choose another output_dir or delete it"
-            )
-    atomic_write_json(run_file, fingerprint)
+    guard_resume(out, cfg.run_fingerprint(), "demo")
 
     stages = synthesize_and_label(cfg)
     records = load_demo_questions(cfg)

@@ -11,19 +11,18 @@ Reference answers (vignette keys, or gold on real data) only measure the labels,
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import random
 import statistics
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm.auto import tqdm
 
 from medssr_hub.answers import answer_prompt, extract_or_recover
+from medssr_hub.config import YamlConfig, guard_resume
 from medssr_hub.generation import GenerationError, SamplingParams, get_backend
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, load_records
@@ -37,7 +36,7 @@ class LabelingError(RuntimeError):
 
 
 @dataclass
-class LabelConfig:
+class LabelConfig(YamlConfig):
     input: str = "outputs/synthesis-demo/dataset"  # folder, file or dataset repo id
     revision: str | None = None
     split: str | None = None
@@ -60,20 +59,12 @@ class LabelConfig:
     publish_version: str = "v0.1.0"
     hub: str | None = None
 
-    @classmethod
-    def from_yaml(cls, path: str | Path | None, **overrides: Any) -> LabelConfig:
-        data = (yaml.safe_load(Path(path).read_text()) if path else None) or {}
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = cls(**data)
-        cfg.band = tuple(cfg.band)
-        if not 0 <= cfg.band[0] <= cfg.band[1] <= 1:
-            raise ValueError(f"band must be 0 <= low <= high <= 1, got {cfg.band}")
-        if cfg.reference not in ("construction", "all", "none"):
+    def validate(self) -> None:
+        self.band = tuple(self.band)
+        if not 0 <= self.band[0] <= self.band[1] <= 1:
+            raise ValueError(f"band must be 0 <= low <= high <= 1, got {self.band}")
+        if self.reference not in ("construction", "all", "none"):
             raise ValueError("reference must be construction, all or none")
-        return cfg
 
     def fingerprint(self) -> dict[str, Any]:
         keep = (
@@ -133,12 +124,7 @@ class Labeler:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        run_file = self.out / "run.json"
-        if run_file.exists() and json.loads(run_file.read_text()) != cfg.fingerprint():
-            raise LabelingError(
-                f"{self.out} holds a labeling run with other settings; use another output_dir"
-            )
-        atomic_write_json(run_file, cfg.fingerprint())
+        guard_resume(self.out, cfg.fingerprint(), "labeling", LabelingError)
         records = self.load()
         chunks = [records[i : i + cfg.shard_size] for i in range(0, len(records), cfg.shard_size)]
         votes: dict[str, dict[str, Any]] = {}

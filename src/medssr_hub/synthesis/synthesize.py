@@ -18,15 +18,15 @@ import logging
 import math
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from tqdm.auto import tqdm
 
+from medssr_hub.config import YamlConfig, guard_resume
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
@@ -60,7 +60,7 @@ class SynthesisError(RuntimeError):
 
 
 @dataclass
-class SynthesisConfig:
+class SynthesisConfig(YamlConfig):
     num_questions: int = 100
     alpha: float = 0.3
     seed: int = 42
@@ -94,20 +94,12 @@ class SynthesisConfig:
     publish_version: str = "v0.1.0"
     hub: str | None = None
 
-    @classmethod
-    def from_yaml(cls, path: str | Path | None, **overrides: Any) -> SynthesisConfig:
-        data = (yaml.safe_load(Path(path).read_text()) if path else None) or {}
-        unknown = set(data) - {f.name for f in fields(cls)}
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        cfg = cls(**data)
-        if not 0 <= cfg.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {cfg.alpha}")
+    def validate(self) -> None:
+        if not 0 <= self.alpha <= 1:
+            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
         for name in ("rare_generator", "seed_generator"):
-            if getattr(cfg, name) not in ("llm", "vignette"):
+            if getattr(self, name) not in ("llm", "vignette"):
                 raise ValueError(f"{name} must be 'llm' or 'vignette'")
-        return cfg
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""
@@ -355,12 +347,7 @@ class Synthesizer:
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
-        run_file = self.out / "run.json"
-        if run_file.exists() and json.loads(run_file.read_text()) != cfg.fingerprint():
-            raise SynthesisError(
-                f"{self.out} holds a synthesis run with other settings; use another output_dir"
-            )
-        atomic_write_json(run_file, cfg.fingerprint())
+        guard_resume(self.out, cfg.fingerprint(), "synthesis", SynthesisError)
 
         rhos = draw_rhos(cfg.num_questions, cfg.seed)
         slots = {b: [i for i, r in enumerate(rhos) if (r < cfg.alpha) == (b == "rare")] for b in BRANCHES}
