@@ -21,7 +21,7 @@ from medssr_hub.config import YamlConfig, guard_resume
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.labeling import majority_vote
 from medssr_hub.records import MCQRecord, load_records
-from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_text
+from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, atomic_write_text
 
 logger = logging.getLogger(__name__)
 BENCHMARKS_ENV = "MEDSSR_BENCHMARKS_DIR"
@@ -191,13 +191,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
 def publish_answers(rows: list[dict[str, Any]], summary: dict[str, Any], cfg: DemoConfig) -> str:
     """Publish the per-question answers and the summary as a versioned dataset with a card."""
-    from datasets import Dataset
 
     from medssr_hub.hub import publish
     from medssr_hub.hub.cards import dataset_card
 
     folder = Path(cfg.output_dir) / "publish"
-    Dataset.from_list(rows).to_parquet(folder / "data" / "test-00000.parquet")
+    atomic_write_parquet(folder / "data" / "test-00000.parquet", rows)
     card = dataset_card(
         repo_id=cfg.publish_repo,
         version=cfg.publish_version,

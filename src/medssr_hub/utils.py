@@ -20,6 +20,7 @@ __all__ = [
     "TransportError",
     "atomic_write_json",
     "atomic_write_jsonl",
+    "atomic_write_parquet",
     "atomic_write_text",
     "read_jsonl",
     "setup_logging",
@@ -59,6 +60,18 @@ def atomic_write_json(path: str | Path, obj: Any) -> Path:
 
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path:
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+
+
+def atomic_write_parquet(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows as a parquet file (via `datasets`, so nested columns keep their types), renamed into place."""
+    from datasets import Dataset
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".part")
+    Dataset.from_list(rows).to_parquet(partial)
+    os.replace(partial, path)
+    return path
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -26,7 +26,7 @@ from medssr_hub.config import YamlConfig, guard_resume
 from medssr_hub.generation import GenerationError, SamplingParams, get_backend
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, load_records
-from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, read_jsonl
+from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,6 @@ class Labeler:
         ]
 
     def _finish(self, records: list[MCQRecord], votes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-        from datasets import Dataset
 
         cfg = self.cfg
         low, high = cfg.band
@@ -198,11 +197,8 @@ class Labeler:
         diagnostics = compute_diagnostics(diag_rows, cfg)
         for name, rows in (("train", kept), ("discarded", discarded)):
             path = self.release / "data" / f"{name}-00000.parquet"
-            path.parent.mkdir(parents=True, exist_ok=True)
-            partial = path.with_suffix(".parquet.part")
             if rows:
-                Dataset.from_list(rows).to_parquet(partial)
-                partial.replace(path)
+                atomic_write_parquet(path, rows)
             else:
                 path.unlink(missing_ok=True)
         plot = self.release / "plots" / "labeling.png"

@@ -49,7 +49,7 @@ from medssr_hub.synthesis.prompts import (
     seed_prompt,
 )
 from medssr_hub.synthesis.vignettes import VignetteGenerator
-from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, read_jsonl
+from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
 
 logger = logging.getLogger(__name__)
 BRANCHES = ("rare", "seed")
@@ -398,7 +398,6 @@ class Synthesizer:
         )
 
     def _finish(self, rhos, slots, accepted, rejected, attempts) -> dict[str, Any]:
-        from datasets import Dataset
 
         from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
 
@@ -424,11 +423,7 @@ class Synthesizer:
                     else json.loads(record["metadata"]).get("answer_source", "generator"),
                 }
             )
-        data = self.release / "data" / "train-00000.parquet"
-        data.parent.mkdir(parents=True, exist_ok=True)
-        partial = data.with_suffix(".parquet.part")
-        Dataset.from_list(table).to_parquet(partial)
-        partial.replace(data)
+        atomic_write_parquet(self.release / "data" / "train-00000.parquet", table)
         atomic_write_jsonl(self.release / "rejected.jsonl", rejected)
         records = [_record({"record": r}) for r in table]
         content = rare_ratio(records, RareDiseaseMatcher(self.catalog)) if records else None
