@@ -236,16 +236,18 @@ def _read_finished(path: Path) -> dict[str, dict[str, Any]]:
     if not path.exists():
         return {}
     finished = {}
+    torn = False
     with path.open(encoding="utf-8") as f:
         for line in f:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 logger.warning("%s: ignoring a torn line (interrupted write)", path)
+                torn = True
                 continue
             finished[row["id"]] = row
-    if finished:
-        # Rewrite without any torn tail so that appends start on a clean line.
+    if torn:
+        # Rewrite without the torn line so that appends start on a clean line.
         atomic_write_jsonl(path, finished.values())
     return finished
 
