@@ -89,6 +89,15 @@ def test_local_branch_publish_leaves_main_alone(tmp_path, dataset_folder):
     step = hub.publish(folder, "medssr/m", "v1.0.1", repo_type="model", branch="step-100")
     assert hub.resolve("medssr/m", "main", "model") == main.commit
     assert hub.resolve("medssr/m", "step-100", "model") == step.commit
+    # A branch-only publish (a training checkpoint) moves its branch and tags nothing.
+    (folder / "step.txt").write_text("step 200")
+    ckpt = hub.publish(folder, "medssr/m", None, repo_type="model", branch="checkpoint-200")
+    assert ckpt.version is None and ckpt.created
+    assert hub.resolve("medssr/m", "checkpoint-200", "model") == ckpt.commit
+    assert set(hub.versions("medssr/m", "model")) == {"v1.0.0", "v1.0.1"}
+    assert (hub.pull("medssr/m", "checkpoint-200", "model") / "step.txt").read_text() == "step 200"
+    with pytest.raises(ValueError, match="needs a branch"):
+        hub.publish(folder, "medssr/m", None, repo_type="model")
 
 
 def test_local_crash_mid_publish_leaves_no_version(tmp_path, dataset_folder, monkeypatch):
@@ -169,6 +178,9 @@ def test_remote_publish_pull_and_immutability(tmp_path, dataset_folder, fake_hub
     first = publish(folder, "medssr/ds", "v1.0.0", card=card_for(folder), hub=fake_hub.url, token=TOKEN)
     assert first.created and first.location == f"{fake_hub.url}/datasets/medssr/ds"
     hub = open_hub(fake_hub.url, token=TOKEN)
+    ckpt = hub.publish(folder, "medssr/ds", None, branch="checkpoint-1")  # branch only: no tag
+    assert ckpt.version is None and set(hub.versions("medssr/ds")) == {"v1.0.0"}
+    assert (hub.pull("medssr/ds", "checkpoint-1") / "README.md").exists()
     assert not hub.publish(folder, "medssr/ds", "v1.0.0").created
     (folder / "notes.txt").write_text("v2 only")
     (folder / "data" / "train-00000.parquet").unlink()

@@ -13,7 +13,7 @@ from medssr_hub.cli import main
 from medssr_hub.hub import LocalHub
 from medssr_hub.pipeline import DemoConfig
 
-SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24"]
+SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24", "--stage1-steps", "1"]
 
 
 def demo_cmd(out, benchmarks_dir, *extra):

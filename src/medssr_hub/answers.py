@@ -60,15 +60,20 @@ def answer_prompt(record: MCQRecord, chat: bool = True) -> Prompt:
 
 def recovery_prompt(record: MCQRecord, generation: str, chat: bool = True) -> Prompt:
     """The second pass for an unparseable answer: the model's own reasoning, then "The answer is "."""
+    return continue_with_recovery(answer_prompt(record, chat=chat), generation)
+
+
+def continue_with_recovery(prompt: Prompt, generation: str) -> Prompt:
+    """`prompt` (chat messages or raw text) + the generation + the recovery instruction."""
     generation = generation.strip()
-    if chat:
+    if not isinstance(prompt, str):
         return [
-            *answer_prompt(record, chat=True),
+            *prompt,
             {"role": "assistant", "content": generation},
             {"role": "user", "content": RECOVERY_INSTRUCTION},
         ]
     suffix = "" if generation.endswith(".") else "."
-    return f"{answer_prompt(record, chat=False)}{generation}{suffix}\nRespond with one option only.\nThe answer is "
+    return f"{prompt}{generation}{suffix}\nRespond with one option only.\nThe answer is "
 
 
 @dataclass(frozen=True)

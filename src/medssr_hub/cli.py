@@ -22,6 +22,8 @@ def _demo(args: argparse.Namespace) -> int:
         hub=args.hub,
         benchmarks_dir=args.benchmarks_dir,
     )
+    if args.stage1_steps is not None:
+        cfg.stage1 = {**(cfg.stage1 or {}), "max_steps": args.stage1_steps}
     summary = run_demo(cfg)
     print(render_summary(summary))
     print(f"Results in {cfg.output_dir}/ (answers.jsonl, summary.json, summary.md)")
@@ -109,6 +111,59 @@ def _label(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from medssr_hub.evaluation.evaluate import EvalConfig, run_evaluation
+    from medssr_hub.evaluation.leaderboard import render_markdown
+
+    paths = dict(p.split("=", 1) for p in args.benchmark_path or [])
+    cfg = EvalConfig.from_yaml(
+        args.config,
+        model=args.model,
+        revision=args.revision,
+        label=args.label,
+        benchmarks=args.benchmarks,
+        max_items=args.max_items,
+        num_samples=args.num_samples,
+        max_tokens=args.max_tokens,
+        mode=args.mode,
+        engine=args.engine,
+        recovery=args.recovery,
+        chat=args.chat,
+        batch_size=args.batch_size,
+        output_dir=args.output,
+        hub=args.hub,
+    )
+    if paths:
+        cfg.benchmark_paths = {**cfg.benchmark_paths, **paths}
+    results = run_evaluation(cfg)
+    print(render_markdown([results]))
+    for why in results["unavailable"].values():
+        print(f"not run: {why}", file=sys.stderr)
+    print(f"Results in {cfg.output_dir}/ (results.json, results.md, details/*.parquet)")
+    return 0
+
+
+def _leaderboard(args: argparse.Namespace) -> int:
+    from medssr_hub.evaluation.leaderboard import load_result, push_leaderboard, write_leaderboard
+
+    results = [load_result(p) for p in args.results]
+    files = write_leaderboard(results, args.output)
+    print(files["md"].read_text())
+    print("Wrote " + ", ".join(str(f) for f in files.values()))
+    if args.push:
+        result = push_leaderboard(results, args.output, args.push, args.version, hub=args.hub)
+        print(f"Published {result.repo_id}@{result.version} ({result.location})")
+    return 0
+
+
 def _rare_ratio(args: argparse.Namespace) -> int:
     from medssr_hub.records import load_records
     from medssr_hub.synthesis.catalog import RareDiseaseCatalog
@@ -142,6 +197,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch-size", type=int, help="sequences per forward pass")
     demo.add_argument("--benchmarks-dir", help="folder of MedSSR-format JSON files")
     demo.add_argument("--output", help="output folder")
+    demo.add_argument("--stage1-steps", type=int, help="stage 1 GRPO steps (0: skip the training step)")
     demo.add_argument("--hub", help="where to publish: a local hub folder, 'hf', or an http(s) endpoint")
     demo.set_defaults(func=_demo)
 
@@ -181,6 +237,39 @@ def build_parser() -> argparse.ArgumentParser:
     lab.add_argument("--output", help="output folder")
     lab.add_argument("--hub", help=hub_help)
     lab.set_defaults(func=_label)
+
+    ev = sub.add_parser("evaluate", help="score a model on the benchmarks with the paper's protocol")
+    ev.add_argument("--config", help="YAML config, e.g. recipes/evaluation/config_demo.yaml")
+    ev.add_argument("--model", help="'embedded' (default), a folder, or a model repo id")
+    ev.add_argument("--revision", help="tag, branch or commit of a model repo")
+    ev.add_argument("--label", help="row name on leaderboards (default: model@revision)")
+    ev.add_argument("--benchmarks", help="all | NAME,NAME | PATH.json,... (default: all)")
+    ev.add_argument(
+        "--benchmark-path", action="append", help="NAME=PATH: where a benchmark's data is (repeatable)"
+    )
+    ev.add_argument("--max-items", type=int, help="first K items of each benchmark")
+    ev.add_argument("--num-samples", type=int, help="samples per item (paper: 4)")
+    ev.add_argument("--max-tokens", type=int, help="max new tokens (paper: 2048)")
+    ev.add_argument("--mode", choices=["generative", "loglikelihood"])
+    ev.add_argument("--engine", choices=["medssr", "lighteval"], help="who generates (default medssr)")
+    ev.add_argument("--recovery", type=_bool, help="constrained second pass for unparseable answers (default true)")
+    ev.add_argument(
+        "--chat",
+        type=_bool,
+        help="true: chat template; false: base-model template",
+    )
+    ev.add_argument("--batch-size", type=int, help="sequences per forward pass")
+    ev.add_argument("--output", help="output folder (default outputs/eval)")
+    ev.add_argument("--hub", help=hub_help)
+    ev.set_defaults(func=_evaluate)
+
+    lb = sub.add_parser("leaderboard", help="join evaluation results into md/csv/json tables and a chart")
+    lb.add_argument("results", nargs="+", help="results.json files or evaluation output folders")
+    lb.add_argument("--output", required=True, help="folder for leaderboard.{md,csv,json,png}")
+    lb.add_argument("--push", metavar="REPO_ID", help="publish results and per-item details as this dataset")
+    lb.add_argument("--version", default="v0.1.0", help="version tag of the published dataset")
+    lb.add_argument("--hub", help=hub_help)
+    lb.set_defaults(func=_leaderboard)
 
     rr = sub.add_parser("rare-ratio", help="share of questions that name a rare (ORPHANET) disease")
     rr.add_argument("datasets", nargs="+", help="files, folders or dataset repo ids")

@@ -21,7 +21,14 @@ from medssr_hub.config import YamlConfig, guard_resume
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.labeling import majority_vote
 from medssr_hub.records import MCQRecord, load_records
-from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, atomic_write_text
+from medssr_hub.utils import (
+    AppendLog,
+    atomic_write_json,
+    atomic_write_jsonl,
+    atomic_write_parquet,
+    atomic_write_text,
+    read_appended,
+)
 
 logger = logging.getLogger(__name__)
 BENCHMARKS_ENV = "MEDSSR_BENCHMARKS_DIR"
@@ -46,6 +53,9 @@ class DemoConfig(YamlConfig):
     synthesis: dict[str, Any] | None = None
     # Step 2, pseudo-labels for the synthetic set: LabelConfig fields (None: skip). Vignette keys score them.
     labeling: dict[str, Any] | None = None
+    # Step 3, stage 1 GRPO on the pseudo-labeled split: `config` (a recipe YAML) plus overrides of its
+    # fields (None, or max_steps 0: skip). The benchmark step still answers with `model`.
+    stage1: dict[str, Any] | None = None
     publish_repo: str | None = "medssr-hub/demo-answers"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
@@ -113,7 +123,36 @@ def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
             source["input"], source["revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
         label_cfg = LabelConfig.from_yaml(None, **{**cfg.labeling, **shared, **source})
         results["labeling"] = run_labeling(label_cfg)
+        if cfg.stage1 and cfg.stage1.get("max_steps", 1) and label_cfg.publish_repo:
+            results["stage1"] = train_stage1(cfg, label_cfg)
     return results
+
+
+def train_stage1(cfg: DemoConfig, label_cfg) -> dict[str, Any]:
+    """Step 3: `recipes/stage1.py` in-process on the labeled split, read back from the hub by version.
+
+    A finished run (its final folder exists) is not trained again; an interrupted one resumes from its
+    last checkpoint.
+    """
+    from medssr_hub.training import grpo
+
+    out = Path(cfg.output_dir) / "stage1"
+    summary_file = out / "final" / "train_summary.json"
+    if not summary_file.exists():
+        overrides = {k: v for k, v in cfg.stage1.items() if k != "config"}
+        overrides.update(
+            model_name_or_path=cfg.model,
+            dataset_name=label_cfg.publish_repo,
+            dataset_revision=label_cfg.publish_version,
+            output_dir=str(out),
+            **({"hub": cfg.hub} if cfg.hub else {}),
+        )
+        argv = ["--config", cfg.stage1.get("config", "recipes/smollm2/stage1.yaml")]
+        for key, value in overrides.items():
+            argv += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
+        grpo.main(*grpo.parse_args(argv))
+    trained = json.loads(summary_file.read_text())
+    return {"steps": trained["global_step"], **trained["summary"]}
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -124,7 +163,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     stages = synthesize_and_label(cfg)
     records = load_demo_questions(cfg)
     gen_file = out / "generations.jsonl"
-    done = _read_finished(gen_file)
+    done = read_appended(gen_file)
     todo = [r for r in records if r.id not in done]
     logger.info(
         "%d questions from %d benchmarks; %d already generated",
@@ -145,13 +184,11 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         seed=cfg.seed,
     )
     if todo:
-        with gen_file.open("a", encoding="utf-8") as sink:
+        with AppendLog(gen_file) as log:
 
             def persist(i: int, completion) -> None:
                 row = {"id": todo[i].id, "samples": [asdict(s) for s in completion.samples]}
-                sink.write(json.dumps(row, ensure_ascii=False) + "\n")
-                sink.flush()
-                os.fsync(sink.fileno())
+                log.write(row)
                 done[todo[i].id] = row
 
             # A stable per-question seed, so a resumed run samples exactly what an uninterrupted one would.
@@ -226,30 +263,13 @@ def _headline(stats: dict[str, Any]) -> dict[str, Any]:
         "mean_agreement",
         "label_accuracy",
         "label_accuracy_in_band",
+        "steps",
+        "reward, first / last logged",
+        "parse_rate, mean",
+        "key_accuracy, mean",
         "published",
     )
     return {k: stats[k] for k in keys if k in stats}
-
-
-def _read_finished(path: Path) -> dict[str, dict[str, Any]]:
-    """Rows appended so far; a torn last line (a crash mid-write) is ignored and regenerated."""
-    if not path.exists():
-        return {}
-    finished = {}
-    torn = False
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                logger.warning("%s: ignoring a torn line (interrupted write)", path)
-                torn = True
-                continue
-            finished[row["id"]] = row
-    if torn:
-        # Rewrite without the torn line so that appends start on a clean line.
-        atomic_write_jsonl(path, finished.values())
-    return finished
 
 
 def _count_sources(records: list[MCQRecord]) -> int:

@@ -255,6 +255,8 @@ def _iter_source(source: str, revision: str | None, split: str | None, hub: str 
         files = sorted(p for p in path.rglob("*") if p.suffix in READERS and p.name != "rejected.jsonl")
         if not files:
             raise RecordFormatError(f"{path}: folder holds no .json, .jsonl or .parquet files")
+        if split:  # data/<split>-00000.parquet, the layout every stage writes
+            files = [f for f in files if f.stem.split("-")[0] == split] or files
         for f in files:
             yield from READERS[f.suffix](f)
         return

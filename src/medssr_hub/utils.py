@@ -79,6 +79,53 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
+def read_appended(path: str | Path, key: str = "id") -> dict[str, dict[str, Any]]:
+    """Rows of an append-only JSONL log (one per finished item), by `key`.
+
+    A torn last line (a crash mid-write) is dropped, and the file rewritten without it, so that the
+    item is regenerated and later appends start on a clean line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    finished, torn = {}, False
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                logging.getLogger(__name__).warning("%s: ignoring a torn line (interrupted write)", path)
+                torn = True
+                continue
+            finished[row[key]] = row
+    if torn:
+        atomic_write_jsonl(path, finished.values())
+    return finished
+
+
+class AppendLog:
+    """Append one JSON row per finished item, flushed and fsynced: a kill loses at most the torn line."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def setup_logging(level: str | int = "INFO") -> None:
     logging.basicConfig(
         level=level,

@@ -47,7 +47,7 @@ def open_hub(uri: str | Path | None = None, token: str | None = None) -> Hub:
 def publish(
     folder: str | Path,
     repo_id: str,
-    version: str,
+    version: str | None,
     *,
     card=None,
     repo_type: str = "dataset",
@@ -57,7 +57,10 @@ def publish(
     message: str | None = None,
     token: str | None = None,
 ) -> PublishResult:
-    """Write the card (checked first) as the folder's README.md, then publish the folder as `version`."""
+    """Write the card (checked first) as the folder's README.md, then publish the folder as `version`.
+
+    `version=None` with a branch publishes to that branch without a version tag (training checkpoints).
+    """
     if card is not None:
         from medssr_hub.hub.cards import card_problems
 
@@ -76,6 +79,25 @@ def pull_dataset(repo_id: str, revision: str | None = None, hub: str | None = No
     if hub is None and isinstance(target, LocalHub) and not target.exists(repo_id, "dataset"):
         target = open_hub("hf")
     return target.pull(repo_id, revision or "main", repo_type="dataset")
+
+
+def resolve_model_source(name: str | None, revision: str | None, hub: str | None) -> tuple[str, str | None]:
+    """(path or Hub id, revision to pass to transformers) for a model named in a config.
+
+    `embedded` -> the converted SmolLM2 folder; an existing path -> itself; a repo id -> pulled through
+    our hub layer (the explicit `hub`, else the local hub when it holds the repo: stage 1 checkpoints),
+    otherwise left to transformers (the Hub at HF_ENDPOINT) with its revision.
+    """
+    from medssr_hub.modeling import EMBEDDED, resolve_model
+
+    if name in (None, "", EMBEDDED):
+        return resolve_model(name), None
+    if Path(name).expanduser().exists():
+        return str(Path(name).expanduser()), None
+    target = open_hub(hub)
+    if hub is not None or (isinstance(target, LocalHub) and target.exists(name, "model")):
+        return str(target.pull(name, revision or "main", repo_type="model")), None
+    return name, revision
 
 
 def load_hub_dataset(
@@ -100,11 +122,12 @@ def load_hub_dataset(
             # data/<split>-00000.parquet, the layout every stage writes (and the Hub's convention)
             by_split.setdefault(f.stem.split("-")[0] if "-" in f.stem else "train", []).append(str(f))
     by_split.pop("rejected", None)
-    dsd = load_dataset(builder, data_files=by_split)
     if split is None:
-        split = next((s for s in ("test", "train") if s in dsd), None) or next(iter(dsd))
-    if split not in dsd:
-        raise KeyError(f"{repo_id} has no split {split!r}; it has {sorted(dsd)}")
+        split = next((s for s in ("test", "train") if s in by_split), None) or next(iter(by_split))
+    if split not in by_split:
+        raise KeyError(f"{repo_id} has no split {split!r}; it has {sorted(by_split)}")
+    # Only the asked split is read: splits may have different columns (a leaderboard's results/details).
+    dsd = load_dataset(builder, data_files={split: by_split[split]})
     logger.info("Reading %s@%s split %s (%d rows)", repo_id, revision or "main", split, len(dsd[split]))
     yield from dsd[split]
 
@@ -121,4 +144,5 @@ __all__ = [
     "open_hub",
     "publish",
     "pull_dataset",
+    "resolve_model_source",
 ]

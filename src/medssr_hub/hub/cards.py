@@ -18,6 +18,7 @@ import yaml
 from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardData
 
 from medssr_hub import __version__
+from medssr_hub.hub.common import REPO_ID_RE
 
 CARDS_ENV = "MEDSSR_CARDS_DIR"
 SECRET_KEY = re.compile(r"token|secret|password|api[_-]?key|authorization", re.I)
@@ -138,7 +139,8 @@ def model_card(
         license=license,
         language=["en"],
         base_model=base_model,
-        datasets=[d for d, _ in datasets] or None,
+        # metadata takes Hub ids only; local files still show in the provenance table
+        datasets=[d for d, _ in datasets if REPO_ID_RE.match(d)] or None,
         tags=[*BASE_TAGS, *tags],
         library_name="transformers",
         pipeline_tag="text-generation",

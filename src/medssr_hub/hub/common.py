@@ -23,7 +23,13 @@ class VersionExistsError(HubError):
     """The version is already published with other content: versions are immutable."""
 
 
-def check_version(version: str) -> str:
+def check_version(version: str | None, branch: str | None = None) -> str | None:
+    """A version tag must look like v1.2.3; no version (a branch-only publish, e.g. a training
+    checkpoint) needs a branch other than main."""
+    if version is None:
+        if not branch or branch == "main":
+            raise ValueError("a publish without a version needs a branch other than main")
+        return None
     if not VERSION_RE.match(version):
         raise ValueError(f"version must look like v1.2.3, got {version!r}")
     return version
@@ -73,7 +79,7 @@ def build_manifest(folder: str | Path) -> dict:
 class PublishResult:
     repo_id: str
     repo_type: str
-    version: str
+    version: str | None  # None: a branch-only publish
     commit: str
     content_id: str
     created: bool  # False: the same content was already published under this version (a no-op)
@@ -87,7 +93,7 @@ class Hub(Protocol):
         self,
         folder: str | Path,
         repo_id: str,
-        version: str,
+        version: str | None,
         repo_type: str = "dataset",
         private: bool = False,
         branch: str | None = None,

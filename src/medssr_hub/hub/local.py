@@ -57,20 +57,20 @@ class LocalHub:
         self,
         folder: str | Path,
         repo_id: str,
-        version: str,
+        version: str | None,
         repo_type: str = "dataset",
         private: bool = False,
         branch: str | None = None,
         message: str | None = None,
     ) -> PublishResult:
-        check_version(version)
+        check_version(version, branch)
         repo = self.repo_dir(repo_id, repo_type)
         manifest = build_manifest(folder)
         commit = manifest["content_id"][:40]
         repo.mkdir(parents=True, exist_ok=True)
         with FileLock(str(repo / ".lock")):
             refs = self._refs(repo)
-            existing = refs["tags"].get(version)
+            existing = refs["tags"].get(version) if version else None
             result = PublishResult(
                 repo_id, repo_type, version, commit, manifest["content_id"], False, str(repo)
             )
@@ -90,7 +90,8 @@ class LocalHub:
             snapshot = repo / "snapshots" / commit
             if not snapshot.exists():
                 self._write_snapshot(Path(folder), snapshot, manifest)
-            refs["tags"][version] = commit
+            if version:
+                refs["tags"][version] = commit
             refs["branches"][branch or "main"] = commit
             refs["private"] = refs.get("private") or private
             refs["log"].append(
@@ -98,13 +99,13 @@ class LocalHub:
                     "version": version,
                     "commit": commit,
                     "branch": branch or "main",
-                    "message": message or f"Publish {version}",
+                    "message": message or f"Publish {version or branch}",
                     "time": time.time(),
                 }
             )
             atomic_write_json(repo / "refs.json", refs)
         logger.info(
-            "Published %s %s@%s (commit %s) to %s", repo_type, repo_id, version, commit[:12], self.root
+            "Published %s %s@%s (commit %s) to %s", repo_type, repo_id, version or branch, commit[:12], self.root
         )
         return PublishResult(repo_id, repo_type, version, commit, manifest["content_id"], True, str(snapshot))
 

@@ -66,22 +66,22 @@ class RemoteHub:
         self,
         folder: str | Path,
         repo_id: str,
-        version: str,
+        version: str | None,
         repo_type: str = "dataset",
         private: bool = False,
         branch: str | None = None,
         message: str | None = None,
     ) -> PublishResult:
-        check_version(version)
+        check_version(version, branch)
         check_repo(repo_id, repo_type)
         folder = Path(folder)
         manifest = build_manifest(folder)
-        action = f"publishing {repo_type} {repo_id}@{version}"
+        action = f"publishing {repo_type} {repo_id}@{version or branch}"
         try:
             self.api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
             refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
             tags = {t.name: t.target_commit for t in refs.tags}
-            if version in tags:
+            if version is not None and version in tags:
                 remote = self._remote_manifest(repo_id, repo_type, tags[version])
                 if remote is not None and remote["content_id"] == manifest["content_id"]:
                     logger.info(
@@ -124,13 +124,14 @@ class RemoteHub:
             info = self.api.create_commit(
                 repo_id,
                 operations,
-                commit_message=message or f"Publish {version}",
+                commit_message=message or f"Publish {version or branch}",
                 repo_type=repo_type,
                 revision=revision,
             )
-            self.api.create_tag(
-                repo_id, tag=version, revision=info.oid, repo_type=repo_type, tag_message=message or version
-            )
+            if version is not None:
+                self.api.create_tag(
+                    repo_id, tag=version, revision=info.oid, repo_type=repo_type, tag_message=message or version
+                )
         except HubError:
             raise
         except (HfHubHTTPError, OSError, TransportError) as e:
@@ -138,7 +139,12 @@ class RemoteHub:
                 f"{action} on {self.endpoint} failed: {describe_error(e)}; no version was tagged, retrying is safe"
             ) from e
         logger.info(
-            "Published %s %s@%s (commit %s) to %s", repo_type, repo_id, version, info.oid[:12], self.endpoint
+            "Published %s %s@%s (commit %s) to %s",
+            repo_type,
+            repo_id,
+            version or branch,
+            info.oid[:12],
+            self.endpoint,
         )
         return PublishResult(
             repo_id, repo_type, version, info.oid, manifest["content_id"], True, self._url(repo_id, repo_type)

@@ -1,0 +1,293 @@
+"""Scoring a model on the benchmarks with the paper's protocol, resumably, with per-item details.
+
+Protocol (defaults): chain-of-thought prompt ending "The answer is [LETTER]" (chat vs base template by
+explicit config), temperature 0.6, top_p 0.95, top_k 20, up to 2048 new tokens, 4 samples, seed 42;
+letters read by the official rule (last "The answer is X" wins, offered letters only); unparseable
+answers go through the constrained second pass and are flagged `recovered`; accuracy is the mean and
+std (population, ddof=0) of the 4 per-sample accuracies. `mode: loglikelihood` instead ranks the
+option letters by their probability after "The answer is " (one deterministic pass).
+
+Output folder: `generations/<bench>.jsonl` (append-only, one line per finished item: what makes a run
+resumable), `details/<bench>.parquet` (one row per item and sample: id, gold, generation, pred,
+recovered, correct), `results.json` and `results.md`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from medssr_hub.answers import Answer, answer_prompt, extract_or_recover
+from medssr_hub.config import YamlConfig, guard_resume
+from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
+from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.records import MCQRecord
+from medssr_hub.utils import (
+    AppendLog,
+    atomic_write_json,
+    atomic_write_parquet,
+    atomic_write_text,
+    read_appended,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalConfig(YamlConfig):
+    model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
+    revision: str | None = None
+    label: str | None = None  # the row name on leaderboards (default: model@revision)
+    backend: str = "embedded"  # embedded | endpoint
+    endpoint: dict[str, Any] = field(default_factory=dict)
+    chat: bool = True  # explicit: chat template (True) or raw CoT template for base models (False)
+    benchmarks: str | list[str] = "all"  # all | names | paths to extra MCQ files
+    benchmark_paths: dict[str, str] = field(default_factory=dict)  # name -> file/folder/repo id
+    max_items: int | None = None
+    num_samples: int = 4
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    max_tokens: int = 2048
+    seed: int = 42
+    mode: str = "generative"  # generative | loglikelihood
+    engine: str = "medssr"  # medssr (our generation backends) | lighteval (lighteval's Pipeline generates)
+    recovery: bool = True  # the constrained second pass for unparseable answers
+    batch_size: int = 64
+    output_dir: str = "outputs/eval"
+    hub: str | None = None
+
+    def validate(self) -> None:
+        if self.mode not in ("generative", "loglikelihood"):
+            raise ValueError("mode must be generative or loglikelihood")
+        if self.num_samples < 1:
+            raise ValueError("num_samples must be >= 1")
+        if self.engine not in ("medssr", "lighteval"):
+            raise ValueError("engine must be medssr or lighteval")
+        if self.engine == "lighteval" and (self.mode != "generative" or self.backend != "embedded"):
+            raise ValueError(
+                "engine lighteval runs the generative protocol on a local model (backend embedded)"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.label or (f"{self.model}@{self.revision}" if self.revision else self.model)
+
+    def fingerprint(self) -> dict[str, Any]:
+        keep = ("model", "revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
+        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")}
+
+
+def score(records: list[MCQRecord], answers: list[list[Answer]], texts: list[list[str]]) -> tuple[dict, list]:
+    """Per-benchmark metrics and per-(item, sample) detail rows."""
+    rows = []
+    for record, row_answers, row_texts in zip(records, answers, texts, strict=True):
+        for j, (answer, text) in enumerate(zip(row_answers, row_texts, strict=True)):
+            rows.append(
+                {
+                    "id": record.id,
+                    "sample": j,
+                    "gold": record.answer,
+                    "generation": text,
+                    "pred": answer.letter,
+                    "recovered": answer.recovered,
+                    "correct": answer.letter is not None and answer.letter == record.answer,
+                }
+            )
+    k = len(answers[0]) if answers else 0
+    per_sample = [
+        statistics.fmean(a[j].letter == r.answer for r, a in zip(records, answers, strict=True))
+        for j in range(k)
+    ]
+    n = max(1, len(rows))
+    metrics = {
+        "items": len(records),
+        "samples": k,
+        "mean": statistics.fmean(per_sample) if per_sample else 0.0,
+        "std": statistics.pstdev(per_sample) if len(per_sample) > 1 else 0.0,
+        "per_sample": per_sample,
+        "parse_rate": sum(not r["recovered"] and r["pred"] is not None for r in rows) / n,
+        "recovery_rate": sum(r["recovered"] for r in rows) / n,
+    }
+    return metrics, rows
+
+
+class Evaluator:
+    def __init__(self, cfg: EvalConfig, backend=None):
+        self.cfg = cfg
+        self.out = Path(cfg.output_dir)
+        self._backend = backend
+
+    @property
+    def backend(self):
+        if self._backend is None:
+            cfg = self.cfg
+            if cfg.backend == "embedded":
+                from medssr_hub.hub import resolve_model_source
+
+                path, revision = resolve_model_source(cfg.model, cfg.revision, cfg.hub)
+                self._backend = get_backend(
+                    "embedded", model=path, revision=revision, batch_size=cfg.batch_size
+                )
+            else:
+                self._backend = get_backend(cfg.backend, **cfg.endpoint)
+        return self._backend
+
+    def run(self) -> dict[str, Any]:
+        cfg = self.cfg
+        self.out.mkdir(parents=True, exist_ok=True)
+        guard_resume(self.out, cfg.fingerprint(), "evaluation")
+        results: dict[str, Any] = {
+            "model": cfg.name,
+            "config": asdict(cfg),
+            "benchmarks": {},
+            "unavailable": {},
+        }
+        loaded = {}
+        for item in parse_spec(cfg.benchmarks):
+            try:
+                name, records, source = load_benchmark(item, cfg.benchmark_paths, cfg.hub, cfg.max_items)
+            except BenchmarkUnavailable as e:
+                logger.warning("Skipping: %s", e)
+                results["unavailable"][item] = str(e)
+                continue
+            loaded[name] = (records, source)
+        lighteval_scores = self.lighteval_generate(loaded) if cfg.engine == "lighteval" else {}
+        for name, (records, source) in tqdm(loaded.items(), desc="benchmarks", unit="benchmark"):
+            metrics = self.run_benchmark(name, records)
+            if name in lighteval_scores:
+                metrics["lighteval_acc"] = lighteval_scores[name]
+            results["benchmarks"][name] = {
+                "title": title(name),
+                "source": source,
+                "rare": is_rare(name),
+                **metrics,
+            }
+            atomic_write_json(self.out / "results.json", results)
+        if not results["benchmarks"]:
+            raise BenchmarkUnavailable(
+                "no benchmark could be read:\n" + "\n".join(results["unavailable"].values())
+            )
+        atomic_write_json(self.out / "results.json", results)
+        from medssr_hub.evaluation.leaderboard import render_markdown
+
+        atomic_write_text(self.out / "results.md", render_markdown([results]))
+        return results
+
+    def lighteval_generate(self, loaded: dict[str, tuple[list[MCQRecord], str]]) -> dict[str, float]:
+        """lighteval's Pipeline generates the benchmarks not yet generated (whole benchmarks at a time)."""
+        from medssr_hub.evaluation.lighteval_tasks import run_lighteval
+        from medssr_hub.hub import resolve_model_source
+
+        scores_file = self.out / "lighteval_scores.json"
+        scores = json.loads(scores_file.read_text()) if scores_file.exists() else {}
+        todo = {
+            name: records
+            for name, (records, _) in loaded.items()
+            if set(read_appended(self.out / "generations" / f"{name}.jsonl")) != {r.id for r in records}
+        }
+        if todo:
+            path, revision = resolve_model_source(self.cfg.model, self.cfg.revision, self.cfg.hub)
+            if revision not in (None, "main"):
+                raise ValueError(
+                    "engine lighteval needs a local model folder or a hub model pulled by revision"
+                )
+            scores.update(run_lighteval(self.cfg, path, todo, self.out))
+            atomic_write_json(scores_file, scores)
+        return scores
+
+    def run_benchmark(self, name: str, records: list[MCQRecord]) -> dict[str, Any]:
+        cfg = self.cfg
+        if cfg.mode == "loglikelihood":
+            answers, texts = self.loglikelihood(records)
+        else:
+            texts = self.generate(name, records)
+            backend = self.backend if cfg.recovery else None
+            answers = extract_or_recover(records, texts, backend, chat=cfg.chat)
+        metrics, rows = score(records, answers, texts)
+        atomic_write_parquet(
+            self.out / "details" / f"{name}.parquet", [{"benchmark": name, **r} for r in rows]
+        )
+        logger.info(
+            "%s: %.1f%% +- %.1f (%d items x %d samples; parsed %.0f%%, recovered %.0f%%)",
+            name,
+            100 * metrics["mean"],
+            100 * metrics["std"],
+            metrics["items"],
+            metrics["samples"],
+            100 * metrics["parse_rate"],
+            100 * metrics["recovery_rate"],
+        )
+        return metrics
+
+    def generate(self, name: str, records: list[MCQRecord]) -> list[list[str]]:
+        """Samples for every record; finished items are read back, only the rest is generated."""
+        cfg = self.cfg
+        log_path = self.out / "generations" / f"{name}.jsonl"
+        done = read_appended(log_path)
+        todo = [r for r in records if r.id not in done]
+        if done:
+            logger.info("%s: %d of %d items already generated", name, len(records) - len(todo), len(records))
+        if todo:
+            params = SamplingParams(
+                n=cfg.num_samples,
+                temperature=cfg.temperature,
+                top_p=cfg.top_p,
+                top_k=cfg.top_k,
+                max_tokens=cfg.max_tokens,
+                seed=cfg.seed,
+            )
+            # A stable seed per item (from its position), so resumed runs sample what uninterrupted ones would.
+            position = {r.id: k for k, r in enumerate(records)}
+            with AppendLog(log_path) as log:
+
+                def persist(i: int, completion) -> None:
+                    row = {"id": todo[i].id, "samples": [s.text for s in completion.samples]}
+                    log.write(row)
+                    done[row["id"]] = row
+
+                self.backend.generate(
+                    [answer_prompt(r, chat=cfg.chat) for r in todo],
+                    params,
+                    seeds=[cfg.seed + position[r.id] for r in todo],
+                    on_complete=persist,
+                )
+        return [done[r.id]["samples"] for r in records]
+
+    def loglikelihood(self, records: list[MCQRecord]) -> tuple[list[list[Answer]], list[list[str]]]:
+        """The letter with the highest next-token probability after "The answer is " (embedded only)."""
+        import torch
+
+        from medssr_hub.generation.base import first_token_ids
+
+        backend = self.backend
+        if not hasattr(backend, "model"):
+            raise ValueError("mode loglikelihood needs the embedded backend (token probabilities)")
+        answers, texts = [], []
+        for record in tqdm(records, desc="loglikelihood", unit="item"):
+            prompt = answer_prompt(record, chat=self.cfg.chat)
+            if isinstance(prompt, str):
+                prompt += "The answer is "
+            else:  # continue an assistant turn that starts with the answer
+                prompt = [*prompt, {"role": "assistant", "content": "The answer is"}]
+            ids = torch.tensor([backend.encode(prompt)], device=backend.model.device)
+            with torch.inference_mode():
+                logits = backend.model(input_ids=ids).logits[0, -1].float()
+            scores = {
+                letter: max(logits[t].item() for t in first_token_ids(backend.tokenizer, [letter]))
+                for letter in record.letters
+            }
+            best = max(scores, key=scores.get)
+            answers.append([Answer(best)])
+            texts.append([" ".join(f"{k}:{v:.2f}" for k, v in scores.items())])
+        return answers, texts
+
+
+def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
+    return Evaluator(cfg).run()

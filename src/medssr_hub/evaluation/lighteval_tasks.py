@@ -1,0 +1,205 @@
+"""The benchmarks as lighteval custom tasks, run through lighteval's Python `Pipeline`.
+
+Each benchmark becomes a `LightevalTaskConfig` whose prompt function builds exactly our answer prompt
+(the official system prompt + the question for chat models, the raw CoT template for base models) and
+whose metric reads letters with `medssr_hub.answers.extract_answer` (the official rule, offered letters
+only) averaged over the samples. lighteval generates (transformers backend, vLLM where installed);
+its generations are then written as our `generations/<bench>.jsonl`, so the same `Evaluator` scores
+them (recovery pass, mean and std over samples): results through lighteval and re-scored from saved
+generations are the same by construction, and a test checks lighteval's own metric against ours.
+
+Frictions with lighteval 0.13 handled here:
+- it loads task data with `datasets.load_dataset(hf_repo)`, so each benchmark is written as a local
+  dataset folder first (our loaders read files, folders and pinned Hub ids);
+- its task registry imports every built-in task module, and some fetch from the network at import
+  (tinyBenchmarks downloads a file, mt_bench queries the Hub): the registry loads our module only;
+- its prediction cache is keyed on the model config, not the weights (two checkpoints at one path
+  would share predictions): it is disabled, our generation logs make runs resumable;
+- it never sets `do_sample`, so with transformers 5 it would decode greedily: set from temperature;
+- its details logger hashes strings with xxhash, which needs xxhash<4 (pinned in pyproject).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import statistics
+import types
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from medssr_hub.answers import BASE_TEMPLATE, SYSTEM_PROMPT, extract_answer
+from medssr_hub.records import MCQRecord, record_from_row
+from medssr_hub.utils import atomic_write_jsonl
+
+logger = logging.getLogger(__name__)
+SUITE = "medssr"
+
+
+class _NoCache:
+    """Stands in for SampleCache while the Pipeline is built; replaced by None right after."""
+
+    def __init__(self, config=None):
+        pass
+
+    def _init_registry(self, registry) -> None:
+        pass
+
+
+@contextmanager
+def lighteval_workarounds():
+    """While a Pipeline is built: load only our custom tasks, and no prediction cache.
+
+    - lighteval 0.13's Registry imports every built-in task module on creation; that is slow, and some
+      fetch from the network at import (tinyBenchmarks downloads a file, mt_bench queries the Hub and
+      fails offline and with huggingface_hub 2). Our tasks are all custom.
+    - its prediction cache is keyed on the model config, not the weights (two checkpoints saved to one
+      path would share predictions), and it lives under cache_dir/<model path>, i.e. inside the model
+      folder for local paths. Our generation logs already make runs resumable, so it is disabled.
+    """
+    import lighteval.models.transformers.transformers_model as tm
+    from lighteval.tasks.registry import Registry
+
+    original_loader = Registry.__dict__["load_all_task_configs"]
+    original_cache = tm.SampleCache
+
+    def load_custom_only(custom_tasks=None, load_multilingual=False):
+        return Registry._extract_configs(Registry.create_custom_tasks_module(custom_tasks))
+
+    Registry.load_all_task_configs = staticmethod(load_custom_only)
+    tm.SampleCache = _NoCache
+    try:
+        yield
+    finally:
+        Registry.load_all_task_configs = original_loader
+        tm.SampleCache = original_cache
+
+
+def make_metric(num_samples: int):
+    from lighteval.metrics.metrics_sample import SampleLevelComputation, SamplingMetric
+    from lighteval.metrics.utils.metric_utils import SampleLevelMetric
+    from lighteval.tasks.requests import SamplingMethod
+
+    class LetterAccuracy(SamplingMetric, SampleLevelComputation):
+        """Share of the k samples whose "The answer is X" letter (offered letters only) is the gold one.
+
+        A SamplingMetric, so that lighteval generates `num_samples` samples per item.
+        """
+
+        def num_samples(self) -> int:
+            return num_samples
+
+        def compute(self, doc, model_response, **kwargs) -> float:
+            letters, gold = doc.specific["letters"], doc.specific["gold"]
+            texts = list(model_response.text)[:num_samples]
+            return statistics.fmean(extract_answer(t, letters) == gold for t in texts) if texts else 0.0
+
+    return SampleLevelMetric(
+        metric_name="medssr_acc",
+        higher_is_better=True,
+        category=SamplingMethod.GENERATIVE,
+        sample_level_fn=LetterAccuracy(),
+        corpus_level_fn=statistics.fmean,
+    )
+
+
+def make_prompt_fn(chat: bool):
+    from lighteval.tasks.requests import Doc
+
+    def prompt_fn(line: dict[str, Any], task_name: str = "") -> Doc:
+        record = record_from_row(json.loads(line["record"]))
+        question = record.format()
+        return Doc(
+            task_name=task_name,
+            query=question if chat else BASE_TEMPLATE.format(question=question),
+            choices=record.letters,
+            gold_index=record.letters.index(record.answer),
+            specific={"id": record.id, "letters": record.letters, "gold": record.answer},
+        )
+
+    return prompt_fn
+
+
+def tasks_module(
+    benchmarks: dict[str, list[MCQRecord]], data_dir: Path, chat: bool, num_samples: int, max_tokens: int
+) -> types.ModuleType:
+    """A module with TASKS_TABLE, as lighteval's registry expects of custom tasks."""
+    from lighteval.tasks.lighteval_task import LightevalTaskConfig
+
+    metric = make_metric(num_samples)
+    table = []
+    for name, records in benchmarks.items():
+        folder = data_dir / name
+        atomic_write_jsonl(
+            folder / "test.jsonl", [{"id": r.id, "record": json.dumps(r.to_row())} for r in records]
+        )
+        table.append(
+            LightevalTaskConfig(
+                name=f"{SUITE}_{name}",  # prefixed: lighteval has its own medqa, pubmedqa, ...
+                prompt_function=make_prompt_fn(chat),
+                hf_repo=str(folder),
+                hf_subset="default",
+                hf_avail_splits=["test"],
+                evaluation_splits=["test"],
+                metrics=[metric],
+                generation_size=max_tokens,
+                stop_sequence=[],
+            )
+        )
+    module = types.ModuleType("medssr_lighteval_tasks")
+    module.TASKS_TABLE = table
+    return module
+
+
+def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], out: Path) -> dict[str, Any]:
+    """Generate with lighteval's Pipeline; write our generation logs; return lighteval's own scores."""
+    import torch
+    from lighteval.logging.evaluation_tracker import EvaluationTracker
+    from lighteval.models.model_input import GenerationParameters
+    from lighteval.models.transformers.transformers_model import TransformersModelConfig
+    from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
+
+    module = tasks_module(benchmarks, out / "lighteval" / "data", cfg.chat, cfg.num_samples, cfg.max_tokens)
+    model_config = TransformersModelConfig(
+        model_name=model_path,
+        batch_size=cfg.batch_size,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        dtype="float32",
+        override_chat_template=cfg.chat,
+        system_prompt=SYSTEM_PROMPT if cfg.chat else None,
+        generation_parameters=GenerationParameters(
+            temperature=cfg.temperature,
+            top_p=cfg.top_p,
+            top_k=cfg.top_k,
+            max_new_tokens=cfg.max_tokens,
+            seed=cfg.seed,
+        ),
+    )
+    with lighteval_workarounds():
+        pipeline = Pipeline(
+            tasks=",".join(f"{SUITE}_{name}|0" for name in benchmarks),
+            pipeline_parameters=PipelineParameters(
+                launcher_type=ParallelismManager.NONE, custom_tasks_directory=module, max_samples=None
+            ),
+            evaluation_tracker=EvaluationTracker(output_dir=str(out / "lighteval"), save_details=False),
+            model_config=model_config,
+        )
+    pipeline.model._cache = None  # the model's @cached methods run uncached when _cache is None
+    # lighteval 0.13 passes temperature/top_p/top_k but never do_sample, so with transformers 5 it
+    # decodes greedily (and refuses num_return_sequences > 1) unless the model's own config samples.
+    pipeline.model.generation_config_dict["do_sample"] = cfg.temperature > 0
+    pipeline.evaluate()
+    scores = {}
+    for task, details in pipeline.get_details().items():
+        name = re.split(r"[|:]", task)[0].removeprefix(f"{SUITE}_")
+        rows = []
+        for detail in details:
+            doc, response = detail.doc, detail.model_response
+            rows.append({"id": doc.specific["id"], "samples": list(response.text)[: cfg.num_samples]})
+        atomic_write_jsonl(out / "generations" / f"{name}.jsonl", rows)
+    for task, metrics in pipeline.get_results()["results"].items():
+        if task != "all":
+            scores[re.split(r"[|:]", task)[0].removeprefix(f"{SUITE}_")] = metrics.get("medssr_acc")
+    return scores

@@ -1,0 +1,69 @@
+"""Script arguments shared by the GRPO and SFT recipes (parsed with TRL's `TrlParser`, YAML + CLI)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from trl import ScriptArguments
+
+
+@dataclass
+class MedSSRScriptArguments(ScriptArguments):
+    """What TRL's config does not cover: where the questions come from, prompting, rewards, publishing.
+
+    `dataset_name` is a dataset repo id (local hub first, then the Hub; pin `dataset_revision`), a
+    published folder, or a file in the MCQ record schema / MedSSR evaluation format.
+    """
+
+    stage: str = field(default="stage1", metadata={"help": "stage1 | stage2 | sft: names the run in cards"})
+    dataset_revision: str | None = field(default=None, metadata={"help": "tag, branch or commit to pin"})
+    target: str = field(
+        default="label",
+        metadata={"help": "column rewarded against: label (stage 1 pseudo-labels) or answer (gold)"},
+    )
+    chat: bool | None = field(
+        default=None,
+        metadata={
+            "help": "required: true = chat template (instruct models), false = raw CoT template (base)"
+        },
+    )
+    max_train_samples: int | None = field(default=None, metadata={"help": "use the first K questions"})
+    reward_funcs: list[str] = field(
+        default_factory=lambda: ["accuracy"],
+        metadata={"help": "names from the reward registry (accuracy, format, length) or dotted import paths"},
+    )
+    recovery: bool = field(
+        default=False,
+        metadata={"help": "run the constrained second pass (the policy, 1 token) on unparseable completions"},
+    )
+    recovered_credit: float = field(
+        default=0.0, metadata={"help": "accuracy reward for a correct letter that needed the recovery pass"}
+    )
+    length_cache: int = field(
+        default=64, metadata={"help": "length reward: soft penalty over the last N tokens before the limit"}
+    )
+    reasoning_column: str = field(default="reasoning", metadata={"help": "SFT: the reasoning column"})
+    hub: str | None = field(default=None, metadata={"help": "local hub folder (default), 'hf' or a URL"})
+    publish_repo: str | None = field(default=None, metadata={"help": "model repo id for the final model"})
+    publish_version: str = field(default="v0.1.0", metadata={"help": "version tag of the final model"})
+    push_checkpoints: bool = field(
+        default=False, metadata={"help": "publish each saved checkpoint to its own branch checkpoint-<step>"}
+    )
+    merge_lora: bool = field(default=True, metadata={"help": "publish LoRA runs merged into full weights"})
+    evaluation: str | None = field(
+        default=None, metadata={"help": "a markdown results table (e.g. a leaderboard) for the model card"}
+    )
+    fresh_start: bool = field(
+        default=False, metadata={"help": "ignore checkpoints in output_dir (by default a run resumes)"}
+    )
+
+    def __post_init__(self):
+        if self.chat is None:
+            raise ValueError(
+                "set `chat: true` (chat template, instruct models) or `chat: false` (raw chain-of-thought "
+                "template, base models) in the config; it is never guessed from the model name"
+            )
+        if self.target not in ("label", "answer"):
+            raise ValueError(f"target must be 'label' or 'answer', got {self.target!r}")
+        if not self.dataset_name:
+            raise ValueError("dataset_name is required: a dataset repo id, a folder or a file")

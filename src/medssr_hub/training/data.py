@@ -1,0 +1,124 @@
+"""Questions -> TRL datasets: prompts in the paper's format plus the columns the rewards read."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+
+from datasets import Dataset
+
+from medssr_hub.answers import answer_prompt
+from medssr_hub.labeling.label import reference_answer
+from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.training.args import MedSSRScriptArguments
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingDataError(ValueError):
+    pass
+
+
+@dataclass
+class DataInfo:
+    """Where the training questions came from and what was left out, for the model card."""
+
+    source: str
+    revision: str | None
+    rows: int = 0
+    skipped: Counter = field(default_factory=Counter)
+    with_key: int = 0
+    label_key_agreement: float | None = None
+
+    def card_fields(self) -> dict[str, object]:
+        out = {"training questions": self.rows}
+        if self.skipped:
+            out["skipped questions"] = ", ".join(f"{k}: {v}" for k, v in self.skipped.most_common())
+        if self.label_key_agreement is not None:
+            out["pseudo-label = key (questions with a key)"] = (
+                f"{self.label_key_agreement:.1%} of {self.with_key}"
+            )
+        return out
+
+
+def load_questions(args: MedSSRScriptArguments) -> tuple[list[MCQRecord], DataInfo]:
+    records, report = load_records(
+        args.dataset_name, revision=args.dataset_revision, split=args.dataset_train_split, hub=args.hub
+    )
+    info = DataInfo(source=args.dataset_name, revision=args.dataset_revision)
+    info.skipped.update({f"load: {k}": v for k, v in report.rejected.items()})
+    if args.max_train_samples:
+        records = records[: args.max_train_samples]
+    return records, info
+
+
+def target_of(record: MCQRecord, target: str) -> str | None:
+    letter = record.answer if target == "answer" else record.metadata.get("label")
+    return letter if letter in record.options else None
+
+
+def grpo_dataset(args: MedSSRScriptArguments) -> tuple[Dataset, DataInfo]:
+    """Columns: prompt (chat messages or raw text), target, letters, key ('' when none), record (JSON).
+
+    `key` is the construction key of a synthetic question (never the reward, only the noise diagnostic);
+    `record` lets the recovery pass rebuild the question.
+    """
+    records, info = load_questions(args)
+    rows = []
+    for record in records:
+        target = target_of(record, args.target)
+        if target is None:
+            info.skipped[f"no {args.target}"] += 1
+            continue
+        key = reference_answer(record, "construction") if args.target == "label" else None
+        rows.append(
+            {
+                "prompt": answer_prompt(record, chat=args.chat),
+                "target": target,
+                "letters": record.letters,
+                "key": key or "",
+                "id": record.id,
+                "record": json.dumps(record.to_row(), ensure_ascii=False),
+            }
+        )
+    keyed = [r for r in rows if r["key"]]
+    info.rows, info.with_key = len(rows), len(keyed)
+    if keyed:
+        info.label_key_agreement = sum(r["key"] == r["target"] for r in keyed) / len(keyed)
+    _check(rows, info, args)
+    return Dataset.from_list(rows), info
+
+
+def sft_dataset(args: MedSSRScriptArguments) -> tuple[Dataset, DataInfo]:
+    """prompt/completion pairs: the answer prompt, then the reasoning ending in "The answer is X."."""
+    records, info = load_questions(args)
+    rows = []
+    for record in records:
+        reasoning = str(record.metadata.get(args.reasoning_column) or "").strip()
+        if not reasoning:
+            info.skipped[f"no {args.reasoning_column}"] += 1
+            continue
+        if record.answer is None:
+            info.skipped["no answer"] += 1
+            continue
+        text = f"{reasoning}\nThe answer is {record.answer}."
+        prompt = answer_prompt(record, chat=args.chat)
+        completion = [{"role": "assistant", "content": text}] if args.chat else text
+        rows.append({"prompt": prompt, "completion": completion, "id": record.id})
+    info.rows = len(rows)
+    _check(rows, info, args)
+    return Dataset.from_list(rows), info
+
+
+def _check(rows: list, info: DataInfo, args: MedSSRScriptArguments) -> None:
+    if info.skipped:
+        logger.warning("Left out of training: %s", dict(info.skipped))
+    if not rows:
+        raise TrainingDataError(
+            f"{args.dataset_name}@{args.dataset_revision or 'latest'} has no usable training question "
+            f"(left out: {dict(info.skipped)}); stage 1 needs a pseudo-labeled split (column `label`), "
+            "stage 2 and SFT need `answer`/`gold`"
+        )
+    logger.info("Training on %d questions from %s", len(rows), args.dataset_name)

@@ -1,0 +1,193 @@
+"""Publishing training runs: a branch per checkpoint (optional) and the final model with its card."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import shutil
+import statistics
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from medssr_hub.hub import publish
+from medssr_hub.hub.cards import model_card
+from medssr_hub.utils import atomic_write_json
+
+logger = logging.getLogger(__name__)
+
+# Checkpoint files that only resuming needs: never published.
+RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "rng_state", "scaler.pt", "global_step")
+
+
+def run_config(*dataclass_args) -> dict[str, Any]:
+    """The full run config for the card (cards redact credential-like keys such as hub_token)."""
+    out = {}
+    for obj in dataclass_args:
+        values = obj.to_dict() if hasattr(obj, "to_dict") else dataclasses.asdict(obj)
+        out[type(obj).__name__] = json.loads(json.dumps(values, default=str))
+    return out
+
+
+def reward_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
+    """First/last/best logged reward and the diagnostics' last values, from the trainer's log history."""
+    logs = [h for h in log_history if ("reward" in h or "loss" in h) and "train_runtime" not in h]
+    rewards = [h["reward"] for h in logs if h.get("reward") is not None]
+    out: dict[str, Any] = {"logged steps": len(logs)}
+    if rewards:
+        k = max(1, len(rewards) // 4)
+        out["reward, first / last logged"] = f"{rewards[0]:.3f} / {rewards[-1]:.3f}"
+        out["reward, mean of first / last quarter"] = (
+            f"{statistics.fmean(rewards[:k]):.3f} / {statistics.fmean(rewards[-k:]):.3f}"
+        )
+    for key in ("medssr/parse_rate", "medssr/recovery_rate", "medssr/key_accuracy", "frac_reward_zero_std"):
+        values = [h[key] for h in logs if h.get(key) is not None]
+        if values:
+            out[f"{key.removeprefix('medssr/')}, mean"] = f"{statistics.fmean(values):.3f}"
+    losses = [h["loss"] for h in logs if h.get("loss") is not None]
+    if losses:
+        out["loss, first / last"] = f"{losses[0]:.4f} / {losses[-1]:.4f}"
+    return out
+
+
+def plot_curves(log_history: list[dict[str, Any]], path: Path) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    series = {
+        key: [(h["step"], h[key]) for h in log_history if h.get(key) is not None and "step" in h]
+        for key in ("reward", "medssr/key_accuracy", "medssr/parse_rate", "loss")
+    }
+    series = {k: v for k, v in series.items() if v}
+    if not series:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for key, points in series.items():
+        ax.plot(*zip(*points, strict=True), marker="o", label=key.removeprefix("medssr/"))
+    ax.set_xlabel("step")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _stage_checkpoint(checkpoint: Path, staging: Path) -> Path:
+    """Hard-link the publishable files of a checkpoint (weights, tokenizer, trainer state)."""
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    for src in checkpoint.iterdir():
+        if src.is_file() and not src.name.startswith(RESUME_ONLY):
+            try:
+                os.link(src, staging / src.name)
+            except OSError:
+                shutil.copyfile(src, staging / src.name)
+    return staging
+
+
+class CardContext:
+    """What the cards of one run share: repo, base model, datasets, config."""
+
+    def __init__(self, *, repo_id, version, stage, base_model, datasets, config, hub, data_fields):
+        self.repo_id, self.version, self.stage = repo_id, version, stage
+        self.base_model, self.datasets, self.config, self.hub = base_model, datasets, config, hub
+        self.data_fields = data_fields
+
+    def card(self, version: str, log_history, summary: str, plots=None, evaluation=None):
+        return model_card(
+            repo_id=self.repo_id,
+            version=version,
+            pretty_name=f"{self.repo_id.split('/')[-1]} ({self.stage})",
+            summary=summary,
+            stage=self.stage,
+            base_model=self.base_model,
+            datasets=self.datasets,
+            provenance=self.data_fields,
+            training=reward_summary(log_history),
+            evaluation=evaluation,
+            plots=plots or {},
+            config=self.config,
+            tags=["grpo" if self.stage != "sft" else "sft", self.stage],
+        )
+
+
+class HubCheckpointCallback(TrainerCallback):
+    """Publishes every saved checkpoint (weights only) to the branch `checkpoint-<step>`.
+
+    A failed checkpoint publish is logged and training goes on; the final publish raises.
+    """
+
+    def __init__(self, context: CardContext):
+        self.context = context
+
+    def on_save(self, args, state, control, **kwargs):
+        if not state.is_world_process_zero:
+            return
+        name = f"checkpoint-{state.global_step}"
+        checkpoint = Path(args.output_dir) / name
+        if not checkpoint.is_dir():
+            return
+        staging = _stage_checkpoint(checkpoint, Path(args.output_dir) / "publish-staging" / name)
+        card = self.context.card(
+            name, state.log_history, f"Checkpoint at step {state.global_step} of a {self.context.stage} run."
+        )
+        try:
+            publish(
+                staging,
+                self.context.repo_id,
+                None,
+                card=card,
+                repo_type="model",
+                branch=name,
+                hub=self.context.hub,
+            )
+        except Exception as e:  # a checkpoint publish must not end training; the final one raises
+            logger.warning("Publishing %s to %s failed (training goes on): %s", name, self.context.repo_id, e)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def finish(trainer, args, context: CardContext | None, output_dir: str | Path, peft: bool) -> Path:
+    """Save the final model (LoRA merged if asked), its card, curves and summary; publish if asked."""
+    final = Path(output_dir) / "final"
+    if peft and args.merge_lora:
+        model = trainer.accelerator.unwrap_model(trainer.model)
+        if trainer.accelerator.is_main_process:
+            model.merge_and_unload().save_pretrained(final)
+    else:
+        trainer.save_model(str(final))
+    if not trainer.accelerator.is_main_process:
+        return final
+    trainer.processing_class.save_pretrained(final)
+    history = trainer.state.log_history
+    plots = {}
+    if plot_curves(history, final / "training_curves.png"):
+        plots["Training curves"] = "training_curves.png"
+    atomic_write_json(
+        final / "train_summary.json",
+        {
+            "global_step": trainer.state.global_step,
+            "summary": reward_summary(history),
+            "log_history": history,
+        },
+    )
+    if context is not None and args.publish_repo:
+        evaluation = Path(args.evaluation).read_text() if args.evaluation else None
+        card = context.card(
+            context.version,
+            history,
+            f"{context.base_model} after {trainer.state.global_step} steps of MedSSR {context.stage}.",
+            plots=plots,
+            evaluation=evaluation,
+        )
+        result = publish(
+            final, context.repo_id, context.version, card=card, repo_type="model", hub=context.hub
+        )
+        logger.info("Published %s@%s (%s)", result.repo_id, result.version, result.location)
+    return final

@@ -1,0 +1,141 @@
+"""Reward registry (by name, as open-r1 does): accuracy against the target letter, format, length.
+
+Every reward reads the answer letter through `medssr_hub.answers`, the same rule labeling and evaluation
+use (last "The answer is X" wins, only offered letters count). TRL passes the dataset columns (`target`,
+`letters`, `key`, `record`) and `log_metric`, through which the accuracy reward logs the diagnostics:
+parse rate, recovery rate and, on synthetic questions with construction keys, the accuracy against the
+key next to the reward (pseudo-label noise made visible).
+"""
+
+from __future__ import annotations
+
+import copy
+import importlib
+import json
+import re
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from medssr_hub.answers import extract_answer, extract_or_recover
+from medssr_hub.records import record_from_row
+
+STRICT = re.compile(r"The answer is \(?([A-Z])\)?\.?\s*$")
+
+
+def completion_text(completion: Any) -> str:
+    """TRL hands chat completions as message lists and raw ones as strings."""
+    if isinstance(completion, list):
+        return "".join(m.get("content") or "" for m in completion if m.get("role") == "assistant")
+    return str(completion)
+
+
+class PolicyRecovery:
+    """The constrained second pass with the policy being trained (1 greedy token, offered letters only).
+
+    Bound to the trainer after it is built; the policy is unwrapped from DDP/PEFT wrappers. Not for
+    DeepSpeed ZeRO-3 (sharded parameters cannot generate outside the trainer's own gather).
+    """
+
+    def __init__(self, chat: bool):
+        self.chat = chat
+        self.trainer = None
+        self._backend = None
+
+    def bind(self, trainer) -> None:
+        self.trainer = trainer
+
+    def __call__(self, rows: Sequence[str], texts: Sequence[str]) -> list[str | None]:
+        from medssr_hub.generation.embedded import EmbeddedBackend
+
+        if self.trainer is None:
+            raise RuntimeError("PolicyRecovery is not bound to a trainer")
+        model = self.trainer.accelerator.unwrap_model(self.trainer.model)
+        if self._backend is None or self._backend.model is not model:
+            # A copy of the tokenizer: the backend pads on the left, TRL's own settings stay untouched.
+            tokenizer = copy.deepcopy(self.trainer.processing_class)
+            self._backend = EmbeddedBackend(model_and_tokenizer=(model, tokenizer))
+        records = [record_from_row(json.loads(r)) for r in rows]
+        was_training = model.training
+        model.eval()
+        try:
+            answers = extract_or_recover(records, [[t] for t in texts], self._backend, chat=self.chat)
+        finally:
+            model.train(was_training)
+        return [a[0].letter for a in answers]
+
+
+class AccuracyReward:
+    """1 when the extracted letter equals the target (pseudo-label or gold), else 0.
+
+    Unparseable completions get 0, or, with recovery on, `recovered_credit` if the recovered letter is right.
+    """
+
+    __name__ = "accuracy"
+
+    def __init__(self, recovery: PolicyRecovery | None = None, recovered_credit: float = 0.0):
+        self.recovery = recovery
+        self.recovered_credit = recovered_credit
+
+    def __call__(self, prompts, completions, target, letters, key=None, record=None, log_metric=None, **_):
+        texts = [completion_text(c) for c in completions]
+        preds = [extract_answer(t, offered) for t, offered in zip(texts, letters, strict=True)]
+        recovered = [False] * len(preds)
+        pending = [i for i, p in enumerate(preds) if p is None]
+        if self.recovery is not None and pending and record is not None:
+            letters_back = self.recovery([record[i] for i in pending], [texts[i] for i in pending])
+            for i, letter in zip(pending, letters_back, strict=True):
+                preds[i], recovered[i] = letter, True
+        rewards = [
+            (self.recovered_credit if rec else 1.0) if pred == t else 0.0
+            for pred, t, rec in zip(preds, target, recovered, strict=True)
+        ]
+        if log_metric is not None:
+            n = len(preds)
+            log_metric("medssr/parse_rate", (n - len(pending)) / n)
+            log_metric("medssr/recovery_rate", sum(recovered) / n)
+            keyed = [(p, k, t) for p, k, t in zip(preds, key or [""] * n, target, strict=True) if k]
+            if keyed:
+                log_metric("medssr/key_accuracy", sum(p == k for p, k, _ in keyed) / len(keyed))
+                log_metric("medssr/label_is_key", sum(t == k for _, k, t in keyed) / len(keyed))
+        return rewards
+
+
+def format_reward(completions, letters, **_) -> list[float]:
+    """1 when the completion ends with a strict "The answer is X" naming an offered letter."""
+    out = []
+    for c, offered in zip(completions, letters, strict=True):
+        m = STRICT.search(completion_text(c).strip())
+        out.append(1.0 if m and m.group(1) in offered else 0.0)
+    return out
+
+
+format_reward.__name__ = "format"
+
+
+def build_reward_funcs(names: Sequence[str], args, max_completion_length: int) -> list[Callable]:
+    """Reward callables by registry name or dotted import path (`my_pkg.rewards.fn`)."""
+    from trl.rewards import get_soft_overlong_punishment
+
+    funcs = []
+    for name in names:
+        if name == "accuracy":
+            recovery = PolicyRecovery(chat=args.chat) if args.recovery else None
+            funcs.append(AccuracyReward(recovery, args.recovered_credit))
+        elif name == "format":
+            funcs.append(format_reward)
+        elif name == "length":
+            # TRL's DAPO soft overlong punishment: 0 until `length_cache` tokens before the limit.
+            length = get_soft_overlong_punishment(
+                max_completion_length, min(args.length_cache, max_completion_length)
+            )
+            length.__name__ = "length"
+            funcs.append(length)
+        elif "." in name:
+            module, attr = name.rsplit(".", 1)
+            funcs.append(getattr(importlib.import_module(module), attr))
+        else:
+            raise ValueError(f"unknown reward {name!r}: use accuracy, format, length or a dotted import path")
+    return funcs
+
+
+REWARDS = ("accuracy", "format", "length")

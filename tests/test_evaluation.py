@@ -1,0 +1,202 @@
+"""Evaluation on real parts: the embedded model, the shared benchmark files, lighteval, a Hub over HTTP."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from medssr_hub.answers import Answer, extract_or_recover
+from medssr_hub.cli import main
+from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator, score
+from medssr_hub.evaluation.leaderboard import load_result, render_markdown, table_rows
+from medssr_hub.evaluation.registry import (
+    BENCHMARKS,
+    BenchmarkUnavailable,
+    load_benchmark,
+    locate,
+    parse_spec,
+)
+from medssr_hub.hub import load_hub_dataset
+from medssr_hub.records import MCQRecord, load_records
+from tests.fake_hub import FakeHub
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ["--num-samples", "2", "--max-tokens", "16"]
+
+
+@pytest.fixture(autouse=True)
+def benchmarks_env(benchmarks_dir, monkeypatch):
+    monkeypatch.setenv("MEDSSR_BENCHMARKS_DIR", str(benchmarks_dir))
+
+
+class CountingBackend:
+    """The real embedded backend, counting the prompts it is asked to generate for."""
+
+    def __init__(self, inner):
+        self.inner, self.prompts = inner, 0
+        self.model, self.tokenizer, self.encode = inner.model, inner.tokenizer, inner.encode
+
+    def generate(self, prompts, params, **kw):
+        if params.max_tokens > 2:  # not the 1-token recovery pass
+            self.prompts += len(prompts)
+        return self.inner.generate(prompts, params, **kw)
+
+
+# -- registry and scoring (fast) -----------------------------------------------------------------------
+def test_registry_knows_ten_benchmarks_and_says_how_to_provide_missing_ones(benchmarks_dir, tmp_path):
+    assert parse_spec("all") == list(BENCHMARKS) and len(BENCHMARKS) == 10
+    assert BENCHMARKS["raredis"].hub_id == "tdlhl/RareDis-Sub" and BENCHMARKS["raredis"].rare
+    assert locate("medqa") == ("medqa", str(benchmarks_dir / "medqa.json"), None)
+    with pytest.raises(BenchmarkUnavailable, match=r"lancet.json .*\$MEDSSR_BENCHMARKS_DIR.*--benchmark-path lancet=PATH"):
+        locate("lancet")
+    # An extra MCQ file by path, named after its file; a registry name pointed elsewhere by config.
+    extra = tmp_path / "mine.json"
+    extra.write_text(json.dumps([{"id": "1", "question": "Q?\nA. x\nB. y", "gold": "B"}]))
+    name, records, _ = load_benchmark(str(extra))
+    assert name == "mine" and records[0].answer == "B"
+    assert locate("lancet", {"lancet": str(extra)})[1] == str(extra)
+    with pytest.raises(BenchmarkUnavailable, match="neither a benchmark"):
+        locate("no-such-bench")
+
+
+def test_score_is_mean_and_std_over_samples():
+    records = [MCQRecord(f"q{i}", "Q?", {"A": "x", "B": "y"}, answer="A") for i in range(4)]
+    # sample 0 right on all 4 items, sample 1 right on 2 of 4 (one of them recovered)
+    answers = [[Answer("A"), Answer("A")], [Answer("A"), Answer("A", recovered=True)],
+               [Answer("A"), Answer("B")], [Answer("A"), Answer(None)]]
+    metrics, rows = score(records, answers, [["t", "t"]] * 4)
+    assert metrics["per_sample"] == [1.0, 0.5] and metrics["mean"] == 0.75 and metrics["std"] == 0.25
+    assert metrics["recovery_rate"] == 1 / 8 and metrics["parse_rate"] == 6 / 8
+    assert len(rows) == 8 and set(rows[0]) >= {"id", "gold", "generation", "pred", "recovered", "correct"}
+
+
+def test_leaderboard_rejects_what_is_not_a_result(tmp_path):
+    (tmp_path / "results.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_result(tmp_path)
+    (tmp_path / "results.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="not an evaluation result"):
+        load_result(tmp_path)
+    assert main(["leaderboard", str(tmp_path / "none"), "--output", str(tmp_path / "lb")]) == 2
+
+
+# -- the real model ---------------------------------------------------------------------------------------
+@pytest.mark.slow
+def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend, capsys):
+    out = tmp_path / "eval"
+    code = main(["evaluate", "--benchmarks", "medqa,bioasq,lancet", "--max-items", "3", *TINY, "--output", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["benchmarks"]) == {"medqa", "bioasq"} and "lancet" in results["unavailable"]
+    assert "not run: Lancet (lancet) is not available" in capsys.readouterr().err
+    details = pd.read_parquet(out / "details" / "medqa.parquet")
+    assert len(details) == 6 and {"id", "gold", "generation", "pred", "recovered", "correct"} <= set(details.columns)
+    bio = results["benchmarks"]["bioasq"]
+    assert bio["items"] == 3 and bio["samples"] == 2 and len(bio["per_sample"]) == 2
+    assert "| `embedded` |" in (out / "results.md").read_text()
+
+    # Resume: a torn last line and a missing item are regenerated, nothing else; results are identical.
+    log = out / "generations" / "medqa.jsonl"
+    lines = log.read_text().splitlines()
+    log.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
+    counting = CountingBackend(embedded_backend)
+    cfg = EvalConfig(benchmarks="medqa,bioasq", max_items=3, num_samples=2, max_tokens=16, output_dir=str(out))
+    again = Evaluator(cfg, backend=counting).run()
+    assert counting.prompts == 1
+    assert again["benchmarks"]["medqa"]["per_sample"] == results["benchmarks"]["medqa"]["per_sample"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "details" / "medqa.parquet"), details)
+    # Other settings are refused on resume.
+    assert main(["evaluate", "--benchmarks", "medqa", "--num-samples", "3", "--output", str(out)]) == 2
+
+
+@pytest.mark.slow
+def test_evaluate_killed_midway_resumes_to_the_same_result(tmp_path, embedded_dir):
+    args = ["--benchmarks", "mmlu", "--max-items", "5", *TINY, "--batch-size", "2"]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    cmd = [sys.executable, "-m", "medssr_hub.cli", "evaluate", *args]
+    subprocess.run([*cmd, "--output", str(full)], cwd=ROOT, env=env, check=True, capture_output=True)
+    proc = subprocess.Popen([*cmd, "--output", str(cut)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    log = cut / "generations" / "mmlu.jsonl"
+    deadline = time.time() + 300
+    while (not log.exists() or not log.read_text().strip()) and time.time() < deadline and proc.poll() is None:
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = len(log.read_text().splitlines())
+    assert 1 <= finished < 5 and not (cut / "details" / "mmlu.parquet").exists()
+    resumed = subprocess.run([*cmd, "--output", str(cut)], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert f"{finished} of 5 items already generated" in resumed.stderr
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(cut / "details" / "mmlu.parquet"), pd.read_parquet(full / "details" / "mmlu.parquet")
+    )
+
+
+@pytest.mark.slow
+def test_lighteval_pipeline_scores_equal_rescored_generations(tmp_path, embedded_dir):
+    out = tmp_path / "le"
+    code = main(["evaluate", "--engine", "lighteval", "--recovery", "false", "--benchmarks", "bioasq,medbullets",
+                 "--max-items", "4", *TINY, "--output", str(out)])
+    assert code == 0
+    results = json.loads((out / "results.json").read_text())
+    for name in ("bioasq", "medbullets"):
+        bench = results["benchmarks"][name]
+        lines = (out / "generations" / f"{name}.jsonl").read_text().splitlines()
+        assert len(lines) == 4 and all(len(json.loads(x)["samples"]) == 2 for x in lines)
+        # lighteval's own metric (our extraction inside its Pipeline) == our scoring of its saved generations
+        assert bench["lighteval_acc"] == pytest.approx(bench["mean"])
+    # Re-scored from the saved generations by the shared rule, outside any pipeline: the same numbers.
+    records = load_records(Path(os.environ["MEDSSR_BENCHMARKS_DIR"]) / "bioasq.json")[0][:4]
+    saved = {json.loads(x)["id"]: json.loads(x)["samples"] for x in
+             (out / "generations" / "bioasq.jsonl").read_text().splitlines()}
+    texts = [saved[r.id] for r in records]
+    metrics, _ = score(records, extract_or_recover(records, texts, None), texts)
+    assert metrics["mean"] == pytest.approx(results["benchmarks"]["bioasq"]["lighteval_acc"])
+
+
+@pytest.mark.slow
+def test_loglikelihood_mode(tmp_path, embedded_backend):
+    cfg = EvalConfig(benchmarks="bioasq", max_items=4, mode="loglikelihood", output_dir=str(tmp_path))
+    results = Evaluator(cfg, backend=embedded_backend).run()
+    details = pd.read_parquet(tmp_path / "details" / "bioasq.parquet")
+    assert len(details) == 4 and set(details["pred"]) <= {"A", "B"} and not details["recovered"].any()
+    assert results["benchmarks"]["bioasq"]["std"] == 0.0
+
+
+@pytest.mark.slow
+def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded_backend, monkeypatch):
+    runs = []
+    for label, mode in (("smollm2-cot", "generative"), ("smollm2-ll", "loglikelihood")):
+        cfg = EvalConfig(label=label, mode=mode, benchmarks="medqa,bioasq", max_items=2, num_samples=2,
+                         max_tokens=16, output_dir=str(tmp_path / label))
+        Evaluator(cfg, backend=embedded_backend).run()
+        runs.append(str(tmp_path / label))
+    rows = table_rows([load_result(r) for r in runs])
+    assert {r["model"] for r in rows} == {"smollm2-cot", "smollm2-ll"}
+    assert all(r["average"] == pytest.approx((r["medqa_mean"] + r["bioasq_mean"]) / 2) for r in rows)
+    hub = FakeHub(token="hf_" + "E" * 30)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    try:
+        code = main(["leaderboard", *runs, "--output", str(tmp_path / "lb"), "--push", "medssr/leaderboard",
+                     "--version", "v1.0.0", "--hub", hub.url])
+        assert code == 0
+        for ext in ("md", "csv", "json", "png"):
+            assert (tmp_path / "lb" / f"leaderboard.{ext}").stat().st_size > 0
+        md = (tmp_path / "lb" / "leaderboard.md").read_text()
+        assert "| model | MedQA | BioASQ | average | rare-disease | recovered |" in md
+        assert md == render_markdown([load_result(r) for r in runs])
+        details = list(load_hub_dataset("medssr/leaderboard", "v1.0.0", split="details", hub=hub.url))
+        assert len(details) == 2 * 2 * 2 + 2 * 2  # generative: 2 benchmarks x 2 items x 2 samples; ll: 1 sample
+        assert {"id", "gold", "generation", "pred", "recovered", "model"} <= set(details[0])
+        table = list(load_hub_dataset("medssr/leaderboard", "v1.0.0", split="results", hub=hub.url))
+        assert {r["model"] for r in table} == {"smollm2-cot", "smollm2-ll"}
+    finally:
+        hub.close()

@@ -1,0 +1,324 @@
+"""Training recipes on real parts: the embedded model under `accelerate launch`, a local hub, real files."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from safetensors.torch import load_file
+
+from medssr_hub.hub import LocalHub, resolve_model_source
+from medssr_hub.labeling.label import LabelConfig, run_labeling
+from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.training.args import MedSSRScriptArguments
+from medssr_hub.training.data import TrainingDataError, grpo_dataset, sft_dataset
+from medssr_hub.training.hubsync import reward_summary
+from medssr_hub.training.rewards import AccuracyReward, build_reward_funcs, format_reward
+
+ROOT = Path(__file__).resolve().parents[1]
+FAKE_TOKEN = "hf_medssrTestTokenNeverWritten0123456789"
+# Small enough for 2 cores: 1 question x 4 completions of 32 tokens per step.
+SMALL = ["--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "32"]
+
+
+@pytest.fixture(scope="module")
+def labeled(tmp_path_factory):
+    """Six catalogue vignettes with keys, pseudo-labeled by the embedded policy, on a local hub."""
+    root = tmp_path_factory.mktemp("training")
+    hub = root / "hub"
+    run_synthesis(
+        SynthesisConfig(
+            num_questions=6,
+            alpha=1.0,
+            rare_generator="vignette",
+            chunk_size=8,
+            output_dir=str(root / "synth"),
+            publish_repo="medssr/synth",
+            publish_version="v1.0.0",
+            hub=str(hub),
+        )
+    )
+    run_labeling(
+        LabelConfig(
+            input="medssr/synth",
+            revision="v1.0.0",
+            hub=str(hub),
+            n=4,
+            max_tokens=40,
+            band=(0.0, 1.0),
+            output_dir=str(root / "labels"),
+            publish_repo="medssr/synth-labeled",
+            publish_version="v1.0.0",
+        )
+    )
+    return hub
+
+
+def launch(recipe, config, *args, env_extra=None, **popen):
+    cmd = [
+        str(Path(sys.executable).parent / "accelerate"),
+        "launch",
+        "--num_processes",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--num_machines",
+        "1",
+        "--dynamo_backend",
+        "no",
+        str(ROOT / "recipes" / recipe),
+        "--config",
+        str(ROOT / "recipes" / config),
+        *args,
+    ]
+    env = {**os.environ, "HF_TOKEN": FAKE_TOKEN, **(env_extra or {})}
+    return subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
+    )
+
+
+def run_ok(*args, **kw) -> str:
+    proc = launch(*args, **kw)
+    out, _ = proc.communicate(timeout=900)
+    assert proc.returncode == 0, out[-4000:]
+    assert FAKE_TOKEN not in out
+    return out
+
+
+# -- rewards and data (fast) ---------------------------------------------------------------------------
+def test_accuracy_reward_reads_letters_like_everyone_and_logs_diagnostics():
+    metrics = {}
+    reward = AccuracyReward()
+    completions = [
+        [{"role": "assistant", "content": "Reasoning... The answer is B."}],
+        [{"role": "assistant", "content": "The answer is F."}],  # F is not offered: unparseable
+        [{"role": "assistant", "content": "The answer is A. Wait, the answer is C"}],  # the last one wins
+        [{"role": "assistant", "content": "no letter at all"}],
+    ]
+    out = reward(
+        prompts=[None] * 4,
+        completions=completions,
+        target=["B", "B", "C", "A"],
+        letters=[["A", "B", "C", "D"]] * 4,
+        key=["B", "", "A", ""],
+        log_metric=lambda name, value: metrics.setdefault(name, value),
+    )
+    assert out == [1.0, 0.0, 1.0, 0.0]
+    assert metrics["medssr/parse_rate"] == 0.5 and metrics["medssr/recovery_rate"] == 0.0
+    # Two completions have a key: B (predicted B, right) and A (predicted C, wrong); labels B/C vs keys B/A.
+    assert metrics["medssr/key_accuracy"] == 0.5 and metrics["medssr/label_is_key"] == 0.5
+
+
+def test_format_length_registry_and_errors():
+    assert format_reward(
+        ["... The answer is C.", "The answer is C, maybe", "The answer is Z."], letters=[["A", "B", "C"]] * 3
+    ) == [1.0, 0.0, 0.0]
+    args = MedSSRScriptArguments(dataset_name="x.json", chat=True)
+    funcs = build_reward_funcs(["accuracy", "format", "length"], args, max_completion_length=100)
+    assert [f.__name__ for f in funcs] == ["accuracy", "format", "length"]
+    length = funcs[2](completion_ids=[[0] * 10, [0] * 70, [0] * 100])
+    assert length[0] == 0.0 and -1.0 < length[1] < 0.0 and length[2] == -1.0
+    with pytest.raises(ValueError, match="unknown reward"):
+        build_reward_funcs(["accurracy"], args, 100)
+    with pytest.raises(ValueError, match="never guessed"):
+        MedSSRScriptArguments(dataset_name="x.json")
+    with pytest.raises(ValueError, match="target"):
+        MedSSRScriptArguments(dataset_name="x.json", chat=False, target="gold")
+
+
+def test_datasets_for_each_stage(tmp_path, benchmarks_dir):
+    stage2 = MedSSRScriptArguments(
+        dataset_name=str(benchmarks_dir / "bioasq.json"), chat=False, target="answer", max_train_samples=5
+    )
+    data, info = grpo_dataset(stage2)
+    assert len(data) == 5 == info.rows and set(data[0]["letters"]) == {"A", "B"}
+    assert data[0]["prompt"].startswith("You are a professional medical expert")  # base-model template
+    assert data[0]["target"] in ("A", "B") and data[0]["key"] == ""
+    # Real benchmark rows carry no pseudo-labels: stage 1 settings say so clearly.
+    with pytest.raises(TrainingDataError, match="pseudo-labeled"):
+        grpo_dataset(MedSSRScriptArguments(dataset_name=str(benchmarks_dir / "bioasq.json"), chat=True))
+    rows = [
+        {"question": "Q1?\nA. x\nB. y", "answer": "A", "reasoning": "x fits."},
+        {"question": "Q2?\nA. x\nB. y", "answer": "B", "reasoning": ""},
+    ]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    sft, info = sft_dataset(MedSSRScriptArguments(dataset_name=str(tmp_path / "r.jsonl"), chat=True))
+    assert len(sft) == 1 and info.skipped == {"no reasoning": 1}
+    assert sft[0]["completion"][0]["content"] == "x fits.\nThe answer is A."
+
+
+def test_reward_summary_from_log_history():
+    history = [
+        {"step": i, "loss": 0.1 * i, "reward": r, "medssr/parse_rate": 0.5}
+        for i, r in enumerate([0.0, 0.25, 0.5, 0.75], 1)
+    ] + [{"step": 4, "train_runtime": 1.0}]
+    summary = reward_summary(history)
+    assert summary["logged steps"] == 4 and summary["reward, first / last logged"] == "0.000 / 0.750"
+    assert summary["parse_rate, mean"] == "0.500"
+
+
+# -- the recipes under accelerate (slow) ---------------------------------------------------------------
+@pytest.mark.slow
+def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_path, labeled, benchmarks_dir):
+    run_ok(
+        "stage1.py",
+        "smollm2/stage1.yaml",
+        "--dataset_name",
+        "medssr/synth-labeled",
+        "--dataset_revision",
+        "v1.0.0",
+        "--hub",
+        str(labeled),
+        "--max_steps",
+        "2",
+        "--save_steps",
+        "1",
+        "--output_dir",
+        str(tmp_path / "s1"),
+        "--publish_repo",
+        "medssr/stage1",
+        "--push_checkpoints",
+        "true",
+        *SMALL,
+    )
+    hub = LocalHub(labeled)
+    assert set(hub.versions("medssr/stage1", "model")) == {"v0.1.0"}
+    for branch in ("checkpoint-1", "checkpoint-2"):
+        ckpt = hub.pull("medssr/stage1", branch, "model")
+        assert (ckpt / "model.safetensors").exists() and not (ckpt / "optimizer.pt").exists()
+    final = hub.pull("medssr/stage1", "v0.1.0", "model")
+    card = (final / "README.md").read_text()
+    assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
+    assert "`medssr/synth-labeled` @ `v1.0.0`" in card and "- medssr/synth-labeled" in card
+    assert "reward, first / last logged" in card and "training_curves.png" in card
+    assert "num_generations: 4" in card and "pseudo-label = key" in card
+    assert FAKE_TOKEN not in card and (final / "training_curves.png").exists()
+    summary = json.loads((final / "train_summary.json").read_text())
+    steps = [h for h in summary["log_history"] if "reward" in h]
+    assert summary["global_step"] == 2 and len(steps) == 2
+    for key in (
+        "reward_std",
+        "frac_reward_zero_std",
+        "medssr/parse_rate",
+        "medssr/recovery_rate",
+        "medssr/key_accuracy",
+    ):
+        assert key in steps[0], key
+    assert list((tmp_path / "s1" / "runs").rglob("events.out.tfevents.*"))  # report_to tensorboard
+
+    # Stage 2: gold-labeled real questions, starting from the published stage 1 model by id + version.
+    path, revision = resolve_model_source("medssr/stage1", "v0.1.0", str(labeled))
+    assert revision is None and load_file(Path(path) / "model.safetensors").keys()
+    run_ok(
+        "stage2.py",
+        "smollm2/stage2.yaml",
+        "--model_name_or_path",
+        "medssr/stage1",
+        "--model_revision",
+        "v0.1.0",
+        "--hub",
+        str(labeled),
+        "--dataset_name",
+        str(benchmarks_dir / "bioasq.json"),
+        "--max_train_samples",
+        "4",
+        "--max_steps",
+        "1",
+        "--output_dir",
+        str(tmp_path / "s2"),
+        "--publish_repo",
+        "medssr/stage2",
+        *SMALL,
+    )
+    card2 = (hub.pull("medssr/stage2", "v0.1.0", "model") / "README.md").read_text()
+    assert "base_model: medssr/stage1" in card2 and "stage2" in card2 and "local file/folder" in card2
+
+
+@pytest.mark.slow
+def test_sft_runs_two_steps(tmp_path, labeled):
+    # Reasoning traces: here the vignette's own findings, as a stand-in for a teacher's chain of thought.
+    from medssr_hub.records import load_records
+
+    records, _ = load_records("medssr/synth", revision="v1.0.0", hub=str(labeled))
+    rows = [
+        {
+            **r.to_row(),
+            "metadata": None,
+            "reasoning": f"The findings ({', '.join(r.metadata['findings'][:3])}) point to {r.options[r.answer]}.",
+        }
+        for r in records
+    ]
+    (tmp_path / "traces.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    run_ok(
+        "sft.py",
+        "smollm2/sft.yaml",
+        "--dataset_name",
+        str(tmp_path / "traces.jsonl"),
+        "--max_steps",
+        "2",
+        "--per_device_train_batch_size",
+        "2",
+        "--output_dir",
+        str(tmp_path / "sft"),
+        "--hub",
+        str(labeled),
+        "--publish_repo",
+        "medssr/sft",
+    )
+    summary = json.loads((tmp_path / "sft" / "final" / "train_summary.json").read_text())
+    assert summary["global_step"] == 2 and [h["loss"] for h in summary["log_history"] if "loss" in h]
+    assert (
+        "base_model: HuggingFaceTB/SmolLM2-135M-Instruct"
+        in (LocalHub(labeled).pull("medssr/sft", "v0.1.0", "model") / "README.md").read_text()
+    )
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, labeled):
+    """LoRA (small checkpoints), kill -9 after the first checkpoint, restart: it resumes and finishes."""
+    args = [
+        "--dataset_name",
+        "medssr/synth-labeled",
+        "--dataset_revision",
+        "v1.0.0",
+        "--hub",
+        str(labeled),
+        "--max_steps",
+        "3",
+        "--save_steps",
+        "1",
+        "--output_dir",
+        str(tmp_path / "run"),
+        "--use_peft",
+        "true",
+        "--lora_r",
+        "8",
+        "--lora_target_modules",
+        "q_proj",
+        "v_proj",
+        "--publish_repo",
+        "medssr/lora",
+        *SMALL,
+    ]
+    proc = launch("stage1.py", "smollm2/stage1.yaml", *args, start_new_session=True)
+    state = tmp_path / "run" / "checkpoint-1" / "trainer_state.json"
+    deadline = time.time() + 600
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert state.exists(), proc.communicate()[0][-4000:]
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "final").exists()
+
+    out = run_ok("stage1.py", "smollm2/stage1.yaml", *args)
+    assert "Resuming from" in out and "checkpoint-" in out
+    summary = json.loads((tmp_path / "run" / "final" / "train_summary.json").read_text())
+    assert summary["global_step"] == 3
+    assert [h["step"] for h in summary["log_history"] if "reward" in h] == [1, 2, 3]
+    # Published merged: a plain transformers folder, no adapter files.
+    final = LocalHub(labeled).pull("medssr/lora", "v0.1.0", "model")
+    assert (final / "model.safetensors").exists() and not (final / "adapter_config.json").exists()
