@@ -144,6 +144,11 @@ def main() -> None:
         diff = bootstrap([y - x for x, y in zip(b, a, strict=True)])
         cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in (bootstrap(b), bootstrap(a), diff)]
         print(f"{name:<22}{cells[0]:>22}{cells[1]:>22}{cells[2]:>26}")
+    # Accuracy among parsed answers: separates "learned the format" from "learned the answers".
+    for name, scored in (("before", before), ("after", after)):
+        parsed = sum(p for _, p in scored)
+        right = sum(r for r, _ in scored)
+        print(f"{name}: accuracy among parsed answers {right / parsed if parsed else 0:.3f}")
     print("chance for 5 options: 0.200; intervals: 95% bootstrap over held-out questions (paired difference)")
 
 

@@ -7,13 +7,14 @@ import subprocess
 import sys
 import time
 
+import pandas as pd
 import pytest
 
 from medssr_hub.cli import main
 from medssr_hub.hub import LocalHub
 from medssr_hub.pipeline import DemoConfig
 
-SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24", "--stage1-steps", "1"]
+SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24"]
 
 
 def demo_cmd(out, benchmarks_dir, *extra):
@@ -32,75 +33,69 @@ def demo_cmd(out, benchmarks_dir, *extra):
     ]
 
 
-def read_answers(folder):
-    with (folder / "answers.jsonl").open() as f:
-        return {row["id"]: row for row in map(json.loads, f)}
+def generated(folder):
+    return sum(len(f.read_text().splitlines()) for f in (folder / "eval" / "base" / "generations").glob("*.jsonl"))
 
 
 @pytest.mark.slow
-def test_demo_killed_midway_resumes_to_the_same_result(tmp_path, benchmarks_dir, embedded_dir):
+def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir, embedded_dir):
     root = os.path.dirname(os.path.dirname(__file__))
     hub_root = tmp_path / "hub"
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "MEDSSR_HUB_ROOT": str(hub_root)}
     cut_env = {**env, "MEDSSR_HUB_ROOT": str(tmp_path / "hub-cut")}
     full = tmp_path / "full"
-    subprocess.run(
-        demo_cmd(full, benchmarks_dir, "--batch-size", "4"),
-        cwd=root,
-        env=env,
-        check=True,
-        capture_output=True,
+    done = subprocess.run(
+        demo_cmd(full, benchmarks_dir, "--batch-size", "4", "--stage1-steps", "1"),
+        cwd=root, env=env, capture_output=True, text=True,
     )
+    assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((full / "summary.json").read_text())
     benchmarks = {"bioasq", "medbullets", "medmcqa", "medqa", "mmlu", "pubmedqa"}
-    assert set(summary["per_benchmark"]) == benchmarks
-    assert all(summary["per_benchmark"][b]["items"] == 2 for b in benchmarks)
-    # Steps 1-2 ran first (recipes/demo.yaml): 12 synthetic questions, then their pseudo-labels, both published.
+    # Steps 1-3 (recipes/demo.yaml): 12 synthetic questions, their pseudo-labels, one stage 1 step; published.
     assert summary["stages"]["synthesis"]["num_questions"] == 12
     labeling = summary["stages"]["labeling"]
     assert labeling["questions"] == 12 and 0 <= labeling["label_accuracy"] <= 1
-    assert set(LocalHub(hub_root).versions("medssr-hub/demo-synthetic-labeled")) == {"v0.1.0"}
+    assert summary["stages"]["stage1"]["steps"] == 1
+    hub = LocalHub(hub_root)
+    assert set(hub.versions("medssr-hub/demo-synthetic-labeled")) == {"v0.1.0"}
+    assert set(hub.versions("medssr-hub/demo-stage1", "model")) == {"v0.1.0"}
+    # Steps 4-5: both models on every benchmark file, 2 items each, then the leaderboard, published.
+    evaluation = summary["evaluation"]
+    assert set(evaluation) == {"base (embedded)", "stage 1 (1 GRPO steps)"}
+    assert all(set(per) == benchmarks and all(b["items"] == 2 for b in per.values()) for per in evaluation.values())
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
-    published = LocalHub(hub_root).pull("medssr-hub/demo-answers", "v0.1.0")
-    assert (published / "README.md").read_text().count("| bioasq |") == 1
+    assert (full / "leaderboard" / "leaderboard.png").exists()
+    published = hub.pull("medssr-hub/demo-leaderboard", "v0.1.0")
+    assert (published / "README.md").read_text().count("| `base (embedded)` |") == 1
+    assert (published / "data" / "details-00000.parquet").exists()
 
-    # Same run, killed with SIGKILL once some questions are on disk.
+    # The evaluation, killed with SIGKILL once some questions are on disk (no training step: faster).
     cut = tmp_path / "cut"
-    proc = subprocess.Popen(
-        demo_cmd(cut, benchmarks_dir, "--batch-size", "4"),
-        cwd=root,
-        env=cut_env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    gen = cut / "generations.jsonl"
+    cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", "--stage1-steps", "0")
+    proc = subprocess.Popen(cut_cmd, cwd=root, env=cut_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
-    while time.time() < deadline and (not gen.exists() or len(gen.read_text().splitlines()) < 2):
-        time.sleep(0.2)
+    while time.time() < deadline and generated(cut) < 2 and proc.poll() is None:
+        time.sleep(0.1)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = len(gen.read_text().splitlines())
+    before = generated(cut)
     assert 2 <= before < 12, "the kill should land mid-run"
-    assert not (cut / "answers.jsonl").exists()
+    assert not (cut / "summary.json").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
-    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6")
+    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6", "--stage1-steps", "0")
     result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert f"{before} already generated" in result.stderr
-    assert len(gen.read_text().splitlines()) == 12
-    resumed, uninterrupted = read_answers(cut), read_answers(full)
-    assert resumed.keys() == uninterrupted.keys()
-    for key, row in uninterrupted.items():
-        assert resumed[key]["generations"] == row["generations"]
-        assert resumed[key]["preds"] == row["preds"]
-    # The published data are byte-identical; running the finished job again publishes nothing new.
-    cut_published = LocalHub(tmp_path / "hub-cut").pull("medssr-hub/demo-answers", "v0.1.0")
-    data = "data/test-00000.parquet"
-    assert (cut_published / data).read_bytes() == (published / data).read_bytes()
+    assert "items already generated" in result.stderr
+    assert generated(cut) == 12
+    for name in benchmarks:
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(cut / "eval" / "base" / "details" / f"{name}.parquet"),
+            pd.read_parquet(full / "eval" / "base" / "details" / f"{name}.parquet"),
+        )
+    # Running the finished job again publishes nothing new.
     again = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
-    assert again.returncode == 0 and "12 already generated" in again.stderr
-    assert "already published with this content" in again.stderr
+    assert again.returncode == 0 and "already published with this content" in again.stderr
 
 
 def test_changed_settings_are_refused_on_resume(tmp_path, benchmarks_dir):

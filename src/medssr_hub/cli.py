@@ -26,9 +26,9 @@ def _demo(args: argparse.Namespace) -> int:
         cfg.stage1 = {**(cfg.stage1 or {}), "max_steps": args.stage1_steps}
     summary = run_demo(cfg)
     print(render_summary(summary))
-    print(f"Results in {cfg.output_dir}/ (answers.jsonl, summary.json, summary.md)")
+    print(f"Results in {cfg.output_dir}/ (summary.md, leaderboard/, eval/<model>/details/, stage1/final/)")
     if summary.get("published"):
-        print(f"Published answers as {summary['published']}")
+        print(f"Published the leaderboard as {summary['published']}")
     return 0
 
 
@@ -252,7 +252,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--max-tokens", type=int, help="max new tokens (paper: 2048)")
     ev.add_argument("--mode", choices=["generative", "loglikelihood"])
     ev.add_argument("--engine", choices=["medssr", "lighteval"], help="who generates (default medssr)")
-    ev.add_argument("--recovery", type=_bool, help="constrained second pass for unparseable answers (default true)")
+    ev.add_argument(
+        "--recovery", type=_bool, help="constrained second pass for unparseable answers (default true)"
+    )
     ev.add_argument(
         "--chat",
         type=_bool,

@@ -105,7 +105,12 @@ class LocalHub:
             )
             atomic_write_json(repo / "refs.json", refs)
         logger.info(
-            "Published %s %s@%s (commit %s) to %s", repo_type, repo_id, version or branch, commit[:12], self.root
+            "Published %s %s@%s (commit %s) to %s",
+            repo_type,
+            repo_id,
+            version or branch,
+            commit[:12],
+            self.root,
         )
         return PublishResult(repo_id, repo_type, version, commit, manifest["content_id"], True, str(snapshot))
 

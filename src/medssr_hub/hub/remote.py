@@ -130,7 +130,11 @@ class RemoteHub:
             )
             if version is not None:
                 self.api.create_tag(
-                    repo_id, tag=version, revision=info.oid, repo_type=repo_type, tag_message=message or version
+                    repo_id,
+                    tag=version,
+                    revision=info.oid,
+                    repo_type=repo_type,
+                    tag_message=message or version,
                 )
         except HubError:
             raise
