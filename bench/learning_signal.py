@@ -14,7 +14,6 @@ import json
 import random
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.records import load_records
 from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.training import launch_command
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,44 +92,16 @@ def main() -> None:
         )
         start = time.perf_counter()
         subprocess.run(
-            [
-                str(Path(sys.executable).parent / "accelerate"),
-                "launch",
-                "--num_processes",
-                "1",
-                "--mixed_precision",
-                "no",
-                "--num_machines",
-                "1",
-                "--dynamo_backend",
-                "no",
-                str(ROOT / "recipes/stage1.py"),
-                "--config",
-                str(ROOT / "recipes/smollm2/stage1.yaml"),
-                "--dataset_name",
-                "bench/labeled",
-                "--dataset_revision",
-                "v0.1.0",
-                "--hub",
-                hub,
-                "--max_steps",
-                str(args.steps),
-                "--learning_rate",
-                args.learning_rate,
-                "--save_strategy",
-                "no",
-                "--max_completion_length",
-                str(args.max_tokens),
-                "--output_dir",
-                str(tmp / "stage1"),
-                "--publish_repo",
-                "bench/stage1",
-                "--report_to",
-                "none",
-            ],
+            launch_command(
+                "stage1.py", "smollm2/stage1.yaml",
+                "--dataset_name", "bench/labeled", "--dataset_revision", "v0.1.0", "--hub", hub,
+                "--max_steps", str(args.steps), "--learning_rate", args.learning_rate, "--save_strategy", "no",
+                "--max_completion_length", str(args.max_tokens), "--output_dir", str(tmp / "stage1"),
+                "--publish_repo", "bench/stage1", "--report_to", "none",
+            ),
             check=True,
             cwd=ROOT,
-        )
+        )  # fmt: skip
         train_s = time.perf_counter() - start
         before = score("embedded", heldout, args.samples, args.max_tokens)
         after = score(str(tmp / "stage1" / "final"), heldout, args.samples, args.max_tokens)

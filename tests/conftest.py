@@ -111,3 +111,24 @@ def fresh_llama_server(gguf_path, tmp_path):
     server = LlamaServer(gguf_path, tmp_path)
     yield server
     server.stop()
+
+
+def publish_vignettes(root: Path, count: int = 6) -> Path:
+    """`count` catalogue vignettes (keys known by construction) published to a local hub at root/hub as
+    medssr/synth@v1.0.0; returns the hub folder."""
+    from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+
+    hub = root / "hub"
+    run_synthesis(
+        SynthesisConfig(
+            num_questions=count,
+            alpha=1.0,
+            rare_generator="vignette",
+            chunk_size=8,
+            output_dir=str(root / "synth"),
+            publish_repo="medssr/synth",
+            publish_version="v1.0.0",
+            hub=str(hub),
+        )
+    )
+    return hub

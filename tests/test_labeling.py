@@ -10,27 +10,13 @@ from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.label import LabelConfig, Labeler, LabelingError, accuracy_vs_n, compute_diagnostics
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records
-from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from tests.conftest import publish_vignettes
 
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):
     """Six catalogue vignettes (keys known by construction), published to a local hub as v1.0.0."""
-    root = tmp_path_factory.mktemp("synthetic")
-    hub = root / "hub"
-    run_synthesis(
-        SynthesisConfig(
-            num_questions=6,
-            alpha=1.0,
-            rare_generator="vignette",
-            chunk_size=8,
-            output_dir=str(root / "out"),
-            publish_repo="medssr/synth",
-            publish_version="v1.0.0",
-            hub=str(hub),
-        )
-    )
-    return hub
+    return publish_vignettes(tmp_path_factory.mktemp("synthetic"))
 
 
 def config(tmp_path, hub, **kw):

@@ -4,7 +4,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -13,11 +12,12 @@ from safetensors.torch import load_file
 
 from medssr_hub.hub import LocalHub, resolve_model_source
 from medssr_hub.labeling.label import LabelConfig, run_labeling
-from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.training import launch_command
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import TrainingDataError, grpo_dataset, sft_dataset
 from medssr_hub.training.hubsync import reward_summary
 from medssr_hub.training.rewards import AccuracyReward, build_reward_funcs, format_reward
+from tests.conftest import publish_vignettes
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_TOKEN = "hf_medssrTestTokenNeverWritten0123456789"
@@ -29,19 +29,7 @@ SMALL = ["--per_device_train_batch_size", "4", "--num_generations", "4", "--max_
 def labeled(tmp_path_factory):
     """Six catalogue vignettes with keys, pseudo-labeled by the embedded policy, on a local hub."""
     root = tmp_path_factory.mktemp("training")
-    hub = root / "hub"
-    run_synthesis(
-        SynthesisConfig(
-            num_questions=6,
-            alpha=1.0,
-            rare_generator="vignette",
-            chunk_size=8,
-            output_dir=str(root / "synth"),
-            publish_repo="medssr/synth",
-            publish_version="v1.0.0",
-            hub=str(hub),
-        )
-    )
+    hub = publish_vignettes(root)
     run_labeling(
         LabelConfig(
             input="medssr/synth",
@@ -59,26 +47,11 @@ def labeled(tmp_path_factory):
 
 
 def launch(recipe, config, *args, env_extra=None, **popen):
-    cmd = [
-        str(Path(sys.executable).parent / "accelerate"),
-        "launch",
-        "--num_processes",
-        "1",
-        "--mixed_precision",
-        "no",
-        "--num_machines",
-        "1",
-        "--dynamo_backend",
-        "no",
-        str(ROOT / "recipes" / recipe),
-        "--config",
-        str(ROOT / "recipes" / config),
-        *args,
-    ]
     env = {**os.environ, "HF_TOKEN": FAKE_TOKEN, **(env_extra or {})}
     return subprocess.Popen(
-        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen
-    )
+        launch_command(recipe, config, *args),
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen,
+    )  # fmt: skip
 
 
 def run_ok(*args, **kw) -> str:

@@ -27,6 +27,7 @@ from medssr_hub.answers import Answer, answer_prompt, extract_or_recover
 from medssr_hub.config import YamlConfig, guard_resume
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.hub.cards import redact
 from medssr_hub.records import MCQRecord
 from medssr_hub.utils import (
     AppendLog,
@@ -145,7 +146,7 @@ class Evaluator:
         guard_resume(self.out, cfg.fingerprint(), "evaluation")
         results: dict[str, Any] = {
             "model": cfg.name,
-            "config": asdict(cfg),
+            "config": redact(asdict(cfg)),  # endpoint credentials never reach results files
             "benchmarks": {},
             "unavailable": {},
         }

@@ -4,3 +4,17 @@ Stage 1 trains on pseudo-labeled synthetic questions (target column `label`), st
 questions (target `answer`); `recipes/stage1.py` and `recipes/stage2.py` are the same launcher with other
 YAML. `sft.py` is the distillation baseline. `hubsync.py` publishes checkpoints and the final model.
 """
+
+import sys
+from pathlib import Path
+
+RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+
+
+def launch_command(recipe: str, config: str, *args: str, num_processes: int = 1) -> list[str]:
+    """`accelerate launch` argv for a recipe of this checkout (`stage1.py`, `smollm2/stage1.yaml`)."""
+    return [
+        str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", str(num_processes),
+        "--mixed_precision", "no", "--num_machines", "1", "--dynamo_backend", "no",
+        str(RECIPES / recipe), "--config", str(RECIPES / config), *args,
+    ]  # fmt: skip

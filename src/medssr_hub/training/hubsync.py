@@ -33,7 +33,7 @@ def run_config(*dataclass_args) -> dict[str, Any]:
 
 
 def reward_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
-    """First/last/best logged reward and the diagnostics' last values, from the trainer's log history."""
+    """First and last logged reward, quarter means, and the diagnostics' means, from the log history."""
     logs = [h for h in log_history if ("reward" in h or "loss" in h) and "train_runtime" not in h]
     rewards = [h["reward"] for h in logs if h.get("reward") is not None]
     out: dict[str, Any] = {"logged steps": len(logs)}

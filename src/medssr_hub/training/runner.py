@@ -1,0 +1,91 @@
+"""What the GRPO and SFT recipes share: model resolution, resume, checkpoint publishing, the final model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, get_peft_config
+
+from medssr_hub.hub import resolve_model_source
+from medssr_hub.modeling import EMBEDDED, EMBEDDED_SOURCE
+from medssr_hub.training.args import MedSSRScriptArguments
+from medssr_hub.training.data import DataInfo
+from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
+
+logger = logging.getLogger(__name__)
+
+
+def base_model_name(model_args: ModelConfig) -> str:
+    name = model_args.model_name_or_path
+    return EMBEDDED_SOURCE.split(" ")[0] if name in (None, "", EMBEDDED) else name
+
+
+def resume_checkpoint(script_args: MedSSRScriptArguments, training_args) -> str | None:
+    """An explicit resume_from_checkpoint wins; else the last checkpoint in output_dir, unless fresh_start."""
+    if training_args.resume_from_checkpoint:
+        return training_args.resume_from_checkpoint
+    if script_args.fresh_start:
+        return None
+    last = get_last_checkpoint(training_args.output_dir) if Path(training_args.output_dir).is_dir() else None
+    if last:
+        logger.info("Resuming from %s (set fresh_start to start over)", last)
+    return last
+
+
+def card_context(script_args, training_args, model_args, info: DataInfo) -> CardContext | None:
+    if not script_args.publish_repo:
+        return None
+    base_revision = model_args.model_revision if model_args.model_revision not in (None, "main") else None
+    local = Path(script_args.dataset_name).expanduser().exists()
+    dataset_revision = "local file/folder" if local else script_args.dataset_revision or "latest"
+    return CardContext(
+        repo_id=script_args.publish_repo,
+        version=script_args.publish_version,
+        stage=script_args.stage,
+        base_model=base_model_name(model_args),
+        datasets=[(script_args.dataset_name, dataset_revision)],
+        config=run_config(script_args, training_args, model_args),
+        hub=script_args.hub,
+        data_fields={"base model revision": base_revision or "default", **info.card_fields()},
+    )
+
+
+def train(
+    trainer_cls,
+    script_args: MedSSRScriptArguments,
+    training_args,
+    model_args: ModelConfig,
+    dataset,
+    info: DataInfo,
+    on_trainer: Callable | None = None,
+    **trainer_kwargs,
+):
+    """Build the TRL trainer on the resolved model, train (resuming), save and publish the final model."""
+    model_path, revision = resolve_model_source(
+        model_args.model_name_or_path, model_args.model_revision, script_args.hub
+    )
+    training_args.model_init_kwargs = {
+        "revision": revision,
+        "dtype": model_args.dtype,
+        "attn_implementation": model_args.attn_implementation,
+        **(training_args.model_init_kwargs or {}),
+    }
+    context = card_context(script_args, training_args, model_args, info)
+    callbacks = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
+    trainer = trainer_cls(
+        model=model_path,
+        args=training_args,
+        train_dataset=dataset,
+        peft_config=get_peft_config(model_args),
+        callbacks=callbacks,
+        **trainer_kwargs,
+    )
+    if on_trainer is not None:
+        on_trainer(trainer)
+    trainer.train(resume_from_checkpoint=resume_checkpoint(script_args, training_args))
+    final = finish(trainer, script_args, context, training_args.output_dir, peft=model_args.use_peft)
+    trainer.accelerator.print(f"Final model in {final}")
+    return trainer
