@@ -1,5 +1,6 @@
 """The endpoint backend against a real llama.cpp server on 127.0.0.1 (and a fault-injecting proxy)."""
 
+import contextlib
 import logging
 import threading
 
@@ -65,6 +66,42 @@ def test_logit_bias_constrains_letters(llama_server, embedded_dir):
         progress=False,
     )
     assert all(c.samples[0].text.strip() in {"A", "B", "C"} for c in out)
+
+
+def test_gbnf_grammar_constrains_the_chat_route(llama_server, benchmarks_dir):
+    """llama.cpp's `grammar` on the chat route: the layout of synthesized questions, and answer letters."""
+    from medssr_hub.records import load_records
+    from medssr_hub.synthesis.prompts import (
+        LAYOUT_GBNF,
+        LAYOUT_REGEX,
+        ParseError,
+        parse_generated,
+        seed_prompt,
+    )
+
+    seeds, _ = load_records(benchmarks_dir / "medqa.json")
+    prompts = [seed_prompt(seeds[i : i + 1]) for i in range(4)]
+    params = SamplingParams(n=1, max_tokens=700, temperature=0.7, regex=LAYOUT_REGEX, grammar=LAYOUT_GBNF)
+
+    def parsed(backend) -> int:
+        ok = 0
+        for c in backend.generate(prompts, params, progress=False):
+            text = c.samples[0].text
+            with contextlib.suppress(ParseError):
+                ok += parse_generated(text, prefilled=not text.startswith("Question:"))[2] is not None
+        return ok
+
+    constrained = EndpointBackend(llama_server.url, constraint="gbnf")
+    assert parsed(constrained) == len(prompts)  # every sample is a question with options and a key
+    assert parsed(EndpointBackend(llama_server.url)) < len(prompts)  # unconstrained, the 135M model drifts
+    letters = constrained.generate(
+        [[{"role": "user", "content": "Which is a fruit?\nA. Car\nB. Apple\nC. Rock\nThe answer is"}]] * 3,
+        SamplingParams(n=1, max_tokens=2, temperature=1.0, allowed_tokens=("A", "B", "C")),
+        progress=False,
+    )
+    assert all(c.samples[0].text.strip() in {"A", "B", "C"} for c in letters)
+    with pytest.raises(ValueError, match="constraint"):
+        EndpointBackend(llama_server.url, constraint="regex")
 
 
 def test_tgi_native_route(proxy, embedded_dir):

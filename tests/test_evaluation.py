@@ -53,7 +53,9 @@ def test_registry_knows_ten_benchmarks_and_says_how_to_provide_missing_ones(benc
     assert parse_spec("all") == list(BENCHMARKS) and len(BENCHMARKS) == 10
     assert BENCHMARKS["raredis"].hub_id == "tdlhl/RareDis-Sub" and BENCHMARKS["raredis"].rare
     assert locate("medqa") == ("medqa", str(benchmarks_dir / "medqa.json"), None)
-    with pytest.raises(BenchmarkUnavailable, match=r"lancet.json .*\$MEDSSR_BENCHMARKS_DIR.*--benchmark-path lancet=PATH"):
+    with pytest.raises(
+        BenchmarkUnavailable, match=r"lancet.json .*\$MEDSSR_BENCHMARKS_DIR.*--benchmark-path lancet=PATH"
+    ):
         locate("lancet")
     # An extra MCQ file by path, named after its file; a registry name pointed elsewhere by config.
     extra = tmp_path / "mine.json"
@@ -68,8 +70,12 @@ def test_registry_knows_ten_benchmarks_and_says_how_to_provide_missing_ones(benc
 def test_score_is_mean_and_std_over_samples():
     records = [MCQRecord(f"q{i}", "Q?", {"A": "x", "B": "y"}, answer="A") for i in range(4)]
     # sample 0 right on all 4 items, sample 1 right on 2 of 4 (one of them recovered)
-    answers = [[Answer("A"), Answer("A")], [Answer("A"), Answer("A", recovered=True)],
-               [Answer("A"), Answer("B")], [Answer("A"), Answer(None)]]
+    answers = [
+        [Answer("A"), Answer("A")],
+        [Answer("A"), Answer("A", recovered=True)],
+        [Answer("A"), Answer("B")],
+        [Answer("A"), Answer(None)],
+    ]
     metrics, rows = score(records, answers, [["t", "t"]] * 4)
     assert metrics["per_sample"] == [1.0, 0.5] and metrics["mean"] == 0.75 and metrics["std"] == 0.25
     assert metrics["recovery_rate"] == 1 / 8 and metrics["parse_rate"] == 6 / 8
@@ -90,13 +96,17 @@ def test_leaderboard_rejects_what_is_not_a_result(tmp_path):
 @pytest.mark.slow
 def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend, capsys):
     out = tmp_path / "eval"
-    code = main(["evaluate", "--benchmarks", "medqa,bioasq,lancet", "--max-items", "3", *TINY, "--output", str(out)])
+    code = main(
+        ["evaluate", "--benchmarks", "medqa,bioasq,lancet", "--max-items", "3", *TINY, "--output", str(out)]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     assert set(results["benchmarks"]) == {"medqa", "bioasq"} and "lancet" in results["unavailable"]
     assert "not run: Lancet (lancet) is not available" in capsys.readouterr().err
     details = pd.read_parquet(out / "details" / "medqa.parquet")
-    assert len(details) == 6 and {"id", "gold", "generation", "pred", "recovered", "correct"} <= set(details.columns)
+    assert len(details) == 6 and {"id", "gold", "generation", "pred", "recovered", "correct"} <= set(
+        details.columns
+    )
     bio = results["benchmarks"]["bioasq"]
     assert bio["items"] == 3 and bio["samples"] == 2 and len(bio["per_sample"]) == 2
     assert "| `embedded` |" in (out / "results.md").read_text()
@@ -106,7 +116,9 @@ def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend,
     lines = log.read_text().splitlines()
     log.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
     counting = CountingBackend(embedded_backend)
-    cfg = EvalConfig(benchmarks="medqa,bioasq", max_items=3, num_samples=2, max_tokens=16, output_dir=str(out))
+    cfg = EvalConfig(
+        benchmarks="medqa,bioasq", max_items=3, num_samples=2, max_tokens=16, output_dir=str(out)
+    )
     again = Evaluator(cfg, backend=counting).run()
     assert counting.prompts == 1
     assert again["benchmarks"]["medqa"]["per_sample"] == results["benchmarks"]["medqa"]["per_sample"]
@@ -122,11 +134,19 @@ def test_evaluate_killed_midway_resumes_to_the_same_result(tmp_path, embedded_di
     full, cut = tmp_path / "full", tmp_path / "cut"
     cmd = [sys.executable, "-m", "medssr_hub.cli", "evaluate", *args]
     subprocess.run([*cmd, "--output", str(full)], cwd=ROOT, env=env, check=True, capture_output=True)
-    proc = subprocess.Popen([*cmd, "--output", str(cut)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*cmd, "--output", str(cut)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     log = cut / "generations" / "mmlu.jsonl"
     deadline = time.time() + 300
-    while (not log.exists() or not log.read_text().strip()) and time.time() < deadline and proc.poll() is None:
+    while (
+        (not log.exists() or not log.read_text().strip()) and time.time() < deadline and proc.poll() is None
+    ):
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
@@ -143,8 +163,22 @@ def test_evaluate_killed_midway_resumes_to_the_same_result(tmp_path, embedded_di
 @pytest.mark.slow
 def test_lighteval_pipeline_scores_equal_rescored_generations(tmp_path, embedded_dir):
     out = tmp_path / "le"
-    code = main(["evaluate", "--engine", "lighteval", "--recovery", "false", "--benchmarks", "bioasq,medbullets",
-                 "--max-items", "4", *TINY, "--output", str(out)])
+    code = main(
+        [
+            "evaluate",
+            "--engine",
+            "lighteval",
+            "--recovery",
+            "false",
+            "--benchmarks",
+            "bioasq,medbullets",
+            "--max-items",
+            "4",
+            *TINY,
+            "--output",
+            str(out),
+        ]
+    )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
     for name in ("bioasq", "medbullets"):
@@ -155,8 +189,10 @@ def test_lighteval_pipeline_scores_equal_rescored_generations(tmp_path, embedded
         assert bench["lighteval_acc"] == pytest.approx(bench["mean"])
     # Re-scored from the saved generations by the shared rule, outside any pipeline: the same numbers.
     records = load_records(Path(os.environ["MEDSSR_BENCHMARKS_DIR"]) / "bioasq.json")[0][:4]
-    saved = {json.loads(x)["id"]: json.loads(x)["samples"] for x in
-             (out / "generations" / "bioasq.jsonl").read_text().splitlines()}
+    saved = {
+        json.loads(x)["id"]: json.loads(x)["samples"]
+        for x in (out / "generations" / "bioasq.jsonl").read_text().splitlines()
+    }
     texts = [saved[r.id] for r in records]
     metrics, _ = score(records, extract_or_recover(records, texts, None), texts)
     assert metrics["mean"] == pytest.approx(results["benchmarks"]["bioasq"]["lighteval_acc"])
@@ -175,8 +211,15 @@ def test_loglikelihood_mode(tmp_path, embedded_backend):
 def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded_backend, monkeypatch):
     runs = []
     for label, mode in (("smollm2-cot", "generative"), ("smollm2-ll", "loglikelihood")):
-        cfg = EvalConfig(label=label, mode=mode, benchmarks="medqa,bioasq", max_items=2, num_samples=2,
-                         max_tokens=16, output_dir=str(tmp_path / label))
+        cfg = EvalConfig(
+            label=label,
+            mode=mode,
+            benchmarks="medqa,bioasq",
+            max_items=2,
+            num_samples=2,
+            max_tokens=16,
+            output_dir=str(tmp_path / label),
+        )
         Evaluator(cfg, backend=embedded_backend).run()
         runs.append(str(tmp_path / label))
     rows = table_rows([load_result(r) for r in runs])
@@ -185,8 +228,20 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
     hub = FakeHub(token="hf_" + "E" * 30)
     monkeypatch.setenv("HF_TOKEN", hub.token)
     try:
-        code = main(["leaderboard", *runs, "--output", str(tmp_path / "lb"), "--push", "medssr/leaderboard",
-                     "--version", "v1.0.0", "--hub", hub.url])
+        code = main(
+            [
+                "leaderboard",
+                *runs,
+                "--output",
+                str(tmp_path / "lb"),
+                "--push",
+                "medssr/leaderboard",
+                "--version",
+                "v1.0.0",
+                "--hub",
+                hub.url,
+            ]
+        )
         assert code == 0
         for ext in ("md", "csv", "json", "png"):
             assert (tmp_path / "lb" / f"leaderboard.{ext}").stat().st_size > 0
@@ -194,7 +249,9 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         assert "| model | MedQA | BioASQ | average | rare-disease | recovered |" in md
         assert md == render_markdown([load_result(r) for r in runs])
         details = list(load_hub_dataset("medssr/leaderboard", "v1.0.0", split="details", hub=hub.url))
-        assert len(details) == 2 * 2 * 2 + 2 * 2  # generative: 2 benchmarks x 2 items x 2 samples; ll: 1 sample
+        assert (
+            len(details) == 2 * 2 * 2 + 2 * 2
+        )  # generative: 2 benchmarks x 2 items x 2 samples; ll: 1 sample
         assert {"id", "gold", "generation", "pred", "recovered", "model"} <= set(details[0])
         table = list(load_hub_dataset("medssr/leaderboard", "v1.0.0", split="results", hub=hub.url))
         assert {r["model"] for r in table} == {"smollm2-cot", "smollm2-ll"}

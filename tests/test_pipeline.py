@@ -34,7 +34,9 @@ def demo_cmd(out, benchmarks_dir, *extra):
 
 
 def generated(folder):
-    return sum(len(f.read_text().splitlines()) for f in (folder / "eval" / "base" / "generations").glob("*.jsonl"))
+    return sum(
+        len(f.read_text().splitlines()) for f in (folder / "eval" / "base" / "generations").glob("*.jsonl")
+    )
 
 
 @pytest.mark.slow
@@ -46,7 +48,10 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     full = tmp_path / "full"
     done = subprocess.run(
         demo_cmd(full, benchmarks_dir, "--batch-size", "4", "--stage1-steps", "1"),
-        cwd=root, env=env, capture_output=True, text=True,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((full / "summary.json").read_text())
@@ -62,7 +67,9 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     # Steps 4-5: both models on every benchmark file, 2 items each, then the leaderboard, published.
     evaluation = summary["evaluation"]
     assert set(evaluation) == {"base (embedded)", "stage 1 (1 GRPO steps)"}
-    assert all(set(per) == benchmarks and all(b["items"] == 2 for b in per.values()) for per in evaluation.values())
+    assert all(
+        set(per) == benchmarks and all(b["items"] == 2 for b in per.values()) for per in evaluation.values()
+    )
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
     assert (full / "leaderboard" / "leaderboard.png").exists()
     published = hub.pull("medssr-hub/demo-leaderboard", "v0.1.0")
@@ -72,7 +79,9 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     # The evaluation, killed with SIGKILL once some questions are on disk (no training step: faster).
     cut = tmp_path / "cut"
     cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", "--stage1-steps", "0")
-    proc = subprocess.Popen(cut_cmd, cwd=root, env=cut_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        cut_cmd, cwd=root, env=cut_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.time() + 300
     while time.time() < deadline and generated(cut) < 2 and proc.poll() is None:
         time.sleep(0.1)

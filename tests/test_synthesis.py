@@ -1,6 +1,11 @@
 """Synthesis: parsing generator output, filters, the rho < alpha ratio, budgets, resume, publishing."""
 
 import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -195,6 +200,30 @@ def test_interrupted_run_resumes_to_the_identical_dataset(tmp_path):
     pd.testing.assert_frame_equal(a, b)
     with pytest.raises(SynthesisError, match="other settings"):
         Synthesizer(vignette_config(tmp_path / "b", num_questions=300, alpha=0.4)).run()
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_to_the_identical_dataset(tmp_path):
+    """kill -9 (not an exception): the CLI in a subprocess, killed once a few shards are on disk."""
+    config = tmp_path / "c.yaml"
+    config.write_text("rare_generator: vignette\nseed_generator: vignette\nchunk_size: 16\n")
+    cmd = [sys.executable, "-m", "medssr_hub.cli", "synthesize", str(config), "--num-questions", "1500",
+           "--alpha", "0.3", "--seed", "3"]  # fmt: skip
+    subprocess.run([*cmd, "--output", str(tmp_path / "full")], check=True, capture_output=True)
+    cut = tmp_path / "cut"
+    proc = subprocess.Popen(
+        [*cmd, "--output", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None and len(list((cut / "shards").glob("*.jsonl"))) < 3:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    written = len(list((cut / "shards").glob("*.jsonl")))
+    assert written >= 3 and not (cut / "dataset" / "data" / "train-00000.parquet").exists(), "kill mid-run"
+    subprocess.run([*cmd, "--output", str(cut)], check=True, capture_output=True)
+    data = Path("dataset") / "data" / "train-00000.parquet"
+    pd.testing.assert_frame_equal(pd.read_parquet(cut / data), pd.read_parquet(tmp_path / "full" / data))
 
 
 def test_cli_synthesizes_and_publishes_with_card(tmp_path, monkeypatch):

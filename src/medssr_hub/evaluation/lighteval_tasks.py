@@ -21,6 +21,7 @@ Frictions with lighteval 0.13 handled here:
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import logging
 import re
@@ -62,19 +63,26 @@ def lighteval_workarounds():
     import lighteval.models.transformers.transformers_model as tm
     from lighteval.tasks.registry import Registry
 
+    modules = [tm]
+    if importlib.util.find_spec("vllm") is not None:
+        import lighteval.models.vllm.vllm_model as vm
+
+        modules.append(vm)
     original_loader = Registry.__dict__["load_all_task_configs"]
-    original_cache = tm.SampleCache
+    original_caches = [m.SampleCache for m in modules]
 
     def load_custom_only(custom_tasks=None, load_multilingual=False):
         return Registry._extract_configs(Registry.create_custom_tasks_module(custom_tasks))
 
     Registry.load_all_task_configs = staticmethod(load_custom_only)
-    tm.SampleCache = _NoCache
+    for module in modules:
+        module.SampleCache = _NoCache
     try:
         yield
     finally:
         Registry.load_all_task_configs = original_loader
-        tm.SampleCache = original_cache
+        for module, cache in zip(modules, original_caches, strict=True):
+            module.SampleCache = cache
 
 
 def make_metric(num_samples: int):
@@ -162,21 +170,30 @@ def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], 
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
 
     module = tasks_module(benchmarks, out / "lighteval" / "data", cfg.chat, cfg.num_samples, cfg.max_tokens)
-    model_config = TransformersModelConfig(
-        model_name=model_path,
-        batch_size=cfg.batch_size,
-        device="cuda" if torch.cuda.is_available() else "cpu",
-        dtype="float32",
-        override_chat_template=cfg.chat,
-        system_prompt=SYSTEM_PROMPT if cfg.chat else None,
-        generation_parameters=GenerationParameters(
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            top_k=cfg.top_k,
-            max_new_tokens=cfg.max_tokens,
-            seed=cfg.seed,
-        ),
+    generation = GenerationParameters(
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_new_tokens=cfg.max_tokens,
+        seed=cfg.seed,
     )
+    common = {
+        "model_name": model_path,
+        "override_chat_template": cfg.chat,
+        "system_prompt": SYSTEM_PROMPT if cfg.chat else None,
+        "generation_parameters": generation,
+    }
+    if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available():
+        from lighteval.models.vllm.vllm_model import VLLMModelConfig
+
+        model_config = VLLMModelConfig(**common, dtype="bfloat16", seed=cfg.seed)
+    else:
+        model_config = TransformersModelConfig(
+            **common,
+            batch_size=cfg.batch_size,
+            device="cuda" if torch.cuda.is_available() else "cpu",
+            dtype="float32",
+        )
     with lighteval_workarounds():
         pipeline = Pipeline(
             tasks=",".join(f"{SUITE}_{name}|0" for name in benchmarks),
@@ -187,9 +204,10 @@ def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], 
             model_config=model_config,
         )
     pipeline.model._cache = None  # the model's @cached methods run uncached when _cache is None
-    # lighteval 0.13 passes temperature/top_p/top_k but never do_sample, so with transformers 5 it
-    # decodes greedily (and refuses num_return_sequences > 1) unless the model's own config samples.
-    pipeline.model.generation_config_dict["do_sample"] = cfg.temperature > 0
+    if hasattr(pipeline.model, "generation_config_dict"):
+        # lighteval 0.13's transformers backend passes temperature/top_p/top_k but never do_sample, so
+        # with transformers 5 it decodes greedily (and refuses num_return_sequences > 1).
+        pipeline.model.generation_config_dict["do_sample"] = cfg.temperature > 0
     pipeline.evaluate()
     scores = {}
     for task, details in pipeline.get_details().items():

@@ -36,6 +36,8 @@ class SamplingParams:
     # Constrained layout: a regex the whole output must match, where the backend supports grammars
     # (TGI's `grammar`); backends without grammar support ignore it and rely on prompting and parsing.
     regex: str | None = None
+    # The same constraint as a GBNF grammar, for llama.cpp servers on the chat route (`grammar`).
+    grammar: str | None = None
     # The multiple-choice layout (stem, lettered options, "Answer: X") enforced token by token, where the
     # backend can (embedded: LayoutLogitsProcessor); others rely on `regex`, prompting and parsing.
     layout: bool = False

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
 ROUTES = ("chat", "tgi")
+# How the chat route sends constraints (`SamplingParams.regex` / `grammar` / `allowed_tokens`), by server:
+# llama.cpp takes a GBNF `grammar`, vLLM a `guided_regex`; "none" relies on prompting and logit_bias.
+CONSTRAINTS = ("none", "gbnf", "vllm")
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -70,9 +73,13 @@ class EndpointBackend:
         backoff: float = 0.5,
         max_backoff: float = 8.0,
         tokenizer: str | None = None,
+        constraint: str = "none",
     ):
         if route not in ROUTES:
             raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+        if constraint not in CONSTRAINTS:
+            raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
+        self.constraint = constraint
         self.base_url = base_url.rstrip("/")
         self.model_name = model or self.base_url
         self.model = model
@@ -238,6 +245,22 @@ class EndpointBackend:
             self._tokenizer = load_tokenizer(self.tokenizer_name)
         return {str(t): params.allowed_bias for t in first_token_ids(self._tokenizer, params.allowed_tokens)}
 
+    def _extra_body(self, params: SamplingParams) -> dict | None:
+        """Server-specific fields of a chat request: top_k, and the constraint in the server's dialect."""
+        body = {"top_k": params.top_k} if params.top_k and not params.greedy else {}
+        letters = sorted({t.strip() for t in params.allowed_tokens or ()})
+        if self.constraint == "gbnf":
+            if letters:
+                body["grammar"] = 'root ::= " "? (' + " | ".join(f'"{t}"' for t in letters) + ")"
+            elif params.grammar:
+                body["grammar"] = params.grammar
+        elif self.constraint == "vllm":
+            if letters:
+                body["guided_choice"] = letters
+            elif params.regex:
+                body["guided_regex"] = params.regex
+        return body or None
+
     async def _chat(self, client, prompt, params: SamplingParams, seed: int, n: int):
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
         response = await client.chat_completion(
@@ -249,8 +272,8 @@ class EndpointBackend:
             seed=seed,
             n=n if n > 1 else None,
             stop=list(params.stop) or None,
-            logit_bias=self._logit_bias(params),
-            extra_body={"top_k": params.top_k} if params.top_k and not params.greedy else None,
+            logit_bias=self._logit_bias(params) if self.constraint == "none" else None,
+            extra_body=self._extra_body(params),
         )
         if not response.choices:
             raise json.JSONDecodeError("response has no choices", "", 0)

@@ -25,6 +25,11 @@ LAYOUT = (
 ANSWER_PREFILL = "Question:"
 # For servers that accept a regex grammar (TGI), the same layout as a constraint.
 LAYOUT_REGEX = r"Question: [^\n]{20,1200}\n(?:[A-E]\. [^\n]{1,200}\n){4,5}Answer: [A-E]"
+# The same layout as a GBNF grammar (llama.cpp servers), with the letters in order.
+LAYOUT_GBNF = (
+    'root ::= "Question: " line "A. " line "B. " line "C. " line "D. " line ("E. " line)? "Answer: " [A-E]\n'
+    'line ::= [^\n]{20,600} "\n"'
+)
 
 
 def _exemplar(record: MCQRecord) -> str:

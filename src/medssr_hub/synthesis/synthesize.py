@@ -40,6 +40,7 @@ from medssr_hub.synthesis.filters import (
 )
 from medssr_hub.synthesis.knowledge import BM25Retriever, build_corpus, disease_card, load_documents
 from medssr_hub.synthesis.prompts import (
+    LAYOUT_GBNF,
     LAYOUT_REGEX,
     ParseError,
     answer_prompt,
@@ -231,6 +232,7 @@ class Synthesizer:
                 max_tokens=self.cfg.max_tokens,
                 seed=self.cfg.seed,
                 regex=LAYOUT_REGEX,
+                grammar=LAYOUT_GBNF,
                 layout=self.cfg.constrain_layout,
             )
             completions = self.backend.generate(

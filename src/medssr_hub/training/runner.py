@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -64,6 +65,10 @@ def train(
     **trainer_kwargs,
 ):
     """Build the TRL trainer on the resolved model, train (resuming), save and publish the final model."""
+    if getattr(training_args, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
+        # Paper-scale configs ask for vLLM generation "when installed"; without it TRL generates itself.
+        logger.warning("use_vllm is set but vLLM is not installed: generating with transformers instead")
+        training_args.use_vllm = False
     model_path, revision = resolve_model_source(
         model_args.model_name_or_path, model_args.model_revision, script_args.hub
     )
