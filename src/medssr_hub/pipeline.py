@@ -53,7 +53,7 @@ class DemoConfig(YamlConfig):
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
 
     def run_fingerprint(self) -> dict[str, Any]:
-        """Settings that change generations: a resumed run must match them."""
+        """Settings that change results: a resumed run must match them."""
         keep = (
             "model",
             "chat",
@@ -63,6 +63,8 @@ class DemoConfig(YamlConfig):
             "top_p",
             "top_k",
             "synthesis",
+            "labeling",
+            "stage1",
         )
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed")}
 
