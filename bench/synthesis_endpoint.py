@@ -94,29 +94,19 @@ def main() -> None:
                     seconds,
                     f"{accepted}/{len(rows)} accepted",
                 )
-            start = time.perf_counter()
-            raw_tokens = asyncio.run(
-                raw_load(
-                    server.url,
-                    [p["prompt"] for p in plans],
-                    args.max_tokens,
-                    args.concurrency,
-                    [p["sample_seed"] for p in plans],
+            for name, grammar in (("raw load", None), ("raw load, gbnf layout", LAYOUT_GBNF)):
+                start = time.perf_counter()
+                raw_tokens = asyncio.run(
+                    raw_load(
+                        server.url,
+                        [p["prompt"] for p in plans],
+                        args.max_tokens,
+                        args.concurrency,
+                        [p["sample_seed"] for p in plans],
+                        grammar=grammar,
+                    )
                 )
-            )
-            results["raw load"] = (raw_tokens, time.perf_counter() - start, "")
-            start = time.perf_counter()
-            raw_tokens = asyncio.run(
-                raw_load(
-                    server.url,
-                    [p["prompt"] for p in plans],
-                    args.max_tokens,
-                    args.concurrency,
-                    [p["sample_seed"] for p in plans],
-                    grammar=LAYOUT_GBNF,
-                )
-            )
-            results["raw load, gbnf layout"] = (raw_tokens, time.perf_counter() - start, "")
+                results[name] = (raw_tokens, time.perf_counter() - start, "")
         finally:
             server.stop()
     for name, (tokens, seconds, note) in results.items():

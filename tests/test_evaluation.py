@@ -151,7 +151,8 @@ def test_evaluate_killed_midway_resumes_to_the_same_result(tmp_path, embedded_di
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     finished = len(log.read_text().splitlines())
-    assert 1 <= finished < 5 and not (cut / "details" / "mmlu.parquet").exists()
+    assert 1 <= finished < 5, f"the kill should land mid-run, {finished} of 5 items were on disk"
+    assert not (cut / "details" / "mmlu.parquet").exists()
     resumed = subprocess.run([*cmd, "--output", str(cut)], cwd=ROOT, env=env, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{finished} of 5 items already generated" in resumed.stderr

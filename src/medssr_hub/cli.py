@@ -159,7 +159,7 @@ def _leaderboard(args: argparse.Namespace) -> int:
     print(files["md"].read_text())
     print("Wrote " + ", ".join(str(f) for f in files.values()))
     if args.push:
-        result = push_leaderboard(results, args.output, args.push, args.version, hub=args.hub)
+        result = push_leaderboard(results, files, args.push, args.version, hub=args.hub)
         print(f"Published {result.repo_id}@{result.version} ({result.location})")
     return 0
 

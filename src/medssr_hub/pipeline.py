@@ -169,9 +169,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "files": {k: str(v) for k, v in files.items()},
     }
     if cfg.publish_repo:
-        result = push_leaderboard(
-            runs, out / "leaderboard", cfg.publish_repo, cfg.publish_version, hub=cfg.hub
-        )
+        result = push_leaderboard(runs, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
         summary["published"] = f"{result.repo_id}@{result.version} ({result.location})"
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", render_summary(summary))

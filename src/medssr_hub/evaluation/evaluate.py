@@ -271,6 +271,7 @@ class Evaluator:
         if not hasattr(backend, "model"):
             raise ValueError("mode loglikelihood needs the embedded backend (token probabilities)")
         answers, texts = [], []
+        letter_ids: dict[str, list[int]] = {}  # each letter's first-token ids, tokenized once
         for record in tqdm(records, desc="loglikelihood", unit="item"):
             prompt = answer_prompt(record, chat=self.cfg.chat)
             if isinstance(prompt, str):
@@ -280,10 +281,10 @@ class Evaluator:
             ids = torch.tensor([backend.encode(prompt)], device=backend.model.device)
             with torch.inference_mode():
                 logits = backend.model(input_ids=ids).logits[0, -1].float()
-            scores = {
-                letter: max(logits[t].item() for t in first_token_ids(backend.tokenizer, [letter]))
-                for letter in record.letters
-            }
+            for letter in record.letters:
+                if letter not in letter_ids:
+                    letter_ids[letter] = first_token_ids(backend.tokenizer, [letter])
+            scores = {letter: max(logits[t].item() for t in letter_ids[letter]) for letter in record.letters}
             best = max(scores, key=scores.get)
             answers.append([Answer(best)])
             texts.append([" ".join(f"{k}:{v:.2f}" for k, v in scores.items())])

@@ -143,15 +143,20 @@ def write_leaderboard(results: list[dict[str, Any]], output: str | Path) -> dict
 
 
 def push_leaderboard(
-    results: list[dict[str, Any]], output: str | Path, repo_id: str, version: str, hub: str | None = None
+    results: list[dict[str, Any]],
+    files: dict[str, Path],
+    repo_id: str,
+    version: str,
+    hub: str | None = None,
 ):
-    """Publish the table and every run's per-item details as a dataset with a card."""
+    """Publish the table and every run's per-item details as a dataset with a card.
+
+    `files` is what `write_leaderboard` wrote for these results; the release goes beside them.
+    """
     from medssr_hub.hub import publish
     from medssr_hub.hub.cards import dataset_card
 
-    out = Path(output)
-    files = write_leaderboard(results, out)
-    release = out / "release"
+    release = files["png"].parent / "release"
     atomic_write_parquet(release / "data" / "results-00000.parquet", table_rows(results))
     details = []
     for r in results:

@@ -98,23 +98,23 @@ def dataset_card(
             }
         ],
     )
-    return DatasetCard.from_template(
+    return _render(
+        DatasetCard,
         data,
-        template_path=str(templates_dir("dataset") / "dataset_card.md"),
+        "dataset",
         pretty_name=pretty_name,
         summary=summary,
-        medssr_version=__version__,
         stage=stage,
         repo_id=repo_id,
         version=version,
         num_rows=num_rows,
-        provenance=dict(redact(dict(provenance or {}))),
+        provenance=provenance,
         counts=dict(counts or {}),
         rejections=dict(rejections or {}),
         rare_ratio=rare_ratio,
         evaluation=evaluation,
-        plots=dict(plots or {}),
-        config=_config_yaml(config),
+        plots=plots,
+        config=config,
     )
 
 
@@ -145,22 +145,36 @@ def model_card(
         library_name="transformers",
         pipeline_tag="text-generation",
     )
-    return ModelCard.from_template(
+    return _render(
+        ModelCard,
         data,
-        template_path=str(templates_dir("model") / "model_card.md"),
+        "model",
         pretty_name=pretty_name,
         summary=summary,
-        medssr_version=__version__,
         stage=stage,
         repo_id=repo_id,
         version=version,
         base_model=base_model,
         dataset_revisions=[{"id": d, "revision": r} for d, r in datasets],
-        provenance=dict(redact(dict(provenance or {}))),
+        provenance=provenance,
         training=dict(training or {}),
         evaluation=evaluation,
+        plots=plots,
+        config=config,
+    )
+
+
+def _render(card_cls, data, kind: str, *, provenance, plots, config, **fields):
+    """A card from the `kind` template: the fields every card shares (version, redacted provenance,
+    plots, config as YAML) plus the kind's own."""
+    return card_cls.from_template(
+        data,
+        template_path=str(templates_dir(kind) / f"{kind}_card.md"),
+        medssr_version=__version__,
+        provenance=dict(redact(dict(provenance or {}))),
         plots=dict(plots or {}),
         config=_config_yaml(config),
+        **fields,
     )
 
 
