@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -9,6 +10,7 @@ from medssr_hub.records import (
     load_records,
     record_from_row,
     records_to_dataset,
+    split_of,
     split_options,
 )
 
@@ -163,3 +165,32 @@ def test_parquet_round_trip_keeps_schema_and_rows(benchmarks_dir, tmp_path):
     ds.select(range(20, 50)).to_parquet(tmp_path / "shards" / "part-1.parquet")
     folder, _ = load_records(tmp_path / "shards")
     assert folder == records[:50]
+
+
+@pytest.mark.parametrize(
+    ("name", "split"),
+    [
+        ("data/train-00000.parquet", "train"),
+        ("data/discarded-00000-of-00002.parquet", "discarded"),
+        ("test.jsonl", "test"),
+        ("validation.parquet", "validation"),
+        ("medqa.json", "train"),
+        ("my-notes.jsonl", "train"),
+    ],
+)
+def test_split_of_follows_hub_file_naming(name, split):
+    assert split_of(Path(name)) == split
+
+
+def test_folder_split_selects_its_files(tmp_path):
+    def write(name, question):
+        row = {"id": name, "question": f"{question}\nA. yes\nB. no", "answer": "A"}
+        (tmp_path / name).write_text(json.dumps(row) + "\n")
+
+    write("train.jsonl", "Is this a training question?")
+    write("test.jsonl", "Is this a test question?")
+    test, _ = load_records(tmp_path, split="test")
+    train, _ = load_records(tmp_path, split="train")
+    assert [r.id for r in test] == ["test.jsonl"] and [r.id for r in train] == ["train.jsonl"]
+    # A split no file is named after: every file, as for a plain folder of data.
+    assert len(load_records(tmp_path, split="validation")[0]) == 2

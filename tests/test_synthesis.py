@@ -14,8 +14,9 @@ from medssr_hub.cli import main
 from medssr_hub.hub import LocalHub
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, similarity, validate
-from medssr_hub.synthesis.prompts import ParseError, parse_generated
+from medssr_hub.synthesis.prompts import ParseError, answer_prompt, parse_generated
 from medssr_hub.synthesis.synthesize import SynthesisConfig, SynthesisError, Synthesizer, draw_rhos
+from tests.fault_proxy import FaultProxy
 
 GOOD = " A 30-year-old man has fever and a rash.\nA. Measles\nB. Rubella\nC. Roseola\nD. Scarlet fever\nAnswer: A"
 
@@ -316,6 +317,53 @@ def test_llm_branches_with_the_embedded_model(tmp_path, embedded_dir):
         "rare", 0
     )
     assert [r["raw"] for r in again] == [r["raw"] for r in rare]
+
+
+@pytest.mark.server
+def test_endpoint_answer_pass_follows_its_generation_and_only_for_screened_questions(llama_server, tmp_path):
+    """Through a llama.cpp server: a question written without its answer line gets its answer pass right
+    after its own generation (one request slot, so the server still holds the prefix), and only when the
+    checks that need no key have passed."""
+    proxy = FaultProxy(llama_server.url)
+    try:
+        cfg = SynthesisConfig(
+            num_questions=4,
+            alpha=0.0,
+            backend="endpoint",
+            endpoint={"base_url": proxy.url, "max_concurrency": 1, "tokenizer": "embedded"},
+            max_tokens=100,
+            chunk_size=8,
+            output_dir=str(tmp_path / "o"),
+        )
+        synth = Synthesizer(cfg)
+        rows = synth._run_chunk("seed", 0)
+    finally:
+        proxy.close()
+    bodies = proxy.bodies
+    generations = [i for i, b in enumerate(bodies) if b["max_tokens"] == 100]
+    assert len(generations) == len(rows) == 8
+    expected = []  # attempts whose question parses without a key and passes every key-free check
+    for row in rows:
+        try:
+            stem, options, answer = parse_generated(row["raw"])
+        except ParseError:
+            continue
+        record = MCQRecord(id="x", question=stem, options=options, answer=answer)
+        if answer is None and synth._question_reason(record, row["seed_ids"]) is None:
+            expected.append(row["attempt"])
+    answered = []
+    for i, body in enumerate(bodies):
+        if body["max_tokens"] != 1:
+            continue
+        row = rows[generations.index(i - 1)]  # the request just before is this question's generation
+        answered.append(row["attempt"])
+        plan = synth._plan("seed", row["attempt"])
+        assert body["messages"] == answer_prompt(plan["prompt"], row["raw"])
+        assert (
+            row["status"] == "no_answer" or _as_record(row).metadata["answer_source"] == "generator-recovered"
+        )
+    assert expected, "no question needed an answer pass: the test checks nothing (change max_tokens/seed)"
+    assert answered == expected
 
 
 def _as_record(row):

@@ -245,6 +245,16 @@ def _read_parquet(path: Path) -> Iterator[Any]:
 
 
 READERS = {".json": _read_json, ".jsonl": _read_jsonl, ".parquet": _read_parquet}
+SHARD_NAME = re.compile(r"(\w+?)-\d{5}(?:-of-\d{5})?")
+NAMED_SPLITS = ("train", "test", "validation", "dev", "discarded", "rejected")
+
+
+def split_of(path: Path) -> str:
+    """The split a data file holds, by the Hub's file naming: `data/<split>-00000[-of-00001].parquet` (what
+    every stage writes), or a file named after its split (`test.jsonl`). Any other file is `train`."""
+    if match := SHARD_NAME.fullmatch(path.stem):
+        return match.group(1)
+    return path.stem if path.stem in NAMED_SPLITS else "train"
 
 
 def _iter_source(source: str, revision: str | None, split: str | None, hub: str | None) -> Iterator[Any]:
@@ -255,8 +265,8 @@ def _iter_source(source: str, revision: str | None, split: str | None, hub: str 
         files = sorted(p for p in path.rglob("*") if p.suffix in READERS and p.name != "rejected.jsonl")
         if not files:
             raise RecordFormatError(f"{path}: folder holds no .json, .jsonl or .parquet files")
-        if split:  # data/<split>-00000.parquet, the layout every stage writes
-            files = [f for f in files if f.stem.split("-")[0] == split] or files
+        if split:
+            files = [f for f in files if split_of(f) == split] or files
         for f in files:
             yield from READERS[f.suffix](f)
         return

@@ -8,6 +8,7 @@ fails for good raises `GenerationError` carrying everything that did finish.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -95,12 +96,36 @@ class EndpointBackend:
         self._tokenizer = None
         self._server_honours_n: bool | None = None
         self._warned_no_bias = False
+        self._session: AsyncInferenceClient | None = None
         self.stats = BackendStats()
 
     def __repr__(self) -> str:  # never show the token
         return f"EndpointBackend(base_url={self.base_url!r}, route={self.route!r}, model={self.model!r})"
 
     # -- public API ----------------------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def session(self):
+        """One client, so one connection pool, for every `agenerate` call inside the block (callers that send
+        many small batches, such as synthesis chaining a question's answer pass to its generation)."""
+        async with self._client() as client:
+            self._session = client
+            try:
+                yield self
+            finally:
+                self._session = None
+
+    @property
+    def tokenizer(self):
+        """The tokenizer named by `tokenizer=` (for logit_bias ids and TGI chat rendering), loaded once."""
+        if self._tokenizer is None and self.tokenizer_name is not None:
+            from medssr_hub.modeling import load_tokenizer
+
+            self._tokenizer = load_tokenizer(self.tokenizer_name)
+        return self._tokenizer
+
+    def _client(self) -> AsyncInferenceClient:
+        return AsyncInferenceClient(base_url=self.base_url, token=self._token, timeout=self.timeout)
+
     def generate(
         self,
         prompts: Sequence[Prompt],
@@ -138,9 +163,8 @@ class EndpointBackend:
             total=len(prompts) * params.n, desc="generate (endpoint)", unit="sample", disable=not progress
         )
 
-        async with AsyncInferenceClient(
-            base_url=self.base_url, token=self._token, timeout=self.timeout
-        ) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            client = self._session or await stack.enter_async_context(self._client())
 
             async def one_prompt(i: int) -> None:
                 first = 0
@@ -239,11 +263,7 @@ class EndpointBackend:
                 )
                 self._warned_no_bias = True
             return None
-        if self._tokenizer is None:
-            from medssr_hub.modeling import load_tokenizer
-
-            self._tokenizer = load_tokenizer(self.tokenizer_name)
-        return {str(t): params.allowed_bias for t in first_token_ids(self._tokenizer, params.allowed_tokens)}
+        return {str(t): params.allowed_bias for t in first_token_ids(self.tokenizer, params.allowed_tokens)}
 
     def _extra_body(self, params: SamplingParams) -> dict | None:
         """Server-specific fields of a chat request: top_k, and the constraint in the server's dialect."""
@@ -296,10 +316,7 @@ class EndpointBackend:
         if not isinstance(prompt, str):
             if self.tokenizer_name is None:
                 raise ValueError("the TGI route takes raw prompts; set `tokenizer` to render chat messages")
-            from medssr_hub.modeling import load_tokenizer
-
-            self._tokenizer = self._tokenizer or load_tokenizer(self.tokenizer_name)
-            prompt = self._tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+            prompt = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
         grammar = {"type": "regex", "value": params.regex} if params.regex else None
         if params.allowed_tokens:
             alternatives = "|".join(sorted({t.strip() for t in params.allowed_tokens}))

@@ -109,6 +109,8 @@ def load_hub_dataset(
     """
     from datasets import load_dataset
 
+    from medssr_hub.records import split_of
+
     folder = pull_dataset(repo_id, revision, hub)
     files = sorted(
         p for p in folder.rglob("*") if p.suffix in (".parquet", ".jsonl", ".json") and p.name != MANIFEST
@@ -119,8 +121,7 @@ def load_hub_dataset(
     by_split: dict[str, list[str]] = {}
     for f in files:
         if f.suffix == files[0].suffix:
-            # data/<split>-00000.parquet, the layout every stage writes (and the Hub's convention)
-            by_split.setdefault(f.stem.split("-")[0] if "-" in f.stem else "train", []).append(str(f))
+            by_split.setdefault(split_of(f), []).append(str(f))
     by_split.pop("rejected", None)
     if split is None:
         split = next((s for s in ("test", "train") if s in by_split), None) or next(iter(by_split))

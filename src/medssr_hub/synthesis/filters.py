@@ -29,7 +29,8 @@ class ValidationSettings:
     max_option_chars: int = 300
 
 
-def validate(record: MCQRecord, settings: ValidationSettings = ValidationSettings()) -> str | None:
+def validate_question(record: MCQRecord, settings: ValidationSettings = ValidationSettings()) -> str | None:
+    """The checks that do not need the answer key (run before any answer-recovery pass is paid for)."""
     texts = [v.strip().lower().rstrip(".") for v in record.options.values()]
     if not settings.min_options <= len(texts) <= settings.max_options:
         return "wrong_option_count"
@@ -37,16 +38,25 @@ def validate(record: MCQRecord, settings: ValidationSettings = ValidationSetting
         return "duplicate_options"
     if any(not t or len(t) > settings.max_option_chars for t in texts):
         return "bad_option_length"
-    if record.answer not in record.options:
-        return "answer_not_in_options"
     if not settings.min_stem_chars <= len(record.question) <= settings.max_stem_chars:
         return "bad_stem_length"
+    return None
+
+
+def validate_answer(record: MCQRecord) -> str | None:
+    """The key is one of the options, and its text is not given away verbatim in the stem."""
+    if record.answer not in record.options:
+        return "answer_not_in_options"
     answer_words = words(record.options[record.answer])
     stem_words = words(record.question)
     n = len(answer_words)
     if n >= 2 and any(stem_words[i : i + n] == answer_words for i in range(len(stem_words) - n + 1)):
         return "answer_in_stem"
     return None
+
+
+def validate(record: MCQRecord, settings: ValidationSettings = ValidationSettings()) -> str | None:
+    return validate_question(record, settings) or validate_answer(record)
 
 
 def _shingles(text: str, n: int = 3) -> set[int]:

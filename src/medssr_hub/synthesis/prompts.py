@@ -26,9 +26,13 @@ ANSWER_PREFILL = "Question:"
 # For servers that accept a regex grammar (TGI), the same layout as a constraint.
 LAYOUT_REGEX = r"Question: [^\n]{20,1200}\n(?:[A-E]\. [^\n]{1,200}\n){4,5}Answer: [A-E]"
 # The same layout as a GBNF grammar (llama.cpp servers), with the letters in order.
-LAYOUT_GBNF = (
-    'root ::= "Question: " line "A. " line "B. " line "C. " line "D. " line ("E. " line)? "Answer: " [A-E]\n'
-    'line ::= [^\n]{20,600} "\n"'
+LAYOUT_GBNF = "\n".join(
+    (
+        r'root ::= "Question: " stem "A. " option "B. " option "C. " option "D. " option ("E. " option)? '
+        r'"Answer: " [A-E]',
+        r'stem ::= [^\n]{20,600} "\n"',
+        r'option ::= [^\n]{1,200} "\n"',
+    )
 )
 
 

@@ -13,6 +13,7 @@ from its shards and ends with exactly the dataset an uninterrupted run produces.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -36,7 +37,8 @@ from medssr_hub.synthesis.filters import (
     ValidationSettings,
     check_rewrite,
     similarity,
-    validate,
+    validate_answer,
+    validate_question,
 )
 from medssr_hub.synthesis.knowledge import BM25Retriever, build_corpus, disease_card, load_documents
 from medssr_hub.synthesis.prompts import (
@@ -235,15 +237,15 @@ class Synthesizer:
                 grammar=LAYOUT_GBNF,
                 layout=self.cfg.constrain_layout,
             )
-            completions = self.backend.generate(
-                [p["prompt"] for p in llm], params, seeds=[p["sample_seed"] for p in llm], progress=False
-            )
-            for plan, completion in zip(llm, completions, strict=True):
-                plan["raw"] = completion.samples[0].text
-                plan["record"] = self._record_from_text(plan)
-            self._recover_answers(
-                [p for p in llm if p.get("record") is not None and p["record"].answer is None]
-            )
+            if hasattr(self.backend, "session") and self.cfg.recover_answers:
+                asyncio.run(self._generate_chained(llm, params))
+            else:
+                completions = self.backend.generate(
+                    [p["prompt"] for p in llm], params, seeds=[p["sample_seed"] for p in llm], progress=False
+                )
+                for plan, completion in zip(llm, completions, strict=True):
+                    self._take_generation(plan, completion)
+                self._recover_answers([p for p in llm if self._needs_answer(p)])
         rows = []
         for plan in plans:
             record = plan.get("record")
@@ -251,10 +253,10 @@ class Synthesizer:
             if record is None and status is None:
                 status = "not_applicable"
             if record is not None and status is None:
+                screened = plan.get("screened")
                 status = (
-                    validate(record, ValidationSettings())
-                    or self._copies_exemplar(record, plan["seed_ids"])
-                    or self.decontaminator.check(record)
+                    (None if screened else self._question_reason(record, plan["seed_ids"]))
+                    or validate_answer(record)
                     or "ok"
                 )
             rows.append(
@@ -292,6 +294,14 @@ class Synthesizer:
                 record.question = text
             record.metadata["rewrite"] = reason or "accepted"
 
+    def _question_reason(self, record: MCQRecord, seed_ids: list[str]) -> str | None:
+        """Why a question is rejected whatever its key: layout, a copied exemplar, contamination."""
+        return (
+            validate_question(record, ValidationSettings())
+            or self._copies_exemplar(record, seed_ids)
+            or self.decontaminator.check(record)
+        )
+
     def _copies_exemplar(self, record: MCQRecord, seed_ids: list[str]) -> str | None:
         """Small generators often return their example nearly verbatim: that is not a new question."""
         if not seed_ids:
@@ -304,6 +314,33 @@ class Synthesizer:
     @cached_property
     def _seeds_by_id(self) -> dict[str, MCQRecord]:
         return {r.id: r for r in self.seeds}
+
+    def _take_generation(self, plan: dict[str, Any], completion) -> None:
+        plan["raw"] = completion.samples[0].text
+        plan["record"] = self._record_from_text(plan)
+        if plan["record"] is not None:
+            # Checks that need no key come first: the answer pass is paid for only by questions that can
+            # still be accepted.
+            plan["screened"] = True
+            if reason := self._question_reason(plan["record"], plan["seed_ids"]):
+                plan["reason"] = reason
+
+    @staticmethod
+    def _needs_answer(plan: dict[str, Any]) -> bool:
+        return plan.get("record") is not None and "reason" not in plan and plan["record"].answer is None
+
+    @staticmethod
+    def _answer_params(letters: tuple[str, ...]) -> SamplingParams:
+        return SamplingParams(n=1, temperature=0.0, max_tokens=1, allowed_tokens=letters)
+
+    @staticmethod
+    def _take_answer(plan: dict[str, Any], completion) -> None:
+        letter = completion.samples[0].text.strip()[:1]
+        if letter in plan["record"].options:
+            plan["record"].answer = letter
+            plan["record"].metadata["answer_source"] = "generator-recovered"
+        else:
+            plan["reason"], plan["record"] = "no_answer", None
 
     def _recover_answers(self, plans: list[dict[str, Any]]) -> None:
         """Questions written without an answer line: one greedy token after "Answer:", biased to the offered
@@ -318,17 +355,35 @@ class Synthesizer:
         for plan in plans:
             by_letters.setdefault(tuple(plan["record"].options), []).append(plan)
         for letters, group in by_letters.items():
-            params = SamplingParams(n=1, temperature=0.0, max_tokens=1, allowed_tokens=letters)
             prompts = [answer_prompt(p["prompt"], p["raw"]) for p in group]
-            for plan, completion in zip(
-                group, self.backend.generate(prompts, params, progress=False), strict=True
-            ):
-                letter = completion.samples[0].text.strip()[:1]
-                if letter in letters:
-                    plan["record"].answer = letter
-                    plan["record"].metadata["answer_source"] = "generator-recovered"
-                else:
-                    plan["reason"], plan["record"] = "no_answer", None
+            completions = self.backend.generate(prompts, self._answer_params(letters), progress=False)
+            for plan, completion in zip(group, completions, strict=True):
+                self._take_answer(plan, completion)
+
+    async def _generate_chained(self, plans: list[dict[str, Any]], params: SamplingParams) -> None:
+        """Server backends: each question's answer pass is sent as soon as its own generation returns, in
+        the same concurrency slot. The continuation then meets its prefix still in the server's prompt cache
+        (a llama.cpp slot, vLLM's or TGI's prefix cache), and no request waits for the chunk's slowest
+        generation. The requests and seeds are those of the two-phase path the in-process backends take."""
+        slots = asyncio.Semaphore(self.backend.max_concurrency)
+
+        async def one(plan: dict[str, Any]) -> None:
+            async with slots:
+                [completion] = await self.backend.agenerate(
+                    [plan["prompt"]], params, seeds=[plan["sample_seed"]], progress=False
+                )
+                self._take_generation(plan, completion)
+                if self._needs_answer(plan):
+                    letters = tuple(plan["record"].options)
+                    [answer] = await self.backend.agenerate(
+                        [answer_prompt(plan["prompt"], plan["raw"])],
+                        self._answer_params(letters),
+                        progress=False,
+                    )
+                    self._take_answer(plan, answer)
+
+        async with self.backend.session():
+            await asyncio.gather(*(one(plan) for plan in plans))
 
     def _record_from_text(self, plan: dict[str, Any]) -> MCQRecord | None:
         try:
