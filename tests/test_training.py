@@ -54,6 +54,14 @@ def launch(recipe, config, *args, env_extra=None, **popen):
     )  # fmt: skip
 
 
+def stage1_args(hub_root, max_steps: int, output_dir) -> list[str]:
+    """Stage 1 on the labeled fixture dataset, saving a checkpoint every step."""
+    return [
+        *("--dataset_name", "medssr/synth-labeled", "--dataset_revision", "v1.0.0", "--hub", str(hub_root)),
+        *("--max_steps", str(max_steps), "--save_steps", "1", "--output_dir", str(output_dir)),
+    ]
+
+
 def run_ok(*args, **kw) -> str:
     proc = launch(*args, **kw)
     out, _ = proc.communicate(timeout=900)
@@ -140,18 +148,7 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
     run_ok(
         "stage1.py",
         "smollm2/stage1.yaml",
-        "--dataset_name",
-        "medssr/synth-labeled",
-        "--dataset_revision",
-        "v1.0.0",
-        "--hub",
-        str(labeled),
-        "--max_steps",
-        "2",
-        "--save_steps",
-        "1",
-        "--output_dir",
-        str(tmp_path / "s1"),
+        *stage1_args(labeled, 2, tmp_path / "s1"),
         "--publish_repo",
         "medssr/stage1",
         "--push_checkpoints",
@@ -254,18 +251,7 @@ def test_sft_runs_two_steps(tmp_path, labeled):
 def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, labeled):
     """LoRA (small checkpoints), kill -9 after the first checkpoint, restart: it resumes and finishes."""
     args = [
-        "--dataset_name",
-        "medssr/synth-labeled",
-        "--dataset_revision",
-        "v1.0.0",
-        "--hub",
-        str(labeled),
-        "--max_steps",
-        "3",
-        "--save_steps",
-        "1",
-        "--output_dir",
-        str(tmp_path / "run"),
+        *stage1_args(labeled, 3, tmp_path / "run"),
         "--use_peft",
         "true",
         "--lora_r",

@@ -224,6 +224,9 @@ class Synthesizer:
         plans = [self._plan(branch, a) for a in range(chunk * size, (chunk + 1) * size)]
         if self.cfg.rewrite_vignettes:
             self._rewrite_vignettes([p for p in plans if p["generator"] == "vignette" and p.get("record")])
+        for plan in plans:
+            if plan.get("record") is not None:
+                self._screen(plan)
         llm = [p for p in plans if "prompt" in p]
         if llm:
             params = SamplingParams(
@@ -253,12 +256,7 @@ class Synthesizer:
             if record is None and status is None:
                 status = "not_applicable"
             if record is not None and status is None:
-                screened = plan.get("screened")
-                status = (
-                    (None if screened else self._question_reason(record, plan["seed_ids"]))
-                    or validate_answer(record)
-                    or "ok"
-                )
+                status = validate_answer(record) or "ok"  # the key-free checks ran in _screen
             rows.append(
                 {
                     "attempt": plan["attempt"],
@@ -302,6 +300,12 @@ class Synthesizer:
             or self.decontaminator.check(record)
         )
 
+    def _screen(self, plan: dict[str, Any]) -> None:
+        """The checks that need no key, run as soon as a question exists: an LLM question's answer pass is
+        then paid for only by questions that can still be accepted."""
+        if reason := self._question_reason(plan["record"], plan["seed_ids"]):
+            plan["reason"] = reason
+
     def _copies_exemplar(self, record: MCQRecord, seed_ids: list[str]) -> str | None:
         """Small generators often return their example nearly verbatim: that is not a new question."""
         if not seed_ids:
@@ -319,11 +323,7 @@ class Synthesizer:
         plan["raw"] = completion.samples[0].text
         plan["record"] = self._record_from_text(plan)
         if plan["record"] is not None:
-            # Checks that need no key come first: the answer pass is paid for only by questions that can
-            # still be accepted.
-            plan["screened"] = True
-            if reason := self._question_reason(plan["record"], plan["seed_ids"]):
-                plan["reason"] = reason
+            self._screen(plan)
 
     @staticmethod
     def _needs_answer(plan: dict[str, Any]) -> bool:
