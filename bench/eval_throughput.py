@@ -20,6 +20,7 @@ def run(backend, args, batch_size: int) -> float:
     backend.batch_size = batch_size
     with tempfile.TemporaryDirectory() as out:
         cfg = EvalConfig(
+            chat=True,
             benchmarks=args.benchmark,
             max_items=args.items,
             num_samples=args.samples,

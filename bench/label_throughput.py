@@ -36,13 +36,15 @@ def main() -> None:
     args = parser.parse_args()
     records = load_records(Path(args.benchmarks_dir) / "medqa.json")[0][: args.questions]
     with tempfile.TemporaryDirectory() as out:
-        labeler = Labeler(LabelConfig(n=args.n, max_tokens=args.max_tokens, output_dir=out, batch_size=64))
+        labeler = Labeler(
+            LabelConfig(chat=True, n=args.n, max_tokens=args.max_tokens, output_dir=out, batch_size=64)
+        )
         backend = labeler.backend
         backend.generate(
             [answer_prompt(records[0])], SamplingParams(n=2, max_tokens=4), progress=False
         )  # warm-up
         start = time.perf_counter()
-        labeled = labeler._vote(records)
+        labeled = labeler.vote(records)
         stage_s = time.perf_counter() - start
 
     params = SamplingParams(n=args.n, max_tokens=args.max_tokens, seed=42)

@@ -74,13 +74,13 @@ def synthesizer_chunk(url: str, args, recover: bool, constraint: str, out: Path)
         output_dir=str(out),
     )
     synth = Synthesizer(cfg)
-    plans = [synth._plan("seed", a) for a in range(args.attempts)]
+    plans = [synth.plan_attempt("seed", a) for a in range(args.attempts)]
     # Built once per run in real use, so outside the timing: the decontamination index, and the tokenizer
     # that maps answer letters to logit_bias ids (about 3 s to load).
     synth.decontaminator  # noqa: B018
     synth.backend.tokenizer  # noqa: B018
     start = time.perf_counter()
-    rows = synth._run_chunk("seed", 0)
+    rows = synth.run_chunk("seed", 0)
     seconds = time.perf_counter() - start
     accepted = sum(r["status"] == "ok" for r in rows)
     return synth.backend.stats.completion_tokens, seconds, accepted, plans

@@ -1,7 +1,7 @@
-"""Evaluation on the ten benchmarks: `python recipes/evaluate.py recipes/evaluation/config_demo.yaml [flags]`.
+"""Evaluation on the ten benchmarks: `python recipes/evaluate.py --config recipes/evaluation/config_demo.yaml [flags]`.
 
-Thin launcher over `medssr-hub evaluate --config ...`: the logic lives in `medssr_hub.evaluation`.
-Flags override the YAML (see `medssr-hub evaluate --help`).
+Thin launcher, the same as `medssr-hub evaluate --config FILE.yaml [--field value ...]`: the logic lives in
+`medssr_hub`. Any field of the config can be overridden on the command line; `--help` lists them.
 """
 
 import sys
@@ -9,4 +9,4 @@ import sys
 from medssr_hub.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["evaluate", "--config", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", *sys.argv[1:]]))

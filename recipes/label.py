@@ -1,6 +1,7 @@
-"""Pseudo-labeling (MedSSR step 2): `python recipes/label.py recipes/labeling/config_demo.yaml [--input REPO --revision R]`.
+"""Pseudo-labeling (MedSSR step 2): `python recipes/label.py --config recipes/labeling/config_demo.yaml [--input REPO --input_revision R]`.
 
-Thin launcher: the logic lives in `medssr_hub.labeling`. Flags override the YAML (see --help).
+Thin launcher, the same as `medssr-hub label --config FILE.yaml [--field value ...]`: the logic lives in
+`medssr_hub`. Any field of the config can be overridden on the command line; `--help` lists them.
 """
 
 import sys

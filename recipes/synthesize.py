@@ -1,6 +1,7 @@
-"""Knowledge-enhanced synthesis (MedSSR step 1): `python recipes/synthesize.py recipes/synthesis/config_demo.yaml`.
+"""Knowledge-enhanced synthesis (MedSSR step 1): `python recipes/synthesize.py --config recipes/synthesis/config_demo.yaml`.
 
-Thin launcher: the logic lives in `medssr_hub.synthesis`. Flags override the YAML (see --help).
+Thin launcher, the same as `medssr-hub synthesize --config FILE.yaml [--field value ...]`: the logic lives in
+`medssr_hub`. Any field of the config can be overridden on the command line; `--help` lists them.
 """
 
 import sys

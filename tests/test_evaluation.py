@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from datasets import load_dataset
 
 from medssr_hub.answers import Answer, extract_or_recover
 from medssr_hub.cli import main
@@ -22,12 +23,13 @@ from medssr_hub.evaluation.registry import (
     locate,
     parse_spec,
 )
-from medssr_hub.hub import load_hub_dataset
 from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.resolve import resolve_dataset
+from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
 from tests.fake_hub import FakeHub
 
 ROOT = Path(__file__).resolve().parents[1]
-TINY = ["--num-samples", "2", "--max-tokens", "16"]
+TINY = ["--chat", "true", "--num-samples", "2", "--max-tokens", "16"]
 
 
 @pytest.fixture(autouse=True)
@@ -89,7 +91,9 @@ def test_leaderboard_rejects_what_is_not_a_result(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="not an evaluation result"):
         load_result(tmp_path)
-    assert main(["leaderboard", str(tmp_path / "none"), "--output", str(tmp_path / "lb")]) == 2
+    assert (
+        main(["leaderboard", "--results", str(tmp_path / "none"), "--output_dir", str(tmp_path / "lb")]) == 2
+    )
 
 
 # -- the real model ---------------------------------------------------------------------------------------
@@ -97,7 +101,16 @@ def test_leaderboard_rejects_what_is_not_a_result(tmp_path):
 def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend, capsys):
     out = tmp_path / "eval"
     code = main(
-        ["evaluate", "--benchmarks", "medqa,bioasq,lancet", "--max-items", "3", *TINY, "--output", str(out)]
+        [
+            "evaluate",
+            "--benchmarks",
+            "medqa,bioasq,lancet",
+            "--max-items",
+            "3",
+            *TINY,
+            "--output_dir",
+            str(out),
+        ]
     )
     assert code == 0
     results = json.loads((out / "results.json").read_text())
@@ -117,14 +130,29 @@ def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend,
     log.write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
     counting = CountingBackend(embedded_backend)
     cfg = EvalConfig(
-        benchmarks="medqa,bioasq", max_items=3, num_samples=2, max_tokens=16, output_dir=str(out)
+        chat=True, benchmarks="medqa,bioasq", max_items=3, num_samples=2, max_tokens=16, output_dir=str(out)
     )
     again = Evaluator(cfg, backend=counting).run()
     assert counting.prompts == 1
     assert again["benchmarks"]["medqa"]["per_sample"] == results["benchmarks"]["medqa"]["per_sample"]
     pd.testing.assert_frame_equal(pd.read_parquet(out / "details" / "medqa.parquet"), details)
     # Other settings are refused on resume.
-    assert main(["evaluate", "--benchmarks", "medqa", "--num-samples", "3", "--output", str(out)]) == 2
+    assert (
+        main(
+            [
+                "evaluate",
+                "--chat",
+                "true",
+                "--benchmarks",
+                "medqa",
+                "--num-samples",
+                "3",
+                "--output_dir",
+                str(out),
+            ]
+        )
+        == 2
+    )
 
 
 @pytest.mark.slow
@@ -133,9 +161,9 @@ def test_evaluate_killed_midway_resumes_to_the_same_result(tmp_path, embedded_di
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     full, cut = tmp_path / "full", tmp_path / "cut"
     cmd = [sys.executable, "-m", "medssr_hub.cli", "evaluate", *args]
-    subprocess.run([*cmd, "--output", str(full)], cwd=ROOT, env=env, check=True, capture_output=True)
+    subprocess.run([*cmd, "--output_dir", str(full)], cwd=ROOT, env=env, check=True, capture_output=True)
     proc = subprocess.Popen(
-        [*cmd, "--output", str(cut)],
+        [*cmd, "--output_dir", str(cut)],
         cwd=ROOT,
         env=env,
         stdout=subprocess.DEVNULL,
@@ -153,7 +181,9 @@ def test_evaluate_killed_midway_resumes_to_the_same_result(tmp_path, embedded_di
     finished = len(log.read_text().splitlines())
     assert 1 <= finished < 5, f"the kill should land mid-run, {finished} of 5 items were on disk"
     assert not (cut / "details" / "mmlu.parquet").exists()
-    resumed = subprocess.run([*cmd, "--output", str(cut)], cwd=ROOT, env=env, capture_output=True, text=True)
+    resumed = subprocess.run(
+        [*cmd, "--output_dir", str(cut)], cwd=ROOT, env=env, capture_output=True, text=True
+    )
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert f"{finished} of 5 items already generated" in resumed.stderr
     pd.testing.assert_frame_equal(
@@ -176,7 +206,7 @@ def test_lighteval_pipeline_scores_equal_rescored_generations(tmp_path, embedded
             "--max-items",
             "4",
             *TINY,
-            "--output",
+            "--output_dir",
             str(out),
         ]
     )
@@ -201,7 +231,9 @@ def test_lighteval_pipeline_scores_equal_rescored_generations(tmp_path, embedded
 
 @pytest.mark.slow
 def test_loglikelihood_mode(tmp_path, embedded_backend):
-    cfg = EvalConfig(benchmarks="bioasq", max_items=4, mode="loglikelihood", output_dir=str(tmp_path))
+    cfg = EvalConfig(
+        chat=True, benchmarks="bioasq", max_items=4, mode="loglikelihood", output_dir=str(tmp_path)
+    )
     results = Evaluator(cfg, backend=embedded_backend).run()
     details = pd.read_parquet(tmp_path / "details" / "bioasq.parquet")
     assert len(details) == 4 and set(details["pred"]) <= {"A", "B"} and not details["recovered"].any()
@@ -213,6 +245,7 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
     runs = []
     for label, mode in (("smollm2-cot", "generative"), ("smollm2-ll", "loglikelihood")):
         cfg = EvalConfig(
+            chat=True,
             label=label,
             mode=mode,
             benchmarks="medqa,bioasq",
@@ -232,12 +265,13 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         code = main(
             [
                 "leaderboard",
+                "--results",
                 *runs,
-                "--output",
+                "--output_dir",
                 str(tmp_path / "lb"),
-                "--push",
+                "--publish_repo",
                 "medssr/leaderboard",
-                "--version",
+                "--publish_version",
                 "v1.0.0",
                 "--hub",
                 hub.url,
@@ -249,12 +283,16 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         md = (tmp_path / "lb" / "leaderboard.md").read_text()
         assert "| model | MedQA | BioASQ | average | rare-disease | recovered |" in md
         assert md == render_markdown([load_result(r) for r in runs])
-        details = list(load_hub_dataset("medssr/leaderboard", "v1.0.0", split="details", hub=hub.url))
+        # The published repo loads with plain `datasets` to exactly the evaluation schemas.
+        published = str(resolve_dataset("medssr/leaderboard", "v1.0.0", hub=hub.url))
+        details = load_dataset(published, split="details")
+        assert details.features == LEADERBOARD_DETAILS_FEATURES
         assert (
             len(details) == 2 * 2 * 2 + 2 * 2
         )  # generative: 2 benchmarks x 2 items x 2 samples; ll: 1 sample
-        assert {"id", "gold", "generation", "pred", "recovered", "model"} <= set(details[0])
-        table = list(load_hub_dataset("medssr/leaderboard", "v1.0.0", split="results", hub=hub.url))
-        assert {r["model"] for r in table} == {"smollm2-cot", "smollm2-ll"}
+        table = load_dataset(published, split="results")
+        assert table.features == RESULTS_FEATURES and len(table) == 4
+        assert set(table["model"]) == {"smollm2-cot", "smollm2-ll"}
+        assert all(not str(s).startswith("/") for s in table["source"])  # no machine-local paths
     finally:
         hub.close()

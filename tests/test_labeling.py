@@ -4,12 +4,15 @@ import json
 
 import pandas as pd
 import pytest
+from datasets import load_dataset
 
+from medssr_hub.config import ConfigError
 from medssr_hub.generation import GenerationError
 from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.label import LabelConfig, Labeler, LabelingError, accuracy_vs_n, compute_diagnostics
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records
+from medssr_hub.schema import LABELED_FEATURES
 from tests.conftest import publish_vignettes
 
 
@@ -22,7 +25,8 @@ def synthetic(tmp_path_factory):
 def config(tmp_path, hub, **kw):
     base = {
         "input": "medssr/synth",
-        "revision": "v1.0.0",
+        "input_revision": "v1.0.0",
+        "chat": True,
         "hub": str(hub),
         "n": 4,
         "max_tokens": 40,
@@ -39,7 +43,7 @@ def table(folder, split="train"):
 
 @pytest.mark.slow
 def test_labels_votes_band_and_diagnostics(tmp_path, synthetic, embedded_dir):
-    cfg = config(tmp_path, synthetic, band=(0.5, 0.75), publish_repo="medssr/synth-labeled")
+    cfg = config(tmp_path, synthetic, band=[0.5, 0.75], publish_repo="medssr/synth-labeled")
     stats = Labeler(cfg).run()
     labeled = pd.concat([table(tmp_path / "labels"), table(tmp_path / "labels", "discarded")])
     assert len(labeled) == 6 == stats["questions"]
@@ -71,7 +75,13 @@ def test_labels_votes_band_and_diagnostics(tmp_path, synthetic, embedded_dir):
         records, _ = load_records(
             "medssr/synth-labeled", revision="v0.1.0", split="train", hub=str(synthetic)
         )
-        assert {r.metadata["label"] for r in records} <= set("ABCDE")
+        assert {r.columns["label"] for r in records} <= set("ABCDE")
+        assert all(r.key is not None and r.columns["rare"] for r in records)  # synthetic columns carried
+    # The published repo loads with plain `datasets` to exactly the labeled schema.
+    assert (
+        load_dataset(str(folder), split="discarded" if not stats["kept"] else "train").features
+        == LABELED_FEATURES
+    )
 
 
 @pytest.mark.slow
@@ -81,11 +91,11 @@ def test_interrupted_labeling_resumes_without_resampling(tmp_path, synthetic, em
     class Interrupted(Labeler):
         calls = 0
 
-        def _vote(self, chunk):
+        def vote(self, chunk):
             Interrupted.calls += 1
             if Interrupted.calls == 2:
                 raise KeyboardInterrupt
-            return super()._vote(chunk)
+            return super().vote(chunk)
 
     cut = config(tmp_path / "b", synthetic)
     with pytest.raises(KeyboardInterrupt):
@@ -95,9 +105,9 @@ def test_interrupted_labeling_resumes_without_resampling(tmp_path, synthetic, em
     class Counting(Labeler):
         calls = 0
 
-        def _vote(self, chunk):
+        def vote(self, chunk):
             Counting.calls += 1
-            return super()._vote(chunk)
+            return super().vote(chunk)
 
     Counting(cut).run()
     assert Counting.calls == 2  # shards 1 and 2 only: shard 0 was not sampled again
@@ -149,15 +159,19 @@ def test_bad_input_is_refused_clearly(tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps({"id": "x", "question": "no options at all"}) + "\n")
     with pytest.raises(RecordFormatError, match="no usable question"):
-        Labeler(LabelConfig(input=str(bad), output_dir=str(tmp_path / "o"))).run()
+        Labeler(LabelConfig(input=str(bad), chat=True, output_dir=str(tmp_path / "o"))).run()
     with pytest.raises(FileNotFoundError):
-        Labeler(LabelConfig(input=str(tmp_path / "missing.jsonl"), output_dir=str(tmp_path / "p"))).run()
-    with pytest.raises(ValueError, match="band"):
-        LabelConfig.from_yaml(None, band=[0.9, 0.2])
+        Labeler(
+            LabelConfig(input=str(tmp_path / "missing.jsonl"), chat=True, output_dir=str(tmp_path / "p"))
+        ).run()
+    with pytest.raises(ConfigError, match="band"):
+        LabelConfig(chat=True, band=[0.9, 0.2])
+    with pytest.raises(ConfigError, match="chat"):
+        LabelConfig()
 
 
 def test_diagnostics_on_known_votes():
-    cfg = LabelConfig(n=4, band=(0.5, 0.75), reference="all")
+    cfg = LabelConfig(n=4, chat=True, band=[0.5, 0.75], reference="all")
     records = [
         MCQRecord(id=str(i), question="Q?", options={"A": "a", "B": "b", "C": "c"}, answer="A")
         for i in range(3)

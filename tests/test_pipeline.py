@@ -9,10 +9,18 @@ import time
 
 import pandas as pd
 import pytest
+from datasets import load_dataset
 
 from medssr_hub.cli import main
+from medssr_hub.config import ConfigError, config_from_dict
 from medssr_hub.hub import LocalHub
 from medssr_hub.pipeline import DemoConfig
+from medssr_hub.schema import (
+    LABELED_FEATURES,
+    LEADERBOARD_DETAILS_FEATURES,
+    RESULTS_FEATURES,
+    SYNTHETIC_FEATURES,
+)
 
 SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24"]
 
@@ -23,8 +31,9 @@ def demo_cmd(out, benchmarks_dir, *extra):
         "-m",
         "medssr_hub.cli",
         "demo",
+        "--config",
         "recipes/demo.yaml",
-        "--output",
+        "--output_dir",
         str(out),
         "--benchmarks-dir",
         str(benchmarks_dir),
@@ -47,7 +56,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     cut_env = {**env, "MEDSSR_HUB_ROOT": str(tmp_path / "hub-cut")}
     full = tmp_path / "full"
     done = subprocess.run(
-        demo_cmd(full, benchmarks_dir, "--batch-size", "4", "--stage1-steps", "1"),
+        demo_cmd(full, benchmarks_dir, "--batch-size", "4", "--stage1", '{"max_steps": 1}'),
         cwd=root,
         env=env,
         capture_output=True,
@@ -72,13 +81,25 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     )
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
     assert (full / "leaderboard" / "leaderboard.png").exists()
+    # Every repo the demo publishes loads with plain `datasets` to exactly its stage's schema.
+    for repo, split, features in (
+        ("medssr-hub/demo-synthetic", "train", SYNTHETIC_FEATURES),
+        ("medssr-hub/demo-synthetic-labeled", None, LABELED_FEATURES),
+        ("medssr-hub/demo-leaderboard", "results", RESULTS_FEATURES),
+        ("medssr-hub/demo-leaderboard", "details", LEADERBOARD_DETAILS_FEATURES),
+    ):
+        loaded = load_dataset(str(hub.pull(repo, "v0.1.0")))
+        assert all(d.features == features for d in loaded.values()), repo
+        assert split is None or split in loaded
+        card = (hub.pull(repo, "v0.1.0") / "README.md").read_text()
+        assert str(tmp_path) not in card and "output_dir" not in card, repo
     published = hub.pull("medssr-hub/demo-leaderboard", "v0.1.0")
     assert (published / "README.md").read_text().count("| `base (embedded)` |") == 1
     assert (published / "data" / "details-00000.parquet").exists()
 
     # The evaluation, killed with SIGKILL once some questions are on disk (no training step: faster).
     cut = tmp_path / "cut"
-    cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", "--stage1-steps", "0")
+    cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", "--stage1", '{"max_steps": 0}')
     proc = subprocess.Popen(
         cut_cmd, cwd=root, env=cut_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -92,7 +113,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     assert not (cut / "summary.json").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
-    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6", "--stage1-steps", "0")
+    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6", "--stage1", '{"max_steps": 0}')
     result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "items already generated" in result.stderr
@@ -109,18 +130,30 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
 
 def test_changed_settings_are_refused_on_resume(tmp_path, benchmarks_dir):
     (tmp_path / "run.json").write_text(json.dumps({"model": "other"}))
-    code = main(["demo", "--output", str(tmp_path), "--benchmarks-dir", str(benchmarks_dir)])
+    code = main(
+        ["demo", "--chat", "true", "--output_dir", str(tmp_path), "--benchmarks-dir", str(benchmarks_dir)]
+    )
     assert code == 2
 
 
 def test_clear_errors(tmp_path, capsys):
-    code = main(["demo", "--output", str(tmp_path / "o"), "--benchmarks-dir", str(tmp_path / "none")])
+    code = main(
+        [
+            "demo",
+            "--chat",
+            "true",
+            "--output_dir",
+            str(tmp_path / "o"),
+            "--benchmarks-dir",
+            str(tmp_path / "none"),
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "No benchmarks folder" in err and "MEDSSR_BENCHMARKS_DIR" in err
     (tmp_path / "bad.yaml").write_text("modle: embedded\n")
-    with pytest.raises(ValueError, match="unknown config keys \\['modle'\\]"):
-        DemoConfig.from_yaml(tmp_path / "bad.yaml")
+    with pytest.raises(ConfigError, match="unknown config key\\(s\\) modle"):
+        config_from_dict([DemoConfig], {}, yaml_file=tmp_path / "bad.yaml")
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0

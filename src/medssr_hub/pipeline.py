@@ -10,27 +10,30 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.config import YamlConfig, guard_resume
+from medssr_hub.config import JsonDict, config_dict, config_from_dict, guard_resume, require_chat
+from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
+from medssr_hub.evaluation.leaderboard import push_leaderboard, render_markdown, write_leaderboard
 from medssr_hub.generation import get_backend
-from medssr_hub.utils import (
-    atomic_write_json,
-    atomic_write_text,
-)
+from medssr_hub.labeling.label import LabelConfig, run_labeling
+from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
+from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.training import grpo
+from medssr_hub.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
-BENCHMARKS_ENV = "MEDSSR_BENCHMARKS_DIR"
 
 
 @dataclass
-class DemoConfig(YamlConfig):
+class DemoConfig:
+    """`medssr-hub demo --config recipes/demo.yaml [--field value ...]`: the whole pipeline, small."""
+
     model: str = "embedded"
-    chat: bool = True
-    benchmarks_dir: str | None = None
+    chat: bool | None = None  # required: chat template (true) or raw CoT template for base models (false)
+    benchmarks_dir: str | None = None  # None: $MEDSSR_BENCHMARKS_DIR, else ../shared/benchmarks
     items_per_benchmark: int = 6
     num_samples: int = 2
     temperature: float = 0.6
@@ -42,106 +45,77 @@ class DemoConfig(YamlConfig):
     torch_threads: int | None = None
     output_dir: str = "outputs/demo"
     # Step 1, knowledge-enhanced synthesis: SynthesisConfig fields (None: skip).
-    synthesis: dict[str, Any] | None = None
+    synthesis: JsonDict | None = None
     # Step 2, pseudo-labels for the synthetic set: LabelConfig fields (None: skip). Vignette keys score them.
-    labeling: dict[str, Any] | None = None
+    labeling: JsonDict | None = None
     # Step 3, stage 1 GRPO on the pseudo-labeled split: `config` (a recipe YAML) plus overrides of its
     # fields (None, or max_steps 0: skip). Step 4 then evaluates both `model` and the stage 1 model.
-    stage1: dict[str, Any] | None = None
+    stage1: JsonDict | None = None
     publish_repo: str | None = "medssr-hub/demo-leaderboard"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
 
+    def __post_init__(self) -> None:
+        for name in ("synthesis", "labeling", "stage1"):
+            if getattr(self, name) is not None:
+                setattr(self, name, JsonDict(getattr(self, name)))
+        require_chat(self.chat)
+
     def run_fingerprint(self) -> dict[str, Any]:
         """Settings that change results: a resumed run must match them."""
-        keep = (
-            "model",
-            "chat",
-            "items_per_benchmark",
-            "num_samples",
-            "temperature",
-            "top_p",
-            "top_k",
-            "synthesis",
-            "labeling",
-            "stage1",
-        )
-        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed")}
-
-
-def benchmarks_dir(configured: str | None = None) -> Path:
-    """The configured folder, else $MEDSSR_BENCHMARKS_DIR, else ../shared/benchmarks; a named one must exist."""
-    hint = (
-        f"set {BENCHMARKS_ENV} (or benchmarks_dir in the config) to a folder of MedSSR-format JSON files "
-        "(id, question with 'A. ...' option lines, gold)"
-    )
-    named = configured or os.environ.get(BENCHMARKS_ENV)
-    if named:
-        if not Path(named).is_dir():
-            raise FileNotFoundError(f"No benchmarks folder at {named}: {hint}")
-        return Path(named)
-    if Path("../shared/benchmarks").is_dir():
-        return Path("../shared/benchmarks")
-    raise FileNotFoundError(f"No benchmarks folder: {hint}")
+        keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
+        return {k: getattr(self, k) for k in (*keep, "synthesis", "labeling", "stage1", "max_tokens", "seed")}
 
 
 def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
-    """Steps 1-2: synthesize (published), then pseudo-label what was synthesized (published)."""
+    """Steps 1-3: synthesize (published), pseudo-label what was synthesized (published), stage 1."""
     results: dict[str, Any] = {}
     if not cfg.synthesis:
         return results
-    from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
-
     out = Path(cfg.output_dir)
     shared = {"hub": cfg.hub, "model": cfg.model}
-    syn_cfg = SynthesisConfig.from_yaml(
-        None, **{**cfg.synthesis, **shared, "output_dir": str(out / "synthesis")}
+    (syn_cfg,) = config_from_dict(
+        [SynthesisConfig], {**cfg.synthesis, **shared, "output_dir": str(out / "synthesis")}
     )
     results["synthesis"] = run_synthesis(syn_cfg)
     if cfg.labeling:
-        from medssr_hub.labeling.label import LabelConfig, run_labeling
-
-        source = {"input": str(Path(syn_cfg.output_dir) / "dataset"), "output_dir": str(out / "labeling")}
-        if syn_cfg.publish_repo:  # read it back the way stage 1 will: from the hub, pinned to its version
-            source["input"], source["revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
-        label_cfg = LabelConfig.from_yaml(None, **{**cfg.labeling, **shared, **source})
+        # Read it back the way stage 1 will: from the hub, pinned to its version (else the folder it wrote).
+        source = {"input": syn_cfg.output_dir, "output_dir": str(out / "labeling"), "chat": cfg.chat}
+        if syn_cfg.publish_repo:
+            source["input"], source["input_revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
+        (label_cfg,) = config_from_dict([LabelConfig], {**cfg.labeling, **shared, **source})
         results["labeling"] = run_labeling(label_cfg)
         if cfg.stage1 and cfg.stage1.get("max_steps", 1) and label_cfg.publish_repo:
             results["stage1"] = train_stage1(cfg, label_cfg)
     return results
 
 
-def train_stage1(cfg: DemoConfig, label_cfg) -> dict[str, Any]:
-    """Step 3: `recipes/stage1.py` in-process on the labeled split, read back from the hub by version.
+def train_stage1(cfg: DemoConfig, label_cfg: LabelConfig) -> dict[str, Any]:
+    """Step 3: stage 1 GRPO in-process on the labeled split, read back from the hub by version.
 
+    The recipe YAML and the demo's overrides become the same config objects `recipes/stage1.py` parses.
     A finished run (its final folder exists) is not trained again; an interrupted one resumes from its
     last checkpoint.
     """
-    from medssr_hub.training import grpo
-
     out = Path(cfg.output_dir) / "stage1"
     summary_file = out / "final" / "train_summary.json"
     if not summary_file.exists():
         overrides = {k: v for k, v in cfg.stage1.items() if k != "config"}
         overrides.update(
             model_name_or_path=cfg.model,
+            chat=cfg.chat,
             dataset_name=label_cfg.publish_repo,
             dataset_revision=label_cfg.publish_version,
             output_dir=str(out),
-            **({"hub": cfg.hub} if cfg.hub else {}),
+            hub=cfg.hub,
         )
-        argv = ["--config", cfg.stage1.get("config", "recipes/smollm2/stage1.yaml")]
-        for key, value in overrides.items():
-            argv += [f"--{key}", *(map(str, value) if isinstance(value, list) else [str(value)])]
-        grpo.main(*grpo.parse_args(argv))
+        recipe = recipe_path(cfg.stage1.get("config", "recipes/smollm2/stage1.yaml"))
+        grpo.main(*config_from_dict(grpo.CONFIG_TYPES, overrides, yaml_file=recipe))
     trained = json.loads(summary_file.read_text())
     return {"steps": trained["global_step"], **trained["summary"]}
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
-    from medssr_hub.evaluation.evaluate import Evaluator
-    from medssr_hub.evaluation.leaderboard import push_leaderboard, render_markdown, write_leaderboard
-
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_resume(out, cfg.run_fingerprint(), "demo")
@@ -152,7 +126,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         steps = stages["stage1"]["steps"]
         models.append(("stage1", str(out / "stage1" / "final"), f"stage 1 ({steps} GRPO steps)"))
     backend = get_backend(
-        "embedded", model=cfg.model, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
+        "embedded", model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
     )
     runs = []
     for folder, model, label in models:
@@ -162,7 +136,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         runs.append({**evaluator.run(), "_folder": str(evaluator.out)})
     files = write_leaderboard(runs, out / "leaderboard")
     summary = {
-        "config": asdict(cfg),
+        "config": config_dict(cfg),
         "stages": {name: _headline(stats) for name, stats in stages.items()},
         "evaluation": {r["model"]: r["benchmarks"] for r in runs},
         "leaderboard": render_markdown(runs),
@@ -176,11 +150,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def eval_config(cfg: DemoConfig, folder: str, model: str, label: str):
+def eval_config(cfg: DemoConfig, folder: str, model: str, label: str) -> EvalConfig:
     """Step 4's settings for one model: every benchmark file in the folder, a few items each."""
-    from medssr_hub.evaluation.evaluate import EvalConfig
-
     bench_dir = benchmarks_dir(cfg.benchmarks_dir)
+    if bench_dir is None:
+        raise FileNotFoundError(
+            f"No benchmarks folder: set {BENCHMARKS_ENV} (or benchmarks_dir in the config) to a folder of "
+            "MedSSR-format JSON files (id, question with 'A. ...' option lines, gold)"
+        )
     files = sorted(str(p) for p in bench_dir.glob("*.json"))
     if not files:
         raise FileNotFoundError(f"{bench_dir} holds no benchmark JSON files")

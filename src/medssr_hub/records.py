@@ -1,8 +1,9 @@
 """Multiple-choice question records: one schema, loaders for every source, counted rejections.
 
-A record is a question stem, lettered options, an optional answer letter, its source and free metadata.
-Every stage reads and writes this schema (`MCQ_FEATURES`), whatever the source: the MedSSR evaluation
-format (options embedded in `question` as "A. ..." lines), JSON/JSONL/parquet files, or Hub datasets.
+A record is a question stem, lettered options, an optional answer letter, its source, the typed columns
+that stages add (`medssr_hub.schema`: synthesis's `rare`, `key`, ..., labeling's `label`, `votes`, ...)
+and free metadata. Sources: the MedSSR evaluation format (options embedded in `question` as "A. ..."
+lines), JSON/JSONL/parquet files, folders a stage wrote, or Hub datasets.
 """
 
 from __future__ import annotations
@@ -17,20 +18,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, Features, List, Value
+from datasets import Dataset, Features
+
+from medssr_hub.hub.common import MANIFEST
+from medssr_hub.resolve import resolve_dataset
+from medssr_hub.schema import MCQ_FEATURES, STAGE_COLUMNS, pick_split, project, split_of
 
 logger = logging.getLogger(__name__)
-
-MCQ_FEATURES = Features(
-    {
-        "id": Value("string"),
-        "question": Value("string"),
-        "options": List({"letter": Value("string"), "text": Value("string")}),
-        "answer": Value("string"),
-        "source": Value("string"),
-        "metadata": Value("string"),  # JSON object: free per-row metadata that no stage relies on
-    }
-)
 
 OPTION_LINE = re.compile(r"^\s*([A-Z])[.)]\s+(.*\S)\s*$")
 MIN_OPTIONS = 2
@@ -49,6 +43,14 @@ class MCQRecord:
     answer: str | None = None
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
+    columns: dict[str, Any] = field(
+        default_factory=dict
+    )  # stage columns (schema.STAGE_COLUMNS) carried through
+
+    @property
+    def key(self) -> str | None:
+        """The answer known by construction (synthetic vignettes), never a generator's claim or a vote."""
+        return self.columns.get("key")
 
     @property
     def letters(self) -> list[str]:
@@ -67,6 +69,7 @@ class MCQRecord:
             "answer": self.answer,
             "source": self.source,
             "metadata": json.dumps(self.metadata, ensure_ascii=False, sort_keys=True),
+            **self.columns,
         }
 
 
@@ -181,13 +184,15 @@ def normalize_row(row: Any, index: int, source: str, report: LoadReport) -> MCQR
         # Content-derived, so the same question gets the same id on every load.
         digest = hashlib.sha1(json.dumps([stem, parsed], sort_keys=True).encode()).hexdigest()[:16]
         row_id = f"q-{digest}"
-    known = {"id", "question", "options", "answer", "gold", "source", "metadata"}
+    known = {"id", "question", "options", "answer", "gold", "source", "metadata", *STAGE_COLUMNS}
     metadata = row.get("metadata") or {}
     if isinstance(metadata, str):
         try:
             metadata = json.loads(metadata)
         except json.JSONDecodeError:
             metadata = {"raw": metadata}
+    if not isinstance(metadata, dict):
+        metadata = {"raw": metadata}
     metadata = {**{k: v for k, v in row.items() if k not in known}, **metadata}
     return MCQRecord(
         id=row_id,
@@ -196,6 +201,7 @@ def normalize_row(row: Any, index: int, source: str, report: LoadReport) -> MCQR
         answer=answer,
         source=str(row.get("source") or row.get("name") or source),
         metadata=metadata,
+        columns={k: row[k] for k in STAGE_COLUMNS if k in row},
     )
 
 
@@ -245,45 +251,38 @@ def _read_parquet(path: Path) -> Iterator[Any]:
 
 
 READERS = {".json": _read_json, ".jsonl": _read_jsonl, ".parquet": _read_parquet}
-SHARD_NAME = re.compile(r"(\w+?)-\d{5}(?:-of-\d{5})?")
-NAMED_SPLITS = ("train", "test", "validation", "dev", "discarded", "rejected")
 
 
-def split_of(path: Path) -> str:
-    """The split a data file holds, by the Hub's file naming: `data/<split>-00000[-of-00001].parquet` (what
-    every stage writes), or a file named after its split (`test.jsonl`). Any other file is `train`."""
-    if match := SHARD_NAME.fullmatch(path.stem):
-        return match.group(1)
-    return path.stem if path.stem in NAMED_SPLITS else "train"
+def data_folder(path: Path) -> Path:
+    """Where a folder's rows live: `data/` of a published dataset, or of the `dataset/` a stage wrote
+    (`synthesize --output_dir X` writes X/dataset/data/), else the folder itself."""
+    for candidate in (path / "dataset" / "data", path / "data"):
+        if candidate.is_dir():
+            return candidate
+    return path
 
 
 def _iter_source(source: str, revision: str | None, split: str | None, hub: str | None) -> Iterator[Any]:
-    path = Path(source).expanduser()
-    if path.is_dir() and (path / "data").is_dir():
-        path = path / "data"  # a published dataset folder: its rows live under data/
+    """Rows of one split of a file, a folder or a dataset repo (read from its files at `revision`)."""
+    path = resolve_dataset(source, revision, hub)
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.suffix in READERS and p.name != "rejected.jsonl")
-        if not files:
+        path = data_folder(path)
+        by_split: dict[str, list[Path]] = {}
+        for f in sorted(p for p in path.rglob("*") if p.suffix in READERS and p.name != MANIFEST):
+            by_split.setdefault(split_of(f), []).append(f)
+        by_split.pop("rejected", None)
+        if not by_split:
             raise RecordFormatError(f"{path}: folder holds no .json, .jsonl or .parquet files")
-        if split:
-            files = [f for f in files if split_of(f) == split] or files
-        for f in files:
+        where = f"{source}@{revision}" if revision else str(source)
+        for f in by_split[pick_split(by_split, split, where)]:
             yield from READERS[f.suffix](f)
         return
-    if path.exists():
-        reader = READERS.get(path.suffix)
-        if reader is None:
-            raise RecordFormatError(
-                f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)"
-            )
-        yield from reader(path)
-        return
-    if re.fullmatch(r"[\w.-]+/[\w.-]+", source):
-        from medssr_hub.hub import load_hub_dataset
-
-        yield from load_hub_dataset(source, revision=revision, split=split, hub=hub)
-        return
-    raise FileNotFoundError(f"{source}: no such file or folder, and not a Hub dataset id (ORG/NAME)")
+    reader = READERS.get(path.suffix)
+    if reader is None:
+        raise RecordFormatError(
+            f"{path}: unsupported file type {path.suffix!r} (use .json, .jsonl or .parquet)"
+        )
+    yield from reader(path)
 
 
 def load_records(
@@ -322,9 +321,9 @@ def load_records(
     return records, report
 
 
-def records_to_dataset(records: Iterable[MCQRecord]) -> Dataset:
-    rows = [r.to_row() for r in records]
-    return Dataset.from_list(rows, features=MCQ_FEATURES)
+def records_to_dataset(records: Iterable[MCQRecord], features: Features = MCQ_FEATURES) -> Dataset:
+    """Records as a dataset of `features` (a stage's schema): its columns, in its types."""
+    return Dataset.from_list(project([r.to_row() for r in records], features), features=features)
 
 
 def record_from_row(row: dict[str, Any]) -> MCQRecord:
@@ -336,4 +335,5 @@ def record_from_row(row: dict[str, Any]) -> MCQRecord:
         answer=row.get("answer"),
         source=row.get("source") or "",
         metadata=json.loads(row["metadata"]) if row.get("metadata") else {},
+        columns={k: row[k] for k in STAGE_COLUMNS if k in row},
     )

@@ -10,6 +10,8 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from datasets import Dataset, Features
+
 try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx: network errors of either
     from httpx2 import TransportError
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
@@ -62,14 +64,19 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> Path
     return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
 
 
-def atomic_write_parquet(path: str | Path, rows: list[dict[str, Any]]) -> Path:
-    """Rows as a parquet file (via `datasets`, so nested columns keep their types), renamed into place."""
-    from datasets import Dataset
-
+def atomic_write_parquet(
+    path: str | Path, rows: list[dict[str, Any]], features: Features | None = None
+) -> Path:
+    """Rows as a parquet file, renamed into place. With `features` (a stage's schema) the file holds
+    exactly its columns and types, which `datasets.load_dataset` reads back as they are."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
-    Dataset.from_list(rows).to_parquet(partial)
+    if features is not None:
+        rows = [{name: row.get(name) for name in features} for row in rows]
+        Dataset.from_list(rows, features=features).to_parquet(partial)
+    else:
+        Dataset.from_list(rows).to_parquet(partial)
     os.replace(partial, path)
     return path
 

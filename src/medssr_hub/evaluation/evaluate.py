@@ -17,18 +17,22 @@ from __future__ import annotations
 import json
 import logging
 import statistics
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from medssr_hub.answers import Answer, answer_prompt, extract_or_recover
-from medssr_hub.config import YamlConfig, guard_resume
+from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
+from medssr_hub.evaluation.leaderboard import render_markdown
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.generation.base import first_token_ids
 from medssr_hub.hub.cards import redact
 from medssr_hub.records import MCQRecord
+from medssr_hub.resolve import resolve_model
+from medssr_hub.schema import DETAILS_FEATURES
 from medssr_hub.utils import (
     AppendLog,
     atomic_write_json,
@@ -41,15 +45,17 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class EvalConfig(YamlConfig):
+class EvalConfig:
+    """`medssr-hub evaluate --config recipes/evaluation/config_demo.yaml [--field value ...]`."""
+
     model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
-    revision: str | None = None
-    label: str | None = None  # the row name on leaderboards (default: model@revision)
+    model_revision: str | None = None
+    label: str | None = None  # the row name on leaderboards (default: model@model_revision)
     backend: str = "embedded"  # embedded | endpoint
-    endpoint: dict[str, Any] = field(default_factory=dict)
-    chat: bool = True  # explicit: chat template (True) or raw CoT template for base models (False)
-    benchmarks: str | list[str] = "all"  # all | names | paths to extra MCQ files
-    benchmark_paths: dict[str, str] = field(default_factory=dict)  # name -> file/folder/repo id
+    endpoint: JsonDict = field(default_factory=JsonDict)
+    chat: bool | None = None  # required: chat template (true) or raw CoT template for base models (false)
+    benchmarks: list[str] = field(default_factory=lambda: ["all"])  # all | names | paths to extra MCQ files
+    benchmark_paths: JsonDict = field(default_factory=JsonDict)  # name -> file/folder/repo id
     max_items: int | None = None
     num_samples: int = 4
     temperature: float = 0.6
@@ -64,24 +70,33 @@ class EvalConfig(YamlConfig):
     output_dir: str = "outputs/eval"
     hub: str | None = None
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        self.endpoint, self.benchmark_paths = JsonDict(self.endpoint), JsonDict(self.benchmark_paths)
+        if isinstance(self.benchmarks, str):
+            self.benchmarks = [self.benchmarks]
+        require_chat(self.chat)
         if self.mode not in ("generative", "loglikelihood"):
-            raise ValueError("mode must be generative or loglikelihood")
-        if self.num_samples < 1:
-            raise ValueError("num_samples must be >= 1")
+            raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")
+        for name in ("num_samples", "max_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ConfigError(f"max_items must be at least 1 (or null for all), got {self.max_items}")
         if self.engine not in ("medssr", "lighteval"):
-            raise ValueError("engine must be medssr or lighteval")
+            raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
+        if self.backend not in ("embedded", "endpoint"):
+            raise ConfigError(f"backend must be 'embedded' or 'endpoint', got {self.backend!r}")
         if self.engine == "lighteval" and (self.mode != "generative" or self.backend != "embedded"):
-            raise ValueError(
+            raise ConfigError(
                 "engine lighteval runs the generative protocol on a local model (backend embedded)"
             )
 
     @property
     def name(self) -> str:
-        return self.label or (f"{self.model}@{self.revision}" if self.revision else self.model)
+        return self.label or (f"{self.model}@{self.model_revision}" if self.model_revision else self.model)
 
     def fingerprint(self) -> dict[str, Any]:
-        keep = ("model", "revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
+        keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")}
 
 
@@ -130,11 +145,12 @@ class Evaluator:
         if self._backend is None:
             cfg = self.cfg
             if cfg.backend == "embedded":
-                from medssr_hub.hub import resolve_model_source
-
-                path, revision = resolve_model_source(cfg.model, cfg.revision, cfg.hub)
                 self._backend = get_backend(
-                    "embedded", model=path, revision=revision, batch_size=cfg.batch_size
+                    "embedded",
+                    model=cfg.model,
+                    revision=cfg.model_revision,
+                    hub=cfg.hub,
+                    batch_size=cfg.batch_size,
                 )
             else:
                 self._backend = get_backend(cfg.backend, **cfg.endpoint)
@@ -146,7 +162,7 @@ class Evaluator:
         guard_resume(self.out, cfg.fingerprint(), "evaluation")
         results: dict[str, Any] = {
             "model": cfg.name,
-            "config": redact(asdict(cfg)),  # endpoint credentials never reach results files
+            "config": publishable(redact(config_dict(cfg))),  # no credentials, no local paths
             "benchmarks": {},
             "unavailable": {},
         }
@@ -176,15 +192,12 @@ class Evaluator:
                 "no benchmark could be read:\n" + "\n".join(results["unavailable"].values())
             )
         atomic_write_json(self.out / "results.json", results)
-        from medssr_hub.evaluation.leaderboard import render_markdown
-
         atomic_write_text(self.out / "results.md", render_markdown([results]))
         return results
 
     def lighteval_generate(self, loaded: dict[str, tuple[list[MCQRecord], str]]) -> dict[str, float]:
         """lighteval's Pipeline generates the benchmarks not yet generated (whole benchmarks at a time)."""
-        from medssr_hub.evaluation.lighteval_tasks import run_lighteval
-        from medssr_hub.hub import resolve_model_source
+        from medssr_hub.evaluation.lighteval_tasks import run_lighteval  # imports lighteval: only when asked
 
         scores_file = self.out / "lighteval_scores.json"
         scores = json.loads(scores_file.read_text()) if scores_file.exists() else {}
@@ -194,7 +207,7 @@ class Evaluator:
             if set(read_appended(self.out / "generations" / f"{name}.jsonl")) != {r.id for r in records}
         }
         if todo:
-            path, revision = resolve_model_source(self.cfg.model, self.cfg.revision, self.cfg.hub)
+            path, revision = resolve_model(self.cfg.model, self.cfg.model_revision, self.cfg.hub)
             if revision not in (None, "main"):
                 raise ValueError(
                     "engine lighteval needs a local model folder or a hub model pulled by revision"
@@ -213,7 +226,9 @@ class Evaluator:
             answers = extract_or_recover(records, texts, backend, chat=cfg.chat)
         metrics, rows = score(records, answers, texts)
         atomic_write_parquet(
-            self.out / "details" / f"{name}.parquet", [{"benchmark": name, **r} for r in rows]
+            self.out / "details" / f"{name}.parquet",
+            [{"benchmark": name, **r} for r in rows],
+            DETAILS_FEATURES,
         )
         logger.info(
             "%s: %.1f%% +- %.1f (%d items x %d samples; parsed %.0f%%, recovered %.0f%%)",
@@ -264,8 +279,6 @@ class Evaluator:
     def loglikelihood(self, records: list[MCQRecord]) -> tuple[list[list[Answer]], list[list[str]]]:
         """The letter with the highest next-token probability after "The answer is " (embedded only)."""
         import torch
-
-        from medssr_hub.generation.base import first_token_ids
 
         backend = self.backend
         if not hasattr(backend, "model"):

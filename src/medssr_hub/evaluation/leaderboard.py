@@ -1,6 +1,6 @@
 """Leaderboards: runs of several models/checkpoints joined into markdown, CSV, JSON and a PNG chart.
 
-`--push` publishes the table and the per-item details of every run as a versioned Hub dataset
+`publish_repo` publishes the table and the per-item details of every run as a versioned Hub dataset
 (`data/results-*.parquet`, `data/details-*.parquet`) with a card.
 """
 
@@ -11,15 +11,45 @@ import io
 import json
 import logging
 import statistics
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from medssr_hub.config import ConfigError, publishable
 from medssr_hub.evaluation.registry import BENCHMARKS, title
+from medssr_hub.hub import publish
+from medssr_hub.hub.cards import dataset_card
+from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass
+class LeaderboardConfig:
+    """`medssr-hub leaderboard --results RUN_DIR [RUN_DIR ...] --output_dir DIR [--publish_repo ORG/NAME]`."""
+
+    results: list[str] = field(default_factory=list)  # results.json files or evaluation output folders
+    output_dir: str = "outputs/leaderboard"
+    publish_repo: str | None = None  # publish `results` and per-item `details` as this dataset
+    publish_version: str = "v0.1.0"
+    hub: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.results:
+            raise ConfigError("results: name at least one evaluation output folder or results.json")
+
+
+def run_leaderboard(cfg: LeaderboardConfig) -> tuple[list[dict[str, Any]], dict[str, Path], Any]:
+    """Join the runs into the leaderboard files; publish them when `publish_repo` is set."""
+    results = [load_result(p) for p in cfg.results]
+    files = write_leaderboard(results, cfg.output_dir)
+    published = None
+    if cfg.publish_repo:
+        published = push_leaderboard(results, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
+    return results, files, published
 
 
 def load_result(path: str | Path) -> dict[str, Any]:
@@ -70,6 +100,20 @@ def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
         row["benchmarks"] = len(b)
         rows.append(row)
     return sorted(rows, key=lambda x: -(x["average"] or 0.0))
+
+
+def result_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The published `results` split (`schema.RESULTS_FEATURES`): one row per model and benchmark, so
+    tables from different runs and benchmark sets share one schema."""
+    return [
+        {
+            "model": r["model"],
+            "benchmark": name,
+            **{k: publishable(v) for k, v in b.items() if k in RESULTS_FEATURES},
+        }
+        for r in results
+        for name, b in r["benchmarks"].items()
+    ]
 
 
 def _pct(mean: float | None, std: float | None = None) -> str:
@@ -153,18 +197,17 @@ def push_leaderboard(
 
     `files` is what `write_leaderboard` wrote for these results; the release goes beside them.
     """
-    from medssr_hub.hub import publish
-    from medssr_hub.hub.cards import dataset_card
-
     release = files["png"].parent / "release"
-    atomic_write_parquet(release / "data" / "results-00000.parquet", table_rows(results))
+    atomic_write_parquet(release / "data" / "results-00000.parquet", result_rows(results), RESULTS_FEATURES)
     details = []
     for r in results:
         for f in sorted((Path(r["_folder"]) / "details").glob("*.parquet")):
             details.append(pd.read_parquet(f).assign(model=r["model"]))
     if details:
         frame = pd.concat(details, ignore_index=True)
-        atomic_write_parquet(release / "data" / "details-00000.parquet", frame.to_dict("records"))
+        atomic_write_parquet(
+            release / "data" / "details-00000.parquet", frame.to_dict("records"), LEADERBOARD_DETAILS_FEATURES
+        )
     (release / "leaderboard.png").write_bytes(files["png"].read_bytes())
     splits = ["results", *(["details"] if details else [])]
     card = dataset_card(
@@ -181,7 +224,7 @@ def push_leaderboard(
         provenance={"models": ", ".join(r["model"] for r in results)},
         evaluation=render_markdown(results),
         plots={"Leaderboard": "leaderboard.png"},
-        config={r["model"]: r.get("config", {}) for r in results},
+        config={r["model"]: publishable(r.get("config", {})) for r in results},
         tags=["evaluation", "leaderboard"],
     )
     return publish(release, repo_id, version, card=card, hub=hub)

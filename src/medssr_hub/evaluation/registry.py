@@ -9,14 +9,13 @@ other MCQ file in that format is added by path and named after its file.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
 from medssr_hub.records import MCQRecord, load_records
 
 logger = logging.getLogger(__name__)
-BENCHMARKS_ENV = "MEDSSR_BENCHMARKS_DIR"
 
 
 @dataclass(frozen=True)
@@ -51,16 +50,10 @@ class BenchmarkUnavailable(RuntimeError):
 
 
 def parse_spec(spec: str | list[str] | None) -> list[str]:
-    """'all' | 'NAME,NAME' | 'PATH.json,...' (mixed) -> a list of names and paths."""
-    if spec in (None, "", "all", ["all"]):
-        return list(BENCHMARKS)
-    items = spec.split(",") if isinstance(spec, str) else list(spec)
-    return [s.strip() for s in items if s.strip()]
-
-
-def benchmarks_dir() -> Path | None:
-    env = os.environ.get(BENCHMARKS_ENV)
-    return Path(env) if env else None
+    """'all' | 'NAME,NAME' | 'PATH.json,...' (mixed), or a list of those -> a list of names and paths."""
+    items = [s.strip() for part in ([spec] if isinstance(spec, str) else spec or []) for s in part.split(",")]
+    items = [s for s in items if s]
+    return list(BENCHMARKS) if items in ([], ["all"]) else items
 
 
 def locate(

@@ -28,6 +28,7 @@ from medssr_hub.generation.base import (
 )
 from medssr_hub.generation.layout import LayoutLogitsProcessor
 from medssr_hub.modeling import load_model_and_tokenizer
+from medssr_hub.resolve import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -91,6 +92,7 @@ class EmbeddedBackend:
         self,
         model: str | None = None,
         revision: str | None = None,
+        hub: str | None = None,
         batch_size: int = 64,
         torch_threads: int | None = None,
         dtype: str = "float32",
@@ -102,7 +104,8 @@ class EmbeddedBackend:
         if model_and_tokenizer is not None:
             self.model, self.tokenizer = model_and_tokenizer
         else:
-            self.model, self.tokenizer = load_model_and_tokenizer(model, revision, dtype=dtype, device=device)
+            path, revision = resolve_model(model, revision, hub)
+            self.model, self.tokenizer = load_model_and_tokenizer(path, revision, dtype=dtype, device=device)
         self.tokenizer.padding_side = "left"
         self.batch_size = max(1, batch_size)
         self.model_name = model or "embedded"

@@ -30,6 +30,8 @@ from medssr_hub.generation.base import (
     prompt_seeds,
     sample_seed,
 )
+from medssr_hub.modeling import load_tokenizer
+from medssr_hub.resolve import resolve_model
 from medssr_hub.utils import TransportError, describe_error
 
 logger = logging.getLogger(__name__)
@@ -118,9 +120,8 @@ class EndpointBackend:
     def tokenizer(self):
         """The tokenizer named by `tokenizer=` (for logit_bias ids and TGI chat rendering), loaded once."""
         if self._tokenizer is None and self.tokenizer_name is not None:
-            from medssr_hub.modeling import load_tokenizer
-
-            self._tokenizer = load_tokenizer(self.tokenizer_name)
+            path, revision = resolve_model(self.tokenizer_name)
+            self._tokenizer = load_tokenizer(path, revision)
         return self._tokenizer
 
     def _client(self) -> AsyncInferenceClient:

@@ -19,6 +19,7 @@ from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardDa
 
 from medssr_hub import __version__
 from medssr_hub.hub.common import REPO_ID_RE
+from medssr_hub.paths import package_data
 
 CARDS_ENV = "MEDSSR_CARDS_DIR"
 SECRET_KEY = re.compile(r"token|secret|password|api[_-]?key|authorization", re.I)
@@ -34,14 +35,14 @@ BASE_TAGS = ["medical", "medssr", "medssr-hub"]
 
 
 def templates_dir(kind: str) -> Path:
-    """`dataset_cards/` or `model_cards/` at the project root (or under $MEDSSR_CARDS_DIR)."""
+    """`dataset_cards/` or `model_cards/`: under $MEDSSR_CARDS_DIR if set, else shipped with the package."""
     folder = f"{kind}_cards"
-    roots = [Path(os.environ[CARDS_ENV])] if os.environ.get(CARDS_ENV) else []
-    roots.append(Path(__file__).resolve().parents[3])
-    for root in roots:
-        if (root / folder).is_dir():
-            return root / folder
-    raise FileNotFoundError(f"card templates folder {folder}/ not found; set {CARDS_ENV} to the project root")
+    if os.environ.get(CARDS_ENV):
+        override = Path(os.environ[CARDS_ENV]) / folder
+        if not override.is_dir():
+            raise FileNotFoundError(f"{CARDS_ENV}={os.environ[CARDS_ENV]} has no {folder}/ folder")
+        return override
+    return package_data(folder)
 
 
 def size_category(num_rows: int) -> str:

@@ -15,17 +15,20 @@ import logging
 import random
 import statistics
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from medssr_hub.answers import answer_prompt, extract_or_recover
-from medssr_hub.config import YamlConfig, guard_resume
+from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
 from medssr_hub.generation import GenerationError, SamplingParams, get_backend
+from medssr_hub.hub import publish
+from medssr_hub.hub.cards import dataset_card
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.schema import LABELED_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -36,21 +39,26 @@ class LabelingError(RuntimeError):
 
 
 @dataclass
-class LabelConfig(YamlConfig):
-    input: str = "outputs/synthesis-demo/dataset"  # folder, file or dataset repo id
-    revision: str | None = None
-    split: str | None = None
-    model: str = "embedded"
+class LabelConfig:
+    """`medssr-hub label --config recipes/labeling/config_demo.yaml [--field value ...]`."""
+
+    input: str = "medssr-hub/demo-synthetic"  # the synthesis output: its folder, a file or a dataset repo id
+    input_revision: str | None = None  # tag, branch or commit of a dataset repo
+    split: str | None = None  # None: test, else train, else the only split
+    model: str = (
+        "embedded"  # the policy: embedded | a folder | a model repo id (local hub first, then the Hub)
+    )
+    model_revision: str | None = None
     backend: str = "embedded"  # embedded | endpoint
-    endpoint: dict[str, Any] = field(default_factory=dict)
-    chat: bool = True  # explicit: chat template (True) or the raw CoT template for base models
+    endpoint: JsonDict = field(default_factory=JsonDict)
+    chat: bool | None = None  # required: chat template (true) or the raw CoT template for base models (false)
     n: int = 8
     temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = 20
     max_tokens: int = 512
     seed: int = 42
-    band: tuple[float, float] = (0.375, 0.875)  # keep low <= agreement <= high
+    band: list[float] = field(default_factory=lambda: [0.375, 0.875])  # keep low <= agreement <= high
     reference: str = "construction"  # which answers measure labels: construction (vignette keys) | all | none
     shard_size: int = 32
     batch_size: int = 64
@@ -59,19 +67,27 @@ class LabelConfig(YamlConfig):
     publish_version: str = "v0.1.0"
     hub: str | None = None
 
-    def validate(self) -> None:
-        self.band = tuple(self.band)
-        if not 0 <= self.band[0] <= self.band[1] <= 1:
-            raise ValueError(f"band must be 0 <= low <= high <= 1, got {self.band}")
+    def __post_init__(self) -> None:
+        self.endpoint = JsonDict(self.endpoint)
+        require_chat(self.chat)
+        self.band = [float(x) for x in self.band]
+        if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
+            raise ConfigError(f"band must be [low, high] with 0 <= low <= high <= 1, got {self.band}")
         if self.reference not in ("construction", "all", "none"):
-            raise ValueError("reference must be construction, all or none")
+            raise ConfigError(f"reference must be construction, all or none, got {self.reference!r}")
+        for name in ("n", "shard_size", "batch_size", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.backend not in ("embedded", "endpoint"):
+            raise ConfigError(f"backend must be 'embedded' or 'endpoint', got {self.backend!r}")
 
     def fingerprint(self) -> dict[str, Any]:
         keep = (
             "input",
-            "revision",
+            "input_revision",
             "split",
             "model",
+            "model_revision",
             "backend",
             "chat",
             "n",
@@ -87,12 +103,10 @@ def question_seed(seed: int, question_id: str) -> int:
 
 
 def reference_answer(record: MCQRecord, mode: str) -> str | None:
-    if mode == "none" or record.answer is None:
-        return None
-    if mode == "all":
-        return record.answer
-    source = record.metadata.get("answer_source")
-    return record.answer if source == "construction" else None
+    """What measures a label: the construction key, or with `all` the dataset's answer (gold)."""
+    if mode == "construction":
+        return record.key
+    return record.answer if mode == "all" else None
 
 
 class Labeler:
@@ -109,12 +123,18 @@ class Labeler:
             if self.cfg.backend == "endpoint":
                 self._backend = get_backend("endpoint", **self.cfg.endpoint)
             else:
-                self._backend = get_backend("embedded", model=self.cfg.model, batch_size=self.cfg.batch_size)
+                self._backend = get_backend(
+                    "embedded",
+                    model=self.cfg.model,
+                    revision=self.cfg.model_revision,
+                    hub=self.cfg.hub,
+                    batch_size=self.cfg.batch_size,
+                )
         return self._backend
 
     def load(self) -> list[MCQRecord]:
         records, report = load_records(
-            self.cfg.input, revision=self.cfg.revision, split=self.cfg.split, hub=self.cfg.hub
+            self.cfg.input, revision=self.cfg.input_revision, split=self.cfg.split, hub=self.cfg.hub
         )
         if report.rejected:
             logger.warning("Input rows rejected: %s", report.summary())
@@ -133,7 +153,7 @@ class Labeler:
             shard = self.shards / f"votes-{k:05d}.jsonl"
             if not shard.exists():
                 try:
-                    atomic_write_jsonl(shard, self._vote(chunk))
+                    atomic_write_jsonl(shard, self.vote(chunk))
                 except GenerationError as e:
                     raise LabelingError(
                         f"the policy backend failed on shard {k} of {len(chunks)}: {e}. "
@@ -149,7 +169,8 @@ class Labeler:
         bar.close()
         return self._finish(records, votes)
 
-    def _vote(self, chunk: list[MCQRecord]) -> list[dict[str, Any]]:
+    def vote(self, chunk: list[MCQRecord]) -> list[dict[str, Any]]:
+        """The policy's n answers to each question of a chunk: the rows one votes shard holds."""
         cfg = self.cfg
         params = SamplingParams(
             n=cfg.n,
@@ -198,7 +219,7 @@ class Labeler:
         for name, rows in (("train", kept), ("discarded", discarded)):
             path = self.release / "data" / f"{name}-00000.parquet"
             if rows:
-                atomic_write_parquet(path, rows)
+                atomic_write_parquet(path, rows, LABELED_FEATURES)
             else:
                 path.unlink(missing_ok=True)
         plot = self.release / "plots" / "labeling.png"
@@ -206,7 +227,7 @@ class Labeler:
         stats = {
             "kept": len(kept),
             "discarded": len(discarded),
-            "input": self.input_report.source,
+            "input": publishable(self.input_report.source),
             **diagnostics,
         }
         atomic_write_json(self.release / "stats.json", stats)
@@ -223,9 +244,6 @@ class Labeler:
         return stats
 
     def _publish(self, stats: dict[str, Any]) -> str:
-        from medssr_hub.hub import publish
-        from medssr_hub.hub.cards import dataset_card
-
         cfg = self.cfg
         card = dataset_card(
             repo_id=cfg.publish_repo,
@@ -242,7 +260,7 @@ class Labeler:
             if stats["discarded"]
             else {"train": "data/train-*.parquet"},
             provenance={
-                "input": f"{cfg.input}@{cfg.revision or 'latest'}",
+                "input": f"{publishable(cfg.input)}@{cfg.input_revision or 'latest'}",
                 "policy model": cfg.model if cfg.backend == "embedded" else cfg.endpoint.get("base_url"),
                 "samples per question (n)": cfg.n,
                 "sampling": f"T={cfg.temperature}, top_p={cfg.top_p}, top_k={cfg.top_k}, max {cfg.max_tokens} tokens",
@@ -252,7 +270,7 @@ class Labeler:
             counts={"kept": stats["kept"], "discarded": stats["discarded"], **stats["band_counts"]},
             evaluation=render_diagnostics(stats),
             plots={"Agreement and label accuracy": "plots/labeling.png"},
-            config=asdict(cfg),
+            config=publishable(config_dict(cfg)),
             tags=["synthetic", "pseudo-labels"],
         )
         result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)

@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from medssr_hub.paths import cache_dir
+
 logger = logging.getLogger(__name__)
 
 # HPO frequency terms -> a representative probability (the middle of each band).
@@ -246,8 +248,6 @@ class RareDiseaseCatalog:
             for n in ("phenotype.hpoa", "hp.obo", "genes_to_phenotype.txt")
         )
         if self._cache_dir is None:
-            from medssr_hub.modeling import cache_dir
-
             self._cache_dir = cache_dir()
         key = hashlib.sha1(stamp.encode()).hexdigest()[:16]
         cache = self._cache_dir / "catalog" / f"orphanet-{key}.json.gz"

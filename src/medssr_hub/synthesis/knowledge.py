@@ -1,8 +1,7 @@
 """The knowledge corpus injected into rare-disease prompts, and retrieval over it.
 
 Corpus = one knowledge card per catalogue disease, plus any documents the user adds (local JSONL/parquet
-or a Hub dataset with `title`/`text`, chunked). Retrieval is BM25 (`bm25s`) behind a small `Retriever`
-protocol, so a dense retriever can replace it later.
+or a Hub dataset with `title`/`text`, chunked). Retrieval is BM25 (`bm25s`).
 """
 
 from __future__ import annotations
@@ -10,10 +9,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Protocol
 
+import pyarrow.parquet as pq
+
+from medssr_hub.resolve import resolve_dataset
 from medssr_hub.synthesis.catalog import RareDisease
+from medssr_hub.utils import read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -67,35 +68,20 @@ def chunk_document(title: str, text: str, words: int = 200, overlap: int = 40) -
 
 def load_documents(source: str, revision: str | None = None, hub: str | None = None) -> list[Passage]:
     """User documents with `title` and `text` from a JSONL/parquet file, a folder, or a Hub dataset id."""
-    path = Path(source)
-    if path.exists():
-        import pyarrow.parquet as pq
-
-        files = sorted(path.rglob("*")) if path.is_dir() else [path]
-        rows = []
-        for f in files:
-            if f.suffix == ".parquet":
-                rows += pq.read_table(f).to_pylist()
-            elif f.suffix == ".jsonl":
-                import json
-
-                rows += [
-                    json.loads(line) for line in f.read_text(encoding="utf-8").splitlines() if line.strip()
-                ]
-    else:
-        from medssr_hub.hub import load_hub_dataset
-
-        rows = list(load_hub_dataset(source, revision=revision, split="train", hub=hub))
+    path = resolve_dataset(source, revision, hub)
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    rows = []
+    for f in files:
+        if f.suffix == ".parquet":
+            rows += pq.read_table(f).to_pylist()
+        elif f.suffix == ".jsonl":
+            rows += read_jsonl(f)
     passages = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not str(row.get("text") or "").strip():
             raise ValueError(f"{source}: document #{i} has no `text`")
         passages += chunk_document(str(row.get("title") or f"document-{i}"), str(row["text"]))
     return passages
-
-
-class Retriever(Protocol):
-    def search(self, query: str, k: int = 3) -> list[Passage]: ...
 
 
 class BM25Retriever:

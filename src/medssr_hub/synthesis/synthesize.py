@@ -19,7 +19,7 @@ import logging
 import math
 import random
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -27,9 +27,13 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from medssr_hub.config import YamlConfig, guard_resume
+from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable
 from medssr_hub.generation import SamplingParams, get_backend
-from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.hub import publish
+from medssr_hub.hub.cards import dataset_card
+from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
+from medssr_hub.records import MCQRecord, load_records, record_from_row
+from medssr_hub.schema import SYNTHETIC_FEATURES
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
 from medssr_hub.synthesis.filters import (
     Decontaminator,
@@ -51,6 +55,7 @@ from medssr_hub.synthesis.prompts import (
     rewrite_prompt,
     seed_prompt,
 )
+from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
 from medssr_hub.synthesis.vignettes import VignetteGenerator
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
 
@@ -63,7 +68,9 @@ class SynthesisError(RuntimeError):
 
 
 @dataclass
-class SynthesisConfig(YamlConfig):
+class SynthesisConfig:
+    """`medssr-hub synthesize --config recipes/synthesis/config_demo.yaml [--field value ...]`."""
+
     num_questions: int = 100
     alpha: float = 0.3
     seed: int = 42
@@ -73,8 +80,9 @@ class SynthesisConfig(YamlConfig):
     rare_generator: str = "llm"  # llm | vignette
     seed_generator: str = "llm"  # llm | vignette (vignette here only for ablations and tests)
     backend: str = "embedded"  # embedded | endpoint
-    model: str = "embedded"
-    endpoint: dict[str, Any] = field(default_factory=dict)  # EndpointBackend arguments (base_url, route, ...)
+    model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
+    model_revision: str | None = None
+    endpoint: JsonDict = field(default_factory=JsonDict)  # EndpointBackend arguments (base_url, route, ...)
     disease_sampling: str = "uniform"  # uniform | phenotypes (weighted by annotated phenotypes)
     passages: int = 3
     documents: list[str] = field(default_factory=list)
@@ -97,17 +105,25 @@ class SynthesisConfig(YamlConfig):
     publish_version: str = "v0.1.0"
     hub: str | None = None
 
-    def validate(self) -> None:
+    def __post_init__(self) -> None:
+        self.endpoint = JsonDict(self.endpoint)
+        if self.num_questions < 1:
+            raise ConfigError(f"num_questions must be at least 1, got {self.num_questions}")
+        for name in ("chunk_size", "batch_size", "max_attempts_per_question", "max_tokens"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1], got {self.alpha}")
+            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
         for name in ("rare_generator", "seed_generator"):
             if getattr(self, name) not in ("llm", "vignette"):
-                raise ValueError(f"{name} must be 'llm' or 'vignette'")
+                raise ConfigError(f"{name} must be 'llm' or 'vignette', got {getattr(self, name)!r}")
+        if self.backend not in ("embedded", "endpoint"):
+            raise ConfigError(f"backend must be 'embedded' or 'endpoint', got {self.backend!r}")
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""
         skip = {"num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size"}
-        return {k: v for k, v in asdict(self).items() if k not in skip}
+        return {k: v for k, v in config_dict(self).items() if k not in skip}
 
 
 def draw_rhos(n: int, seed: int) -> np.ndarray:
@@ -143,9 +159,15 @@ class Synthesizer:
 
     @cached_property
     def seeds(self) -> list[MCQRecord]:
-        from medssr_hub.pipeline import benchmarks_dir
-
-        source = self.cfg.seed_data or str(benchmarks_dir() / "medqa.json")
+        source = self.cfg.seed_data
+        if source is None:
+            folder = benchmarks_dir()
+            if folder is None:
+                raise SynthesisError(
+                    "the seed branch needs seed questions: set seed_data (a file, folder or dataset repo id), "
+                    f"or {BENCHMARKS_ENV} to a folder holding medqa.json"
+                )
+            source = str(folder / "medqa.json")
         records, report = load_records(source, revision=self.cfg.seed_revision, hub=self.cfg.hub)
         logger.info("Seed questions: %s", report.summary())
         return records
@@ -156,14 +178,10 @@ class Synthesizer:
 
     @cached_property
     def decontaminator(self) -> Decontaminator:
-        from medssr_hub.pipeline import benchmarks_dir
-
         sources = self.cfg.decontaminate
         if sources is None:
-            try:
-                sources = [str(p) for p in sorted(benchmarks_dir().glob("*.json"))]
-            except FileNotFoundError:
-                sources = []
+            folder = benchmarks_dir()
+            sources = [str(p) for p in sorted(folder.glob("*.json"))] if folder else []
         records = [r for s in sources for r in load_records(s, hub=self.cfg.hub)[0]]
         logger.info(
             "Decontaminating against %d evaluation questions from %d sources", len(records), len(sources)
@@ -174,13 +192,19 @@ class Synthesizer:
     def backend(self):
         if self.cfg.backend == "endpoint":
             return get_backend("endpoint", **self.cfg.endpoint)
-        return get_backend("embedded", model=self.cfg.model, batch_size=self.cfg.batch_size)
+        return get_backend(
+            "embedded",
+            model=self.cfg.model,
+            revision=self.cfg.model_revision,
+            hub=self.cfg.hub,
+            batch_size=self.cfg.batch_size,
+        )
 
     # -- one chunk of attempts -----------------------------------------------------------------------
     def _attempt_rng(self, branch: str, attempt: int) -> random.Random:
         return random.Random(f"{self.cfg.seed}:{branch}:{attempt}")
 
-    def _plan(self, branch: str, attempt: int) -> dict[str, Any]:
+    def plan_attempt(self, branch: str, attempt: int) -> dict[str, Any]:
         """What attempt `attempt` of `branch` asks for: disease, passages, exemplars, and a prompt or a record."""
         rng = self._attempt_rng(branch, attempt)
         plan: dict[str, Any] = {
@@ -219,9 +243,10 @@ class Synthesizer:
         plan["sample_seed"] = rng.randrange(2**31)
         return plan
 
-    def _run_chunk(self, branch: str, chunk: int) -> list[dict[str, Any]]:
+    def run_chunk(self, branch: str, chunk: int) -> list[dict[str, Any]]:
+        """One chunk of attempts, generated and screened: the rows its shard holds (status per attempt)."""
         size = self.cfg.chunk_size
-        plans = [self._plan(branch, a) for a in range(chunk * size, (chunk + 1) * size)]
+        plans = [self.plan_attempt(branch, a) for a in range(chunk * size, (chunk + 1) * size)]
         if self.cfg.rewrite_vignettes:
             self._rewrite_vignettes([p for p in plans if p["generator"] == "vignette" and p.get("record")])
         for plan in plans:
@@ -440,7 +465,7 @@ class Synthesizer:
         shard = self.shards / f"{branch}-{chunk:05d}.jsonl"
         if shard.exists():
             return read_jsonl(shard)
-        rows = self._run_chunk(branch, chunk)
+        rows = self.run_chunk(branch, chunk)
         atomic_write_jsonl(shard, rows)
         return rows
 
@@ -455,9 +480,6 @@ class Synthesizer:
         )
 
     def _finish(self, rhos, slots, accepted, rejected, attempts) -> dict[str, Any]:
-
-        from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
-
         rows = []
         for branch in BRANCHES:
             for slot, row in zip(slots[branch], accepted[branch], strict=True):
@@ -475,12 +497,10 @@ class Synthesizer:
                     "passage_ids": row["passage_ids"],
                     "seed_ids": row["seed_ids"],
                     "generator": row["generator"],
-                    "answer_source": "construction"
-                    if row["generator"] == "vignette"
-                    else json.loads(record["metadata"]).get("answer_source", "generator"),
+                    "key": record["answer"] if row["generator"] == "vignette" else None,
                 }
             )
-        atomic_write_parquet(self.release / "data" / "train-00000.parquet", table)
+        atomic_write_parquet(self.release / "data" / "train-00000.parquet", table, SYNTHETIC_FEATURES)
         atomic_write_jsonl(self.release / "rejected.jsonl", rejected)
         records = [_record({"record": r}) for r in table]
         content = rare_ratio(records, RareDiseaseMatcher(self.catalog)) if records else None
@@ -518,9 +538,6 @@ class Synthesizer:
         return stats
 
     def _publish(self, stats: dict[str, Any]) -> str:
-        from medssr_hub.hub import publish
-        from medssr_hub.hub.cards import dataset_card
-
         cfg = self.cfg
         card = dataset_card(
             repo_id=cfg.publish_repo,
@@ -549,7 +566,7 @@ class Synthesizer:
             },
             rejections=stats["rejections"],
             rare_ratio=stats["rare_ratio"],
-            config=asdict(cfg),
+            config=publishable(config_dict(cfg)),
             tags=["synthetic", "rare-diseases"],
         )
         result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
@@ -557,8 +574,6 @@ class Synthesizer:
 
 
 def _record(row: dict[str, Any]) -> MCQRecord:
-    from medssr_hub.records import record_from_row
-
     return record_from_row(row["record"])
 
 

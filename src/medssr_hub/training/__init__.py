@@ -8,7 +8,9 @@ YAML. `sft.py` is the distillation baseline. `hubsync.py` publishes checkpoints 
 import sys
 from pathlib import Path
 
-RECIPES = Path(__file__).resolve().parents[3] / "recipes"
+from medssr_hub.paths import recipe_path
+
+RECIPES = Path(__file__).resolve().parents[3] / "recipes"  # the launchers of a checkout (tests, bench)
 
 
 def launch_command(recipe: str, config: str, *args: str, num_processes: int = 1) -> list[str]:
@@ -16,5 +18,5 @@ def launch_command(recipe: str, config: str, *args: str, num_processes: int = 1)
     return [
         str(Path(sys.executable).parent / "accelerate"), "launch", "--num_processes", str(num_processes),
         "--mixed_precision", "no", "--num_machines", "1", "--dynamo_backend", "no",
-        str(RECIPES / recipe), "--config", str(RECIPES / config), *args,
+        str(RECIPES / recipe), "--config", str(recipe_path(f"recipes/{config}")), *args,
     ]  # fmt: skip

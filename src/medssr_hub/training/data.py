@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 
 from medssr_hub.answers import answer_prompt
-from medssr_hub.labeling.label import reference_answer
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.training.args import MedSSRScriptArguments
 
@@ -55,7 +54,8 @@ def load_questions(args: MedSSRScriptArguments) -> tuple[list[MCQRecord], DataIn
 
 
 def target_of(record: MCQRecord, target: str) -> str | None:
-    letter = record.answer if target == "answer" else record.metadata.get("label")
+    """The letter rewarded: the gold `answer` (stage 2), or the pseudo-label column `label` (stage 1)."""
+    letter = record.answer if target == "answer" else record.columns.get("label")
     return letter if letter in record.options else None
 
 
@@ -72,7 +72,7 @@ def grpo_dataset(args: MedSSRScriptArguments) -> tuple[Dataset, DataInfo]:
         if target is None:
             info.skipped[f"no {args.target}"] += 1
             continue
-        key = reference_answer(record, "construction") if args.target == "label" else None
+        key = record.key if args.target == "label" else None
         rows.append(
             {
                 "prompt": answer_prompt(record, chat=args.chat),
@@ -119,6 +119,6 @@ def _check(rows: list, info: DataInfo, args: MedSSRScriptArguments) -> None:
         raise TrainingDataError(
             f"{args.dataset_name}@{args.dataset_revision or 'latest'} has no usable training question "
             f"(left out: {dict(info.skipped)}); stage 1 needs a pseudo-labeled split (column `label`), "
-            "stage 2 and SFT need `answer`/`gold`"
+            "stage 2 and SFT need `answer`/`gold`; name the split with dataset_train_split"
         )
     logger.info("Training on %d questions from %s", len(rows), args.dataset_name)

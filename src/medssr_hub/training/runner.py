@@ -10,8 +10,9 @@ from pathlib import Path
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
-from medssr_hub.hub import resolve_model_source
+from medssr_hub.config import publishable
 from medssr_hub.modeling import EMBEDDED, EMBEDDED_SOURCE
+from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
@@ -46,9 +47,9 @@ def card_context(script_args, training_args, model_args, info: DataInfo) -> Card
         repo_id=script_args.publish_repo,
         version=script_args.publish_version,
         stage=script_args.stage,
-        base_model=base_model_name(model_args),
-        datasets=[(script_args.dataset_name, dataset_revision)],
-        config=run_config(script_args, training_args, model_args),
+        base_model=publishable(base_model_name(model_args)),
+        datasets=[(publishable(script_args.dataset_name), dataset_revision)],
+        config=publishable(run_config(script_args, training_args, model_args)),
         hub=script_args.hub,
         data_fields={"base model revision": base_revision or "default", **info.card_fields()},
     )
@@ -69,7 +70,7 @@ def train(
         # Paper-scale configs ask for vLLM generation "when installed"; without it TRL generates itself.
         logger.warning("use_vllm is set but vLLM is not installed: generating with transformers instead")
         training_args.use_vllm = False
-    model_path, revision = resolve_model_source(
+    model_path, revision = resolve_model(
         model_args.model_name_or_path, model_args.model_revision, script_args.hub
     )
     training_args.model_init_kwargs = {

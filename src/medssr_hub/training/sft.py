@@ -10,17 +10,20 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
+from trl import ModelConfig, SFTConfig, SFTTrainer
 
+from medssr_hub.config import parse_config
 from medssr_hub.training import runner
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import sft_dataset
 from medssr_hub.utils import setup_logging
 
+CONFIG_TYPES = (MedSSRScriptArguments, SFTConfig, ModelConfig)
 
-def parse_args(argv: Sequence[str] | None = None):
-    parser = TrlParser((MedSSRScriptArguments, SFTConfig, ModelConfig))
-    return parser.parse_args_and_config(args=list(argv) if argv is not None else None)
+
+def parse_args(argv: Sequence[str] | None = None, prog: str | None = None):
+    """(script arguments, SFTConfig, ModelConfig) from `--config FILE.yaml` plus command-line overrides."""
+    return parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
 
 
 def main(script_args: MedSSRScriptArguments, training_args: SFTConfig, model_args: ModelConfig):
@@ -30,5 +33,5 @@ def main(script_args: MedSSRScriptArguments, training_args: SFTConfig, model_arg
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
-    main(*parse_args(argv if argv is not None else sys.argv[1:]))
+    main(*parse_args(argv))
     return 0

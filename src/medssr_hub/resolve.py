@@ -1,0 +1,68 @@
+"""One place that turns a name in a config into something to load, for every stage.
+
+A model is `embedded` (the converted SmolLM2 folder), a folder, or a repo id pinned to a revision; a
+dataset is a file, a folder, or a repo id pinned to a revision. A repo id is read from the hub the config
+names; without one, from the local hub when it holds the repo (what earlier stages published), else from
+the Hub at HF_ENDPOINT.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from medssr_hub.hub import LocalHub, open_hub
+from medssr_hub.modeling import EMBEDDED, ensure_embedded_model
+
+REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or name.endswith((".json", ".jsonl", ".parquet", ".yaml"))
+
+
+def is_repo_id(name: str) -> bool:
+    return bool(REPO_ID.fullmatch(name)) and not _looks_like_path(name)
+
+
+def _local_first(name: str, repo_type: str, hub: str | None):
+    """The hub to read a repo id from, or None: the Hub at HF_ENDPOINT through the library's own cache."""
+    target = open_hub(hub)
+    if hub is not None or (isinstance(target, LocalHub) and target.exists(name, repo_type)):
+        return target
+    return None
+
+
+def resolve_model(
+    name: str | None, revision: str | None = None, hub: str | None = None
+) -> tuple[str, str | None]:
+    """(folder or Hub id, revision for transformers) of a model named in a config.
+
+    A repo id that a hub we manage holds is pulled at `revision` into a folder (the revision is then
+    spent); any other repo id is left to transformers, which reads it from HF_ENDPOINT at `revision`.
+    """
+    if name in (None, "", EMBEDDED):
+        return str(ensure_embedded_model()), None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        return str(path), None
+    if not is_repo_id(name):
+        raise FileNotFoundError(
+            f"model {name!r}: no such folder, and not a model repo id (ORG/NAME) or 'embedded'"
+        )
+    target = _local_first(name, "model", hub)
+    if target is not None:
+        return str(target.pull(name, revision or "main", repo_type="model")), None
+    return name, revision
+
+
+def resolve_dataset(source: str | Path, revision: str | None = None, hub: str | None = None) -> Path:
+    """A local file or folder holding the dataset: the path itself, or the repo's files at `revision`."""
+    name = str(source)
+    path = Path(name).expanduser()
+    if path.exists():
+        return path
+    if not is_repo_id(name):
+        raise FileNotFoundError(f"{name}: no such file or folder, and not a dataset repo id (ORG/NAME)")
+    target = _local_first(name, "dataset", hub) or open_hub("hf")
+    return target.pull(name, revision or "main", repo_type="dataset")
