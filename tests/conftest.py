@@ -16,6 +16,17 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True)
+def isolated_hub_cache(tmp_path_factory, monkeypatch):
+    """Each test downloads from test Hub servers into its own cache: a snapshot cached by an earlier run
+    (same repo id and commit) would otherwise stand in for what this test published."""
+    from huggingface_hub import constants
+
+    cache = tmp_path_factory.mktemp("hf-hub-cache")
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+
+
 @pytest.fixture(scope="session")
 def benchmarks_dir() -> Path:
     folder = Path(os.environ.get("MEDSSR_BENCHMARKS_DIR", ROOT.parent / "shared" / "benchmarks"))

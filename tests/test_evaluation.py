@@ -285,12 +285,12 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         assert md == render_markdown([load_result(r) for r in runs])
         # The published repo loads with plain `datasets` to exactly the evaluation schemas.
         published = str(resolve_dataset("medssr/leaderboard", "v1.0.0", hub=hub.url))
-        details = load_dataset(published, split="details")
+        details = load_dataset(published, "details", split="train")
         assert details.features == LEADERBOARD_DETAILS_FEATURES
         assert (
             len(details) == 2 * 2 * 2 + 2 * 2
         )  # generative: 2 benchmarks x 2 items x 2 samples; ll: 1 sample
-        table = load_dataset(published, split="results")
+        table = load_dataset(published, "results", split="train")
         assert table.features == RESULTS_FEATURES and len(table) == 4
         assert set(table["model"]) == {"smollm2-cot", "smollm2-ll"}
         assert all(not str(s).startswith("/") for s in table["source"])  # no machine-local paths

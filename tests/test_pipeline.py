@@ -82,15 +82,14 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
     assert (full / "leaderboard" / "leaderboard.png").exists()
     # Every repo the demo publishes loads with plain `datasets` to exactly its stage's schema.
-    for repo, split, features in (
-        ("medssr-hub/demo-synthetic", "train", SYNTHETIC_FEATURES),
-        ("medssr-hub/demo-synthetic-labeled", None, LABELED_FEATURES),
+    for repo, config, features in (
+        ("medssr-hub/demo-synthetic", "default", SYNTHETIC_FEATURES),
+        ("medssr-hub/demo-synthetic-labeled", "default", LABELED_FEATURES),
         ("medssr-hub/demo-leaderboard", "results", RESULTS_FEATURES),
         ("medssr-hub/demo-leaderboard", "details", LEADERBOARD_DETAILS_FEATURES),
     ):
-        loaded = load_dataset(str(hub.pull(repo, "v0.1.0")))
-        assert all(d.features == features for d in loaded.values()), repo
-        assert split is None or split in loaded
+        loaded = load_dataset(str(hub.pull(repo, "v0.1.0")), config)
+        assert loaded and all(d.features == features for d in loaded.values()), repo
         card = (hub.pull(repo, "v0.1.0") / "README.md").read_text()
         assert str(tmp_path) not in card and "output_dir" not in card, repo
     published = hub.pull("medssr-hub/demo-leaderboard", "v0.1.0")

@@ -11,6 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+from tqdm.auto import tqdm
+
 from medssr_hub import __version__
 from medssr_hub.config import ConfigError, parse_config
 from medssr_hub.evaluation.evaluate import EvalConfig, run_evaluation
@@ -224,6 +226,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         KeyError,
     ) as e:
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
+        for bar in list(getattr(tqdm, "_instances", ())):  # end the line of a progress bar cut short
+            bar.close()
         print(
             f"medssr-hub: error: {message.splitlines()[0] if message else type(e).__name__}", file=sys.stderr
         )

@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 from trl import TrlParser
 
+from medssr_hub.paths import recipe_path
 from medssr_hub.utils import atomic_write_json
 
 
@@ -45,7 +46,15 @@ class ConfigParser(TrlParser):
         raise ConfigError(message)
 
 
+def find_config(path: str | Path) -> Path:
+    try:
+        return recipe_path(path)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: no such config file") from e
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
+    path = find_config(path)
     try:
         data = yaml.safe_load(Path(path).read_text())
     except FileNotFoundError as e:
@@ -74,7 +83,10 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog:
     """The dataclasses `types` from `--config FILE` plus command-line overrides."""
     argv = list(argv or [])
     parser = ConfigParser(list(types), prog=prog)
-    config_file = argv[argv.index("--config") + 1] if "--config" in argv[:-1] else None
+    config_file = None
+    if "--config" in argv[:-1]:  # a shipped recipe (`recipes/...`) is found from an installed wheel too
+        at = argv.index("--config") + 1
+        argv[at] = config_file = str(find_config(argv[at]))
     from_yaml = read_yaml(config_file) if config_file else {}
     check_keys(types, from_yaml, config_file)
     try:

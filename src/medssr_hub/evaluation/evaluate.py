@@ -189,7 +189,7 @@ class Evaluator:
             atomic_write_json(self.out / "results.json", results)
         if not results["benchmarks"]:
             raise BenchmarkUnavailable(
-                "no benchmark could be read:\n" + "\n".join(results["unavailable"].values())
+                "no benchmark could be read: " + "; ".join(results["unavailable"].values())
             )
         atomic_write_json(self.out / "results.json", results)
         atomic_write_text(self.out / "results.md", render_markdown([results]))

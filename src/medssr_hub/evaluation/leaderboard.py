@@ -216,11 +216,13 @@ def push_leaderboard(
         pretty_name=f"{repo_id.split('/')[-1]} (evaluation)",
         summary=(
             f"Evaluation of {len(results)} model(s) on {len(benchmark_order(results))} benchmarks with the "
-            "MedSSR protocol: `results` holds the leaderboard, `details` one row per item and sample."
+            "MedSSR protocol: config `results` holds the leaderboard (one row per model and benchmark), "
+            "config `details` one row per item and sample."
         ),
         stage="evaluation",
         num_rows=sum(len(d) for d in details) or len(results),
-        data_files={split: f"data/{split}-*.parquet" for split in splits},
+        # One config each: the two tables have different columns (`load_dataset(repo, "details")`).
+        configs={name: {"train": f"data/{name}-*.parquet"} for name in splits},
         provenance={"models": ", ".join(r["model"] for r in results)},
         evaluation=render_markdown(results),
         plots={"Leaderboard": "leaderboard.png"},

@@ -13,6 +13,7 @@ from medssr_hub.generation.base import (
 
 def get_backend(kind: str = "embedded", **kwargs) -> GenerationBackend:
     """Build a backend by name: 'embedded' (transformers in-process) or 'endpoint' (TGI/OpenAI server)."""
+    # Imported on use: torch (embedded) and the async HTTP stack (endpoint) are heavy for the other.
     if kind == "embedded":
         from medssr_hub.generation.embedded import EmbeddedBackend
 

@@ -11,8 +11,10 @@ import logging
 import os
 from pathlib import Path
 
+from medssr_hub.hub.cards import card_problems
 from medssr_hub.hub.common import Hub, HubError, PublishResult, VersionExistsError, build_manifest
 from medssr_hub.hub.local import LocalHub
+from medssr_hub.hub.remote import RemoteHub
 from medssr_hub.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -31,12 +33,8 @@ def open_hub(uri: str | Path | None = None, token: str | None = None) -> Hub:
         return LocalHub(default_hub_root())
     uri = str(uri)
     if uri in ("hf", "hub", "huggingface"):
-        from medssr_hub.hub.remote import RemoteHub
-
         return RemoteHub(None, token=token)
     if uri.startswith(("http://", "https://")):
-        from medssr_hub.hub.remote import RemoteHub
-
         return RemoteHub(uri, token=token)
     return LocalHub(uri.removeprefix("file://"))
 
@@ -59,8 +57,6 @@ def publish(
     `version=None` with a branch publishes to that branch without a version tag (training checkpoints).
     """
     if card is not None:
-        from medssr_hub.hub.cards import card_problems
-
         problems = card_problems(card, folder)
         if problems:
             raise ValueError(f"card for {repo_id} is not publishable: {'; '.join(problems)}")

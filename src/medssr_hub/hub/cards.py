@@ -72,7 +72,8 @@ def dataset_card(
     summary: str,
     stage: str,
     num_rows: int,
-    data_files: Mapping[str, str],
+    data_files: Mapping[str, str] | None = None,
+    configs: Mapping[str, Mapping[str, str]] | None = None,
     provenance: Mapping[str, Any] | None = None,
     counts: Mapping[str, Any] | None = None,
     rejections: Mapping[str, int] | None = None,
@@ -94,9 +95,10 @@ def dataset_card(
         source_datasets=source_datasets,
         configs=[
             {
-                "config_name": "default",
-                "data_files": [{"split": split, "path": path} for split, path in data_files.items()],
+                "config_name": name,
+                "data_files": [{"split": split, "path": path} for split, path in files.items()],
             }
+            for name, files in (configs or {"default": data_files}).items()
         ],
     )
     return _render(

@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from medssr_hub.answers import extract_answer, extract_or_recover
+from medssr_hub.generation.embedded import EmbeddedBackend
 from medssr_hub.records import record_from_row
 
 STRICT = re.compile(r"The answer is \(?([A-Z])\)?\.?\s*$")
@@ -45,8 +46,6 @@ class PolicyRecovery:
         self.trainer = trainer
 
     def __call__(self, rows: Sequence[str], texts: Sequence[str]) -> list[str | None]:
-        from medssr_hub.generation.embedded import EmbeddedBackend
-
         if self.trainer is None:
             raise RuntimeError("PolicyRecovery is not bound to a trainer")
         model = self.trainer.accelerator.unwrap_model(self.trainer.model)

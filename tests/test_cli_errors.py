@@ -1,0 +1,92 @@
+"""Every stage subcommand answers bad input with exit 2 and one line naming the problem, never a traceback."""
+
+import json
+
+import pytest
+
+from medssr_hub.cli import main
+
+# Per subcommand: arguments that make a valid start, a numeric field, and an input path to point nowhere.
+COMMANDS = {
+    "synthesize": (["--rare_generator", "vignette", "--alpha", "1.0"], "--num_questions", "--seed_data"),
+    "label": (["--chat", "true"], "--n", "--input"),
+    "evaluate": (["--chat", "true"], "--max_items", "--benchmarks"),
+    "leaderboard": ([], "--publish_version", "--results"),
+    "demo": (["--chat", "true"], "--items_per_benchmark", "--benchmarks_dir"),
+    "stage1": (["--config", "recipes/smollm2/stage1.yaml"], "--max_steps", "--dataset_name"),
+    "stage2": (["--config", "recipes/smollm2/stage2.yaml"], "--max_steps", "--dataset_name"),
+    "sft": (["--config", "recipes/smollm2/sft.yaml"], "--max_steps", "--dataset_name"),
+}
+MODEL_FIELD = {
+    "stage1": "--model_name_or_path",
+    "stage2": "--model_name_or_path",
+    "sft": "--model_name_or_path",
+}
+
+
+def run(capsys, *argv) -> str:
+    code = main(list(argv))
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("medssr-hub: error:")]
+    assert len(lines) == 1, err[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_malformed_yaml_and_unknown_keys(command, tmp_path, capsys):
+    (tmp_path / "bad.yaml").write_text("alpha: [1, 2\nbeta: ]\n")
+    assert "not valid YAML (line" in run(capsys, command, "--config", str(tmp_path / "bad.yaml"))
+    (tmp_path / "unknown.yaml").write_text("no_such_field: 1\n")
+    assert "unknown config key(s) no_such_field" in run(
+        capsys, command, "--config", str(tmp_path / "unknown.yaml")
+    )
+    assert "no such config file" in run(capsys, command, "--config", str(tmp_path / "missing.yaml"))
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_bad_number(command, capsys):
+    base, number, _ = COMMANDS[command]
+    if number == "--publish_version":  # no numeric field: an empty results list instead
+        assert "results" in run(capsys, command, "--output_dir", "x")
+        return
+    assert "invalid" in run(capsys, command, *base, number, "three")
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_missing_path(command, tmp_path, capsys, benchmarks_dir, monkeypatch):
+    monkeypatch.setenv("MEDSSR_HUB_ROOT", str(tmp_path / "hub"))
+    base, _, path_field = COMMANDS[command]
+    missing = str(tmp_path / "missing" / "data.json")
+    extra = ["--seed_generator", "llm", "--alpha", "0.0"] if command == "synthesize" else []
+    out = ["--output_dir", str(tmp_path / "out")]
+    line = run(capsys, command, *base, *extra, path_field, missing, *out)
+    assert "missing" in line
+
+
+@pytest.mark.parametrize("command", ["synthesize", "label", "evaluate", "demo", "stage1", "stage2", "sft"])
+def test_unknown_model_path(command, tmp_path, capsys, benchmarks_dir, monkeypatch):
+    monkeypatch.setenv("MEDSSR_HUB_ROOT", str(tmp_path / "hub"))
+    monkeypatch.setenv("MEDSSR_BENCHMARKS_DIR", str(benchmarks_dir))
+    data = tmp_path / "q.jsonl"
+    row = {"id": "q1", "question": "Q?\nA. x\nB. y", "answer": "A", "label": "A", "reasoning": "x."}
+    data.write_text(json.dumps(row) + "\n")
+    base = COMMANDS[command][0]
+    inputs = {
+        "synthesize": ["--rare_generator", "llm", "--alpha", "1.0", "--num_questions", "1"],
+        "label": ["--input", str(data)],
+        "evaluate": ["--benchmarks", "medqa", "--max_items", "1"],
+        "demo": [],
+    }.get(command, ["--dataset_name", str(data), "--model_revision", "main"])
+    line = run(
+        capsys,
+        command,
+        *base,
+        *inputs,
+        MODEL_FIELD.get(command, "--model"),
+        "/nonexistent/model",
+        "--output_dir",
+        str(tmp_path / "out"),
+    )
+    assert "model '/nonexistent/model': no such folder" in line
