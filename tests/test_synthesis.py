@@ -12,12 +12,18 @@ import pytest
 from datasets import load_dataset
 
 from medssr_hub.cli import main
-from medssr_hub.hub import LocalHub
-from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.hub import LocalHub, VersionExistsError
+from medssr_hub.records import Decontaminator, MCQRecord, load_records
 from medssr_hub.schema import SYNTHETIC_FEATURES
-from medssr_hub.synthesis.filters import Decontaminator, Deduplicator, similarity, validate
+from medssr_hub.synthesis.filters import Deduplicator, similarity, validate
 from medssr_hub.synthesis.prompts import ParseError, answer_prompt, parse_generated
-from medssr_hub.synthesis.synthesize import SynthesisConfig, SynthesisError, Synthesizer, draw_rhos
+from medssr_hub.synthesis.synthesize import (
+    SynthesisConfig,
+    SynthesisError,
+    Synthesizer,
+    draw_rhos,
+    run_synthesis,
+)
 from tests.fault_proxy import FaultProxy
 
 GOOD = " A 30-year-old man has fever and a rash.\nA. Measles\nB. Rubella\nC. Roseola\nD. Scarlet fever\nAnswer: A"
@@ -438,3 +444,25 @@ def test_vignette_rewrites_keep_options_and_keys(tmp_path, embedded_dir):
             assert meta["original_stem"] == a.loc[qid, "question"] != b.loc[qid, "question"]
         else:
             assert meta["rewrite"].startswith("rewrite_") and b.loc[qid, "question"] == a.loc[qid, "question"]
+
+
+def test_published_content_depends_only_on_the_inputs(tmp_path):
+    """The same run from two folders publishes one version (the second publish is a no-op); other settings
+    under the same version are refused before any work starts, with the fix named."""
+    hub = str(tmp_path / "hub")
+    settings = {"num_questions": 20, "alpha": 1.0, "publish_repo": "medssr/same", "publish_version": "v1.0.0"}
+    first = run_synthesis(vignette_config(tmp_path / "a", hub=hub, **settings))
+    second = run_synthesis(vignette_config(tmp_path / "elsewhere" / "b", hub=hub, **settings))
+    assert first["published"].startswith("medssr/same@v1.0.0") and second["published"].startswith(
+        "medssr/same@v1.0.0"
+    )
+    assert set(LocalHub(hub).versions("medssr/same")) == {"v1.0.0"}
+    assert len(list((tmp_path / "hub" / "datasets" / "medssr" / "same" / "snapshots").iterdir())) == 1
+    card = (LocalHub(hub).pull("medssr/same", "v1.0.0") / "README.md").read_text()
+    assert str(tmp_path) not in card
+    other = vignette_config(tmp_path / "c", hub=hub, **{**settings, "seed": 7})
+    with pytest.raises(
+        VersionExistsError, match=r"other settings \(seed\).*set publish_version to a new version"
+    ):
+        run_synthesis(other)
+    assert not (tmp_path / "c" / "out" / "shards").exists()  # refused before the work

@@ -114,16 +114,27 @@ def test_format_length_registry_and_errors():
 
 
 def test_datasets_for_each_stage(tmp_path, benchmarks_dir):
+    bioasq = str(benchmarks_dir / "bioasq.json")
+    # An evaluation benchmark is refused as training data (13-gram overlap), unless explicitly allowed.
+    with pytest.raises(
+        TrainingDataError, match=r"3 of 5 training questions share 13-grams.*allow_eval_overlap"
+    ):
+        grpo_dataset(
+            MedSSRScriptArguments(dataset_name=bioasq, chat=False, target="answer", max_train_samples=5)
+        )
     stage2 = MedSSRScriptArguments(
-        dataset_name=str(benchmarks_dir / "bioasq.json"), chat=False, target="answer", max_train_samples=5
+        dataset_name=bioasq, chat=False, target="answer", max_train_samples=5, allow_eval_overlap=True
     )
     data, info = grpo_dataset(stage2)
+    assert (
+        info.eval_overlap == 3 and info.card_fields()["questions overlapping evaluation sets (13-grams)"] == 3
+    )
     assert len(data) == 5 == info.rows and set(data[0]["letters"]) == {"A", "B"}
     assert data[0]["prompt"].startswith("You are a professional medical expert")  # base-model template
     assert data[0]["target"] in ("A", "B") and data[0]["key"] == ""
     # Real benchmark rows carry no pseudo-labels: stage 1 settings say so clearly.
     with pytest.raises(TrainingDataError, match="pseudo-labeled"):
-        grpo_dataset(MedSSRScriptArguments(dataset_name=str(benchmarks_dir / "bioasq.json"), chat=True))
+        grpo_dataset(MedSSRScriptArguments(dataset_name=bioasq, chat=True, allow_eval_overlap=True))
     rows = [
         {"question": "Q1?\nA. x\nB. y", "answer": "A", "reasoning": "x fits."},
         {"question": "Q2?\nA. x\nB. y", "answer": "B", "reasoning": ""},
@@ -196,6 +207,8 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
         str(labeled),
         "--dataset_name",
         str(benchmarks_dir / "bioasq.json"),
+        "--allow_eval_overlap",
+        "true",
         "--max_train_samples",
         "4",
         "--max_steps",

@@ -7,12 +7,13 @@ any server speaking its API). `open_hub(uri)` picks one: nothing or a folder pat
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from pathlib import Path
 
 from medssr_hub.hub.cards import card_problems
-from medssr_hub.hub.common import Hub, HubError, PublishResult, VersionExistsError, build_manifest
+from medssr_hub.hub.common import RUN_CONFIG, Hub, HubError, PublishResult, VersionExistsError, build_manifest
 from medssr_hub.hub.local import LocalHub
 from medssr_hub.hub.remote import RemoteHub
 from medssr_hub.paths import cache_dir
@@ -37,6 +38,36 @@ def open_hub(uri: str | Path | None = None, token: str | None = None) -> Hub:
     if uri.startswith(("http://", "https://")):
         return RemoteHub(uri, token=token)
     return LocalHub(uri.removeprefix("file://"))
+
+
+def check_publishable(
+    repo_id: str, version: str, config: dict, *, repo_type: str = "dataset", hub: str | None = None
+) -> bool:
+    """Before any work starts: may a run with these settings publish `repo_id@version`?
+
+    True when that version was published from the same settings (RUN_CONFIG in its release): the run
+    reproduces it and its publish is a no-op. A version published from other settings raises
+    `VersionExistsError` naming the fix, so the conflict is found before the work, not after it.
+    """
+    target = open_hub(hub)
+    try:
+        if version not in target.versions(repo_id, repo_type):
+            return False
+    except HubError:  # no such repo yet (an unreachable Hub is reported by the publish itself)
+        return False
+    published = target.read_text(repo_id, version, RUN_CONFIG, repo_type)
+    config = json.loads(json.dumps(config, sort_keys=True, default=str))
+    previous = json.loads(published) if published is not None else None
+    if previous != config:
+        changed = sorted(
+            k for k in set(previous or {}) | set(config) if (previous or {}).get(k) != config.get(k)
+        )
+        why = f"other settings ({', '.join(changed)})" if previous is not None else "an unknown configuration"
+        raise VersionExistsError(
+            f"{repo_type} {repo_id}@{version} is already published from {why}; versions are immutable: set "
+            "publish_version to a new version (or publish_repo to another repo)"
+        )
+    return True
 
 
 def publish(
@@ -72,7 +103,9 @@ __all__ = [
     "LocalHub",
     "PublishResult",
     "VersionExistsError",
+    "RUN_CONFIG",
     "build_manifest",
+    "check_publishable",
     "default_hub_root",
     "open_hub",
     "publish",

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Protocol
 
 MANIFEST = "medssr_manifest.json"  # written into every published folder: the content id of the version
+RUN_CONFIG = "medssr_config.json"  # the publishable settings a stage's release was made with
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 REPO_TYPES = ("dataset", "model")
 REPO_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
@@ -109,3 +110,7 @@ class Hub(Protocol):
     ) -> Path: ...
 
     def versions(self, repo_id: str, repo_type: str = "dataset") -> dict[str, str]: ...
+
+    def read_text(
+        self, repo_id: str, revision: str, filename: str, repo_type: str = "dataset"
+    ) -> str | None: ...

@@ -164,5 +164,15 @@ class LocalHub:
         shutil.copytree(snapshot, output, dirs_exist_ok=True, copy_function=shutil.copyfile)
         return output
 
+    def read_text(self, repo_id: str, revision: str, filename: str, repo_type: str = "dataset") -> str | None:
+        """One file of a revision, or None if the revision has no such file."""
+        path = (
+            self.repo_dir(repo_id, repo_type)
+            / "snapshots"
+            / self.resolve(repo_id, revision, repo_type)
+            / filename
+        )
+        return path.read_text() if path.is_file() else None
+
     def versions(self, repo_id: str, repo_type: str = "dataset") -> dict[str, str]:
         return dict(self._refs(self.repo_dir(repo_id, repo_type))["tags"])

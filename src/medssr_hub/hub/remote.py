@@ -49,10 +49,15 @@ class RemoteHub:
         return HubError(f"{action} on {self.endpoint} failed: {describe_error(error)}")
 
     def _remote_manifest(self, repo_id: str, repo_type: str, revision: str) -> dict | None:
+        text = self.read_text(repo_id, revision, MANIFEST, repo_type)
+        return json.loads(text) if text is not None else None
+
+    def read_text(self, repo_id: str, revision: str, filename: str, repo_type: str = "dataset") -> str | None:
+        """One file of a revision (None if the revision has no such file), without the rest of the repo."""
         try:
             path = hf_hub_download(
                 repo_id,
-                MANIFEST,
+                filename,
                 repo_type=repo_type,
                 revision=revision,
                 endpoint=self.endpoint,
@@ -60,7 +65,7 @@ class RemoteHub:
             )
         except EntryNotFoundError:
             return None
-        return json.loads(Path(path).read_text())
+        return Path(path).read_text()
 
     def publish(
         self,

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from medssr_hub.answers import answer_prompt, extract_or_recover
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
 from medssr_hub.generation import GenerationError, SamplingParams, get_backend
-from medssr_hub.hub import publish
+from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, load_records
@@ -145,6 +145,8 @@ class Labeler:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "labeling", LabelingError)
+        if cfg.publish_repo:  # a conflicting version is found now, not after the work
+            check_publishable(cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub)
         records = self.load()
         chunks = [records[i : i + cfg.shard_size] for i in range(0, len(records), cfg.shard_size)]
         votes: dict[str, dict[str, Any]] = {}
@@ -273,6 +275,7 @@ class Labeler:
             config=publishable(config_dict(cfg)),
             tags=["synthetic", "pseudo-labels"],
         )
+        atomic_write_json(self.release / RUN_CONFIG, publishable(config_dict(cfg)))
         result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
         return f"{result.repo_id}@{result.version} ({result.location})"
 

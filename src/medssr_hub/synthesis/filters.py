@@ -6,18 +6,10 @@ Each check returns a rejection reason (a short string that is counted and kept) 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
-from collections.abc import Iterable
 from dataclasses import dataclass
 
-from medssr_hub.records import MCQRecord
-
-_WORDS = re.compile(r"[a-z0-9]+")
-
-
-def words(text: str) -> list[str]:
-    return _WORDS.findall(text.lower())
+from medssr_hub.records import MCQRecord, words
 
 
 @dataclass(frozen=True)
@@ -97,28 +89,6 @@ class Deduplicator:
         for s in own:
             self.index[s].append(position)
         return None
-
-
-class Decontaminator:
-    """Rejects questions sharing any word n-gram (13 by default) with an evaluation set."""
-
-    def __init__(self, eval_records: Iterable[MCQRecord], n: int = 13):
-        self.n = n
-        self.grams: set[str] = set()
-        self.sources = 0
-        for record in eval_records:
-            self.sources += 1
-            self.grams |= self._grams(record.format())
-
-    def _grams(self, text: str) -> set[str]:
-        w = words(text)
-        return {
-            hashlib.blake2b(" ".join(w[i : i + self.n]).encode(), digest_size=8).hexdigest()
-            for i in range(len(w) - self.n + 1)
-        }
-
-    def check(self, record: MCQRecord) -> str | None:
-        return "contaminated" if self._grams(record.format()) & self.grams else None
 
 
 def check_rewrite(

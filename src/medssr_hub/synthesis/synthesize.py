@@ -29,14 +29,13 @@ from tqdm.auto import tqdm
 
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable
 from medssr_hub.generation import SamplingParams, get_backend
-from medssr_hub.hub import publish
+from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
-from medssr_hub.records import MCQRecord, load_records, record_from_row
+from medssr_hub.records import Decontaminator, MCQRecord, load_records, record_from_row
 from medssr_hub.schema import SYNTHETIC_FEATURES
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
 from medssr_hub.synthesis.filters import (
-    Decontaminator,
     Deduplicator,
     ValidationSettings,
     check_rewrite,
@@ -430,6 +429,8 @@ class Synthesizer:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "synthesis", SynthesisError)
+        if cfg.publish_repo:  # a conflicting version is found now, not after the work
+            check_publishable(cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub)
 
         rhos = draw_rhos(cfg.num_questions, cfg.seed)
         slots = {b: [i for i, r in enumerate(rhos) if (r < cfg.alpha) == (b == "rare")] for b in BRANCHES}
@@ -569,6 +570,7 @@ class Synthesizer:
             config=publishable(config_dict(cfg)),
             tags=["synthetic", "rare-diseases"],
         )
+        atomic_write_json(self.release / RUN_CONFIG, publishable(config_dict(cfg)))
         result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
         return f"{result.repo_id}@{result.version} ({result.location})"
 

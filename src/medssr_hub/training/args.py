@@ -53,6 +53,17 @@ class MedSSRScriptArguments(ScriptArguments):
     evaluation: str | None = field(
         default=None, metadata={"help": "a markdown results table (e.g. a leaderboard) for the model card"}
     )
+    decontaminate: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "evaluation sets the training data must not overlap (13-grams); default: every "
+            "benchmark file in $MEDSSR_BENCHMARKS_DIR"
+        },
+    )
+    allow_eval_overlap: bool = field(
+        default=False,
+        metadata={"help": "train even on questions that share 13-grams with the evaluation sets (counted)"},
+    )
     fresh_start: bool = field(
         default=False, metadata={"help": "ignore checkpoints in output_dir (by default a run resumes)"}
     )

@@ -10,7 +10,8 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 
 from medssr_hub.answers import answer_prompt
-from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.paths import benchmarks_dir
+from medssr_hub.records import Decontaminator, MCQRecord, load_records
 from medssr_hub.training.args import MedSSRScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -30,11 +31,14 @@ class DataInfo:
     skipped: Counter = field(default_factory=Counter)
     with_key: int = 0
     label_key_agreement: float | None = None
+    eval_overlap: int = 0  # questions sharing 13-grams with the evaluation sets (allow_eval_overlap)
 
     def card_fields(self) -> dict[str, object]:
         out = {"training questions": self.rows}
         if self.skipped:
             out["skipped questions"] = ", ".join(f"{k}: {v}" for k, v in self.skipped.most_common())
+        if self.eval_overlap:
+            out["questions overlapping evaluation sets (13-grams)"] = self.eval_overlap
         if self.label_key_agreement is not None:
             out["pseudo-label = key (questions with a key)"] = (
                 f"{self.label_key_agreement:.1%} of {self.with_key}"
@@ -50,7 +54,31 @@ def load_questions(args: MedSSRScriptArguments) -> tuple[list[MCQRecord], DataIn
     info.skipped.update({f"load: {k}": v for k, v in report.rejected.items()})
     if args.max_train_samples:
         records = records[: args.max_train_samples]
+    info.eval_overlap = check_eval_overlap(records, args)
     return records, info
+
+
+def check_eval_overlap(records: list[MCQRecord], args: MedSSRScriptArguments) -> int:
+    """How many training questions share a 13-gram with the evaluation sets; refused unless allowed."""
+    sources = args.decontaminate
+    if sources is None:
+        folder = benchmarks_dir()
+        sources = [str(p) for p in sorted(folder.glob("*.json"))] if folder else []
+    if not sources:
+        return 0
+    guard = Decontaminator(r for s in sources for r in load_records(s, hub=args.hub)[0])
+    overlapping = [r.id for r in records if guard.check(r)]
+    if overlapping and not args.allow_eval_overlap:
+        raise TrainingDataError(
+            f"{args.dataset_name}: {len(overlapping)} of {len(records)} training questions share 13-grams with "
+            f"the evaluation sets ({len(sources)} files; first: {', '.join(overlapping[:3])}). Train on data "
+            "that is not an evaluation benchmark, or set allow_eval_overlap: true to train on it anyway"
+        )
+    if overlapping:
+        logger.warning(
+            "%d training questions overlap the evaluation sets (allow_eval_overlap)", len(overlapping)
+        )
+    return len(overlapping)
 
 
 def target_of(record: MCQRecord, target: str) -> str | None:

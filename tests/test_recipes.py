@@ -1,0 +1,84 @@
+"""The shipped offline recipes, run in data order through the CLI: each reads the previous one's published
+repo id and version (only sizes are overridden), and a model that stage 1 publishes is named by repo id and
+version in synthesis, labeling, stage 2 and evaluation alike."""
+
+import json
+
+import pytest
+import torch
+from datasets import load_dataset
+from safetensors.torch import load_file
+
+from medssr_hub.cli import main
+from medssr_hub.config import config_from_dict
+from medssr_hub.hub import LocalHub
+from medssr_hub.labeling.label import LabelConfig, Labeler
+from medssr_hub.records import load_records
+from medssr_hub.schema import LABELED_FEATURES, SYNTHETIC_FEATURES
+from medssr_hub.synthesis.synthesize import SynthesisConfig, Synthesizer
+
+STAGE1 = ("medssr-hub/smollm2-medssr-stage1", "v0.1.0")
+TRAIN_SIZES = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--max_completion_length", "16"]
+
+
+def ok(*argv):
+    assert main(list(argv)) == 0, argv
+
+
+@pytest.mark.slow
+def test_offline_recipes_chain_in_data_order(tmp_path, monkeypatch, benchmarks_dir, embedded_dir):
+    monkeypatch.setenv("MEDSSR_HUB_ROOT", str(tmp_path / "hub"))
+    monkeypatch.setenv("MEDSSR_BENCHMARKS_DIR", str(benchmarks_dir))
+    out = tmp_path / "outputs"
+    hub = LocalHub(tmp_path / "hub")
+
+    ok("synthesize", "--config", "recipes/synthesis/config_demo.yaml", "--num_questions", "6",
+       "--output_dir", str(out / "synthesis"))  # fmt: skip
+    ok("label", "--config", "recipes/labeling/config_demo.yaml", "--n", "4", "--max_tokens", "24",
+       "--band", "0.0", "1.0", "--output_dir", str(out / "labels"))  # fmt: skip
+    ok("stage1", "--config", "recipes/smollm2/stage1.yaml", *TRAIN_SIZES, "--output_dir", str(out / "stage1"))
+    ok("synthesize", "--config", "recipes/synthesis/config_heldout.yaml", "--num_questions", "4",
+       "--output_dir", str(out / "heldout"))  # fmt: skip
+    ok("stage2", "--config", "recipes/smollm2/stage2.yaml", *TRAIN_SIZES, "--output_dir", str(out / "stage2"))
+    ok("evaluate", "--config", "recipes/evaluation/config_demo.yaml", "--benchmarks", "medqa", "bioasq",
+       "--max_items", "1", "--num_samples", "1", "--max_tokens", "16", "--output_dir", str(out / "eval"))  # fmt: skip
+    ok("leaderboard", "--config", "recipes/leaderboard/config_demo.yaml", "--results", str(out / "eval"),
+       "--output_dir", str(out / "leaderboard"))  # fmt: skip
+
+    # Each recipe published what the next one read.
+    assert set(hub.versions("medssr-hub/smollm2-synthetic-labeled")) == {"v0.1.0"}
+    assert set(hub.versions("medssr-hub/smollm2-medssr-stage2", "model")) == {"v0.1.0"}
+    stage2_card = (hub.pull("medssr-hub/smollm2-medssr-stage2", "v0.1.0", "model") / "README.md").read_text()
+    assert "base_model: medssr-hub/smollm2-medssr-stage1" in stage2_card
+    assert "medssr-hub/smollm2-vignettes-heldout" in stage2_card
+    results = json.loads((out / "eval" / "results.json").read_text())
+    assert results["model"] == "medssr-hub/smollm2-medssr-stage2@v0.1.0" and set(results["benchmarks"]) == {
+        "medqa",
+        "bioasq",
+    }
+    assert set(hub.versions("medssr-hub/smollm2-leaderboard")) == {"v0.1.0"}
+
+    # The folder each stage's output setting names is a valid input to the next stage. (datasets caches a
+    # local folder by its name and config: two folders named `dataset` would share one cache entry.)
+    synthetic = load_dataset(
+        str(out / "synthesis" / "dataset"), split="train", cache_dir=str(tmp_path / "c1")
+    )
+    assert synthetic.features == SYNTHETIC_FEATURES
+    assert [r.id for r in load_records(out / "synthesis")[0]] == synthetic["id"]
+    labeled, _ = load_records(out / "labels", split="train")
+    assert (
+        load_dataset(str(out / "labels" / "dataset"), split="train", cache_dir=str(tmp_path / "c2")).features
+        == LABELED_FEATURES
+    )
+    assert all(r.columns["label"] in r.options and r.key for r in labeled)
+
+    # The stage 1 model, named by repo id and version, in synthesis and labeling (stage 2 and evaluation did above).
+    weights = load_file(hub.pull(*STAGE1, "model") / "model.safetensors")
+    name, tensor = next((k, v) for k, v in weights.items() if k.endswith("q_proj.weight"))
+    as_model = {"model": STAGE1[0], "model_revision": STAGE1[1]}
+    (syn_cfg,) = config_from_dict([SynthesisConfig], {**as_model, "output_dir": str(tmp_path / "x")})
+    (label_cfg,) = config_from_dict(
+        [LabelConfig], {**as_model, "chat": True, "output_dir": str(tmp_path / "y")}
+    )
+    for backend in (Synthesizer(syn_cfg).backend, Labeler(label_cfg).backend):
+        assert torch.equal(backend.model.state_dict()[name], tensor)
