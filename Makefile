@@ -34,7 +34,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
-	$(BIN)/medssr-hub demo recipes/demo.yaml
+	$(BIN)/medssr-hub demo --config recipes/demo.yaml
 
 test: install-test
 	$(BIN)/ruff check src tests bench recipes

@@ -246,7 +246,7 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
     for label, mode in (("smollm2-cot", "generative"), ("smollm2-ll", "loglikelihood")):
         cfg = EvalConfig(
             chat=True,
-            label=label,
+            display_name=label,
             mode=mode,
             benchmarks="medqa,bioasq",
             max_items=2,

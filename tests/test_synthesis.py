@@ -16,7 +16,7 @@ from medssr_hub.hub import LocalHub, VersionExistsError
 from medssr_hub.records import Decontaminator, MCQRecord, load_records
 from medssr_hub.schema import SYNTHETIC_FEATURES
 from medssr_hub.synthesis.filters import Deduplicator, similarity, validate
-from medssr_hub.synthesis.prompts import ParseError, answer_prompt, parse_generated
+from medssr_hub.synthesis.prompts import ParseError, key_prompt, parse_generated
 from medssr_hub.synthesis.synthesize import (
     SynthesisConfig,
     SynthesisError,
@@ -370,7 +370,7 @@ def test_endpoint_answer_pass_follows_its_generation_and_only_for_screened_quest
         row = rows[generations.index(i - 1)]  # the request just before is this question's generation
         answered.append(row["attempt"])
         plan = synth.plan_attempt("seed", row["attempt"])
-        assert body["messages"] == answer_prompt(plan["prompt"], row["raw"])
+        assert body["messages"] == key_prompt(plan["prompt"], row["raw"])
         assert (
             row["status"] == "no_answer" or _as_record(row).metadata["answer_source"] == "generator-recovered"
         )

@@ -129,9 +129,9 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "embedded", model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
     )
     runs = []
-    for folder, model, label in models:
+    for folder, model, name in models:
         evaluator = Evaluator(
-            eval_config(cfg, folder, model, label), backend=backend if model == cfg.model else None
+            eval_config(cfg, folder, model, name), backend=backend if model == cfg.model else None
         )
         runs.append({**evaluator.run(), "_folder": str(evaluator.out)})
     files = write_leaderboard(runs, out / "leaderboard")
@@ -150,7 +150,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def eval_config(cfg: DemoConfig, folder: str, model: str, label: str) -> EvalConfig:
+def eval_config(cfg: DemoConfig, folder: str, model: str, name: str) -> EvalConfig:
     """Step 4's settings for one model: every benchmark file in the folder, a few items each."""
     bench_dir = benchmarks_dir(cfg.benchmarks_dir)
     if bench_dir is None:
@@ -163,7 +163,7 @@ def eval_config(cfg: DemoConfig, folder: str, model: str, label: str) -> EvalCon
         raise FileNotFoundError(f"{bench_dir} holds no benchmark JSON files")
     return EvalConfig(
         model=model,
-        label=label,
+        display_name=name,
         chat=cfg.chat,
         benchmarks=files,
         max_items=cfg.items_per_benchmark,

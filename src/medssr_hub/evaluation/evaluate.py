@@ -50,7 +50,7 @@ class EvalConfig:
 
     model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
     model_revision: str | None = None
-    label: str | None = None  # the row name on leaderboards (default: model@model_revision)
+    display_name: str | None = None  # the row name on leaderboards (default: model@model_revision)
     backend: str = "embedded"  # embedded | endpoint
     endpoint: JsonDict = field(default_factory=JsonDict)
     chat: bool | None = None  # required: chat template (true) or raw CoT template for base models (false)
@@ -93,7 +93,9 @@ class EvalConfig:
 
     @property
     def name(self) -> str:
-        return self.label or (f"{self.model}@{self.model_revision}" if self.model_revision else self.model)
+        return self.display_name or (
+            f"{self.model}@{self.model_revision}" if self.model_revision else self.model
+        )
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 ChatMessages = list[dict[str, str]]
@@ -144,4 +144,3 @@ class BackendStats:
     samples: int = 0
     completion_tokens: int = 0
     retries: int = 0
-    extra: dict[str, int] = field(default_factory=dict)

@@ -165,17 +165,17 @@ class EmbeddedBackend:
         for job in jobs:
             if batch and (job[2] != batch[0][2] or (len(batch) + 1) * job[2] > self.batch_size):
                 self._run_batch(batch, encoded, seeds, params, samples)
-                self._finish(batch, samples, remaining, encoded, results, on_complete, bar)
+                self._emit_finished(batch, samples, remaining, encoded, results, on_complete, bar)
                 batch = []
             batch.append(job)
         if batch:
             self._run_batch(batch, encoded, seeds, params, samples)
-            self._finish(batch, samples, remaining, encoded, results, on_complete, bar)
+            self._emit_finished(batch, samples, remaining, encoded, results, on_complete, bar)
         bar.close()
         self.stats.prompts += len(prompts)
         return results  # type: ignore[return-value]
 
-    def _finish(self, batch, samples, remaining, encoded, results, on_complete, bar):
+    def _emit_finished(self, batch, samples, remaining, encoded, results, on_complete, bar):
         for i, _, count in batch:
             remaining[i] -= count
             bar.update(count)

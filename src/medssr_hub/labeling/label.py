@@ -146,7 +146,9 @@ class Labeler:
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "labeling", LabelingError)
         if cfg.publish_repo:  # a conflicting version is found now, not after the work
-            check_publishable(cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub)
+            check_publishable(
+                cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub
+            )
         records = self.load()
         chunks = [records[i : i + cfg.shard_size] for i in range(0, len(records), cfg.shard_size)]
         votes: dict[str, dict[str, Any]] = {}
@@ -169,7 +171,7 @@ class Labeler:
             votes.update({r["id"]: r for r in rows})
             bar.update(len(chunk))
         bar.close()
-        return self._finish(records, votes)
+        return self._write_release(records, votes)
 
     def vote(self, chunk: list[MCQRecord]) -> list[dict[str, Any]]:
         """The policy's n answers to each question of a chunk: the rows one votes shard holds."""
@@ -198,7 +200,7 @@ class Labeler:
             for record, completion, row in zip(chunk, completions, answers, strict=True)
         ]
 
-    def _finish(self, records: list[MCQRecord], votes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    def _write_release(self, records: list[MCQRecord], votes: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
         cfg = self.cfg
         low, high = cfg.band

@@ -92,7 +92,7 @@ def parse_generated(text: str, prefilled: bool = True) -> tuple[str, dict[str, s
     """(stem, options, answer letter or None) from a generation, or ParseError with the reason.
 
     A question without an answer line comes back with answer None: the caller may ask the generator
-    for the letter in a constrained second pass (`answer_prompt`) or reject it as "no_answer".
+    for the letter in a constrained second pass (`key_prompt`) or reject it as "no_answer".
 
     `prefilled`: the text continues an assistant turn that already said "Question:".
     """
@@ -132,7 +132,7 @@ def parse_generated(text: str, prefilled: bool = True) -> tuple[str, dict[str, s
     return stem, options, answer
 
 
-def answer_prompt(prompt: Prompt, generation: str) -> Prompt:
+def key_prompt(prompt: Prompt, generation: str) -> Prompt:
     """The generator's own conversation, continued to "Answer:", for a one-letter constrained pass."""
     assert isinstance(prompt, list) and prompt[-1]["role"] == "assistant"
     continued = f"{prompt[-1]['content']} {generation.strip()}\nAnswer:"

@@ -48,7 +48,7 @@ from medssr_hub.synthesis.prompts import (
     LAYOUT_GBNF,
     LAYOUT_REGEX,
     ParseError,
-    answer_prompt,
+    key_prompt,
     knowledge_prompt,
     parse_generated,
     rewrite_prompt,
@@ -379,7 +379,7 @@ class Synthesizer:
         for plan in plans:
             by_letters.setdefault(tuple(plan["record"].options), []).append(plan)
         for letters, group in by_letters.items():
-            prompts = [answer_prompt(p["prompt"], p["raw"]) for p in group]
+            prompts = [key_prompt(p["prompt"], p["raw"]) for p in group]
             completions = self.backend.generate(prompts, self._answer_params(letters), progress=False)
             for plan, completion in zip(group, completions, strict=True):
                 self._take_answer(plan, completion)
@@ -400,7 +400,7 @@ class Synthesizer:
                 if self._needs_answer(plan):
                     letters = tuple(plan["record"].options)
                     [answer] = await self.backend.agenerate(
-                        [answer_prompt(plan["prompt"], plan["raw"])],
+                        [key_prompt(plan["prompt"], plan["raw"])],
                         self._answer_params(letters),
                         progress=False,
                     )
@@ -430,7 +430,9 @@ class Synthesizer:
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "synthesis", SynthesisError)
         if cfg.publish_repo:  # a conflicting version is found now, not after the work
-            check_publishable(cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub)
+            check_publishable(
+                cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub
+            )
 
         rhos = draw_rhos(cfg.num_questions, cfg.seed)
         slots = {b: [i for i, r in enumerate(rhos) if (r < cfg.alpha) == (b == "rare")] for b in BRANCHES}
@@ -460,7 +462,7 @@ class Synthesizer:
                         rejected.append(row)
                 chunk += 1
         bar.close()
-        return self._finish(rhos, slots, accepted, rejected, attempts)
+        return self._write_release(rhos, slots, accepted, rejected, attempts)
 
     def _load_or_run(self, branch: str, chunk: int) -> list[dict[str, Any]]:
         shard = self.shards / f"{branch}-{chunk:05d}.jsonl"
@@ -480,7 +482,7 @@ class Synthesizer:
             "Use a stronger generator, raise max_attempts_per_question, or lower num_questions."
         )
 
-    def _finish(self, rhos, slots, accepted, rejected, attempts) -> dict[str, Any]:
+    def _write_release(self, rhos, slots, accepted, rejected, attempts) -> dict[str, Any]:
         rows = []
         for branch in BRANCHES:
             for slot, row in zip(slots[branch], accepted[branch], strict=True):

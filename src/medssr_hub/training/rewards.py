@@ -135,6 +135,3 @@ def build_reward_funcs(names: Sequence[str], args, max_completion_length: int) -
         else:
             raise ValueError(f"unknown reward {name!r}: use accuracy, format, length or a dotted import path")
     return funcs
-
-
-REWARDS = ("accuracy", "format", "length")
