@@ -56,7 +56,8 @@ def test_registry_knows_ten_benchmarks_and_says_how_to_provide_missing_ones(benc
     assert BENCHMARKS["raredis"].hub_id == "tdlhl/RareDis-Sub" and BENCHMARKS["raredis"].rare
     assert locate("medqa") == ("medqa", str(benchmarks_dir / "medqa.json"), None)
     with pytest.raises(
-        BenchmarkUnavailable, match=r"lancet.json .*\$MEDSSR_BENCHMARKS_DIR.*--benchmark-path lancet=PATH"
+        BenchmarkUnavailable,
+        match=r"lancet.json .*\$MEDSSR_BENCHMARKS_DIR.*benchmark_paths: \{lancet: PATH\}",
     ):
         locate("lancet")
     # An extra MCQ file by path, named after its file; a registry name pointed elsewhere by config.

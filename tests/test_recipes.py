@@ -29,6 +29,8 @@ def ok(*argv):
 def test_offline_recipes_chain_in_data_order(tmp_path, monkeypatch, benchmarks_dir, embedded_dir):
     monkeypatch.setenv("MEDSSR_HUB_ROOT", str(tmp_path / "hub"))
     monkeypatch.setenv("MEDSSR_BENCHMARKS_DIR", str(benchmarks_dir))
+    import lighteval.models.transformers.transformers_model  # noqa: F401  turns autograd off, as in a full run
+
     out = tmp_path / "outputs"
     hub = LocalHub(tmp_path / "hub")
 

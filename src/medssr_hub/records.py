@@ -20,7 +20,7 @@ from typing import Any
 
 from datasets import Dataset, Features
 
-from medssr_hub.hub.common import MANIFEST
+from medssr_hub.hub.common import MANIFEST, RUN_CONFIG
 from medssr_hub.resolve import resolve_dataset
 from medssr_hub.schema import MCQ_FEATURES, STAGE_COLUMNS, pick_split, project, split_of
 
@@ -43,9 +43,8 @@ class MCQRecord:
     answer: str | None = None
     source: str = ""
     metadata: dict[str, Any] = field(default_factory=dict)
-    columns: dict[str, Any] = field(
-        default_factory=dict
-    )  # stage columns (schema.STAGE_COLUMNS) carried through
+    # The typed columns stages add (schema.STAGE_COLUMNS: `rare`, `key`, `label`, ...), carried through.
+    columns: dict[str, Any] = field(default_factory=dict)
 
     @property
     def key(self) -> str | None:
@@ -268,7 +267,9 @@ def _iter_source(source: str, revision: str | None, split: str | None, hub: str 
     if path.is_dir():
         path = data_folder(path)
         by_split: dict[str, list[Path]] = {}
-        for f in sorted(p for p in path.rglob("*") if p.suffix in READERS and p.name != MANIFEST):
+        for f in sorted(
+            p for p in path.rglob("*") if p.suffix in READERS and p.name not in (MANIFEST, RUN_CONFIG)
+        ):
             by_split.setdefault(split_of(f), []).append(f)
         by_split.pop("rejected", None)
         if not by_split:

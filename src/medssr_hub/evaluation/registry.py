@@ -80,7 +80,7 @@ def locate(
         f"{bench.title} ({item}) is not available: put {bench.file} (MedSSR evaluation format: id, question "
         f"with 'A. ...' option lines, gold) in ${BENCHMARKS_ENV}"
         + (f" (now {folder})" if folder else "")
-        + f", or pass --benchmark-path {item}=PATH (benchmark_paths: in the YAML)"
+        + f', or set benchmark_paths: {{{item}: PATH}} in the YAML (--benchmark_paths \'{{"{item}": "PATH"}}\')'
     )
 
 
@@ -94,7 +94,7 @@ def load_benchmark(
     except Exception as e:  # a Hub dataset that cannot be reached offline, a malformed file, ...
         raise BenchmarkUnavailable(
             f"{name}: could not read {source}{'@' + revision if revision else ''} ({e}); provide the file "
-            f"in ${BENCHMARKS_ENV} or pass --benchmark-path {name}=PATH"
+            f"in ${BENCHMARKS_ENV} or set benchmark_paths: {{{name}: PATH}} in the YAML"
         ) from e
     if report.rejected:
         logger.warning("%s", report.summary())

@@ -45,9 +45,8 @@ class LabelConfig:
     input: str = "medssr-hub/demo-synthetic"  # the synthesis output: its folder, a file or a dataset repo id
     input_revision: str | None = None  # tag, branch or commit of a dataset repo
     split: str | None = None  # None: test, else train, else the only split
-    model: str = (
-        "embedded"  # the policy: embedded | a folder | a model repo id (local hub first, then the Hub)
-    )
+    # The policy: embedded | a folder | a model repo id (local hub first, then the Hub).
+    model: str = "embedded"
     model_revision: str | None = None
     backend: str = "embedded"  # embedded | endpoint
     endpoint: JsonDict = field(default_factory=JsonDict)

@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
@@ -66,6 +67,9 @@ def train(
     **trainer_kwargs,
 ):
     """Build the TRL trainer on the resolved model, train (resuming), save and publish the final model."""
+    # lighteval's transformers model turns autograd off for the whole process when imported (module level,
+    # lighteval 0.13): a run that evaluated with it first (the same Python process) would train nothing.
+    torch.set_grad_enabled(True)
     if getattr(training_args, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
         # Paper-scale configs ask for vLLM generation "when installed"; without it TRL generates itself.
         logger.warning("use_vllm is set but vLLM is not installed: generating with transformers instead")
