@@ -12,6 +12,8 @@ from typing import Any
 
 from datasets import Dataset, Features
 
+from medssr_hub.schema import project
+
 try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx: network errors of either
     from httpx2 import TransportError
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
@@ -73,8 +75,7 @@ def atomic_write_parquet(
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".part")
     if features is not None:
-        rows = [{name: row.get(name) for name in features} for row in rows]
-        Dataset.from_list(rows, features=features).to_parquet(partial)
+        Dataset.from_list(project(rows, features), features=features).to_parquet(partial)
     else:
         Dataset.from_list(rows).to_parquet(partial)
     os.replace(partial, path)
