@@ -15,7 +15,7 @@ from datasets import load_dataset
 from medssr_hub.answers import Answer, extract_or_recover
 from medssr_hub.cli import main
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator, score
-from medssr_hub.evaluation.leaderboard import load_result, render_markdown, table_rows
+from medssr_hub.evaluation.leaderboard import load_runs, render_markdown, table_rows
 from medssr_hub.evaluation.registry import (
     BENCHMARKS,
     BenchmarkUnavailable,
@@ -88,10 +88,10 @@ def test_score_is_mean_and_std_over_samples():
 def test_leaderboard_rejects_what_is_not_a_result(tmp_path):
     (tmp_path / "results.json").write_text("{not json")
     with pytest.raises(ValueError, match="not valid JSON"):
-        load_result(tmp_path)
+        load_runs(tmp_path)
     (tmp_path / "results.json").write_text(json.dumps({"rows": []}))
     with pytest.raises(ValueError, match="not an evaluation result"):
-        load_result(tmp_path)
+        load_runs(tmp_path)
     assert (
         main(["leaderboard", "--results", str(tmp_path / "none"), "--output_dir", str(tmp_path / "lb")]) == 2
     )
@@ -257,7 +257,7 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         )
         Evaluator(cfg, backend=embedded_backend).run()
         runs.append(str(tmp_path / label))
-    rows = table_rows([load_result(r) for r in runs])
+    rows = table_rows([run for r in runs for run in load_runs(r)])
     assert {r["model"] for r in rows} == {"smollm2-cot", "smollm2-ll"}
     assert all(r["average"] == pytest.approx((r["medqa_mean"] + r["bioasq_mean"]) / 2) for r in rows)
     hub = FakeHub(token="hf_" + "E" * 30)
@@ -283,7 +283,7 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
             assert (tmp_path / "lb" / f"leaderboard.{ext}").stat().st_size > 0
         md = (tmp_path / "lb" / "leaderboard.md").read_text()
         assert "| model | MedQA | BioASQ | average | rare-disease | recovered |" in md
-        assert md == render_markdown([load_result(r) for r in runs])
+        assert md == render_markdown([run for r in runs for run in load_runs(r)])
         # The published repo loads with plain `datasets` to exactly the evaluation schemas.
         published = str(resolve_dataset("medssr/leaderboard", "v1.0.0", hub=hub.url))
         details = load_dataset(published, "details", split="train")
@@ -295,5 +295,31 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         assert table.features == RESULTS_FEATURES and len(table) == 4
         assert set(table["model"]) == {"smollm2-cot", "smollm2-ll"}
         assert all(not str(s).startswith("/") for s in table["source"])  # no machine-local paths
+
+        # Reproductions merge: the published table (read over HTTP) joins a local run folder.
+        merged = tmp_path / "merged"
+        args = [
+            "--results",
+            "medssr/leaderboard@v1.0.0",
+            runs[1],
+            "--hub",
+            hub.url,
+            "--output_dir",
+            str(merged),
+        ]
+        assert main(["leaderboard", *args, "--publish_repo", "medssr/merged"]) == 0
+        rows = json.loads((merged / "leaderboard.json").read_text())["rows"]
+        assert sorted((r["model"], r["from"]) for r in rows) == [
+            ("smollm2-cot", "medssr/leaderboard@v1.0.0"),
+            ("smollm2-ll", "medssr/leaderboard@v1.0.0"),
+            ("smollm2-ll", "run smollm2-ll"),
+        ]
+        ll = [r for r in rows if r["model"] == "smollm2-ll"]
+        assert ll[0]["medqa_mean"] == ll[1]["medqa_mean"] and ll[0]["average"] == ll[1]["average"]
+        assert "| medssr/leaderboard@v1.0.0 |" in (merged / "leaderboard.md").read_text()
+        again = load_dataset(
+            str(resolve_dataset("medssr/merged", "v0.1.0", hub=hub.url)), "details", split="train"
+        )
+        assert len(again) == len(details) + 2 * 2  # the repo's details, then the local ll run's
     finally:
         hub.close()

@@ -192,6 +192,19 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
     ):
         assert key in steps[0], key
     assert list((tmp_path / "s1" / "runs").rglob("events.out.tfevents.*"))  # report_to tensorboard
+    assert (
+        json.loads((final / "medssr_config.json").read_text())["MedSSRScriptArguments"]["stage"] == "stage1"
+    )
+
+    # The same version from other settings is refused before the first step, naming the fix.
+    clash = launch(
+        "stage1.py", "smollm2/stage1.yaml", *stage1_args(labeled, 3, tmp_path / "clash"),
+        "--publish_repo", "medssr/stage1", *SMALL,
+    )  # fmt: skip
+    out, _ = clash.communicate(timeout=900)
+    assert clash.returncode != 0 and "already published from other settings (" in out, out[-3000:]
+    assert "max_steps" in out and "set publish_version to a new version" in out
+    assert not list((tmp_path / "clash").glob("checkpoint-*"))
 
     # Stage 2: gold-labeled real questions, starting from the published stage 1 model by id + version.
     path, revision = resolve_model("medssr/stage1", "v0.1.0", str(labeled))

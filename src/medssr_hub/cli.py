@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from medssr_hub import __version__
 from medssr_hub.config import ConfigError, parse_config
 from medssr_hub.evaluation.evaluate import EvalConfig, run_evaluation
-from medssr_hub.evaluation.leaderboard import LeaderboardConfig, render_markdown, run_leaderboard
+from medssr_hub.evaluation.leaderboard import LeaderboardConfig, run_leaderboard
 from medssr_hub.hub import open_hub, publish
 from medssr_hub.hub.common import HubError
 from medssr_hub.labeling.label import LabelConfig, run_labeling
@@ -63,7 +64,7 @@ def _label(cfg: LabelConfig) -> int:
 
 def _evaluate(cfg: EvalConfig) -> int:
     results = run_evaluation(cfg)
-    print(render_markdown([results]))
+    print((Path(cfg.output_dir) / "results.md").read_text())
     for why in results["unavailable"].values():
         print(f"not run: {why}", file=sys.stderr)
     print(f"Results in {cfg.output_dir}/ (results.json, results.md, details/*.parquet)")

@@ -16,7 +16,7 @@ from typing import Any
 
 from medssr_hub.config import JsonDict, config_dict, config_from_dict, guard_resume, require_chat
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
-from medssr_hub.evaluation.leaderboard import push_leaderboard, render_markdown, write_leaderboard
+from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
 from medssr_hub.generation import get_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
@@ -133,12 +133,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         evaluator = Evaluator(
             eval_config(cfg, folder, model, name), backend=backend if model == cfg.model else None
         )
-        runs.append({**evaluator.run(), "_folder": str(evaluator.out)})
+        runs.append(Run.from_folder(evaluator.out, evaluator.run()))
     files = write_leaderboard(runs, out / "leaderboard")
     summary = {
         "config": config_dict(cfg),
         "stages": {name: _headline(stats) for name, stats in stages.items()},
-        "evaluation": {r["model"]: r["benchmarks"] for r in runs},
+        "evaluation": {r.model: r.benchmarks for r in runs},
         "leaderboard": render_markdown(runs),
         "files": {k: str(v) for k, v in files.items()},
     }

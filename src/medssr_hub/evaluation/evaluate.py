@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from medssr_hub.answers import Answer, answer_prompt, extract_or_recover
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
-from medssr_hub.evaluation.leaderboard import render_markdown
+from medssr_hub.evaluation.leaderboard import Run, render_markdown
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.generation.base import first_token_ids
@@ -194,7 +194,9 @@ class Evaluator:
                 "no benchmark could be read: " + "; ".join(results["unavailable"].values())
             )
         atomic_write_json(self.out / "results.json", results)
-        atomic_write_text(self.out / "results.md", render_markdown([results]))
+        atomic_write_text(
+            self.out / "results.md", render_markdown([Run(results, None, f"run {self.out.name}")])
+        )
         return results
 
     def lighteval_generate(self, loaded: dict[str, tuple[list[MCQRecord], str]]) -> dict[str, float]:

@@ -1,7 +1,9 @@
 """Leaderboards: runs of several models/checkpoints joined into markdown, CSV, JSON and a PNG chart.
 
-`publish_repo` publishes the table and the per-item details of every run as a versioned Hub dataset
-(`data/results-*.parquet`, `data/details-*.parquet`) with a card.
+A run is an evaluation output folder (its `results.json` and `details/`) or a published leaderboard
+(`ORG/NAME@version`, from the local hub or the Hub): reproductions published by different people join
+into one table, each row saying where it came from. `publish_repo` publishes the table and the per-item
+details of every run as a versioned Hub dataset (configs `results` and `details`) with a card.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from medssr_hub.config import ConfigError, publishable
 from medssr_hub.evaluation.registry import BENCHMARKS, title
 from medssr_hub.hub import publish
 from medssr_hub.hub.cards import dataset_card
+from medssr_hub.resolve import is_repo_id, resolve_dataset
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
 
@@ -31,7 +34,8 @@ logger = logging.getLogger(__name__)
 class LeaderboardConfig:
     """`medssr-hub leaderboard --results RUN_DIR [RUN_DIR ...] --output_dir DIR [--publish_repo ORG/NAME]`."""
 
-    results: list[str] = field(default_factory=list)  # results.json files or evaluation output folders
+    # results.json files, evaluation output folders, or published leaderboards as ORG/NAME@version
+    results: list[str] = field(default_factory=list)
     output_dir: str = "outputs/leaderboard"
     publish_repo: str | None = None  # publish `results` and per-item `details` as this dataset
     publish_version: str = "v0.1.0"
@@ -42,48 +46,106 @@ class LeaderboardConfig:
             raise ConfigError("results: name at least one evaluation output folder or results.json")
 
 
-def run_leaderboard(cfg: LeaderboardConfig) -> tuple[list[dict[str, Any]], dict[str, Path], Any]:
-    """Join the runs into the leaderboard files; publish them when `publish_repo` is set."""
-    results = [load_result(p) for p in cfg.results]
-    files = write_leaderboard(results, cfg.output_dir)
-    published = None
-    if cfg.publish_repo:
-        published = push_leaderboard(results, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
-    return results, files, published
+@dataclass
+class Run:
+    """One model's evaluation as the leaderboard sees it."""
+
+    result: dict[str, Any]  # `model`, `benchmarks` (name -> mean, std, items, ...), as results.json holds
+    details: pd.DataFrame | None  # one row per item and sample (DETAILS_FEATURES), when there are any
+    origin: str  # where it came from: `run <folder name>` or `ORG/NAME@version`
+
+    @property
+    def model(self) -> str:
+        return self.result["model"]
+
+    @property
+    def benchmarks(self) -> dict[str, dict[str, Any]]:
+        return self.result["benchmarks"]
+
+    @classmethod
+    def from_folder(cls, path: str | Path, result: dict[str, Any] | None = None) -> Run:
+        """An evaluation output folder (or its results.json); `result` when the caller already holds it."""
+        path = Path(path)
+        file = path / "results.json" if path.is_dir() else path
+        if result is None:
+            result = _read_result(file)
+        parts = [pd.read_parquet(f) for f in sorted((file.parent / "details").glob("*.parquet"))]
+        details = pd.concat(parts, ignore_index=True) if parts else None
+        return cls(result, details, f"run {file.parent.name}")
 
 
-def load_result(path: str | Path) -> dict[str, Any]:
-    """A run's results.json (or the folder holding it), with the folder remembered for its details."""
-    path = Path(path)
-    file = path / "results.json" if path.is_dir() else path
+def _read_result(file: Path) -> dict[str, Any]:
     if not file.exists():
-        raise FileNotFoundError(f"{path}: no results.json (run `medssr-hub evaluate ... --output DIR` first)")
+        raise FileNotFoundError(
+            f"{file.parent if file.name == 'results.json' else file}: no results.json (run "
+            "`medssr-hub evaluate ... --output_dir DIR` first), and not a published leaderboard ORG/NAME@version"
+        )
     try:
         result = json.loads(file.read_text())
     except json.JSONDecodeError as e:
         raise ValueError(f"{file}: not valid JSON ({e})") from e
     if not isinstance(result, dict) or "benchmarks" not in result or "model" not in result:
         raise ValueError(f"{file}: not an evaluation result (needs 'model' and 'benchmarks')")
-    result["_folder"] = str(file.parent)
     return result
 
 
-def benchmark_order(results: list[dict[str, Any]]) -> list[str]:
-    seen = {name for r in results for name in r["benchmarks"]}
+def load_runs(source: str | Path, hub: str | None = None) -> list[Run]:
+    """The runs in an evaluation output folder or results.json (one), or in a published leaderboard
+    `ORG/NAME@version` (one per model in its `results` config), read from `hub` or as `resolve_dataset` does."""
+    name = str(source)
+    repo, _, version = name.partition("@")
+    if Path(name).expanduser().exists() or not is_repo_id(repo):
+        return [Run.from_folder(Path(name).expanduser())]
+    folder = resolve_dataset(repo, version or None, hub)
+    tables = {}
+    for config in ("results", "details"):
+        files = sorted((folder / "data").glob(f"{config}-*.parquet"))
+        tables[config] = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
+    results = tables["results"]
+    if results is None or not set(RESULTS_FEATURES) <= set(results.columns):
+        raise ValueError(
+            f"{name}: not a published leaderboard (no `results` config with {list(RESULTS_FEATURES)})"
+        )
+    origin = f"{repo}@{version or 'main'}"
+    runs = []
+    for model, rows in results.groupby("model", sort=False):
+        benchmarks = {
+            row["benchmark"]: {k: row[k] for k in RESULTS_FEATURES if k not in ("model", "benchmark")}
+            for row in rows.to_dict("records")
+        }
+        details = tables["details"]
+        if details is not None:
+            details = details[details["model"] == model].drop(columns="model").reset_index(drop=True)
+        runs.append(Run({"model": model, "benchmarks": benchmarks}, details, origin))
+    return runs
+
+
+def run_leaderboard(cfg: LeaderboardConfig) -> tuple[list[Run], dict[str, Path], Any]:
+    """Join the runs into the leaderboard files; publish them when `publish_repo` is set."""
+    runs = [run for source in cfg.results for run in load_runs(source, cfg.hub)]
+    files = write_leaderboard(runs, cfg.output_dir)
+    published = None
+    if cfg.publish_repo:
+        published = push_leaderboard(runs, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
+    return runs, files, published
+
+
+def benchmark_order(runs: list[Run]) -> list[str]:
+    seen = {name for r in runs for name in r.benchmarks}
     return [b for b in BENCHMARKS if b in seen] + sorted(seen - set(BENCHMARKS))
 
 
-def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """One row per run: per-benchmark mean/std, the average, the rare-disease column, the recovery rate.
 
     The average is over the non-rare benchmarks the run has (the rare-disease column stands apart, as in
     the paper); runs with different benchmark sets are flagged by their `benchmarks` count.
     """
-    names = benchmark_order(results)
+    names = benchmark_order(runs)
     rows = []
-    for r in results:
-        b = r["benchmarks"]
-        row: dict[str, Any] = {"model": r["model"]}
+    for r in runs:
+        b = r.benchmarks
+        row: dict[str, Any] = {"model": r.model, "from": r.origin}
         for name in names:
             row[f"{name}_mean"] = b[name]["mean"] if name in b else None
             row[f"{name}_std"] = b[name]["std"] if name in b else None
@@ -102,17 +164,17 @@ def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda x: -(x["average"] or 0.0))
 
 
-def result_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def result_rows(runs: list[Run]) -> list[dict[str, Any]]:
     """The published `results` split (`schema.RESULTS_FEATURES`): one row per model and benchmark, so
     tables from different runs and benchmark sets share one schema."""
     return [
         {
-            "model": r["model"],
+            "model": r.model,
             "benchmark": name,
             **{k: publishable(v) for k, v in b.items() if k in RESULTS_FEATURES},
         }
-        for r in results
-        for name, b in r["benchmarks"].items()
+        for r in runs
+        for name, b in r.benchmarks.items()
     ]
 
 
@@ -122,14 +184,14 @@ def _pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if std is not None else f"{100 * mean:.1f}"
 
 
-def render_markdown(results: list[dict[str, Any]]) -> str:
-    names = benchmark_order(results)
-    rows = table_rows(results)
-    head = ["model", *(title(n) for n in names), "average", "rare-disease", "recovered"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 1)]
+def render_markdown(runs: list[Run]) -> str:
+    names = benchmark_order(runs)
+    rows = table_rows(runs)
+    head = ["model", *(title(n) for n in names), "average", "rare-disease", "recovered", "from"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 2) + "---|"]
     for row in rows:
         cells = [f"`{row['model']}`", *(_pct(row[f"{n}_mean"], row[f"{n}_std"]) for n in names)]
-        cells += [_pct(row["average"]), _pct(row["rare_disease"]), _pct(row["recovery_rate"])]
+        cells += [_pct(row["average"]), _pct(row["rare_disease"]), _pct(row["recovery_rate"]), row["from"]]
         lines.append("| " + " | ".join(cells) + " |")
     note = (
         "\nAccuracy (%), mean ± std over samples; average over the non-rare benchmarks; rare-disease: "
@@ -138,8 +200,8 @@ def render_markdown(results: list[dict[str, Any]]) -> str:
     return "\n".join(lines) + "\n" + note
 
 
-def render_csv(results: list[dict[str, Any]]) -> str:
-    rows = table_rows(results)
+def render_csv(runs: list[Run]) -> str:
+    rows = table_rows(runs)
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
     writer.writeheader()
@@ -147,14 +209,14 @@ def render_csv(results: list[dict[str, Any]]) -> str:
     return buf.getvalue()
 
 
-def plot(results: list[dict[str, Any]], path: Path) -> Path:
+def plot(runs: list[Run], path: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = benchmark_order(results)
-    rows = table_rows(results)
+    names = benchmark_order(runs)
+    rows = table_rows(runs)
     width = 0.8 / max(1, len(rows))
     fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 4))
     for k, row in enumerate(rows):
@@ -173,21 +235,21 @@ def plot(results: list[dict[str, Any]], path: Path) -> Path:
     return path
 
 
-def write_leaderboard(results: list[dict[str, Any]], output: str | Path) -> dict[str, Path]:
+def write_leaderboard(runs: list[Run], output: str | Path) -> dict[str, Path]:
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    public = [{k: v for k, v in r.items() if not k.startswith("_")} for r in results]
+    public = [{**r.result, "from": r.origin} for r in runs]
     files = {
-        "md": atomic_write_text(out / "leaderboard.md", render_markdown(results)),
-        "csv": atomic_write_text(out / "leaderboard.csv", render_csv(results)),
-        "json": atomic_write_json(out / "leaderboard.json", {"rows": table_rows(results), "runs": public}),
-        "png": plot(results, out / "leaderboard.png"),
+        "md": atomic_write_text(out / "leaderboard.md", render_markdown(runs)),
+        "csv": atomic_write_text(out / "leaderboard.csv", render_csv(runs)),
+        "json": atomic_write_json(out / "leaderboard.json", {"rows": table_rows(runs), "runs": public}),
+        "png": plot(runs, out / "leaderboard.png"),
     }
     return {k: Path(v) for k, v in files.items()}
 
 
 def push_leaderboard(
-    results: list[dict[str, Any]],
+    runs: list[Run],
     files: dict[str, Path],
     repo_id: str,
     version: str,
@@ -198,11 +260,8 @@ def push_leaderboard(
     `files` is what `write_leaderboard` wrote for these results; the release goes beside them.
     """
     release = files["png"].parent / "release"
-    atomic_write_parquet(release / "data" / "results-00000.parquet", result_rows(results), RESULTS_FEATURES)
-    details = []
-    for r in results:
-        for f in sorted((Path(r["_folder"]) / "details").glob("*.parquet")):
-            details.append(pd.read_parquet(f).assign(model=r["model"]))
+    atomic_write_parquet(release / "data" / "results-00000.parquet", result_rows(runs), RESULTS_FEATURES)
+    details = [r.details.assign(model=r.model) for r in runs if r.details is not None and len(r.details)]
     if details:
         frame = pd.concat(details, ignore_index=True)
         atomic_write_parquet(
@@ -215,18 +274,21 @@ def push_leaderboard(
         version=version,
         pretty_name=f"{repo_id.split('/')[-1]} (evaluation)",
         summary=(
-            f"Evaluation of {len(results)} model(s) on {len(benchmark_order(results))} benchmarks with the "
+            f"Evaluation of {len(runs)} model(s) on {len(benchmark_order(runs))} benchmarks with the "
             "MedSSR protocol: config `results` holds the leaderboard (one row per model and benchmark), "
             "config `details` one row per item and sample."
         ),
         stage="evaluation",
-        num_rows=sum(len(d) for d in details) or len(results),
+        num_rows=sum(len(d) for d in details) or len(runs),
         # One config each: the two tables have different columns (`load_dataset(repo, "details")`).
         configs={name: {"train": f"data/{name}-*.parquet"} for name in splits},
-        provenance={"models": ", ".join(r["model"] for r in results)},
-        evaluation=render_markdown(results),
+        provenance={
+            "models": ", ".join(r.model for r in runs),
+            "runs from": ", ".join(dict.fromkeys(r.origin for r in runs)),
+        },
+        evaluation=render_markdown(runs),
         plots={"Leaderboard": "leaderboard.png"},
-        config={r["model"]: publishable(r.get("config", {})) for r in results},
+        config={r.model: publishable(r.result.get("config", {})) for r in runs},
         tags=["evaluation", "leaderboard"],
     )
     return publish(release, repo_id, version, card=card, hub=hub)

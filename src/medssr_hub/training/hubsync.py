@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from medssr_hub.hub import publish
+from medssr_hub.hub import RUN_CONFIG, publish
 from medssr_hub.hub.cards import model_card
 from medssr_hub.utils import atomic_write_json
 
@@ -178,6 +178,7 @@ def finish(trainer, args, context: CardContext | None, output_dir: str | Path, p
         },
     )
     if context is not None and args.publish_repo:
+        atomic_write_json(final / RUN_CONFIG, context.config)  # what check_publishable compares against
         evaluation = Path(args.evaluation).read_text() if args.evaluation else None
         card = context.card(
             context.version,

@@ -12,6 +12,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
 from medssr_hub.config import publishable
+from medssr_hub.hub import check_publishable
 from medssr_hub.modeling import EMBEDDED, EMBEDDED_SOURCE
 from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
@@ -84,6 +85,11 @@ def train(
         **(training_args.model_init_kwargs or {}),
     }
     context = card_context(script_args, training_args, model_args, info)
+    if context is not None and training_args.process_index == 0:
+        # A version published from other settings is refused now, before any step is trained.
+        check_publishable(
+            context.repo_id, context.version, context.config, repo_type="model", hub=context.hub
+        )
     callbacks = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
     trainer = trainer_cls(
         model=model_path,
