@@ -21,17 +21,12 @@ ANSWER = "Answer:"
 
 
 class LayoutLogitsProcessor(LogitsProcessor):
-    def __init__(
-        self,
-        tokenizer,
-        eos_ids: list[int],
-        min_options: int = 4,
-        max_options: int = 5,
-        min_stem_chars: int = 40,
-    ):
+    # A generated question has a stem of at least MIN_STEM_CHARS and 4 or 5 options.
+    MIN_OPTIONS, MAX_OPTIONS, MIN_STEM_CHARS = 4, 5, 40
+
+    def __init__(self, tokenizer, eos_ids: list[int]):
         self.tokenizer = tokenizer
         self.eos_ids = list(eos_ids)
-        self.min_options, self.max_options, self.min_stem_chars = min_options, max_options, min_stem_chars
         self.prompt_length = 0  # set per batch: generated text starts there
         tokens = tokenizer.convert_ids_to_tokens(list(range(len(tokenizer))))
         # The text each token adds when it follows other text (byte-level BPE spells a space as "Ġ").
@@ -71,8 +66,8 @@ class LayoutLogitsProcessor(LogitsProcessor):
                 if current[len(ANSWER) :].strip()
                 else ("answer", self._letter_ids(n_options))
             )
-        labels = ([f"{LETTERS[n_options]}. "] if n_options < self.max_options else []) + (
-            [ANSWER] if n_options >= self.min_options else []
+        labels = ([f"{LETTERS[n_options]}. "] if n_options < self.MAX_OPTIONS else []) + (
+            [ANSWER] if n_options >= self.MIN_OPTIONS else []
         )
         if any(current.startswith(label) for label in labels):
             return "option", None
@@ -92,7 +87,7 @@ class LayoutLogitsProcessor(LogitsProcessor):
             mask = torch.zeros_like(scores[row])
             if ids is None:
                 mask[self.eos_ids] = float("-inf")  # no ending inside the stem or an option
-                if state == "stem" and len(text.strip()) < self.min_stem_chars:
+                if state == "stem" and len(text.strip()) < self.MIN_STEM_CHARS:
                     mask[self.newline_ids] = float("-inf")
             else:
                 mask.fill_(float("-inf"))

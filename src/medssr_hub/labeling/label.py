@@ -325,7 +325,10 @@ def compute_diagnostics(rows, cfg: LabelConfig) -> dict[str, Any]:
     return out
 
 
-def accuracy_vs_n(scored, n: int, seed: int, repeats: int = 20) -> dict[str, float]:
+SUBSET_REPEATS = 20  # random vote subsets averaged per m in accuracy_vs_n
+
+
+def accuracy_vs_n(scored, n: int, seed: int) -> dict[str, float]:
     """Label accuracy when only m of the n votes are used (random subsets, averaged), m = 1, 2, 4, ..., n."""
     rng = random.Random(seed)
     sizes = sorted({m for m in (1, 2, 3, 4, 6, 8, 12, 16, 32, 64) if m < n} | {n})
@@ -333,7 +336,7 @@ def accuracy_vs_n(scored, n: int, seed: int, repeats: int = 20) -> dict[str, flo
     for m in sizes:
         hits = []
         for _, v, _, _, ref in scored:
-            for _ in range(repeats if m < n else 1):
+            for _ in range(SUBSET_REPEATS if m < n else 1):
                 subset = rng.sample(v["letters"], m)
                 hits.append(majority_vote(subset).label == ref)
         curve[str(m)] = statistics.fmean(hits)

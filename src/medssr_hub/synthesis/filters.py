@@ -91,13 +91,12 @@ class Deduplicator:
         return None
 
 
-def check_rewrite(
-    original: MCQRecord,
-    rewritten_stem: str,
-    findings: list[str],
-    min_kept: float = 0.8,
-    max_new_words: int = 4,
-) -> str | None:
+# A vignette rewrite keeps at least this share of the findings and adds at most this many new words.
+REWRITE_MIN_KEPT = 0.8
+REWRITE_MAX_NEW_WORDS = 4
+
+
+def check_rewrite(original: MCQRecord, rewritten_stem: str, findings: list[str]) -> str | None:
     """Why a vignette rewrite cannot replace the original stem, or None when it can.
 
     Options and key never change (only the stem is swapped). The new stem must ask a question, keep a
@@ -121,9 +120,9 @@ def check_rewrite(
             return "rewrite_names_an_option"
     if findings:
         kept = sum(all(w in new for w in words(f)) for f in findings)
-        if kept / len(findings) < min_kept:
+        if kept / len(findings) < REWRITE_MIN_KEPT:
             return "rewrite_drops_findings"
     invented = {w for w in new if len(w) >= 4} - set(old_words)
-    if len(invented) > max_new_words:
+    if len(invented) > REWRITE_MAX_NEW_WORDS:
         return "rewrite_adds_content"
     return None

@@ -33,7 +33,10 @@ class Passage:
     text: str
 
 
-def disease_card(disease: RareDisease, max_per_band: int = 12) -> Passage:
+MAX_PER_BAND = 12  # phenotypes listed per frequency band in a knowledge card
+
+
+def disease_card(disease: RareDisease) -> Passage:
     """A plain-text knowledge card: what a clinician would want in front of them about one disease."""
     lines = [f"{disease.name} ({disease.id}) is a rare disease."]
     if disease.inheritance:
@@ -45,7 +48,7 @@ def disease_card(disease: RareDisease, max_per_band: int = 12) -> Passage:
     for _, label in FREQUENCY_BANDS:
         names = [p.name for p in disease.phenotypes if _band(p.frequency) == label]
         if names:
-            lines.append(f"Features, {label}: {', '.join(names[:max_per_band])}.")
+            lines.append(f"Features, {label}: {', '.join(names[:MAX_PER_BAND])}.")
     return Passage(id=f"card:{disease.id}", title=disease.name, text=" ".join(lines))
 
 

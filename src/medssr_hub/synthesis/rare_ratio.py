@@ -64,9 +64,10 @@ class RareRatio:
         return self.rare / self.total if self.total else 0.0
 
 
-def rare_ratio(
-    records: Iterable[MCQRecord], matcher: RareDiseaseMatcher, keep_examples: int = 5
-) -> RareRatio:
+KEEP_EXAMPLES = 5  # matched questions quoted in the report
+
+
+def rare_ratio(records: Iterable[MCQRecord], matcher: RareDiseaseMatcher) -> RareRatio:
     total = rare = 0
     examples: dict[str, list[str]] = {}
     for record in records:
@@ -74,6 +75,6 @@ def rare_ratio(
         hits = matcher.find(record.format())
         if hits:
             rare += 1
-            if len(examples) < keep_examples:
+            if len(examples) < KEEP_EXAMPLES:
                 examples[record.id] = hits
     return RareRatio(total, rare, examples)
