@@ -18,13 +18,20 @@ DATA = Path(__file__).parent / "data"
 
 @pytest.fixture(autouse=True)
 def isolated_hub_cache(tmp_path_factory, monkeypatch):
-    """Each test downloads from test Hub servers into its own cache: a snapshot cached by an earlier run
+    """Each test downloads from test Hub servers into its own caches: a snapshot cached by an earlier run
     (same repo id and commit) would otherwise stand in for what this test published."""
     from huggingface_hub import constants
+
+    import datasets.config
 
     cache = tmp_path_factory.mktemp("hf-hub-cache")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    # datasets caches a local folder's tables by the folder's name and config (see README): its own
+    # cache per test, so a table prepared by an earlier run never stands in for this test's.
+    datasets_cache = tmp_path_factory.mktemp("hf-datasets-cache")
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(datasets_cache))
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", datasets_cache)
 
 
 @pytest.fixture(scope="session")

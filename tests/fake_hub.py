@@ -273,8 +273,8 @@ class FakeHub:
 
     def _resolve(self, h, method, parts, body, query):
         i = parts.index("resolve")
-        repo_type = "dataset" if parts[0] == "datasets" else "model"
-        repo_id = "/".join(parts[1:i] if repo_type == "dataset" else parts[:i])
+        repo_type = {"datasets": "dataset", "spaces": "space"}.get(parts[0], "model")
+        repo_id = "/".join(parts[1:i] if repo_type != "model" else parts[:i])
         head = method == "HEAD"
         repo = self.repos.get((repo_type, repo_id))
         if repo is None:

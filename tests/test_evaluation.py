@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from datasets import load_dataset
 
-from medssr_hub.answers import Answer, extract_or_recover
+from medssr_hub.answers import Answer, Extraction, extract_or_recover
 from medssr_hub.cli import main
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator, score
 from medssr_hub.evaluation.leaderboard import load_runs, render_markdown, table_rows
@@ -79,9 +79,17 @@ def test_score_is_mean_and_std_over_samples():
         [Answer("A"), Answer("B")],
         [Answer("A"), Answer(None)],
     ]
-    metrics, rows = score(records, answers, [["t", "t"]] * 4)
-    assert metrics["per_sample"] == [1.0, 0.5] and metrics["mean"] == 0.75 and metrics["std"] == 0.25
-    assert metrics["recovery_rate"] == 1 / 8 and metrics["parse_rate"] == 6 / 8
+    texts = [
+        ["The answer is A", "The answer is A."],
+        ["The answer is A", "no letter"],
+        ["The answer is A", "The answer is B"],
+        ["The answer is A", "no letter"],
+    ]
+    # Through the `medssr_accuracy` metric (generations + recovered answers), and by letters (loglikelihood).
+    for extraction in (Extraction("official"), Extraction("lenient"), None):
+        metrics, rows = score(records, answers, texts, extraction)
+        assert metrics["per_sample"] == [1.0, 0.5] and metrics["mean"] == 0.75 and metrics["std"] == 0.25
+        assert metrics["recovery_rate"] == 1 / 8 and metrics["parse_rate"] == 6 / 8
     assert len(rows) == 8 and set(rows[0]) >= {"id", "gold", "generation", "pred", "recovered", "correct"}
 
 
@@ -226,7 +234,10 @@ def test_lighteval_pipeline_scores_equal_rescored_generations(tmp_path, embedded
         for x in (out / "generations" / "bioasq.jsonl").read_text().splitlines()
     }
     texts = [saved[r.id] for r in records]
-    metrics, _ = score(records, extract_or_recover(records, texts, None), texts)
+    official = Extraction("official", "HuggingFaceTB/SmolLM2-135M-Instruct")  # the run's default rule
+    metrics, _ = score(
+        records, extract_or_recover(records, texts, None, extraction=official), texts, official
+    )
     assert metrics["mean"] == pytest.approx(results["benchmarks"]["bioasq"]["lighteval_acc"])
 
 

@@ -28,6 +28,7 @@ LAYERS = {
     "medssr_hub.labeling": 4,
     "medssr_hub.training": 4,
     "medssr_hub.evaluation": 4,
+    "medssr_hub.data.metrics": 4,  # the `evaluate` metric module (package data that evaluate.load imports)
     "medssr_hub.pipeline": 5,
     "medssr_hub.cli": 5,
 }

@@ -1,16 +1,21 @@
 """Answering multiple-choice questions the paper's way: CoT prompt, "The answer is X", recovery pass.
 
-Labeling (majority vote), training rewards and evaluation all read letters through `extract_answer`,
-so one rule decides what a model answered everywhere. The prompts follow the official MedSSR
-evaluation (tdlhl/MedSSR, vllm_logitsbias_multi.py); the extraction is a superset of its rule: the
-last "The answer is X" wins, with bold/boxed/bracketed variants, restricted to the offered letters.
+The prompts follow the official MedSSR evaluation script (tdlhl/MedSSR, `vllm_logitsbias_multi.py`).
+Two rules read the letter a generation commits to (`Extraction`):
+
+- `official` (the evaluation default) is that script's rule, re-implemented from its description: its
+  patterns in order, case-sensitive, then one case-insensitive retry; its recovery pass biases the union
+  of the benchmark's gold letters (and "X." tokens for some model families) for 1 or 2 tokens.
+- `lenient` (`extract_answer`; labeling and rewards use it) also reads "The correct answer is D",
+  "Answer: C", bold, boxed and bracketed forms, restricted to the question's own letters; its recovery
+  pass biases those letters for one token.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from medssr_hub.generation.base import GenerationBackend, Prompt, SamplingParams
 from medssr_hub.records import MCQRecord
@@ -49,6 +54,84 @@ def extract_answer(text: str | None, letters: Sequence[str]) -> str | None:
             if m.group(1) in offered and (best is None or m.start() > best[0]):
                 best = (m.start(), m.group(1))
     return best[1] if best else None
+
+
+# -- the official rule -------------------------------------------------------------------------------------
+# Tried in this order on the stripped text; the first pattern with any match decides, by its last match.
+# Case-sensitive: "The answer is Bacteria" reads as B, exactly as the official script reads it.
+OFFICIAL_PATTERNS = (
+    re.compile(r"The answer is ([A-Z])"),
+    re.compile(r"The answer is \$\\boxed\{([A-Z])\}\$"),
+    re.compile(r"The answer is \[([A-Z])\]"),
+)
+OFFICIAL_BOLD = re.compile(r"The answer is \*\*([A-Z])\*\*")  # tried for Gemma models only
+OFFICIAL_RETRY = re.compile(r"The answer is ([A-Z])", re.IGNORECASE)  # last resort; the letter upper-cased
+# Recovery pass: model families whose "X." tokens are biased too (matched in the lower-cased model name),
+# and the models that get one token instead of two (case-sensitive substrings of the model name).
+OFFICIAL_DOT_FAMILIES = ("gemma", "llama", "biomed", "huatuo", "deepseek-r1", "medreason")
+OFFICIAL_ONE_TOKEN = ("Qwen3", "Qwen2", "m1")
+
+
+def extract_official(text: str | None, model_name: str | None = None) -> str | None:
+    """The letter the official MedSSR script reads from a generation, or None (then it recovers).
+
+    Any capital letter counts, offered or not ("The answer is F" is read, and scored wrong).
+    """
+    text = (text or "").strip()
+    if not text:
+        return None
+    patterns = [*OFFICIAL_PATTERNS, *([OFFICIAL_BOLD] if "gemma" in (model_name or "").lower() else [])]
+    for pattern in patterns:
+        found = pattern.findall(text)
+        if found:
+            return found[-1]
+    found = OFFICIAL_RETRY.findall(text)
+    return found[-1].upper() if found else None
+
+
+def official_pred(text: str | None) -> str | None:
+    """A prediction as the official script scores it: stripped, trailing periods dropped, upper-cased."""
+    pred = (text or "").strip().rstrip(".").upper()
+    return pred or None
+
+
+def official_recovery(tokenizer, letters: Sequence[str], model_name: str) -> tuple[tuple[int, ...], int]:
+    """(token ids biased by +100 at every step, max tokens) of the official recovery pass.
+
+    The ids are the first id of `tokenizer.encode(letter)` (special tokens included, as the script calls
+    it: for tokenizers that prepend BOS, that is BOS) and, for the dot families, every id of
+    `encode(letter + ".")`. Two tokens, unless the model name names Qwen2/Qwen3/m1.
+    """
+    ids: set[int] = set()
+    dots = any(family in model_name.lower() for family in OFFICIAL_DOT_FAMILIES)
+    for letter in letters:
+        ids.add(int(tokenizer.encode(letter)[0]))
+        if dots:
+            ids.update(int(t) for t in tokenizer.encode(f"{letter}."))
+    max_tokens = 1 if any(name in model_name for name in OFFICIAL_ONE_TOKEN) else 2
+    return tuple(sorted(ids)), max_tokens
+
+
+EXTRACTIONS = ("official", "lenient")
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """How answers are read and recovered: `official` (the MedSSR script's rule) or `lenient` (ours)."""
+
+    mode: str = "lenient"
+    model_name: str = ""  # official: the model family rules (Gemma's bold form; recovery tokens)
+    # official: the letters the recovery pass biases (the script: every gold letter in the benchmark file)
+    recovery_letters: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.mode not in EXTRACTIONS:
+            raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.mode!r}")
+
+    def first_pass(self, text: str | None, letters: Sequence[str]) -> str | None:
+        if self.mode == "official":
+            return official_pred(extract_official(text, self.model_name))
+        return extract_answer(text, letters)
 
 
 def answer_prompt(record: MCQRecord, chat: bool = True) -> Prompt:
@@ -92,25 +175,40 @@ def extract_or_recover(
     generations: Sequence[Sequence[str]],
     backend: GenerationBackend | None,
     chat: bool = True,
-    max_tokens: int = 1,
+    extraction: Extraction = Extraction(),
     progress: bool = False,
 ) -> list[list[Answer]]:
     """Letters for each record's generations; unparseable ones go through one batched recovery pass.
 
-    The recovery pass is greedy, `max_tokens` long (1-2, as the paper) and biased towards the record's
-    own option letters. Without a backend, unparseable answers stay None.
+    The recovery pass is greedy. Lenient: one token, biased towards the record's own option letters.
+    Official: the script's tokens and length (`official_recovery`), its raw output scored as it scores
+    it. Without a backend, unparseable answers stay None.
     """
     answers: list[list[Answer]] = []
     pending: list[tuple[int, int]] = []
     for i, (record, texts) in enumerate(zip(records, generations, strict=True)):
         row = []
         for j, text in enumerate(texts):
-            letter = extract_answer(text, record.letters)
+            letter = extraction.first_pass(text, record.letters)
             row.append(Answer(letter))
             if letter is None:
                 pending.append((i, j))
         answers.append(row)
     if not pending or backend is None:
+        return answers
+    if extraction.mode == "official":
+        tokenizer = getattr(backend, "tokenizer", None)
+        if tokenizer is None:
+            raise ValueError("extraction official recovers with token ids: the backend needs a tokenizer")
+        letters = extraction.recovery_letters or tuple(
+            sorted({r.answer.upper() for r in records if r.answer})
+        )
+        ids, max_tokens = official_recovery(tokenizer, letters, extraction.model_name)
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, bias_ids=ids)
+        prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in pending]
+        completions = backend.generate(prompts, params, progress=progress)
+        for (i, j), completion in zip(pending, completions, strict=True):
+            answers[i][j] = Answer(official_pred(completion.samples[0].text), recovered=True)
         return answers
 
     # One call per distinct letter set, since the allowed tokens differ (A-B for BioASQ, A-E for MedBullets).
@@ -118,7 +216,7 @@ def extract_or_recover(
     for i, j in pending:
         by_letters.setdefault(tuple(records[i].letters), []).append((i, j))
     for letters, items in by_letters.items():
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, allowed_tokens=letters)
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, allowed_tokens=letters)
         prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in items]
         completions = backend.generate(prompts, params, progress=progress)
         for (i, j), completion in zip(items, completions, strict=True):

@@ -8,7 +8,9 @@ as `python recipes/<stage>.py --config FILE.yaml` does. `--help` after a subcomm
 from __future__ import annotations
 
 import argparse
+import shutil
 import sys
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -22,6 +24,7 @@ from medssr_hub.hub import open_hub, publish
 from medssr_hub.hub.common import HubError
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.modeling import ensure_embedded_model
+from medssr_hub.paths import package_data
 from medssr_hub.pipeline import DemoConfig, render_summary, run_demo
 from medssr_hub.records import RecordFormatError, load_records
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
@@ -147,6 +150,24 @@ def _rare_ratio(args: argparse.Namespace) -> int:
     return 0
 
 
+def _publish_metric(args: argparse.Namespace) -> int:
+    """The `medssr_accuracy` metric module and its card, as a Space that `evaluate.load(repo_id)` reads.
+
+    evaluate loads `<name>.py` from Space `ORG/<name>`: the script is staged under the Space's name."""
+    name = args.repo_id.split("/")[-1]
+    if not name.isidentifier():
+        raise ConfigError(f"--repo-id {args.repo_id}: the Space name must be a Python identifier")
+    source = package_data("metrics", "medssr_accuracy")
+    with tempfile.TemporaryDirectory() as staging:
+        for path in source.iterdir():
+            if path.is_file():
+                target = f"{name}.py" if path.name == "medssr_accuracy.py" else path.name
+                shutil.copyfile(path, Path(staging) / target)
+        result = publish(staging, args.repo_id, args.version, repo_type="space", hub=args.hub)
+    print(f"metric {result.repo_id}@{result.version} at {result.location}: evaluate.load({result.repo_id!r})")
+    return 0
+
+
 def _embedded_model(args: argparse.Namespace) -> int:
     print(ensure_embedded_model())
     return 0
@@ -166,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
     pub.add_argument("path")
     pub.add_argument("--repo-id", required=True)
     pub.add_argument("--version", required=True, help="vX.Y.Z")
-    pub.add_argument("--repo-type", default="dataset", choices=["dataset", "model"])
+    pub.add_argument("--repo-type", default="dataset", choices=["dataset", "model", "space"])
     pub.add_argument("--hub", help=HUB_HELP)
     pub.add_argument("--private", action="store_true")
     pub.add_argument("--branch", help="commit to this branch instead of main")
@@ -187,6 +208,12 @@ def build_parser() -> argparse.ArgumentParser:
     rr.add_argument("--hub", help=HUB_HELP)
     rr.add_argument("--catalog", action="append", help="extra catalogue JSONL (repeatable)")
     rr.set_defaults(func=_rare_ratio)
+
+    pm = sub.add_parser("publish-metric", help="publish the medssr_accuracy `evaluate` metric as a Space")
+    pm.add_argument("--repo-id", required=True, help="ORG/NAME of the Space")
+    pm.add_argument("--version", required=True, help="vX.Y.Z")
+    pm.add_argument("--hub", help=HUB_HELP)
+    pm.set_defaults(func=_publish_metric)
 
     em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
     em.set_defaults(func=_embedded_model)

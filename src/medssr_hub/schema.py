@@ -77,6 +77,7 @@ RESULTS_FEATURES = Features(
         "title": Value("string"),
         "rare": Value("bool"),
         "source": Value("string"),
+        "extraction": Value("string"),  # official | lenient | loglikelihood: how answers were read
         "items": Value("int64"),
         "samples": Value("int64"),
         "mean": Value("float64"),

@@ -14,6 +14,7 @@ recovered, correct), `results.json` and `results.md`.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import statistics
@@ -23,13 +24,15 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from medssr_hub.answers import Answer, answer_prompt, extract_or_recover
+from medssr_hub.answers import EXTRACTIONS, Answer, Extraction, answer_prompt, extract_or_recover
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
 from medssr_hub.evaluation.leaderboard import Run, render_markdown
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.generation.base import first_token_ids
 from medssr_hub.hub.cards import redact
+from medssr_hub.modeling import EMBEDDED, EMBEDDED_SOURCE
+from medssr_hub.paths import package_data
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
 from medssr_hub.schema import DETAILS_FEATURES
@@ -66,6 +69,9 @@ class EvalConfig:
     mode: str = "generative"  # generative | loglikelihood
     engine: str = "medssr"  # medssr (our generation backends) | lighteval (lighteval's Pipeline generates)
     recovery: bool = True  # the constrained second pass for unparseable answers
+    # official: the MedSSR evaluation script's rule and recovery pass, exactly; lenient: ours (more forms
+    # read on the first pass, the question's own letters on the second). Rescoring needs no regeneration.
+    extraction: str = "official"
     batch_size: int = 64
     output_dir: str = "outputs/eval"
     hub: str | None = None
@@ -82,6 +88,8 @@ class EvalConfig:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if self.max_items is not None and self.max_items < 1:
             raise ConfigError(f"max_items must be at least 1 (or null for all), got {self.max_items}")
+        if self.extraction not in EXTRACTIONS:
+            raise ConfigError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
         if self.engine not in ("medssr", "lighteval"):
             raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
         if self.backend not in ("embedded", "endpoint"):
@@ -97,13 +105,35 @@ class EvalConfig:
             f"{self.model}@{self.model_revision}" if self.model_revision else self.model
         )
 
+    @property
+    def model_name(self) -> str:
+        """The name the official rule matches model families in: the served or loaded model's id."""
+        if self.backend == "endpoint" and self.endpoint.get("model"):
+            return str(self.endpoint["model"])
+        return EMBEDDED_SOURCE.split(" ")[0] if self.model in ("", EMBEDDED) else self.model
+
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")}
 
 
-def score(records: list[MCQRecord], answers: list[list[Answer]], texts: list[list[str]]) -> tuple[dict, list]:
-    """Per-benchmark metrics and per-(item, sample) detail rows."""
+@functools.cache
+def accuracy_metric(extraction: str):
+    """The scorer as an `evaluate` metric (package data `metrics/medssr_accuracy`), loaded once per rule."""
+    import evaluate  # imports datasets' module machinery: only when scoring
+
+    return evaluate.load(str(package_data("metrics", "medssr_accuracy")), extraction)
+
+
+def score(
+    records: list[MCQRecord],
+    answers: list[list[Answer]],
+    texts: list[list[str]],
+    extraction: Extraction | None,
+) -> tuple[dict, list]:
+    """Per-benchmark metrics and per-(item, sample) detail rows. Generative runs: each sample's accuracy is
+    the `medssr_accuracy` metric's, from the generations and the recovery pass's answers; loglikelihood
+    runs (`extraction` None) compare the chosen letters."""
     rows = []
     for record, row_answers, row_texts in zip(records, answers, texts, strict=True):
         for j, (answer, text) in enumerate(zip(row_answers, row_texts, strict=True)):
@@ -119,10 +149,22 @@ def score(records: list[MCQRecord], answers: list[list[Answer]], texts: list[lis
                 }
             )
     k = len(answers[0]) if answers else 0
-    per_sample = [
-        statistics.fmean(a[j].letter == r.answer for r, a in zip(records, answers, strict=True))
-        for j in range(k)
-    ]
+    if extraction is None:
+        per_sample = [
+            statistics.fmean(a[j].letter == r.answer for r, a in zip(records, answers, strict=True))
+            for j in range(k)
+        ]
+    else:
+        per_sample = [
+            accuracy_metric(extraction.mode).compute(
+                predictions=[t[j] for t in texts],
+                references=[r.answer for r in records],
+                recovered=[a[j].letter if a[j].recovered else None for a in answers],
+                letters=["".join(r.letters) for r in records],
+                model_name=extraction.model_name,
+            )["accuracy"]
+            for j in range(k)
+        ]
     n = max(1, len(rows))
     metrics = {
         "items": len(records),
@@ -164,6 +206,7 @@ class Evaluator:
         guard_resume(self.out, cfg.fingerprint(), "evaluation")
         results: dict[str, Any] = {
             "model": cfg.name,
+            "extraction": cfg.extraction,
             "config": publishable(redact(config_dict(cfg))),  # no credentials, no local paths
             "benchmarks": {},
             "unavailable": {},
@@ -184,6 +227,7 @@ class Evaluator:
                 metrics["lighteval_acc"] = lighteval_scores[name]
             results["benchmarks"][name] = {
                 "title": title(name),
+                "extraction": cfg.extraction if cfg.mode == "generative" else "loglikelihood",
                 "source": source,
                 "rare": is_rare(name),
                 **metrics,
@@ -222,13 +266,14 @@ class Evaluator:
 
     def run_benchmark(self, name: str, records: list[MCQRecord]) -> dict[str, Any]:
         cfg = self.cfg
-        if cfg.mode == "loglikelihood":
+        extraction = Extraction(cfg.extraction, cfg.model_name) if cfg.mode == "generative" else None
+        if extraction is None:
             answers, texts = self.loglikelihood(records)
         else:
             texts = self.generate(name, records)
             backend = self.backend if cfg.recovery else None
-            answers = extract_or_recover(records, texts, backend, chat=cfg.chat)
-        metrics, rows = score(records, answers, texts)
+            answers = extract_or_recover(records, texts, backend, chat=cfg.chat, extraction=extraction)
+        metrics, rows = score(records, answers, texts, extraction)
         atomic_write_parquet(
             self.out / "details" / f"{name}.parquet",
             [{"benchmark": name, **r} for r in rows],

@@ -193,9 +193,11 @@ def render_markdown(runs: list[Run]) -> str:
         cells = [f"`{row['model']}`", *(_pct(row[f"{n}_mean"], row[f"{n}_std"]) for n in names)]
         cells += [_pct(row["average"]), _pct(row["rare_disease"]), _pct(row["recovery_rate"]), row["from"]]
         lines.append("| " + " | ".join(cells) + " |")
+    read = sorted({b.get("extraction") or "unrecorded" for r in runs for b in r.benchmarks.values()})
     note = (
         "\nAccuracy (%), mean ± std over samples; average over the non-rare benchmarks; rare-disease: "
-        "RareDis-Sub; recovered: share of answers from the constrained second pass.\n"
+        "RareDis-Sub; recovered: share of answers from the constrained second pass. Answers read by the "
+        f"{' / '.join(read)} rule{' (mixed: rows are not comparable)' if len(read) > 1 else ''}.\n"
     )
     return "\n".join(lines) + "\n" + note
 

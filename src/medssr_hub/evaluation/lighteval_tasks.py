@@ -2,8 +2,8 @@
 
 Each benchmark becomes a `LightevalTaskConfig` whose prompt function builds exactly our answer prompt
 (the official system prompt + the question for chat models, the raw CoT template for base models) and
-whose metric reads letters with `medssr_hub.answers.extract_answer` (the official rule, offered letters
-only) averaged over the samples. lighteval generates (transformers backend, vLLM where installed);
+whose metric reads letters by the run's extraction rule (`medssr_hub.answers.Extraction`: official or
+lenient) averaged over the samples. lighteval generates (transformers backend, vLLM where installed);
 its generations are then written as our `generations/<bench>.jsonl`, so the same `Evaluator` scores
 them (recovery pass, mean and std over samples): results through lighteval and re-scored from saved
 generations are the same by construction, and a test checks lighteval's own metric against ours.
@@ -31,7 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.answers import BASE_TEMPLATE, SYSTEM_PROMPT, extract_answer
+from medssr_hub.answers import BASE_TEMPLATE, SYSTEM_PROMPT, Extraction
 from medssr_hub.records import MCQRecord, record_from_row
 from medssr_hub.utils import atomic_write_jsonl
 
@@ -85,13 +85,13 @@ def lighteval_workarounds():
             module.SampleCache = cache
 
 
-def make_metric(num_samples: int):
+def make_metric(num_samples: int, extraction: Extraction):
     from lighteval.metrics.metrics_sample import SampleLevelComputation, SamplingMetric
     from lighteval.metrics.utils.metric_utils import SampleLevelMetric
     from lighteval.tasks.requests import SamplingMethod
 
     class LetterAccuracy(SamplingMetric, SampleLevelComputation):
-        """Share of the k samples whose "The answer is X" letter (offered letters only) is the gold one.
+        """Share of the k samples whose letter (read by the run's extraction rule) is the gold one.
 
         A SamplingMetric, so that lighteval generates `num_samples` samples per item.
         """
@@ -102,7 +102,7 @@ def make_metric(num_samples: int):
         def compute(self, doc, model_response, **kwargs) -> float:
             letters, gold = doc.specific["letters"], doc.specific["gold"]
             texts = list(model_response.text)[:num_samples]
-            return statistics.fmean(extract_answer(t, letters) == gold for t in texts) if texts else 0.0
+            return statistics.fmean(extraction.first_pass(t, letters) == gold for t in texts) if texts else 0.0
 
     return SampleLevelMetric(
         metric_name="medssr_acc",
@@ -131,12 +131,17 @@ def make_prompt_fn(chat: bool):
 
 
 def tasks_module(
-    benchmarks: dict[str, list[MCQRecord]], data_dir: Path, chat: bool, num_samples: int, max_tokens: int
+    benchmarks: dict[str, list[MCQRecord]],
+    data_dir: Path,
+    chat: bool,
+    num_samples: int,
+    max_tokens: int,
+    extraction: Extraction,
 ) -> types.ModuleType:
     """A module with TASKS_TABLE, as lighteval's registry expects of custom tasks."""
     from lighteval.tasks.lighteval_task import LightevalTaskConfig
 
-    metric = make_metric(num_samples)
+    metric = make_metric(num_samples, extraction)
     table = []
     for name, records in benchmarks.items():
         folder = data_dir / name
@@ -169,7 +174,10 @@ def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], 
     from lighteval.models.transformers.transformers_model import TransformersModelConfig
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
 
-    module = tasks_module(benchmarks, out / "lighteval" / "data", cfg.chat, cfg.num_samples, cfg.max_tokens)
+    extraction = Extraction(cfg.extraction, cfg.model_name)
+    module = tasks_module(
+        benchmarks, out / "lighteval" / "data", cfg.chat, cfg.num_samples, cfg.max_tokens, extraction
+    )
     generation = GenerationParameters(
         temperature=cfg.temperature,
         top_p=cfg.top_p,

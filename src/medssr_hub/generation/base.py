@@ -33,6 +33,9 @@ class SamplingParams:
     # (e.g. the offered option letters), as the paper's recovery pass does with vLLM's logit_bias.
     allowed_tokens: tuple[str, ...] | None = None
     allowed_bias: float = 100.0
+    # Token ids biased by `allowed_bias` at every step (the official recovery pass's own ids; vLLM and
+    # OpenAI-compatible servers take them as logit_bias).
+    bias_ids: tuple[int, ...] | None = None
     # Constrained layout: a regex the whole output must match, where the backend supports grammars
     # (TGI's `grammar`); backends without grammar support ignore it and rely on prompting and parsing.
     regex: str | None = None

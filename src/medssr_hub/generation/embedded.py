@@ -219,6 +219,8 @@ class EmbeddedBackend:
             processors.append(
                 TokenBias(first_token_ids(self.tokenizer, params.allowed_tokens), params.allowed_bias)
             )
+        if params.bias_ids:
+            processors.append(TokenBias(list(params.bias_ids), params.allowed_bias))
         if params.layout:
             processors.append(self.layout_processor)
             self.layout_processor.prompt_length = input_ids.shape[1]

@@ -255,6 +255,8 @@ class EndpointBackend:
                 await asyncio.sleep(delay)
 
     def _logit_bias(self, params: SamplingParams) -> dict[str, float] | None:
+        if params.bias_ids:
+            return {str(t): params.allowed_bias for t in params.bias_ids}
         if not params.allowed_tokens:
             return None
         if self.tokenizer_name is None:
@@ -293,7 +295,7 @@ class EndpointBackend:
             seed=seed,
             n=n if n > 1 else None,
             stop=list(params.stop) or None,
-            logit_bias=self._logit_bias(params) if self.constraint == "none" else None,
+            logit_bias=self._logit_bias(params) if self.constraint == "none" or params.bias_ids else None,
             extra_body=self._extra_body(params),
         )
         if not response.choices:
@@ -322,6 +324,9 @@ class EndpointBackend:
         if params.allowed_tokens:
             alternatives = "|".join(sorted({t.strip() for t in params.allowed_tokens}))
             grammar = {"type": "regex", "value": f" ?({alternatives})"}
+        if params.bias_ids and not self._warned_no_bias:  # TGI's /generate takes no logit_bias
+            logger.warning("route tgi: token ids cannot be biased, so the recovery pass runs unconstrained")
+            self._warned_no_bias = True
         response = await client.text_generation(
             prompt,
             details=True,

@@ -12,7 +12,7 @@ from typing import Protocol
 MANIFEST = "medssr_manifest.json"  # written into every published folder: the content id of the version
 RUN_CONFIG = "medssr_config.json"  # the publishable settings a stage's release was made with
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
-REPO_TYPES = ("dataset", "model")
+REPO_TYPES = ("dataset", "model", "space")  # spaces: `evaluate` metrics
 REPO_ID_RE = re.compile(r"^[\w.-]+/[\w.-]+$")
 
 

@@ -83,7 +83,13 @@ class RemoteHub:
         manifest = build_manifest(folder)
         action = f"publishing {repo_type} {repo_id}@{version or branch}"
         try:
-            self.api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True)
+            self.api.create_repo(
+                repo_id,
+                repo_type=repo_type,
+                private=private,
+                exist_ok=True,
+                space_sdk="gradio" if repo_type == "space" else None,  # evaluate's metric Spaces are gradio
+            )
             refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
             tags = {t.name: t.target_commit for t in refs.tags}
             if version is not None and version in tags:

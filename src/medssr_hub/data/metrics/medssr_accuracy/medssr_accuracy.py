@@ -1,0 +1,72 @@
+"""MedSSR accuracy: multiple-choice accuracy of free-text chain-of-thought answers, read as the MedSSR
+evaluation reads them. `evaluate.load(<this folder>)` (config `official`, the default) or
+`evaluate.load(<this folder>, "lenient")`; requires the `medssr-hub` package, whose rule it applies."""
+
+import datasets
+import evaluate
+
+from medssr_hub.answers import Extraction, official_pred
+
+_DESCRIPTION = """Accuracy of chain-of-thought answers to multiple-choice questions. Each prediction is a
+model's generation; the letter it commits to is read by the configured rule (`official`: the MedSSR
+evaluation script's rule; `lenient`: medssr-hub's wider rule, restricted to the offered letters) and
+compared with the reference letter. Answers a second, constrained pass recovered are passed as
+`recovered` (the metric itself runs no model)."""
+
+_KWARGS_DESCRIPTION = """
+Args:
+    predictions: generations (strings).
+    references: gold letters ("A", "B", ...).
+    recovered: optional, one per prediction: the raw output of the recovery pass for a prediction the
+        first pass could not read, else None.
+    letters: optional, one per prediction: the offered letters ("ABCD"); the lenient rule reads only
+        those (default: A-Z).
+    model_name: optional: the model's id, for the official rule's Gemma form.
+Returns:
+    accuracy: share of predictions whose letter equals the reference.
+    parsed: share read on the first pass.
+Examples:
+    >>> metric = evaluate.load("medssr_accuracy")
+    >>> metric.compute(predictions=["... The answer is B.", "the answer is c"], references=["B", "D"])
+    {'accuracy': 0.5, 'parsed': 1.0}
+"""
+
+_CITATION = """@article{medssr2026,
+  title={Eliciting Medical Reasoning with Knowledge-enhanced Data Synthesis: A Semi-Supervised Reinforcement Learning Approach},
+  journal={arXiv preprint arXiv:2604.11547},
+  year={2026}
+}"""
+
+ALL_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+@evaluate.utils.file_utils.add_start_docstrings(_DESCRIPTION, _KWARGS_DESCRIPTION)
+class MedssrAccuracy(evaluate.Metric):
+    def _info(self):
+        return evaluate.MetricInfo(
+            description=_DESCRIPTION,
+            citation=_CITATION,
+            inputs_description=_KWARGS_DESCRIPTION,
+            features=datasets.Features(
+                {"predictions": datasets.Value("string"), "references": datasets.Value("string")}
+            ),
+            reference_urls=["https://arxiv.org/abs/2604.11547", "https://github.com/tdlhl/MedSSR"],
+        )
+
+    @property
+    def extraction_mode(self) -> str:
+        return "lenient" if self.config_name == "lenient" else "official"
+
+    def _compute(self, predictions, references, recovered=None, letters=None, model_name=""):
+        extraction = Extraction(self.extraction_mode, model_name or "")
+        recovered = recovered or [None] * len(predictions)
+        letters = letters or [ALL_LETTERS] * len(predictions)
+        correct = parsed = 0
+        for text, gold, second, offered in zip(predictions, references, recovered, letters, strict=True):
+            pred = extraction.first_pass(text, list(offered))
+            parsed += pred is not None
+            if pred is None and second is not None:
+                pred = official_pred(second) if self.extraction_mode == "official" else second
+            correct += pred is not None and pred == str(gold).strip().upper()
+        n = max(1, len(predictions))
+        return {"accuracy": correct / n, "parsed": parsed / n}

@@ -1,0 +1,217 @@
+"""The official MedSSR rule, case by case: our `extraction: official` against a second implementation of
+the rule written from its description (string scanning, no regular expressions), on recorded SmolLM2
+generations and adversarial strings; the recovery pass's tokens per tokenizer family; the evaluator."""
+
+import json
+import os
+import re
+import string
+import subprocess
+import sys
+
+import pandas as pd
+from tokenizers import Tokenizer, models, pre_tokenizers, processors
+from transformers import PreTrainedTokenizerFast
+
+from medssr_hub.answers import extract_answer, extract_official, official_pred, official_recovery
+from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
+from tests.conftest import DATA, ROOT
+from tests.fake_hub import FakeHub
+
+PREFIX = "The answer is "
+UPPER = set(string.ascii_uppercase)
+
+
+def _find(text: str, start: int, any_case: bool) -> int:
+    """Where PREFIX next occurs at or after `start` (ASCII case folded when `any_case`), or -1."""
+    for at in range(start, len(text) - len(PREFIX) + 1):
+        window = text[at : at + len(PREFIX)]
+        if window == PREFIX or (any_case and window.lower() == PREFIX.lower()):
+            return at
+    return -1
+
+
+def _plain(rest):
+    return (rest[0], 1) if rest[:1] in UPPER else None
+
+
+def _boxed(rest):
+    head = "$\\boxed{"
+    if (
+        rest.startswith(head)
+        and rest[len(head) : len(head) + 1] in UPPER
+        and rest[len(head) + 1 :].startswith("}$")
+    ):
+        return rest[len(head)], len(head) + 3
+    return None
+
+
+def _bracketed(rest):
+    return (rest[1], 3) if rest[:1] == "[" and rest[1:2] in UPPER and rest[2:3] == "]" else None
+
+
+def _bold(rest):
+    return (rest[2], 5) if rest[:2] == "**" and rest[2:3] in UPPER and rest[3:5] == "**" else None
+
+
+def _any_case(rest):
+    return (rest[0].upper(), 1) if rest[:1] and rest[0] in string.ascii_letters else None
+
+
+def _last(text: str, form, any_case: bool = False):
+    """The letter of the last occurrence of PREFIX + form; occurrences never overlap (a match's text is
+    consumed before the search goes on), like a left-to-right scan for the whole pattern."""
+    found, start = None, 0
+    while (at := _find(text, start, any_case)) >= 0:
+        got = form(text[at + len(PREFIX) :])
+        if got is None:
+            start = at + 1
+        else:
+            found, start = got[0], at + len(PREFIX) + got[1]
+    return found
+
+
+def reference_official(text, model_name=""):
+    """The official rule from its description: strip; "The answer is X", then "The answer is
+    $\\boxed{X}$", then "The answer is [X]" (case-sensitive, X a capital letter); for Gemma models
+    "The answer is **X**"; then "The answer is x" in any case, upper-cased. The first form found anywhere
+    decides, by its last occurrence. Scored stripped of trailing periods, upper-cased; empty is no answer."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    forms = [_plain, _boxed, _bracketed] + ([_bold] if "gemma" in model_name.lower() else [])
+    for form in forms:
+        if (letter := _last(text, form)) is not None:
+            return letter
+    return _last(text, _any_case, any_case=True)
+
+
+def parity_set():
+    with (DATA / "official_parity.jsonl").open() as f:
+        return [json.loads(line) for line in f]
+
+
+def test_official_rule_matches_its_description_on_500_generations():
+    rows = parity_set()
+    real = [r for r in rows if r["source"] == "smollm2"]
+    adversarial = [r for r in rows if r["source"] == "adversarial"]
+    assert len(rows) >= 500 and len(real) >= 400 and len(adversarial) >= 60
+    mismatches = []
+    for r in rows:
+        ours = official_pred(extract_official(r["text"], r["model"]))
+        reference = reference_official(r["text"], r["model"])
+        if ours != reference or ("expected" in r and ours != r["expected"]):
+            mismatches.append((r["text"][:80], r["model"], ours, reference, r.get("expected")))
+    assert not mismatches, mismatches[:10]
+    # The set is not trivial: real outputs both parse and fail, and several adversarial forms are read.
+    parsed = sum(reference_official(r["text"], r["model"]) is not None for r in real)
+    assert 0 < parsed < len(real)
+    assert len({r.get("expected") for r in adversarial}) > 10
+
+
+def test_readme_reports_how_often_lenient_disagrees():
+    """The README's numbers are this set's: first-pass letters where lenient and official differ."""
+    rows = parity_set()
+    real = [r for r in rows if r["source"] == "smollm2"]
+    differ = [
+        r
+        for r in real
+        if extract_answer(r["text"], list(r["letters"]))
+        != official_pred(extract_official(r["text"], r["model"]))
+    ]
+    lenient_only = sum(extract_official(r["text"], r["model"]) is None for r in differ)
+    readme = " ".join((ROOT / "README.md").read_text().split())  # line breaks as spaces
+    stated = re.search(r"lenient mode disagrees with the official rule on (\d+) of (\d+) recorded", readme)
+    assert stated, "README must report the lenient/official disagreement"
+    assert (int(stated.group(1)), int(stated.group(2))) == (len(differ), len(real))
+    assert f"{lenient_only} of them are answers only lenient mode reads" in readme
+
+
+def _bos_tokenizer():
+    """A word-level tokenizer that prepends BOS, as Llama's does: `encode("A")` is [BOS, A]."""
+    vocab = {"<s>": 0, "<unk>": 1, "A": 2, "B": 3, "C": 4, "D": 5, ".": 6}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.Punctuation()
+    tok.post_processor = processors.TemplateProcessing(single="<s> $A", special_tokens=[("<s>", 0)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", unk_token="<unk>")
+
+
+def test_recovery_tokens_per_tokenizer_family(embedded_backend):
+    smol = embedded_backend.tokenizer
+    letter_ids = tuple(sorted(smol.encode(x)[0] for x in "ABCD"))
+    dot_ids = {t for x in "ABCD" for t in smol.encode(f"{x}.")}
+    # Qwen2/Qwen3 (and "m1"): the first token of each letter, one token.
+    assert official_recovery(smol, "ABCD", "Qwen/Qwen3-8B-Base") == (letter_ids, 1)
+    assert official_recovery(smol, "ABCD", "Qwen/Qwen2.5-7B-Instruct") == (letter_ids, 1)
+    # Case-sensitive: "qwen3" in a local folder name is not Qwen3.
+    assert official_recovery(smol, "ABCD", "/models/qwen3-8b")[1] == 2
+    # Other models: two tokens; the dot families also bias every token of "X.".
+    assert official_recovery(smol, "ABCD", "HuggingFaceTB/SmolLM2-135M-Instruct") == (letter_ids, 2)
+    for name in ("meta-llama/Llama-3.1-8B", "google/gemma-3-12b-it", "FreedomIntelligence/HuatuoGPT-o1-8B"):
+        assert official_recovery(smol, "ABCD", name) == (tuple(sorted(set(letter_ids) | dot_ids)), 2)
+    # A tokenizer that prepends BOS: its first id is BOS, and that is what the script biases.
+    bos = _bos_tokenizer()
+    assert bos.encode("A") == [0, 2] and bos.encode("A.") == [0, 2, 6]
+    assert official_recovery(bos, "AB", "mistralai/Mistral-7B-v0.1") == ((0,), 2)
+    assert official_recovery(bos, "AB", "meta-llama/Meta-Llama-3-8B") == ((0, 2, 3, 6), 2)
+
+
+def test_evaluator_official_by_default_and_lenient_as_option(tmp_path, embedded_backend, benchmarks_dir):
+    """Short generations leave answers unparsed: the official pass biases the benchmark's gold letters for
+    two tokens (SmolLM2 is no Qwen), so its recovered predictions are the two raw tokens, as the script's."""
+    settings = dict(chat=True, benchmarks=["medqa"], max_items=6, num_samples=2, max_tokens=12, seed=3)
+    official = Evaluator(EvalConfig(**settings, output_dir=str(tmp_path / "run")), embedded_backend).run()
+    assert (
+        official["extraction"] == "official" and official["benchmarks"]["medqa"]["extraction"] == "official"
+    )
+    details = pd.read_parquet(tmp_path / "run" / "details" / "medqa.parquet")
+    golds = set(details["gold"])
+    recovered = details[details["recovered"]]
+    assert len(recovered) > 0
+    for pred in recovered["pred"]:
+        assert pred is None or (len(pred) == 2 and set(pred) <= golds), pred
+    # The same generations, rescored by the lenient rule: nothing is generated again.
+    lenient = Evaluator(
+        EvalConfig(**settings, extraction="lenient", output_dir=str(tmp_path / "run")), embedded_backend
+    ).run()
+    again = pd.read_parquet(tmp_path / "run" / "details" / "medqa.parquet")
+    assert list(again["generation"]) == list(details["generation"])
+    assert lenient["extraction"] == "lenient"
+    assert all(p is None or len(p) == 1 for p in again[again["recovered"]]["pred"])
+    assert "Answers read by the lenient rule." in (tmp_path / "run" / "results.md").read_text()
+
+
+def test_metric_publishes_as_a_space_and_loads_with_evaluate_over_http(tmp_path):
+    """`medssr-hub publish-metric` to a Hub over HTTP; `evaluate.load(repo_id)` (a fresh process, pointed
+    there by HF_ENDPOINT) scores like the package's own rule."""
+    hub = FakeHub(token="hf_" + "M" * 30)
+    env = {**os.environ, "HF_TOKEN": hub.token, "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home")}
+    try:
+        cmd = [
+            sys.executable,
+            "-m",
+            "medssr_hub.cli",
+            "publish-metric",
+            "--repo-id",
+            "medssr/medssr_accuracy",
+        ]
+        out = subprocess.run(
+            [*cmd, "--version", "v1.0.0", "--hub", hub.url], env=env, capture_output=True, text=True
+        )
+        assert out.returncode == 0, out.stderr[-2000:]
+        rows = parity_set()[:200]
+        script = (
+            "import evaluate, json, sys; rows = json.load(sys.stdin); "
+            "m = evaluate.load('medssr/medssr_accuracy', revision='v1.0.0'); "
+            "print(json.dumps(m.compute(predictions=[r['text'] for r in rows], references=['A'] * len(rows))))"
+        )
+        loaded = subprocess.run(
+            [sys.executable, "-c", script], input=json.dumps(rows), env=env, capture_output=True, text=True
+        )
+        assert loaded.returncode == 0, loaded.stderr[-3000:]
+        result = json.loads(loaded.stdout.strip().splitlines()[-1])
+        reads = [reference_official(r["text"]) for r in rows]
+        assert result["accuracy"] == sum(p == "A" for p in reads) / len(rows)
+        assert result["parsed"] == sum(p is not None for p in reads) / len(rows)
+    finally:
+        hub.close()
