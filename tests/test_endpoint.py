@@ -1,9 +1,11 @@
 """The endpoint backend against a real llama.cpp server on 127.0.0.1 (and a fault-injecting proxy)."""
 
 import contextlib
+import json
 import logging
 import threading
 
+import pandas as pd
 import pytest
 
 from medssr_hub.generation import GenerationError, SamplingParams
@@ -196,3 +198,79 @@ def test_server_killed_mid_batch_keeps_every_finished_sample(fresh_llama_server)
     assert error.partial.keys() == delivered.keys()
     assert all(len(c.samples) == 2 for c in error.partial.values())
     assert set(error.partial).isdisjoint(error.partial_samples)
+
+
+OFFICIAL_BASE_TEMPLATE = (  # the official script's COT_TEMPLATE, typed out from its source for comparison
+    "You are a professional medical expert answering a multiple-choice medical question.\n"
+    "Please think step by step and then provide exactly one final option.\n"
+    "Format the final answer as: The answer is [LETTER].\n\n"
+    "Question:\n{question}\n\n"
+)
+
+
+def test_base_model_evaluation_sends_the_papers_raw_template_as_completions(
+    proxy, embedded_dir, benchmarks_dir, tmp_path
+):
+    """chat: false on route completions: the model receives exactly the official template (the question
+    verbatim from the benchmark file), and the recovery pass continues the model's own raw text."""
+    from medssr_hub.config import ConfigError
+    from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
+
+    endpoint = {"base_url": proxy.url, "route": "completions", "tokenizer": str(embedded_dir), "model": "m"}
+    settings = dict(chat=False, backend="endpoint", benchmarks=["medqa"], max_items=3, num_samples=2)
+    with pytest.raises(ConfigError, match="route to completions"):
+        EvalConfig(**settings, endpoint={**endpoint, "route": "chat"})
+    results = Evaluator(
+        EvalConfig(**settings, endpoint=endpoint, max_tokens=8, output_dir=str(tmp_path / "ev"))
+    ).run()
+    questions = {
+        item["id"]: item["question"] for item in json.loads((benchmarks_dir / "medqa.json").read_text())
+    }
+    first = [b for b in proxy.bodies if b["max_tokens"] == 8]
+    expected = {OFFICIAL_BASE_TEMPLATE.format(question=q) for q in questions.values()}
+    assert first and all(b["prompt"] in expected for b in first)
+    assert len({b["prompt"] for b in first}) == 3
+    assert all(b["top_k"] == 20 and b["top_p"] == 0.95 and b["temperature"] == 0.6 for b in first)
+    assert first[0]["n"] == 2 and all(isinstance(b["seed"], int) for b in first)
+    # The official recovery pass: the raw text continued, greedy, 2 tokens for SmolLM2, logit_bias ids.
+    recovery = [b for b in proxy.bodies if b["max_tokens"] == 2]
+    details = pd.read_parquet(tmp_path / "ev" / "details" / "medqa.parquet")
+    unparsed = details[details["recovered"]]
+    assert len(recovery) == len(unparsed) > 0
+    continued = {
+        OFFICIAL_BASE_TEMPLATE.format(question=questions[row.id])
+        + row.generation.strip()
+        + ("" if row.generation.strip().endswith(".") else ".")
+        + "\nRespond with one option only.\nThe answer is "
+        for row in unparsed.itertuples()
+    }
+    assert {b["prompt"] for b in recovery} == continued
+    assert all(b["temperature"] == 0.0 and b["logit_bias"] and "top_p" not in b for b in recovery)
+    assert results["benchmarks"]["medqa"]["samples"] == 2
+
+
+@pytest.mark.parametrize(
+    ("constraint", "field", "letters_value", "regex_value"),
+    [
+        ("vllm", "structured_outputs", {"choice": ["A", "B"]}, {"regex": "Question: .+"}),
+        ("gbnf", "grammar", 'root ::= " "? ("A" | "B")', None),
+    ],
+)
+@pytest.mark.parametrize("route", ["chat", "completions"])
+def test_constraint_dialects_in_request_bodies(
+    proxy, embedded_dir, route, constraint, field, letters_value, regex_value
+):
+    """Each server's current dialect, as the proxy receives it: vLLM `structured_outputs` (>= 0.12),
+    llama.cpp `grammar` (GBNF), on both OpenAI routes; TGI's regex `grammar` is checked in
+    test_tgi_native_route."""
+    backend = EndpointBackend(proxy.url, route=route, constraint=constraint, tokenizer=str(embedded_dir))
+    prompt = [{"role": "user", "content": "Which is a fruit?\nA. Apple\nB. Car\nThe answer is"}]
+    backend.generate(
+        [prompt], SamplingParams(max_tokens=1, temperature=0, allowed_tokens=("A", "B")), progress=False
+    )
+    assert proxy.bodies[-1][field] == letters_value and "logit_bias" not in proxy.bodies[-1]
+    assert not any(k.startswith("guided_") for b in proxy.bodies for k in b)
+    if regex_value is not None:
+        params = SamplingParams(max_tokens=2, regex="Question: .+", grammar='root ::= "Question: " [a-z]+')
+        backend.generate([prompt], params, progress=False)
+        assert proxy.bodies[-1][field] == regex_value

@@ -137,8 +137,11 @@ class Extraction:
 def answer_prompt(record: MCQRecord, chat: bool = True) -> Prompt:
     """Chat models get the official system prompt; base models the raw CoT template (explicit choice)."""
     if chat:
-        return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": record.format()}]
-    return BASE_TEMPLATE.format(question=record.format())
+        return [
+            {"role": "system", "content": SYSTEM_PROMPT},
+            {"role": "user", "content": record.prompt_text()},
+        ]
+    return BASE_TEMPLATE.format(question=record.prompt_text())
 
 
 def recovery_prompt(record: MCQRecord, generation: str, chat: bool = True) -> Prompt:

@@ -165,8 +165,16 @@ def publishable(config: Any) -> Any:
     return config
 
 
-def require_chat(chat: bool | None) -> None:
-    """The one rule for `chat`, in every stage: it is explicit, never guessed from the model."""
+def require_chat(chat: bool | None, backend: str = "embedded", endpoint: dict | None = None) -> None:
+    """The one rule for `chat`, in every stage: it is explicit, never guessed from the model; and a base
+    model's raw template (`chat: false`) never goes through a server's chat template."""
+    route = (endpoint or {}).get("route", "chat")
+    if backend == "endpoint" and chat is False and route == "chat":
+        raise ConfigError(
+            "chat: false (a base model's raw chain-of-thought template) on endpoint route chat would be "
+            "wrapped in the server's chat template: set endpoint.route to completions (vLLM, llama.cpp, "
+            "SGLang: /v1/completions) or tgi (TGI's /generate)"
+        )
     if chat is None:
         raise ConfigError(
             "set `chat: true` (chat template, instruct models) or `chat: false` (raw chain-of-thought "

@@ -30,6 +30,9 @@ OPTION_LINE = re.compile(r"^\s*([A-Z])[.)]\s+(.*\S)\s*$")
 MIN_OPTIONS = 2
 EXAMPLES_PER_REASON = 5
 
+# metadata key of the question text exactly as a MedSSR-format file gave it (when it differs from format())
+VERBATIM = "verbatim_question"
+
 
 class RecordFormatError(ValueError):
     """A file or dataset is not what it claims to be (bad JSON, not parquet, wrong top-level shape)."""
@@ -56,9 +59,14 @@ class MCQRecord:
         return list(self.options)
 
     def format(self) -> str:
-        """Stem followed by "A. ..." lines: the MedSSR evaluation layout every prompt uses."""
+        """Stem followed by "A. ..." lines: the MedSSR evaluation layout."""
         lines = [self.question.strip(), *(f"{k}. {v}" for k, v in self.options.items())]
         return "\n".join(lines)
+
+    def prompt_text(self) -> str:
+        """The question as answer prompts show it: verbatim where a MedSSR-format file wrote stem and option
+        lines in one string (the official script sends that string as it is), else `format()`."""
+        return self.metadata.get(VERBATIM) or self.format()
 
     def to_row(self) -> dict[str, Any]:
         return {
@@ -193,6 +201,8 @@ def normalize_row(row: Any, index: int, source: str, report: LoadReport) -> MCQR
     if not isinstance(metadata, dict):
         metadata = {"raw": metadata}
     metadata = {**{k: v for k, v in row.items() if k not in known}, **metadata}
+    if options is None and text != "\n".join([stem, *(f"{k}. {v}" for k, v in pairs)]):
+        metadata[VERBATIM] = text  # e.g. trailing spaces or quotes the official prompt keeps
     return MCQRecord(
         id=row_id,
         question=stem,

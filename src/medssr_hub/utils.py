@@ -14,13 +14,16 @@ from datasets import Dataset, Features
 
 from medssr_hub.schema import project
 
-try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx: network errors of either
+try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx: its client and network errors
+    from httpx2 import AsyncClient as HTTPClient
     from httpx2 import TransportError
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
+    from httpx import AsyncClient as HTTPClient
     from httpx import TransportError
 
 __all__ = [
     "describe_error",
+    "HTTPClient",
     "TransportError",
     "atomic_write_json",
     "atomic_write_jsonl",

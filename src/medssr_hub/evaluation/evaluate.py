@@ -80,7 +80,7 @@ class EvalConfig:
         self.endpoint, self.benchmark_paths = JsonDict(self.endpoint), JsonDict(self.benchmark_paths)
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
-        require_chat(self.chat)
+        require_chat(self.chat, self.backend, self.endpoint)
         if self.mode not in ("generative", "loglikelihood"):
             raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")
         for name in ("num_samples", "max_tokens", "batch_size"):

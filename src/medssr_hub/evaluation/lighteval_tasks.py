@@ -102,7 +102,9 @@ def make_metric(num_samples: int, extraction: Extraction):
         def compute(self, doc, model_response, **kwargs) -> float:
             letters, gold = doc.specific["letters"], doc.specific["gold"]
             texts = list(model_response.text)[:num_samples]
-            return statistics.fmean(extraction.first_pass(t, letters) == gold for t in texts) if texts else 0.0
+            return (
+                statistics.fmean(extraction.first_pass(t, letters) == gold for t in texts) if texts else 0.0
+            )
 
     return SampleLevelMetric(
         metric_name="medssr_acc",
@@ -118,7 +120,7 @@ def make_prompt_fn(chat: bool):
 
     def prompt_fn(line: dict[str, Any], task_name: str = "") -> Doc:
         record = record_from_row(json.loads(line["record"]))
-        question = record.format()
+        question = record.prompt_text()
         return Doc(
             task_name=task_name,
             query=question if chat else BASE_TEMPLATE.format(question=question),

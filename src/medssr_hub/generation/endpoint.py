@@ -1,4 +1,8 @@
-"""Generation through a TGI or OpenAI-compatible server, via huggingface_hub's AsyncInferenceClient.
+"""Generation through a TGI or OpenAI-compatible server (vLLM, llama.cpp, SGLang).
+
+Routes: `chat` (/v1/chat/completions, through huggingface_hub's AsyncInferenceClient), `completions`
+(/v1/completions: raw text, as the official evaluation sends base-model prompts) and `tgi` (TGI's native
+/generate, through the same client).
 
 Requests run concurrently (bounded), each retried with exponential backoff on 429/5xx, timeouts and
 connection errors. Finished completions are handed to `on_complete` as they arrive, and a batch that
@@ -14,8 +18,9 @@ import logging
 import random
 from collections.abc import Sequence
 
-from huggingface_hub import AsyncInferenceClient
+from huggingface_hub import AsyncInferenceClient, get_token
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
+from huggingface_hub.utils import hf_raise_for_status
 from tqdm.auto import tqdm
 
 from medssr_hub.generation.base import (
@@ -32,14 +37,20 @@ from medssr_hub.generation.base import (
 )
 from medssr_hub.modeling import load_tokenizer
 from medssr_hub.resolve import resolve_model
-from medssr_hub.utils import TransportError, describe_error
+from medssr_hub.utils import HTTPClient, TransportError, describe_error
 
 logger = logging.getLogger(__name__)
 
 RETRY_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
-ROUTES = ("chat", "tgi")
-# How the chat route sends constraints (`SamplingParams.regex` / `grammar` / `allowed_tokens`), by server:
-# llama.cpp takes a GBNF `grammar`, vLLM a `guided_regex`; "none" relies on prompting and logit_bias.
+ROUTES = ("chat", "completions", "tgi")
+# How the OpenAI routes send constraints (`SamplingParams.regex` / `grammar` / `allowed_tokens`), in each
+# server's current dialect:
+# - "gbnf": llama.cpp's `grammar` field (a GBNF grammar), on /v1/chat/completions and /v1/completions
+#   (llama.cpp server README, "POST /completion ... grammar"; llama-cpp-python's server takes the same);
+# - "vllm": `structured_outputs: {choice | regex | grammar}` (vLLM docs, "Structured Outputs": the
+#   guided_choice / guided_regex / guided_grammar fields were removed in v0.12.0);
+# - "none": prompting and logit_bias only.
+# TGI takes a regex `grammar` on its native route (`route: tgi`).
 CONSTRAINTS = ("none", "gbnf", "vllm")
 
 
@@ -59,8 +70,9 @@ def is_retryable(error: BaseException) -> bool:
 
 
 class EndpointBackend:
-    """A TGI / OpenAI-compatible server. `route='chat'` uses /v1/chat/completions, `'tgi'` TGI's native
-    text-generation route (raw prompts, `grammar` for constrained answers)."""
+    """A TGI / OpenAI-compatible server. `route='chat'` uses /v1/chat/completions, `'completions'`
+    /v1/completions (raw text; chat messages are rendered with `tokenizer`'s chat template first), `'tgi'`
+    TGI's native text-generation route (raw prompts, `grammar` for constrained answers)."""
 
     name = "endpoint"
 
@@ -124,8 +136,25 @@ class EndpointBackend:
             self._tokenizer = load_tokenizer(path, revision)
         return self._tokenizer
 
-    def _client(self) -> AsyncInferenceClient:
+    def _client(self):
+        if self.route == "completions":
+            # huggingface_hub's InferenceClient has no text-completion (/v1/completions) method: that route
+            # is one POST on the HTTP client huggingface_hub itself uses, its errors raised the same way.
+            token = self._token or get_token()
+            headers = {"authorization": f"Bearer {token}"} if token else {}
+            return HTTPClient(base_url=self.base_url, headers=headers, timeout=self.timeout)
         return AsyncInferenceClient(base_url=self.base_url, token=self._token, timeout=self.timeout)
+
+    def _render(self, prompt: Prompt) -> str:
+        """Raw text for the raw routes: chat messages through the tokenizer's chat template (a final
+        assistant message is continued), as the official evaluation renders chat models' prompts."""
+        if isinstance(prompt, str):
+            return prompt
+        if self.tokenizer_name is None:
+            raise ValueError(f"route {self.route} takes raw prompts; set `tokenizer` to render chat messages")
+        if prompt and prompt[-1]["role"] == "assistant":
+            return self.tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
+        return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
 
     def generate(
         self,
@@ -169,7 +198,7 @@ class EndpointBackend:
 
             async def one_prompt(i: int) -> None:
                 first = 0
-                if params.n > 1 and self._server_honours_n is not False and self.route == "chat":
+                if params.n > 1 and self._server_honours_n is not False and self.route != "tgi":
                     async with semaphore:
                         got, ptoks = await self._request(client, prompts[i], params, seeds[i], 0, params.n)
                     if self._server_honours_n is None:
@@ -204,7 +233,7 @@ class EndpointBackend:
             order = list(range(len(prompts)))
             tasks: list[asyncio.Task] = []
             try:
-                if order and params.n > 1 and self._server_honours_n is None and self.route == "chat":
+                if order and params.n > 1 and self._server_honours_n is None and self.route != "tgi":
                     await one_prompt(order.pop(0))
                 tasks = [asyncio.create_task(one_prompt(i)) for i in order]
                 if tasks:
@@ -232,6 +261,8 @@ class EndpointBackend:
             try:
                 if self.route == "chat":
                     return await self._chat(client, prompt, params, seed, n)
+                if self.route == "completions":
+                    return await self._completions(client, prompt, params, seed, n)
                 return await self._tgi(client, prompt, params, seed)
             except Exception as error:  # classified below: retried, or raised as GenerationError
                 if not is_retryable(error) or attempt >= self.max_retries:
@@ -269,7 +300,7 @@ class EndpointBackend:
         return {str(t): params.allowed_bias for t in first_token_ids(self.tokenizer, params.allowed_tokens)}
 
     def _extra_body(self, params: SamplingParams) -> dict | None:
-        """Server-specific fields of a chat request: top_k, and the constraint in the server's dialect."""
+        """Server-specific fields of an OpenAI request: top_k, and the constraint in the server's dialect."""
         body = {"top_k": params.top_k} if params.top_k and not params.greedy else {}
         letters = sorted({t.strip() for t in params.allowed_tokens or ()})
         if self.constraint == "gbnf":
@@ -279,10 +310,47 @@ class EndpointBackend:
                 body["grammar"] = params.grammar
         elif self.constraint == "vllm":
             if letters:
-                body["guided_choice"] = letters
+                body["structured_outputs"] = {"choice": letters}
             elif params.regex:
-                body["guided_regex"] = params.regex
+                body["structured_outputs"] = {"regex": params.regex}
+            elif params.grammar:
+                body["structured_outputs"] = {"grammar": params.grammar}
         return body or None
+
+    def _logit_bias_for(self, params: SamplingParams) -> dict[str, float] | None:
+        """logit_bias where it is the constraint (no grammar dialect), or the recovery pass's own ids."""
+        return self._logit_bias(params) if self.constraint == "none" or params.bias_ids else None
+
+    async def _completions(self, client, prompt, params: SamplingParams, seed: int, n: int):
+        body = {
+            "model": self.model or "default",
+            "prompt": self._render(prompt),
+            "max_tokens": params.max_tokens,
+            "temperature": params.temperature,
+            "seed": seed,
+            **({"top_p": params.top_p} if not params.greedy else {}),
+            **({"n": n} if n > 1 else {}),
+            **({"stop": list(params.stop)} if params.stop else {}),
+            **({"logit_bias": bias} if (bias := self._logit_bias_for(params)) else {}),
+            **(self._extra_body(params) or {}),
+        }
+        response = await client.post("/v1/completions", json=body)
+        hf_raise_for_status(response)
+        data = response.json()
+        choices = data.get("choices") if isinstance(data, dict) else None
+        if not choices:
+            raise json.JSONDecodeError("response has no choices", response.text[:200], 0)
+        usage = data.get("usage") or {}
+        samples = [
+            Sample(
+                text=choice.get("text") or "",
+                finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                completion_tokens=usage.get("completion_tokens") if len(choices) == 1 else None,
+            )
+            for choice in choices
+        ]
+        self.stats.completion_tokens += usage.get("completion_tokens") or 0
+        return samples, usage.get("prompt_tokens")
 
     async def _chat(self, client, prompt, params: SamplingParams, seed: int, n: int):
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
@@ -295,7 +363,7 @@ class EndpointBackend:
             seed=seed,
             n=n if n > 1 else None,
             stop=list(params.stop) or None,
-            logit_bias=self._logit_bias(params) if self.constraint == "none" or params.bias_ids else None,
+            logit_bias=self._logit_bias_for(params),
             extra_body=self._extra_body(params),
         )
         if not response.choices:
@@ -316,10 +384,7 @@ class EndpointBackend:
         return samples, (usage.prompt_tokens if usage is not None else None)
 
     async def _tgi(self, client, prompt, params: SamplingParams, seed: int):
-        if not isinstance(prompt, str):
-            if self.tokenizer_name is None:
-                raise ValueError("the TGI route takes raw prompts; set `tokenizer` to render chat messages")
-            prompt = self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        prompt = self._render(prompt)
         grammar = {"type": "regex", "value": params.regex} if params.regex else None
         if params.allowed_tokens:
             alternatives = "|".join(sorted({t.strip() for t in params.allowed_tokens}))

@@ -68,7 +68,7 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         self.endpoint = JsonDict(self.endpoint)
-        require_chat(self.chat)
+        require_chat(self.chat, self.backend, self.endpoint)
         self.band = [float(x) for x in self.band]
         if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
             raise ConfigError(f"band must be [low, high] with 0 <= low <= high <= 1, got {self.band}")
