@@ -20,9 +20,8 @@ DATA = Path(__file__).parent / "data"
 def isolated_hub_cache(tmp_path_factory, monkeypatch):
     """Each test downloads from test Hub servers into its own caches: a snapshot cached by an earlier run
     (same repo id and commit) would otherwise stand in for what this test published."""
-    from huggingface_hub import constants
-
     import datasets.config
+    from huggingface_hub import constants
 
     cache = tmp_path_factory.mktemp("hf-hub-cache")
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))

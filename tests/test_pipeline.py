@@ -56,7 +56,16 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     cut_env = {**env, "MEDSSR_HUB_ROOT": str(tmp_path / "hub-cut")}
     full = tmp_path / "full"
     done = subprocess.run(
-        demo_cmd(full, benchmarks_dir, "--batch-size", "4", "--stage1", '{"max_steps": 1}'),
+        demo_cmd(
+            full,
+            benchmarks_dir,
+            "--batch-size",
+            "4",
+            "--stage1",
+            '{"max_steps": 1}',
+            "--stage2",
+            '{"max_steps": 1}',
+        ),
         cwd=root,
         env=env,
         capture_output=True,
@@ -73,9 +82,14 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     hub = LocalHub(hub_root)
     assert set(hub.versions("medssr-hub/demo-synthetic-labeled")) == {"v0.1.0"}
     assert set(hub.versions("medssr-hub/demo-stage1", "model")) == {"v0.1.0"}
-    # Steps 4-5: both models on every benchmark file, 2 items each, then the leaderboard, published.
+    # Step 4: stage 2 from the stage 1 model by repo id and version, on held-out keyed vignettes.
+    assert summary["stages"]["stage2"]["steps"] == 1 and summary["stages"]["heldout"]["num_questions"] == 12
+    card2 = (hub.pull("medssr-hub/demo-stage2", "v0.1.0", "model") / "README.md").read_text()
+    assert "base_model: medssr-hub/demo-stage1" in card2 and "held-out keyed vignettes" in card2
+    assert "`medssr-hub/demo-vignettes-heldout` @ `v0.1.0`" in card2
+    # Steps 5-6: the three models on every benchmark file, 2 items each, then the leaderboard, published.
     evaluation = summary["evaluation"]
-    assert set(evaluation) == {"base (embedded)", "stage 1 (1 GRPO steps)"}
+    assert set(evaluation) == {"base (embedded)", "stage 1 (1 GRPO steps)", "stage 2 (1 GRPO steps)"}
     assert all(
         set(per) == benchmarks and all(b["items"] == 2 for b in per.values()) for per in evaluation.values()
     )
@@ -85,6 +99,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     for repo, config, features in (
         ("medssr-hub/demo-synthetic", "default", SYNTHETIC_FEATURES),
         ("medssr-hub/demo-synthetic-labeled", "default", LABELED_FEATURES),
+        ("medssr-hub/demo-vignettes-heldout", "default", SYNTHETIC_FEATURES),
         ("medssr-hub/demo-leaderboard", "results", RESULTS_FEATURES),
         ("medssr-hub/demo-leaderboard", "details", LEADERBOARD_DETAILS_FEATURES),
     ):

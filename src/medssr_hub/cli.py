@@ -11,6 +11,7 @@ import argparse
 import shutil
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -84,11 +85,14 @@ def _leaderboard(cfg: LeaderboardConfig) -> int:
 
 
 def _demo(cfg: DemoConfig) -> int:
+    start = time.monotonic()
     summary = run_demo(cfg)
     print(render_summary(summary))
-    print(f"Results in {cfg.output_dir}/ (summary.md, leaderboard/, eval/<model>/details/, stage1/final/)")
+    print(f"Results in {cfg.output_dir}/ (summary.md, leaderboard/, eval/<model>/details/, stage*/final/)")
     if summary.get("published"):
         print(f"Published the leaderboard as {summary['published']}")
+    minutes, seconds = divmod(round(time.monotonic() - start), 60)
+    print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
     return 0
 
 

@@ -1,8 +1,10 @@
 """The main job (`make demo`): the whole MedSSR pipeline on the embedded default, end to end.
 
 1. knowledge-enhanced synthesis (published), 2. pseudo-labels by majority vote (published, read back by
-version), 3. stage 1 GRPO on them (the model published), 4. evaluation of the base and the stage 1 model
-on the benchmarks with the paper's protocol, 5. a leaderboard of both (published with per-item details).
+version), 3. stage 1 GRPO on them (the model published), 4. stage 2 GRPO on gold-keyed questions, from the
+stage 1 model named by repo id and version (offline: held-out keyed vignettes, published first),
+5. evaluation of the base, stage 1 and stage 2 models on the benchmarks with the paper's protocol,
+6. a leaderboard of the three (published with per-item details).
 Every step resumes from what is on disk: an interrupted run picks up where it stopped.
 """
 
@@ -49,14 +51,18 @@ class DemoConfig:
     # Step 2, pseudo-labels for the synthetic set: LabelConfig fields (None: skip). Vignette keys score them.
     labeling: JsonDict | None = None
     # Step 3, stage 1 GRPO on the pseudo-labeled split: `config` (a recipe YAML) plus overrides of its
-    # fields (None, or max_steps 0: skip). Step 4 then evaluates both `model` and the stage 1 model.
+    # fields (None, or max_steps 0: skip).
     stage1: JsonDict | None = None
+    # Step 4, stage 2: its gold-keyed training set (SynthesisConfig fields: held-out vignettes offline),
+    # then GRPO from the stage 1 model (`config` plus overrides). Step 5 evaluates every trained model.
+    heldout: JsonDict | None = None
+    stage2: JsonDict | None = None
     publish_repo: str | None = "medssr-hub/demo-leaderboard"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
 
     def __post_init__(self) -> None:
-        for name in ("synthesis", "labeling", "stage1"):
+        for name in ("synthesis", "labeling", "stage1", "heldout", "stage2"):
             if getattr(self, name) is not None:
                 setattr(self, name, JsonDict(getattr(self, name)))
         require_chat(self.chat)
@@ -64,7 +70,8 @@ class DemoConfig:
     def run_fingerprint(self) -> dict[str, Any]:
         """Settings that change results: a resumed run must match them."""
         keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
-        return {k: getattr(self, k) for k in (*keep, "synthesis", "labeling", "stage1", "max_tokens", "seed")}
+        stages = ("synthesis", "labeling", "stage1", "heldout", "stage2")
+        return {k: getattr(self, k) for k in (*keep, *stages, "max_tokens", "seed")}
 
 
 def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
@@ -86,33 +93,59 @@ def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
         (label_cfg,) = config_from_dict([LabelConfig], {**cfg.labeling, **shared, **source})
         results["labeling"] = run_labeling(label_cfg)
         if cfg.stage1 and cfg.stage1.get("max_steps", 1) and label_cfg.publish_repo:
-            results["stage1"] = train_stage1(cfg, label_cfg)
+            results["stage1"] = train_stage(
+                cfg,
+                "stage1",
+                cfg.stage1,
+                model=(cfg.model, None),
+                data=(label_cfg.publish_repo, label_cfg.publish_version),
+            )
+            stage1_model = (results["stage1"]["publish_repo"], results["stage1"]["publish_version"])
+            if cfg.heldout and cfg.stage2 and cfg.stage2.get("max_steps", 1) and stage1_model[0]:
+                (held_cfg,) = config_from_dict(
+                    [SynthesisConfig], {**cfg.heldout, **shared, "output_dir": str(out / "heldout")}
+                )
+                results["heldout"] = run_synthesis(held_cfg)
+                data = (held_cfg.publish_repo, held_cfg.publish_version) if held_cfg.publish_repo else None
+                results["stage2"] = train_stage(
+                    cfg, "stage2", cfg.stage2, model=stage1_model, data=data or (held_cfg.output_dir, None)
+                )
     return results
 
 
-def train_stage1(cfg: DemoConfig, label_cfg: LabelConfig) -> dict[str, Any]:
-    """Step 3: stage 1 GRPO in-process on the labeled split, read back from the hub by version.
+def train_stage(
+    cfg: DemoConfig, name: str, settings: dict, model: tuple[str, str | None], data: tuple[str, str | None]
+) -> dict[str, Any]:
+    """Steps 3 and 4: GRPO in-process, from `model` (repo id or folder, revision) on `data` (dataset repo id
+    or folder, revision), read back from the hub by version.
 
-    The recipe YAML and the demo's overrides become the same config objects `recipes/stage1.py` parses.
-    A finished run (its final folder exists) is not trained again; an interrupted one resumes from its
-    last checkpoint.
+    The recipe YAML (`settings["config"]`) and the demo's overrides become the same config objects
+    `recipes/stage1.py` / `stage2.py` parse. A finished run (its final folder exists) is not trained again;
+    an interrupted one resumes from its last checkpoint.
     """
-    out = Path(cfg.output_dir) / "stage1"
+    out = Path(cfg.output_dir) / name
     summary_file = out / "final" / "train_summary.json"
+    recipe = recipe_path(settings.get("config", f"recipes/smollm2/{name}.yaml"))
+    overrides = {k: v for k, v in settings.items() if k != "config"}
+    overrides.update(
+        model_name_or_path=model[0],
+        model_revision=model[1],
+        chat=cfg.chat,
+        dataset_name=data[0],
+        dataset_revision=data[1],
+        output_dir=str(out),
+        hub=cfg.hub,
+    )
+    script_args, training_args, model_args = config_from_dict(grpo.CONFIG_TYPES, overrides, yaml_file=recipe)
     if not summary_file.exists():
-        overrides = {k: v for k, v in cfg.stage1.items() if k != "config"}
-        overrides.update(
-            model_name_or_path=cfg.model,
-            chat=cfg.chat,
-            dataset_name=label_cfg.publish_repo,
-            dataset_revision=label_cfg.publish_version,
-            output_dir=str(out),
-            hub=cfg.hub,
-        )
-        recipe = recipe_path(cfg.stage1.get("config", "recipes/smollm2/stage1.yaml"))
-        grpo.main(*config_from_dict(grpo.CONFIG_TYPES, overrides, yaml_file=recipe))
+        grpo.main(script_args, training_args, model_args)
     trained = json.loads(summary_file.read_text())
-    return {"steps": trained["global_step"], **trained["summary"]}
+    return {
+        "steps": trained["global_step"],
+        "publish_repo": script_args.publish_repo,
+        "publish_version": script_args.publish_version,
+        **trained["summary"],
+    }
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -122,9 +155,10 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
 
     stages = synthesize_and_label(cfg)
     models = [("base", cfg.model, f"base ({cfg.model})")]
-    if "stage1" in stages:
-        steps = stages["stage1"]["steps"]
-        models.append(("stage1", str(out / "stage1" / "final"), f"stage 1 ({steps} GRPO steps)"))
+    for stage, label in (("stage1", "stage 1"), ("stage2", "stage 2")):
+        if stage in stages:
+            steps = stages[stage]["steps"]
+            models.append((stage, str(out / stage / "final"), f"{label} ({steps} GRPO steps)"))
     backend = get_backend(
         "embedded", model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
     )

@@ -53,6 +53,9 @@ class MedSSRScriptArguments(ScriptArguments):
     evaluation: str | None = field(
         default=None, metadata={"help": "a markdown results table (e.g. a leaderboard) for the model card"}
     )
+    data_description: str | None = field(
+        default=None, metadata={"help": "what the training data is, in a sentence, for the model card"}
+    )
     decontaminate: list[str] | None = field(
         default=None,
         metadata={

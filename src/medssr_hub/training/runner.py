@@ -53,7 +53,11 @@ def card_context(script_args, training_args, model_args, info: DataInfo) -> Card
         datasets=[(publishable(script_args.dataset_name), dataset_revision)],
         config=publishable(run_config(script_args, training_args, model_args)),
         hub=script_args.hub,
-        data_fields={"base model revision": base_revision or "default", **info.card_fields()},
+        data_fields={
+            "base model revision": base_revision or "default",
+            **({"training data": script_args.data_description} if script_args.data_description else {}),
+            **info.card_fields(),
+        },
     )
 
 
