@@ -332,5 +332,11 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
             str(resolve_dataset("medssr/merged", "v0.1.0", hub=hub.url)), "details", split="train"
         )
         assert len(again) == len(details) + 2 * 2  # the repo's details, then the local ll run's
+        # The token was sent (the server checks it) but is in no published file and no local output.
+        published = [
+            data for repo in hub.repos.values() for files in repo.commits.values() for data in files.values()
+        ]
+        assert published and not any(hub.token.encode() in data for data in published)
+        assert not [p for p in tmp_path.rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
     finally:
         hub.close()

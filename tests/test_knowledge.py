@@ -132,3 +132,45 @@ def test_rare_ratio_of_the_shared_benchmarks(catalog, benchmarks_dir):
         matcher.find(next(r for r in records if r.id == qid).format()) == ids
         for qid, ids in result.examples.items()
     )
+
+
+def test_rare_disease_subset_by_name_or_synonym_with_word_boundaries(tmp_path, catalog, benchmarks_dir):
+    """`medssr-hub raredis-subset`: the items naming a catalogue disease, with ORPHA ids and matched text;
+    scored by the evaluator as a rare-disease row called "catalogue-matched", never RareDis-Sub."""
+    from medssr_hub.cli import main
+    from medssr_hub.evaluation.registry import is_rare, title
+    from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, select_rare_items
+
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(
+        json.dumps({"id": "LOCAL:7", "name": "Zebra fever syndrome", "synonyms": ["ZFS type 2"]})
+    )
+    matcher = RareDiseaseMatcher(RareDiseaseCatalog(extra=[extra]))
+    options = {"A": "Chronic granulomatous disease", "B": "Marfan syndromes", "C": "Wilson's disease"}
+    items = [
+        MCQRecord("q1", "A child with ZFS type 2 and a fever?", options, answer="A"),
+        MCQRecord("q2", "Which is right?", {"A": "Marfan syndromes", "B": "Marfanoid habitus"}, answer="B"),
+        MCQRecord(
+            "q3", "Which vasculitis?", {"A": "Eosinophilic granulomatosis with polyangiitis", "B": "x"}, "A"
+        ),
+    ]
+    rows = {r["id"]: r for r in select_rare_items([("mine", items)], matcher)}
+    assert set(rows) == {"q1", "q3"}  # "Marfan syndromes" and "Marfanoid" are not "Marfan syndrome"
+    q1 = rows["q1"]
+    assert q1["orpha_ids"][0] == "LOCAL:7" and q1["matched"][0] == "ZFS type 2"  # a synonym, as written
+    assert "Wilson's disease" in q1["matched"] and q1["gold"] == "A" and q1["name"] == "raredis_catalogue"
+    assert rows["q3"]["matched"] == ["Eosinophilic granulomatosis with polyangiitis"]  # not also GPA
+    # The command over two real benchmark files.
+    out = tmp_path / "subset"
+    files = [str(benchmarks_dir / "medqa.json"), str(benchmarks_dir / "mmlu.json")]
+    assert main(["raredis-subset", *files, "--output", str(out)]) == 0
+    subset = json.loads((out / SUBSET_FILE).read_text())
+    stats = json.loads((out / "stats.json").read_text())
+    assert stats["items"] == len(subset) == stats["selected"]["medqa"] + stats["selected"]["mmlu"] > 100
+    assert all(r["orpha_ids"][0].startswith("ORPHA:") and r["matched"][0] in r["question"] for r in subset)
+    # It loads as a benchmark, counts as rare, and is titled as what it is.
+    records, _ = load_records(out / SUBSET_FILE)
+    assert len(records) == len(subset) and is_rare("raredis_catalogue")
+    assert title("raredis_catalogue") == "Rare (catalogue-matched)" and "RareDis" not in title(
+        "raredis_catalogue"
+    )

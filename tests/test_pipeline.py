@@ -2,6 +2,7 @@
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -52,7 +53,8 @@ def generated(folder):
 def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir, embedded_dir):
     root = os.path.dirname(os.path.dirname(__file__))
     hub_root = tmp_path / "hub"
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MEDSSR_HUB_ROOT": str(hub_root)}
+    canary = "hf_" + secrets.token_hex(16)  # the token must reach no log, card, config, result or file
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "MEDSSR_HUB_ROOT": str(hub_root), "HF_TOKEN": canary}
     cut_env = {**env, "MEDSSR_HUB_ROOT": str(tmp_path / "hub-cut")}
     full = tmp_path / "full"
     done = subprocess.run(
@@ -73,7 +75,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads((full / "summary.json").read_text())
-    benchmarks = {"bioasq", "medbullets", "medmcqa", "medqa", "mmlu", "pubmedqa"}
+    benchmarks = {"bioasq", "medbullets", "medmcqa", "medqa", "mmlu", "pubmedqa", "raredis_catalogue"}
     # Steps 1-3 (recipes/demo.yaml): 12 synthetic questions, their pseudo-labels, one stage 1 step; published.
     assert summary["stages"]["synthesis"]["num_questions"] == 12
     labeling = summary["stages"]["labeling"]
@@ -123,7 +125,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = generated(cut)
-    assert 2 <= before < 12, "the kill should land mid-run"
+    assert 2 <= before < 14, "the kill should land mid-run"
     assert not (cut / "summary.json").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
@@ -131,7 +133,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "items already generated" in result.stderr
-    assert generated(cut) == 12
+    assert generated(cut) == 14  # 7 benchmarks (6 files + the rare-disease subset) x 2 items
     for name in benchmarks:
         pd.testing.assert_frame_equal(
             pd.read_parquet(cut / "eval" / "base" / "details" / f"{name}.parquet"),
@@ -140,6 +142,11 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     # Running the finished job again publishes nothing new.
     again = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert again.returncode == 0 and "already published with this content" in again.stderr
+    # The token canary: in no output, log, card, config, result or published file of either run.
+    for run in (done, result, again):
+        assert canary not in run.stdout + run.stderr
+    leaked = [p for p in tmp_path.rglob("*") if p.is_file() and canary.encode() in p.read_bytes()]
+    assert not leaked, leaked
 
 
 def test_changed_settings_are_refused_on_resume(tmp_path, benchmarks_dir):
@@ -172,3 +179,23 @@ def test_clear_errors(tmp_path, capsys):
         main(["--version"])
     assert info.value.code == 0
     assert capsys.readouterr().out.startswith("medssr-hub 0.1.0")
+
+
+@pytest.mark.slow
+def test_fresh_machine_demo_scores_the_shipped_benchmark_samples(tmp_path):
+    """Neither ../shared nor $MEDSSR_BENCHMARKS_DIR nor the Hub: the demo scores the 50-item samples shipped
+    in the package (only the four benchmarks whose licence allows it) and says so."""
+    env = {k: v for k, v in os.environ.items() if k != "MEDSSR_BENCHMARKS_DIR"}
+    env.update(MEDSSR_HUB_ROOT=str(tmp_path / "hub"), HF_HUB_OFFLINE="1")
+    cmd = [sys.executable, "-m", "medssr_hub.cli", "demo", "--chat", "true", "--output_dir", "out", *SMALL]
+    done = subprocess.run([*cmd, "--num-samples", "1"], cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    (per,) = summary["evaluation"].values()
+    assert set(per) == {"medqa", "medmcqa", "pubmedqa", "mmlu", "raredis_catalogue"}
+    assert all(b["items"] == 2 for b in per.values()) and per["raredis_catalogue"]["rare"]
+    assert all(per[name]["source"].startswith("medssr-hub sample: ") for name in ("medqa", "mmlu"))
+    assert "Benchmark items from: medssr-hub sample: medmcqa.json" in done.stdout
+    assert "Wall time: " in done.stdout
+    rows = json.loads((tmp_path / "out" / "leaderboard" / "leaderboard.json").read_text())["rows"]
+    assert len(rows) == 1 and rows[0]["average"] is not None and rows[0]["rare_disease"] is not None

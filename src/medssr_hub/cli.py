@@ -21,6 +21,7 @@ from medssr_hub import __version__
 from medssr_hub.config import ConfigError, parse_config
 from medssr_hub.evaluation.evaluate import EvalConfig, run_evaluation
 from medssr_hub.evaluation.leaderboard import LeaderboardConfig, run_leaderboard
+from medssr_hub.evaluation.registry import load_benchmark
 from medssr_hub.hub import open_hub, publish
 from medssr_hub.hub.common import HubError
 from medssr_hub.labeling.label import LabelConfig, run_labeling
@@ -30,6 +31,7 @@ from medssr_hub.pipeline import DemoConfig, render_summary, run_demo
 from medssr_hub.records import RecordFormatError, load_records
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
 from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
+from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, SUBSET_NAME, build_subset
 from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
 from medssr_hub.training import grpo, sft
 from medssr_hub.utils import setup_logging
@@ -172,6 +174,22 @@ def _publish_metric(args: argparse.Namespace) -> int:
     return 0
 
 
+def _raredis_subset(args: argparse.Namespace) -> int:
+    catalog = RareDiseaseCatalog(extra=args.catalog or [])
+    benchmarks = []
+    for item in args.benchmarks:
+        name, records, source = load_benchmark(item, hub=args.hub)
+        benchmarks.append((name, records))
+        print(f"{name}: {len(records)} items from {source}")
+    stats = build_subset(benchmarks, args.output, catalog)
+    print(
+        f"{stats['items']} items name a catalogue rare disease ({stats['selected']}): "
+        f"{Path(args.output) / SUBSET_FILE}; score it with --benchmark_paths "
+        f'\'{{"{SUBSET_NAME}": "{Path(args.output) / SUBSET_FILE}"}}\' --benchmarks {SUBSET_NAME}'
+    )
+    return 0
+
+
 def _embedded_model(args: argparse.Namespace) -> int:
     print(ensure_embedded_model())
     return 0
@@ -218,6 +236,16 @@ def build_parser() -> argparse.ArgumentParser:
     pm.add_argument("--version", required=True, help="vX.Y.Z")
     pm.add_argument("--hub", help=HUB_HELP)
     pm.set_defaults(func=_publish_metric)
+
+    rs = sub.add_parser(
+        "raredis-subset",
+        help="the benchmark items that name a catalogue rare disease (an offline rare-disease row)",
+    )
+    rs.add_argument("benchmarks", nargs="+", help="benchmark names (medqa, ...) or MCQ files")
+    rs.add_argument("--output", required=True, help=f"folder for {SUBSET_FILE} and stats.json")
+    rs.add_argument("--catalog", action="append", help="extra catalogue JSONL (repeatable)")
+    rs.add_argument("--hub", help=HUB_HELP)
+    rs.set_defaults(func=_raredis_subset)
 
     em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
     em.set_defaults(func=_embedded_model)

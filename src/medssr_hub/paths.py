@@ -26,7 +26,8 @@ def cache_dir() -> Path:
 
 
 def benchmarks_dir(configured: str | Path | None = None) -> Path | None:
-    """The configured folder, else $MEDSSR_BENCHMARKS_DIR, else ../shared/benchmarks, else None.
+    """The configured folder, else $MEDSSR_BENCHMARKS_DIR, else ../shared/benchmarks, else the samples
+    shipped in the package (`sample_benchmarks()`: 50 items of the benchmarks whose licence allows it).
 
     A folder that is named (config or environment) but missing is an error, never silently skipped.
     """
@@ -38,7 +39,20 @@ def benchmarks_dir(configured: str | Path | None = None) -> Path | None:
                 "a folder of MedSSR-format JSON files (id, question with 'A. ...' option lines, gold)"
             )
         return Path(named).expanduser()
-    return SHARED_BENCHMARKS if SHARED_BENCHMARKS.is_dir() else None
+    return SHARED_BENCHMARKS if SHARED_BENCHMARKS.is_dir() else sample_benchmarks()
+
+
+def sample_benchmarks() -> Path:
+    """The benchmark samples shipped as package data (see its README.md for licences and attribution)."""
+    return package_data("benchmarks")
+
+
+def describe_benchmark_source(path: str | Path) -> str:
+    """How results name where a benchmark file came from: the shipped sample by name, else the path."""
+    path = Path(path)
+    if path.parent.resolve() == sample_benchmarks().resolve():
+        return f"medssr-hub sample: {path.name} (first 50 items; licence in medssr_hub/data/benchmarks)"
+    return str(path)
 
 
 def package_data(*parts: str) -> Path:

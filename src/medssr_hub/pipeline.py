@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.config import JsonDict, config_dict, config_from_dict, guard_resume, require_chat
+from medssr_hub.config import JsonDict, config_dict, config_from_dict, guard_resume, publishable, require_chat
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
 from medssr_hub.generation import get_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
+from medssr_hub.records import load_records
+from medssr_hub.synthesis.catalog import RareDiseaseCatalog
+from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
 from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
 from medssr_hub.training import grpo
 from medssr_hub.utils import atomic_write_json, atomic_write_text
@@ -57,6 +60,9 @@ class DemoConfig:
     # then GRPO from the stage 1 model (`config` plus overrides). Step 5 evaluates every trained model.
     heldout: JsonDict | None = None
     stage2: JsonDict | None = None
+    # Step 5 also scores a rare-disease row: the benchmark items that name a catalogue rare disease
+    # (`medssr-hub raredis-subset`, "catalogue-matched"; RareDis-Sub itself is on the Hub only).
+    rare_subset: bool = True
     publish_repo: str | None = "medssr-hub/demo-leaderboard"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
@@ -70,6 +76,7 @@ class DemoConfig:
     def run_fingerprint(self) -> dict[str, Any]:
         """Settings that change results: a resumed run must match them."""
         keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
+        keep = (*keep, "rare_subset")
         stages = ("synthesis", "labeling", "stage1", "heldout", "stage2")
         return {k: getattr(self, k) for k in (*keep, *stages, "max_tokens", "seed")}
 
@@ -173,6 +180,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "config": config_dict(cfg),
         "stages": {name: _headline(stats) for name, stats in stages.items()},
         "evaluation": {r.model: r.benchmarks for r in runs},
+        "benchmarks from": sorted({publishable(b["source"]) for r in runs for b in r.benchmarks.values()}),
         "leaderboard": render_markdown(runs),
         "files": {k: str(v) for k, v in files.items()},
     }
@@ -184,8 +192,8 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     return summary
 
 
-def eval_config(cfg: DemoConfig, folder: str, model: str, name: str) -> EvalConfig:
-    """Step 4's settings for one model: every benchmark file in the folder, a few items each."""
+def benchmark_files(cfg: DemoConfig) -> list[str]:
+    """Every benchmark file in the folder (the shipped samples when none is configured)."""
     bench_dir = benchmarks_dir(cfg.benchmarks_dir)
     if bench_dir is None:
         raise FileNotFoundError(
@@ -195,6 +203,23 @@ def eval_config(cfg: DemoConfig, folder: str, model: str, name: str) -> EvalConf
     files = sorted(str(p) for p in bench_dir.glob("*.json"))
     if not files:
         raise FileNotFoundError(f"{bench_dir} holds no benchmark JSON files")
+    return files
+
+
+def rare_subset_file(cfg: DemoConfig) -> str:
+    """The catalogue-matched rare-disease items of every benchmark file, built once into the output."""
+    out = Path(cfg.output_dir) / "raredis"
+    if not (out / SUBSET_FILE).exists():
+        benchmarks = [(Path(f).stem, load_records(f)[0]) for f in benchmark_files(cfg)]
+        stats = build_subset(benchmarks, out, RareDiseaseCatalog())
+        logger.info("Rare-disease subset: %d catalogue-matched items %s", stats["items"], stats["selected"])
+    return str(out / SUBSET_FILE)
+
+
+def eval_config(cfg: DemoConfig, folder: str, model: str, name: str) -> EvalConfig:
+    """Step 5's settings for one model: every benchmark file in the folder, a few items each, and the
+    catalogue-matched rare-disease subset."""
+    files = benchmark_files(cfg) + ([rare_subset_file(cfg)] if cfg.rare_subset else [])
     return EvalConfig(
         model=model,
         display_name=name,
@@ -244,6 +269,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         ),
         "",
         summary["leaderboard"],
+        "Benchmark items from: " + "; ".join(summary.get("benchmarks from", [])),
     ]
     return "\n".join(lines)
 

@@ -235,9 +235,13 @@ def _read_json(path: Path) -> Iterator[Any]:
 
 
 def _read_jsonl(path: Path) -> Iterator[Any]:
-    with path.open(encoding="utf-8") as f:
+    with path.open("rb") as f:
         bad = 0
-        for lineno, line in enumerate(f, 1):
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise RecordFormatError(f"{path}:{lineno}: not UTF-8 text ({e})") from e
             if not line.strip():
                 continue
             try:

@@ -194,9 +194,12 @@ def render_markdown(runs: list[Run]) -> str:
         cells += [_pct(row["average"]), _pct(row["rare_disease"]), _pct(row["recovery_rate"]), row["from"]]
         lines.append("| " + " | ".join(cells) + " |")
     read = sorted({b.get("extraction") or "unrecorded" for r in runs for b in r.benchmarks.values()})
+    rare = sorted({title(n) for r in runs for n, b in r.benchmarks.items() if b.get("rare")}) or [
+        "RareDis-Sub"
+    ]
     note = (
         "\nAccuracy (%), mean ± std over samples; average over the non-rare benchmarks; rare-disease: "
-        "RareDis-Sub; recovered: share of answers from the constrained second pass. Answers read by the "
+        f"{' and '.join(rare)}; recovered: share of answers from the constrained second pass. Answers read by the "
         f"{' / '.join(read)} rule{' (mixed: rows are not comparable)' if len(read) > 1 else ''}.\n"
     )
     return "\n".join(lines) + "\n" + note

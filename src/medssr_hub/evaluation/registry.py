@@ -2,7 +2,9 @@
 
 A benchmark is read, in order, from: an explicit source (config `benchmark_paths` or `NAME=PATH` on the
 command line), `$MEDSSR_BENCHMARKS_DIR/<file>` (the MedSSR evaluation format: `id`, `question` with
-"A. ..." option lines, `gold`, `name`), or its Hub dataset (pinned revision) where one is known. Any
+"A. ..." option lines, `gold`, `name`; then ../shared/benchmarks), or its Hub dataset (pinned revision)
+where one is known. When no folder is configured at all, the 50-item samples shipped in the package
+stand in for the four benchmarks whose licence allows it, and results name them as their source. Any
 other MCQ file in that format is added by path and named after its file.
 """
 
@@ -12,7 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
+from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, describe_benchmark_source
 from medssr_hub.records import MCQRecord, load_records
 
 logger = logging.getLogger(__name__)
@@ -41,6 +43,8 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("medbullets", "MedBullets", "medbullets.json"),
         Benchmark("medxpertqa", "MedXpertQA", "medxpertqa.json"),
         Benchmark("raredis", "RareDis-Sub", "raredis.json", hub_id="tdlhl/RareDis-Sub", rare=True),
+        # Offline stand-in, never called RareDis-Sub: `medssr-hub raredis-subset` (catalogue name matches).
+        Benchmark("raredis_catalogue", "Rare (catalogue-matched)", "raredis_catalogue.json", rare=True),
     )
 }
 
@@ -98,7 +102,8 @@ def load_benchmark(
         ) from e
     if report.rejected:
         logger.warning("%s", report.summary())
-    return name, records[:max_items] if max_items else records, source
+    described = describe_benchmark_source(source) if Path(source).exists() else source
+    return name, records[:max_items] if max_items else records, described
 
 
 def is_rare(name: str) -> bool:

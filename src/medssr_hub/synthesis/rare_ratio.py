@@ -18,8 +18,19 @@ from medssr_hub.synthesis.catalog import RareDiseaseCatalog
 _WORD = re.compile(r"[a-z0-9]+")
 
 
+def _tokens(text: str) -> list[tuple[str, int, int]]:
+    """Lower-cased words with their spans in `text`; a possessive "'s" is dropped ("Crohn's" = "Crohn")."""
+    out = []
+    lower = text.lower()
+    for m in _WORD.finditer(lower):
+        if m.group() == "s" and m.start() > 0 and lower[m.start() - 1] in "'’":
+            continue
+        out.append((m.group(), m.start(), m.end()))
+    return out
+
+
 def _words(text: str) -> list[str]:
-    return _WORD.findall(text.lower().replace("'s ", " "))
+    return [w for w, _, _ in _tokens(text)]
 
 
 def name_variants(name: str) -> set[tuple[str, ...]]:
@@ -33,24 +44,36 @@ def name_variants(name: str) -> set[tuple[str, ...]]:
 
 
 class RareDiseaseMatcher:
+    """Catalogue disease names and synonyms, matched as whole words (case and possessives ignored)."""
+
     def __init__(self, catalog: RareDiseaseCatalog):
         self.by_first: dict[str, list[tuple[tuple[str, ...], str]]] = {}
         for disease in catalog:
-            for words in name_variants(disease.name):
-                self.by_first.setdefault(words[0], []).append((words, disease.id))
+            for label in (disease.name, *disease.synonyms):
+                for words in name_variants(label):
+                    self.by_first.setdefault(words[0], []).append((words, disease.id))
         for entries in self.by_first.values():
             entries.sort(key=lambda e: -len(e[0]))  # longest name first
 
+    def matches(self, text: str) -> list[tuple[str, str]]:
+        """(disease id, the text that matched) for each catalogue disease named in `text`, in order."""
+        tokens = _tokens(text)
+        words = [w for w, _, _ in tokens]
+        found: dict[str, str] = {}
+        i = 0
+        while i < len(words):
+            step = 1
+            for name, disease_id in self.by_first.get(words[i], ()):  # longest first
+                if tuple(words[i : i + len(name)]) == name:
+                    found.setdefault(disease_id, text[tokens[i][1] : tokens[i + len(name) - 1][2]])
+                    step = len(name)  # a match's words are not matched again ("eosinophilic granulomatosis
+                    break  # with polyangiitis" does not also name "granulomatosis with polyangiitis")
+            i += step
+        return list(found.items())
+
     def find(self, text: str) -> list[str]:
         """Ids of catalogue diseases named in `text`."""
-        words = _words(text)
-        found = []
-        for i, w in enumerate(words):
-            for name, disease_id in self.by_first.get(w, ()):
-                if tuple(words[i : i + len(name)]) == name:
-                    found.append(disease_id)
-                    break
-        return list(dict.fromkeys(found))
+        return [disease_id for disease_id, _ in self.matches(text)]
 
 
 @dataclass
