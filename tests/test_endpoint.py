@@ -274,3 +274,40 @@ def test_constraint_dialects_in_request_bodies(
         params = SamplingParams(max_tokens=2, regex="Question: .+", grammar='root ::= "Question: " [a-z]+')
         backend.generate([prompt], params, progress=False)
         assert proxy.bodies[-1][field] == regex_value
+
+
+@pytest.mark.slow
+def test_several_servers_share_the_load_and_survive_one_killed_mid_run(
+    fresh_llama_server, gguf_path, tmp_path
+):
+    """Two llama.cpp servers behind recording proxies; the second is killed once two prompts are done. The
+    run completes on the first: every prompt once, the same text a single server gives (greedy)."""
+    from tests.conftest import LlamaServer
+
+    second = LlamaServer(gguf_path, tmp_path)
+    proxies = [FaultProxy(fresh_llama_server.url), FaultProxy(second.url)]
+    prompts = [
+        [{"role": "user", "content": f"Name organ number {i} of the body. One word."}] for i in range(10)
+    ]
+    params = SamplingParams(n=1, max_tokens=12, temperature=0)
+    finished: list[int] = []
+
+    def on_complete(i, completion):
+        finished.append(i)
+        if len(finished) == 2:
+            second.stop()  # SIGKILL mid-run: its in-flight and later requests fail at the proxy
+
+    try:
+        backend = EndpointBackend([p.url for p in proxies], max_concurrency=4, **FAST)
+        out = backend.generate(prompts, params, on_complete=on_complete, progress=False)
+        assert sorted(finished) == list(range(10))  # every prompt finished exactly once
+        assert all(proxy.requests > 0 for proxy in proxies)  # both servers took requests
+        assert backend.servers[1].set_aside and not backend.servers[0].set_aside
+        alone = EndpointBackend(proxies[0].url).generate(prompts, params, progress=False)
+        assert [c.texts for c in out] == [c.texts for c in alone]  # nothing lost, nothing changed
+        with pytest.raises(ValueError, match="base_url"):
+            EndpointBackend([])
+    finally:
+        for proxy in proxies:
+            proxy.close()
+        second.stop()

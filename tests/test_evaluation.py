@@ -18,12 +18,13 @@ from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator, score
 from medssr_hub.evaluation.leaderboard import load_runs, render_markdown, table_rows
 from medssr_hub.evaluation.registry import (
     BENCHMARKS,
+    MMLU_MEDICAL,
     BenchmarkUnavailable,
     load_benchmark,
     locate,
     parse_spec,
 )
-from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.records import MCQRecord, RecordFormatError, load_records
 from medssr_hub.resolve import resolve_dataset
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
 from tests.fake_hub import FakeHub
@@ -338,5 +339,74 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         ]
         assert published and not any(hub.token.encode() in data for data in published)
         assert not [p for p in tmp_path.rglob("*") if p.is_file() and hub.token.encode() in p.read_bytes()]
+    finally:
+        hub.close()
+
+
+def _publish_rows(hub_url: str, repo_id: str, files: dict[str, list[dict]], tmp_path) -> None:
+    """A dataset repo on the HTTP test Hub laid out as the Hub lays out its configs and splits."""
+    from medssr_hub.hub import publish
+
+    folder = tmp_path / repo_id.replace("/", "--")
+    for rel, rows in files.items():
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        pd.DataFrame(rows).to_parquet(folder / rel)
+    publish(folder, repo_id, "v1.0.0", hub=hub_url)
+
+
+def test_registry_reads_each_benchmarks_hub_dataset_through_its_column_mapping(tmp_path, monkeypatch):
+    """One dataset shaped like each registry entry's Hub dataset, served over HTTP: options as columns, as a
+    list, as a dict, as lines inside the question, fixed; answers as a letter, an index or the option text."""
+    hub = FakeHub(token="hf_" + "R" * 30)
+    monkeypatch.setenv("HF_TOKEN", hub.token)
+    monkeypatch.setenv("MEDSSR_BENCHMARKS_DIR", str(tmp_path / "no-files"))
+    (tmp_path / "no-files").mkdir()
+    stem = "A 30-year-old presents with fever and a rash. What is the diagnosis?"
+    try:
+        _publish_rows(hub.url, "GBaker/MedQA-USMLE-4-options", {"data/test-00000-of-00001.parquet": [
+            {"question": stem, "options": {"A": "w", "B": "x", "C": "y", "D": "z"}, "answer_idx": "C", "answer": "y"},
+        ]}, tmp_path)  # fmt: skip
+        _publish_rows(hub.url, "openlifescienceai/medmcqa", {"data/validation-00000-of-00001.parquet": [
+            {"id": "m1", "question": stem, "opa": "w", "opb": "x", "opc": "y", "opd": "z", "cop": 3},
+            {"id": "m2", "question": stem, "opa": "w", "opb": "x", "opc": "y", "opd": "z", "cop": -1},
+        ]}, tmp_path)  # fmt: skip
+        _publish_rows(hub.url, "qiaojin/PubMedQA", {"pqa_labeled/train-00000-of-00001.parquet": [
+            {"pubid": 7, "question": "Does X help?", "context": {"contexts": ["Background.", "Results."]},
+             "final_decision": "maybe"},
+        ]}, tmp_path)  # fmt: skip
+        _publish_rows(hub.url, "cais/mmlu", {
+            f"{subject}/test-00000-of-00001.parquet": [
+                {"question": f"{subject}: which one?", "subject": subject, "choices": ["w", "x", "y", "z"], "answer": 1}
+            ]
+            for subject in MMLU_MEDICAL
+        }, tmp_path)  # fmt: skip
+        _publish_rows(hub.url, "TsinghuaC3I/MedXpertQA", {"Text/test-00000-of-00001.parquet": [
+            {"id": "x1", "question": stem, "options": {k: f"o{k}" for k in "ABCDE"}, "label": "E"},
+        ]}, tmp_path)  # fmt: skip
+        _publish_rows(hub.url, "tdlhl/RareDis-Sub", {"data/test-00000-of-00001.parquet": [
+            {"id": "r1", "question": f"{stem}\nA. Fabry disease\nB. Gout", "gold": "A", "name": "raredis"},
+        ]}, tmp_path)  # fmt: skip
+
+        def load(name):
+            got, records, source = load_benchmark(name, hub=hub.url)
+            assert got == name and source == BENCHMARKS[name].hub_id
+            return records
+
+        (medqa,) = load("medqa")
+        assert medqa.options == {"A": "w", "B": "x", "C": "y", "D": "z"} and medqa.answer == "C"
+        (medmcqa,) = load("medmcqa")  # the row with cop -1 has no answer: rejected, counted, not loaded
+        assert medmcqa.id == "m1" and medmcqa.answer == "D"
+        (pubmedqa,) = load("pubmedqa")
+        assert pubmedqa.options == {"A": "yes", "B": "no", "C": "maybe"} and pubmedqa.answer == "C"
+        assert pubmedqa.question.startswith("Background.\nResults.\nDoes X help?") and pubmedqa.id == "7"
+        mmlu = load("mmlu")
+        assert len(mmlu) == len(MMLU_MEDICAL) and {r.answer for r in mmlu} == {"B"}
+        (xpert,) = load("medxpertqa")
+        assert xpert.answer == "E" and len(xpert.options) == 5
+        (rare,) = load("raredis")
+        assert rare.options == {"A": "Fabry disease", "B": "Gout"} and rare.answer == "A"
+        # A config the repo does not have is named, with the ones it has.
+        with pytest.raises(RecordFormatError, match=r"has no config 'nope'; it has \['pqa_labeled'\]"):
+            load_records("qiaojin/PubMedQA", revision="v1.0.0", hub=hub.url, subset="nope")
     finally:
         hub.close()

@@ -63,6 +63,9 @@ class DemoConfig:
     # Step 5 also scores a rare-disease row: the benchmark items that name a catalogue rare disease
     # (`medssr-hub raredis-subset`, "catalogue-matched"; RareDis-Sub itself is on the Hub only).
     rare_subset: bool = True
+    # How answers are read (EvalConfig.extraction): official (the paper's script) or lenient. A change
+    # rescores the saved generations; nothing is generated again.
+    extraction: str = "official"
     publish_repo: str | None = "medssr-hub/demo-leaderboard"  # None: do not publish
     publish_version: str = "v0.1.0"
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
@@ -226,6 +229,7 @@ def eval_config(cfg: DemoConfig, folder: str, model: str, name: str) -> EvalConf
         chat=cfg.chat,
         benchmarks=files,
         max_items=cfg.items_per_benchmark,
+        extraction=cfg.extraction,
         num_samples=cfg.num_samples,
         temperature=cfg.temperature,
         top_p=cfg.top_p,

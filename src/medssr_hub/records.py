@@ -34,6 +34,74 @@ EXAMPLES_PER_REASON = 5
 VERBATIM = "verbatim_question"
 
 
+@dataclass(frozen=True)
+class ColumnMap:
+    """How a Hub MCQ dataset's columns become a record (registry entries, `load_records(columns=...)`).
+
+    - options: a column holding a dict (letter -> text), a list of texts or a list of {letter, text}; a
+      list of columns, one per option, lettered A, B, ... in order; or None: option lines inside the
+      question ("A. ...") or `fixed_options` for every row;
+    - answer: its column, read as a letter, a 0-based index, or the text of one of the options;
+    - context: a column prepended to the stem (a string, a list of strings, or {"contexts": [...]}).
+    A row the map cannot read becomes a row `normalize_row` rejects with its reason, never an exception.
+    """
+
+    question: str = "question"
+    options: str | tuple[str, ...] | None = "options"
+    answer: str = "answer"
+    answer_is: str = "letter"  # letter | index | text
+    id: str | None = "id"
+    context: str | None = None
+    fixed_options: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.answer_is not in ("letter", "index", "text"):
+            raise ValueError(f"answer_is must be letter, index or text, got {self.answer_is!r}")
+
+    def apply(self, row: Any) -> Any:
+        if not isinstance(row, dict):
+            return row
+        if isinstance(self.options, tuple):
+            options: Any = [row.get(c) for c in self.options]
+        elif self.options is not None:
+            options = row.get(self.options)
+        else:
+            options = list(self.fixed_options) if self.fixed_options else None
+        if isinstance(options, list) and options and not isinstance(options[0], dict):
+            options = {chr(ord("A") + i): text for i, text in enumerate(options)}
+        question = row.get(self.question)
+        context = _context_text(row.get(self.context)) if self.context else ""
+        if context and isinstance(question, str):
+            question = f"{context}\n{question}"
+        return {
+            "id": row.get(self.id) if self.id else None,
+            "question": question,
+            "options": options,
+            "answer": self._letter(row.get(self.answer), options),
+        }
+
+    def _letter(self, value: Any, options: Any) -> Any:
+        if value is None or self.answer_is == "letter":
+            return value
+        if self.answer_is == "index":
+            index = value if isinstance(value, int) and not isinstance(value, bool) else -1
+            return chr(ord("A") + index) if 0 <= index < 26 else f"index {value!r}"  # the latter is rejected
+        if isinstance(options, dict):
+            wanted = str(value).strip().lower()
+            for letter, text in options.items():
+                if str(text).strip().lower() == wanted:
+                    return letter
+        return f"text {value!r}"  # not an option: rejected as answer_not_in_options
+
+
+def _context_text(value: Any) -> str:
+    if isinstance(value, dict):
+        value = value.get("contexts", "")
+    if isinstance(value, list):
+        return "\n".join(str(v) for v in value)
+    return str(value) if value else ""
+
+
 class RecordFormatError(ValueError):
     """A file or dataset is not what it claims to be (bad JSON, not parquet, wrong top-level shape)."""
 
@@ -275,9 +343,17 @@ def data_folder(path: Path) -> Path:
     return path
 
 
-def _iter_source(source: str, revision: str | None, split: str | None, hub: str | None) -> Iterator[Any]:
-    """Rows of one split of a file, a folder or a dataset repo (read from its files at `revision`)."""
+def _iter_source(
+    source: str, revision: str | None, split: str | None, hub: str | None, subset: str | None = None
+) -> Iterator[Any]:
+    """Rows of one split of a file, a folder or a dataset repo (read from its files at `revision`); of
+    its `subset` (a Hub config's folder) when one is named."""
     path = resolve_dataset(source, revision, hub)
+    if subset:
+        if not (path / subset).is_dir():
+            configs = sorted(p.name for p in path.iterdir() if p.is_dir() and not p.name.startswith("."))
+            raise RecordFormatError(f"{source} has no config {subset!r}; it has {configs}")
+        path = path / subset
     if path.is_dir():
         path = data_folder(path)
         by_split: dict[str, list[Path]] = {}
@@ -306,22 +382,25 @@ def load_records(
     split: str | None = None,
     source_name: str | None = None,
     hub: str | None = None,
+    columns: ColumnMap | None = None,
+    subset: str | None = None,
 ) -> tuple[list[MCQRecord], LoadReport]:
     """Load MCQ records from a file, a folder or a dataset repo id (pinned to `revision`).
 
     A repo id is read from `hub` (see `medssr_hub.hub.open_hub`); without one, from the local hub if it
     holds the repo, else from the Hub.
 
-    Bad rows are counted by reason in the returned report, never fatal; a source that is not what it
-    claims raises `RecordFormatError`. Duplicate ids keep the first row.
+    `columns` maps another dataset's columns onto the record (`ColumnMap`); `subset` reads one config
+    (folder) of a dataset repo. Bad rows are counted by reason in the returned report, never fatal; a
+    source that is not what it claims raises `RecordFormatError`. Duplicate ids keep the first row.
     """
     source = str(source)
     name = source_name or Path(source).stem
     report = LoadReport(source=source, revision=revision)
     records: list[MCQRecord] = []
     seen: set[str] = set()
-    for index, row in enumerate(_iter_source(source, revision, split, hub)):
-        record = normalize_row(row, index, name, report)
+    for index, row in enumerate(_iter_source(source, revision, split, hub, subset)):
+        record = normalize_row(columns.apply(row) if columns else row, index, name, report)
         if record is None:
             continue
         if record.id in seen:

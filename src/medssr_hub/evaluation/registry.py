@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, describe_benchmark_source
-from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.records import ColumnMap, MCQRecord, load_records
 
 logger = logging.getLogger(__name__)
 
@@ -25,24 +25,87 @@ class Benchmark:
     name: str
     title: str
     file: str  # file name in the MedSSR evaluation folder
-    hub_id: str | None = None  # a Hub dataset in the record schema / MedSSR format, where one exists
+    hub_id: str | None = None  # its Hub dataset, where one exists
+    # "main" where no commit could be verified from an offline machine: pin a commit id for a reproduction
+    # (`benchmark_paths: {name: ORG/NAME}` plus the revision in the registry entry you copy).
     revision: str | None = None
+    subsets: tuple[str, ...] = ()  # the Hub configs (folders) to read and join; () for the repo's default
+    split: str | None = None  # None: test, else train, else the only split
+    columns: ColumnMap | None = None  # None: the record schema or the MedSSR evaluation format
     rare: bool = False  # the leaderboard's rare-disease column
 
 
+# Column mappings of the Hub datasets (column names from their dataset cards).
+MMLU_MEDICAL = (
+    "anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics",
+    "professional_medicine",
+)  # fmt: skip
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark("medqa", "MedQA", "medqa.json"),
-        Benchmark("medmcqa", "MedMCQA", "medmcqa.json"),
-        Benchmark("pubmedqa", "PubMedQA", "pubmedqa.json"),
-        Benchmark("mmlu", "MMLU-medical", "mmlu.json"),
+        Benchmark(  # options as a dict column, answer as a letter
+            "medqa",
+            "MedQA",
+            "medqa.json",
+            hub_id="GBaker/MedQA-USMLE-4-options",
+            revision="main",
+            split="test",
+            columns=ColumnMap(options="options", answer="answer_idx", id=None),
+        ),
+        Benchmark(  # options as four columns, answer as a 0-based index (the test split has no answers)
+            "medmcqa",
+            "MedMCQA",
+            "medmcqa.json",
+            hub_id="openlifescienceai/medmcqa",
+            revision="main",
+            split="validation",
+            columns=ColumnMap(options=("opa", "opb", "opc", "opd"), answer="cop", answer_is="index"),
+        ),
+        Benchmark(  # fixed options, answer as the option's text, the abstract as context
+            "pubmedqa",
+            "PubMedQA",
+            "pubmedqa.json",
+            hub_id="qiaojin/PubMedQA",
+            revision="main",
+            subsets=("pqa_labeled",),
+            split="train",
+            columns=ColumnMap(
+                options=None,
+                fixed_options=("yes", "no", "maybe"),
+                answer="final_decision",
+                answer_is="text",
+                id="pubid",
+                context="context",
+            ),
+        ),
+        Benchmark(  # options as a list column, answer as an index; the six medical subjects joined
+            "mmlu",
+            "MMLU-medical",
+            "mmlu.json",
+            hub_id="cais/mmlu",
+            revision="main",
+            subsets=MMLU_MEDICAL,
+            split="test",
+            columns=ColumnMap(options="choices", answer="answer", answer_is="index", id=None),
+        ),
+        # No Hub dataset: the MedSSR evaluation files (tdlhl/MedSSR on GitHub, data/test_short_<name>.json).
         Benchmark("bioasq", "BioASQ", "bioasq.json"),
         Benchmark("lancet", "Lancet", "lancet.json"),
         Benchmark("nejm", "NEJM", "nejm.json"),
         Benchmark("medbullets", "MedBullets", "medbullets.json"),
-        Benchmark("medxpertqa", "MedXpertQA", "medxpertqa.json"),
-        Benchmark("raredis", "RareDis-Sub", "raredis.json", hub_id="tdlhl/RareDis-Sub", rare=True),
+        Benchmark(  # options as a dict column, answer as a letter
+            "medxpertqa",
+            "MedXpertQA",
+            "medxpertqa.json",
+            hub_id="TsinghuaC3I/MedXpertQA",
+            revision="main",
+            subsets=("Text",),
+            split="test",
+            columns=ColumnMap(options="options", answer="label"),
+        ),
+        Benchmark(  # the MedSSR evaluation format: option lines inside the question, `gold`
+            "raredis", "RareDis-Sub", "raredis.json", hub_id="tdlhl/RareDis-Sub", revision="main", rare=True
+        ),
         # Offline stand-in, never called RareDis-Sub: `medssr-hub raredis-subset` (catalogue name matches).
         Benchmark("raredis_catalogue", "Rare (catalogue-matched)", "raredis_catalogue.json", rare=True),
     )
@@ -93,15 +156,28 @@ def load_benchmark(
 ) -> tuple[str, list[MCQRecord], str]:
     """(name, records, source); unreachable data raises BenchmarkUnavailable with how to provide it."""
     name, source, revision = locate(item, paths, hub)
-    try:
-        records, report = load_records(source, revision=revision, source_name=name, hub=hub)
-    except Exception as e:  # a Hub dataset that cannot be reached offline, a malformed file, ...
-        raise BenchmarkUnavailable(
-            f"{name}: could not read {source}{'@' + revision if revision else ''} ({e}); provide the file "
-            f"in ${BENCHMARKS_ENV} or set benchmark_paths: {{{name}: PATH}} in the YAML"
-        ) from e
-    if report.rejected:
-        logger.warning("%s", report.summary())
+    bench = BENCHMARKS.get(name)
+    entry = bench if bench is not None and bench.hub_id == source else None  # its Hub dataset: mapped
+    records: list[MCQRecord] = []
+    for subset in entry.subsets if entry and entry.subsets else (None,):
+        try:
+            part, report = load_records(
+                source,
+                revision=revision,
+                split=entry.split if entry else None,
+                source_name=name,
+                hub=hub,
+                columns=entry.columns if entry else None,
+                subset=subset,
+            )
+        except Exception as e:  # a Hub dataset that cannot be reached offline, a malformed file, ...
+            raise BenchmarkUnavailable(
+                f"{name}: could not read {source}{'@' + revision if revision else ''} ({e}); provide the "
+                f"file in ${BENCHMARKS_ENV} or set benchmark_paths: {{{name}: PATH}} in the YAML"
+            ) from e
+        if report.rejected:
+            logger.warning("%s", report.summary())
+        records += part
     described = describe_benchmark_source(source) if Path(source).exists() else source
     return name, records[:max_items] if max_items else records, described
 

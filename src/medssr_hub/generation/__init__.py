@@ -11,6 +11,15 @@ from medssr_hub.generation.base import (
 )
 
 
+def model_label(backend: str, model: str, endpoint: dict) -> str:
+    """The model a stage generated with, for cards and columns: the embedded/local model, else the served
+    model's name, else the server URL(s)."""
+    if backend == "embedded":
+        return model
+    urls = endpoint.get("base_url")
+    return str(endpoint.get("model") or (", ".join(urls) if isinstance(urls, list) else urls))
+
+
 def get_backend(kind: str = "embedded", **kwargs) -> GenerationBackend:
     """Build a backend by name: 'embedded' (transformers in-process) or 'endpoint' (TGI/OpenAI server)."""
     # Imported on use: torch (embedded) and the async HTTP stack (endpoint) are heavy for the other.
@@ -33,5 +42,6 @@ __all__ = [
     "Sample",
     "SamplingParams",
     "get_backend",
+    "model_label",
     "sample_seed",
 ]

@@ -69,6 +69,22 @@ def is_retryable(error: BaseException) -> bool:
     )
 
 
+# A server whose requests failed this many times in a row is set aside for the rest of the run; its
+# requests go to the others (several servers only: with one, its failures are retried as usual).
+SET_ASIDE_AFTER = 3
+
+
+class Server:
+    """One server of the backend: its URL, the requests in flight on it, its consecutive failures."""
+
+    def __init__(self, url: str):
+        self.url = url.rstrip("/")
+        self.outstanding = 0
+        self.failures = 0
+        self.set_aside = False
+        self.requests = 0
+
+
 class EndpointBackend:
     """A TGI / OpenAI-compatible server. `route='chat'` uses /v1/chat/completions, `'completions'`
     /v1/completions (raw text; chat messages are rendered with `tokenizer`'s chat template first), `'tgi'`
@@ -78,7 +94,7 @@ class EndpointBackend:
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | Sequence[str],
         model: str | None = None,
         route: str = "chat",
         token: str | None = None,
@@ -95,7 +111,12 @@ class EndpointBackend:
         if constraint not in CONSTRAINTS:
             raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
         self.constraint = constraint
-        self.base_url = base_url.rstrip("/")
+        urls = [base_url] if isinstance(base_url, str) else list(base_url)
+        if not urls or not all(isinstance(u, str) and u for u in urls):
+            raise ValueError(f"base_url must be a URL or a list of URLs, got {base_url!r}")
+        # Several servers: each request goes to the one with the fewest requests in flight.
+        self.servers = [Server(u) for u in urls]
+        self.base_url = self.servers[0].url
         self.model_name = model or self.base_url
         self.model = model
         self.route = route
@@ -110,23 +131,26 @@ class EndpointBackend:
         self._tokenizer = None
         self._server_honours_n: bool | None = None
         self._warned_no_bias = False
-        self._session: AsyncInferenceClient | None = None
+        self._sessions: dict[str, object] | None = None
         self.stats = BackendStats()
 
     def __repr__(self) -> str:  # never show the token
-        return f"EndpointBackend(base_url={self.base_url!r}, route={self.route!r}, model={self.model!r})"
+        urls = [s.url for s in self.servers]
+        return f"EndpointBackend(base_url={urls if len(urls) > 1 else urls[0]!r}, route={self.route!r}, model={self.model!r})"
 
     # -- public API ----------------------------------------------------------------------------------
     @contextlib.asynccontextmanager
     async def session(self):
         """One client, so one connection pool, for every `agenerate` call inside the block (callers that send
         many small batches, such as synthesis chaining a question's answer pass to its generation)."""
-        async with self._client() as client:
-            self._session = client
+        async with contextlib.AsyncExitStack() as stack:
+            self._sessions = {
+                s.url: await stack.enter_async_context(self._client(s.url)) for s in self.servers
+            }
             try:
                 yield self
             finally:
-                self._session = None
+                self._sessions = None
 
     @property
     def tokenizer(self):
@@ -136,14 +160,14 @@ class EndpointBackend:
             self._tokenizer = load_tokenizer(path, revision)
         return self._tokenizer
 
-    def _client(self):
+    def _client(self, url: str):
         if self.route == "completions":
             # huggingface_hub's InferenceClient has no text-completion (/v1/completions) method: that route
             # is one POST on the HTTP client huggingface_hub itself uses, its errors raised the same way.
             token = self._token or get_token()
             headers = {"authorization": f"Bearer {token}"} if token else {}
-            return HTTPClient(base_url=self.base_url, headers=headers, timeout=self.timeout)
-        return AsyncInferenceClient(base_url=self.base_url, token=self._token, timeout=self.timeout)
+            return HTTPClient(base_url=url, headers=headers, timeout=self.timeout)
+        return AsyncInferenceClient(base_url=url, token=self._token, timeout=self.timeout)
 
     def _render(self, prompt: Prompt) -> str:
         """Raw text for the raw routes: chat messages through the tokenizer's chat template (a final
@@ -194,13 +218,15 @@ class EndpointBackend:
         )
 
         async with contextlib.AsyncExitStack() as stack:
-            client = self._session or await stack.enter_async_context(self._client())
+            clients = self._sessions or {
+                s.url: await stack.enter_async_context(self._client(s.url)) for s in self.servers
+            }
 
             async def one_prompt(i: int) -> None:
                 first = 0
                 if params.n > 1 and self._server_honours_n is not False and self.route != "tgi":
                     async with semaphore:
-                        got, ptoks = await self._request(client, prompts[i], params, seeds[i], 0, params.n)
+                        got, ptoks = await self._request(clients, prompts[i], params, seeds[i], 0, params.n)
                     if self._server_honours_n is None:
                         self._server_honours_n = len(got) >= params.n
                         if not self._server_honours_n:
@@ -215,7 +241,7 @@ class EndpointBackend:
 
                 async def one_sample(j: int) -> None:
                     async with semaphore:
-                        got, ptoks = await self._request(client, prompts[i], params, seeds[i], j, 1)
+                        got, ptoks = await self._request(clients, prompts[i], params, seeds[i], j, 1)
                     done[i][j] = got[0]
                     prompt_tokens[i] = ptoks
                     bar.update(1)
@@ -254,20 +280,56 @@ class EndpointBackend:
         return [results[i] for i in range(len(prompts))]
 
     # -- one request ---------------------------------------------------------------------------------
-    async def _request(self, client, prompt, params: SamplingParams, prompt_seed: int, j: int, n: int):
+    def _pick(self) -> Server:
+        """The server with the fewest requests in flight, among those not set aside."""
+        live = [s for s in self.servers if not s.set_aside]
+        if not live:
+            raise GenerationError(
+                "every endpoint server was set aside after repeated failures: "
+                + ", ".join(s.url for s in self.servers)
+            )
+        return min(live, key=lambda s: (s.outstanding, s.requests))
+
+    def _failed(self, server: Server, error: BaseException) -> bool:
+        """Count a retryable failure; True when it sets the server aside (its request moves on at once)."""
+        server.failures += 1
+        live = [s for s in self.servers if not s.set_aside]
+        if server.failures >= SET_ASIDE_AFTER and len(live) > 1 and not server.set_aside:
+            server.set_aside = True
+            logger.warning(
+                "endpoint %s set aside after %d failures in a row (%s); its requests go to the other %d",
+                server.url,
+                server.failures,
+                describe_error(error),
+                len(live) - 1,
+            )
+            return True
+        return server.set_aside
+
+    async def _request(self, clients, prompt, params: SamplingParams, prompt_seed: int, j: int, n: int):
         seed = sample_seed(prompt_seed, j) % (2**31)
         attempt = 0
         while True:
+            server = self._pick()
+            client = clients[server.url]
+            server.outstanding += 1
+            server.requests += 1
             try:
                 if self.route == "chat":
-                    return await self._chat(client, prompt, params, seed, n)
-                if self.route == "completions":
-                    return await self._completions(client, prompt, params, seed, n)
-                return await self._tgi(client, prompt, params, seed)
+                    result = await self._chat(client, prompt, params, seed, n)
+                elif self.route == "completions":
+                    result = await self._completions(client, prompt, params, seed, n)
+                else:
+                    result = await self._tgi(client, prompt, params, seed)
+                server.failures = 0
+                return result
             except Exception as error:  # classified below: retried, or raised as GenerationError
+                if is_retryable(error) and self._failed(server, error):
+                    self.stats.retries += 1
+                    continue  # another server takes it now; the failed one is out of the rotation
                 if not is_retryable(error) or attempt >= self.max_retries:
                     raise GenerationError(
-                        f"endpoint {self.base_url} failed after {attempt + 1} attempt(s): {describe_error(error)}"
+                        f"endpoint {server.url} failed after {attempt + 1} attempt(s): {describe_error(error)}"
                     ) from error
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random())
                 retry_after = getattr(getattr(error, "response", None), "headers", {}).get("retry-after")
@@ -277,13 +339,15 @@ class EndpointBackend:
                 self.stats.retries += 1
                 logger.warning(
                     "endpoint %s: %s; retry %d/%d in %.1fs",
-                    self.base_url,
+                    server.url,
                     describe_error(error),
                     attempt,
                     self.max_retries,
                     delay,
                 )
                 await asyncio.sleep(delay)
+            finally:
+                server.outstanding -= 1
 
     def _logit_bias(self, params: SamplingParams) -> dict[str, float] | None:
         if params.bias_ids:

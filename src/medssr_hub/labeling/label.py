@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 
 from medssr_hub.answers import answer_prompt, extract_or_recover
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
-from medssr_hub.generation import GenerationError, SamplingParams, get_backend
+from medssr_hub.generation import GenerationError, SamplingParams, get_backend, model_label
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.labeling.voting import majority_vote
@@ -254,7 +254,7 @@ class Labeler:
             pretty_name="MedSSR pseudo-labeled synthetic questions",
             summary=(
                 f"Synthetic questions with pseudo-labels: the majority of {cfg.n} answers of the policy "
-                f"({cfg.model if cfg.backend == 'embedded' else cfg.endpoint.get('base_url')}). Split `train` keeps "
+                f"({model_label(cfg.backend, cfg.model, cfg.endpoint)}). Split `train` keeps "
                 f"questions whose agreement lies in [{cfg.band[0]}, {cfg.band[1]}]; `discarded` holds the rest."
             ),
             stage="labeling",
@@ -264,7 +264,7 @@ class Labeler:
             else {"train": "data/train-*.parquet"},
             provenance={
                 "input": f"{publishable(cfg.input)}@{cfg.input_revision or 'latest'}",
-                "policy model": cfg.model if cfg.backend == "embedded" else cfg.endpoint.get("base_url"),
+                "policy model": model_label(cfg.backend, cfg.model, cfg.endpoint),
                 "samples per question (n)": cfg.n,
                 "sampling": f"T={cfg.temperature}, top_p={cfg.top_p}, top_k={cfg.top_k}, max {cfg.max_tokens} tokens",
                 "seed": cfg.seed,

@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable
-from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.generation import SamplingParams, get_backend, model_label
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
@@ -217,7 +217,7 @@ class Synthesizer:
         plan["generator"] = (
             "vignette"
             if generator == "vignette"
-            else f"llm:{self.cfg.model if self.cfg.backend == 'embedded' else self.cfg.endpoint.get('base_url')}"
+            else f"llm:{model_label(self.cfg.backend, self.cfg.model, self.cfg.endpoint)}"
         )
         if branch == "rare" or generator == "vignette":
             eligible, weights = self.diseases[generator == "vignette"]
@@ -554,7 +554,7 @@ class Synthesizer:
             num_rows=stats["num_questions"],
             data_files={"train": "data/train-*.parquet"},
             provenance={
-                "generator": cfg.model if cfg.backend == "embedded" else cfg.endpoint.get("base_url"),
+                "generator": model_label(cfg.backend, cfg.model, cfg.endpoint),
                 "rare branch": cfg.rare_generator,
                 "seed branch": cfg.seed_generator,
                 "seed": cfg.seed,
