@@ -90,3 +90,20 @@ def test_unknown_model_path(command, tmp_path, capsys, benchmarks_dir, monkeypat
         str(tmp_path / "out"),
     )
     assert "model '/nonexistent/model': no such folder" in line
+
+
+def test_a_dict_on_the_command_line_updates_the_yaml_dict_before_it_is_checked(tmp_path):
+    """`--endpoint '{"base_url": ...}'` keeps the YAML's route: a base-model config stays valid."""
+    from medssr_hub.config import ConfigError, parse_config
+    from medssr_hub.evaluation.evaluate import EvalConfig
+
+    config = tmp_path / "paper.yaml"
+    config.write_text(
+        "chat: false\nbackend: endpoint\nendpoint:\n  base_url: http://a:1\n  route: completions\n  tokenizer: t\n"
+    )
+    (cfg,) = parse_config([EvalConfig], ["--config", str(config), "--endpoint", '{"base_url": "http://b:2"}'])
+    assert cfg.endpoint == {"base_url": "http://b:2", "route": "completions", "tokenizer": "t"}
+    with pytest.raises(ConfigError, match="route to completions"):
+        parse_config([EvalConfig], ["--config", str(config), "--endpoint", '{"route": "chat"}'])
+    with pytest.raises(ConfigError, match="--endpoint: not a mapping"):
+        parse_config([EvalConfig], ["--config", str(config), "--endpoint", "[1, 2]"])

@@ -2,8 +2,8 @@
 
 Only the model (the embedded SmolLM2 instead of Qwen3-8B-Base), the server URL (a llama.cpp server on
 127.0.0.1 serving the embedded model, standing in for vLLM/TGI, with its own constraint dialect), the hub
-(a local folder instead of the Hub) and the sizes (counts, steps, tokens, and the agreement band that n
-votes allow) are overridden. The rehearsal publishes the two datasets the configs expect from their
+(a local folder instead of the Hub), the device (`use_cpu`: transformers refuses bf16 without a GPU unless
+told) and the sizes (counts, steps, tokens, and the agreement band that n votes allow) are overridden. The rehearsal publishes the two datasets the configs expect from their
 users first: the seed questions and the gold-keyed stage 2 set.
 """
 
@@ -46,7 +46,8 @@ def train(recipe, config, *args, env):
 
 def test_paper_configs_in_data_order(tmp_path, llama_server, benchmarks_dir):
     hub_root = tmp_path / "hub"
-    env = {**os.environ, "MEDSSR_HUB_ROOT": str(hub_root), "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    # Not HF_HUB_OFFLINE: huggingface_hub 2 then refuses its InferenceClient even to 127.0.0.1 (README).
+    env = {**os.environ, "MEDSSR_HUB_ROOT": str(hub_root), "PYTHONUNBUFFERED": "1"}
     server = json.dumps({"base_url": llama_server.url, "constraint": "gbnf"})  # llama.cpp's dialect
 
     # The users' own data, published first: seed questions, and gold-keyed questions for stage 2.
@@ -91,7 +92,7 @@ def test_paper_configs_in_data_order(tmp_path, llama_server, benchmarks_dir):
     sizes = [
         "--model_name_or_path", "embedded", "--max_steps", "1", "--per_device_train_batch_size", "2",
         "--gradient_accumulation_steps", "1", "--num_generations", "2", "--max_completion_length", "16",
-        "--save_steps", "1", "--warmup_ratio", "0",
+        "--save_steps", "1", "--use_cpu", "true",  # no GPU: transformers refuses bf16 unless told it is CPU
     ]  # fmt: skip
     out1 = train(
         "stage1.py", "qwen3-8b-base/stage1.yaml", *sizes, "--output_dir", str(tmp_path / "s1"), env=env

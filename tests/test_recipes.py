@@ -84,3 +84,29 @@ def test_offline_recipes_chain_in_data_order(tmp_path, monkeypatch, benchmarks_d
     )
     for backend in (Synthesizer(syn_cfg).backend, Labeler(label_cfg).backend):
         assert torch.equal(backend.model.state_dict()[name], tensor)
+
+
+def test_every_shipped_recipe_parses_with_the_installed_libraries():
+    """Each recipe YAML's keys exist in its stage's config classes (TRL and transformers rename fields:
+    transformers 5 dropped `warmup_ratio`), and the stage configs build from it."""
+    from medssr_hub.config import check_keys, parse_config, read_yaml
+    from medssr_hub.evaluation.evaluate import EvalConfig
+    from medssr_hub.evaluation.leaderboard import LeaderboardConfig
+    from medssr_hub.labeling.label import LabelConfig
+    from medssr_hub.paths import package_data
+    from medssr_hub.pipeline import DemoConfig
+    from medssr_hub.synthesis.synthesize import SynthesisConfig
+    from medssr_hub.training import grpo, sft
+
+    stages = {
+        "synthesis": [SynthesisConfig], "labeling": [LabelConfig], "evaluation": [EvalConfig],
+        "leaderboard": [LeaderboardConfig], "recipes": [DemoConfig],
+    }  # fmt: skip
+    files = sorted(package_data("recipes").rglob("*.yaml"))
+    assert len(files) >= 15
+    for f in files:
+        if f.parent.name in ("smollm2", "qwen3-8b-base"):
+            types = sft.CONFIG_TYPES if f.stem == "sft" else grpo.CONFIG_TYPES
+            check_keys(types, read_yaml(f), f)
+        elif f.parent.name in stages:
+            parse_config(stages[f.parent.name], ["--config", str(f)])

@@ -89,17 +89,22 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog:
         argv[at] = config_file = str(find_config(argv[at]))
     from_yaml = read_yaml(config_file) if config_file else {}
     check_keys(types, from_yaml, config_file)
+    # A dict field on the command line updates the YAML's dict, before the dataclass checks it.
+    for name in _dict_fields(types):
+        for flag in (f"--{name}", f"--{name.replace('_', '-')}"):
+            if flag in argv[:-1] and isinstance(from_yaml.get(name), dict):
+                at = argv.index(flag) + 1
+                try:
+                    given = JsonDict(argv[at])
+                except ValueError as e:
+                    raise ConfigError(f"{flag}: {e}") from e
+                argv[at] = json.dumps({**from_yaml[name], **given})
     try:
         parsed = parser.parse_args_and_config(argv)
     except ConfigError:
         raise
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e).splitlines()[0]) from e
-    for obj in parsed:
-        for name in _dict_fields([type(obj)]):
-            given = f"--{name}" in argv or f"--{name.replace('_', '-')}" in argv
-            if given and isinstance(from_yaml.get(name), dict):
-                setattr(obj, name, JsonDict({**from_yaml[name], **(getattr(obj, name) or {})}))
     return tuple(parsed)
 
 
