@@ -7,6 +7,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 from safetensors.torch import load_file
 
@@ -309,3 +310,86 @@ def test_killed_run_resumes_from_its_last_checkpoint(tmp_path, labeled):
     # Published merged: a plain transformers folder, no adapter files.
     final = LocalHub(labeled).pull("medssr/lora", "v0.1.0", "model")
     assert (final / "model.safetensors").exists() and not (final / "adapter_config.json").exists()
+
+
+@pytest.mark.slow
+def test_two_processes_shard_the_data_publish_once_and_resume_after_kill(tmp_path, labeled):
+    """`accelerate launch --config_file recipes/accelerate_configs/ddp.yaml --num_processes 2` on CPU (gloo):
+    the processes score different questions at each step, only the main process publishes, and a 2-process
+    run killed with SIGKILL resumes from its last checkpoint."""
+    trace = tmp_path / "trace"
+    args = [
+        *stage1_args(labeled, 3, tmp_path / "ddp"),
+        "--publish_repo",
+        "medssr/ddp",
+        "--push_checkpoints",
+        "true",
+    ]
+    args += ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "16"]
+    command = launch_command(
+        "stage1.py", "smollm2/stage1.yaml", *args, num_processes=2, accelerate_config="ddp.yaml"
+    )
+    env = {**os.environ, "HF_TOKEN": FAKE_TOKEN, "MEDSSR_TRACE_BATCHES": str(trace)}
+    proc = subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    state = tmp_path / "ddp" / "checkpoint-1" / "trainer_state.json"
+    deadline = time.time() + 600
+    while not state.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.5)
+    assert state.exists(), proc.communicate()[0][-4000:]
+    # SIGKILL to the launcher and both workers (torch's elastic agent starts workers outside its group).
+
+    launcher = psutil.Process(proc.pid)
+    everyone = [*launcher.children(recursive=True), launcher]
+    for p in everyone:
+        p.kill()
+    proc.wait()
+    psutil.wait_procs(everyone, timeout=30)
+    assert not (tmp_path / "ddp" / "final").exists()
+
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode == 0, out[-4000:]
+    assert FAKE_TOKEN not in out and "Resuming from" in out
+    summary = json.loads((tmp_path / "ddp" / "final" / "train_summary.json").read_text())
+    assert summary["global_step"] == 3
+    # Two processes each loaded the data, and at every step they scored different questions.
+    assert out.count("Training on 6 questions") == 2
+    ranks = {
+        p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in trace.glob("rank-*.jsonl")
+    }
+    assert set(ranks) == {"rank-0.jsonl", "rank-1.jsonl"}
+    by_step = {}
+    for rank, rows in ranks.items():
+        for row in rows:
+            by_step.setdefault(row["step"], {})[rank] = set(row["ids"])
+    resumed = [s for s, seen in by_step.items() if len(seen) == 2]
+    assert resumed and all(
+        not (seen["rank-0.jsonl"] & seen["rank-1.jsonl"]) for seen in by_step.values() if len(seen) == 2
+    )
+    # Only the main process published: one final version, one branch per checkpoint, one publish line each.
+    hub = LocalHub(labeled)
+    assert set(hub.versions("medssr/ddp", "model")) == {"v0.1.0"}
+    assert out.count("Published model medssr/ddp@v0.1.0") == 1
+    assert out.count("Published model medssr/ddp@checkpoint-3") == 1
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_on_cpu(tmp_path, labeled):
+    """recipes/accelerate_configs/fsdp.yaml (FSDP2, full state dict) with 2 CPU processes: it trains, and
+    the main process publishes one full model that loads."""
+    args = [*stage1_args(labeled, 2, tmp_path / "fsdp"), "--publish_repo", "medssr/fsdp"]
+    args += ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "16"]
+    command = launch_command(
+        "stage1.py", "smollm2/stage1.yaml", *args, num_processes=2, accelerate_config="fsdp.yaml"
+    )
+    done = subprocess.run(
+        command, cwd=ROOT, env={**os.environ, "HF_TOKEN": FAKE_TOKEN}, capture_output=True, text=True
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-4000:]
+    assert out.count("Training on 6 questions") == 2 and out.count("Published model medssr/fsdp@v0.1.0") == 1
+    weights = load_file(LocalHub(labeled).pull("medssr/fsdp", "v0.1.0", "model") / "model.safetensors")
+    assert "model.embed_tokens.weight" in weights and len(weights) > 100

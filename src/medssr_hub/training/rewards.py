@@ -12,8 +12,10 @@ from __future__ import annotations
 import copy
 import importlib
 import json
+import os
 import re
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import extract_answer, extract_or_recover
@@ -63,6 +65,21 @@ class PolicyRecovery:
         return [a[0].letter for a in answers]
 
 
+# A folder: each training process appends the questions it scored at each step (`rank-<RANK>.jsonl`), to see
+# how the data is sharded across processes (diagnostics; off when unset).
+TRACE_ENV = "MEDSSR_TRACE_BATCHES"
+
+
+def trace_batch(ids: Sequence[str] | None, trainer_state: Any = None) -> None:
+    folder = os.environ.get(TRACE_ENV)
+    if not folder or ids is None:
+        return
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    step = getattr(trainer_state, "global_step", None)
+    with (Path(folder) / f"rank-{os.environ.get('RANK', '0')}.jsonl").open("a") as f:
+        f.write(json.dumps({"step": step, "ids": sorted(set(ids))}) + "\n")
+
+
 class AccuracyReward:
     """1 when the extracted letter equals the target (pseudo-label or gold), else 0.
 
@@ -75,7 +92,10 @@ class AccuracyReward:
         self.recovery = recovery
         self.recovered_credit = recovered_credit
 
-    def __call__(self, prompts, completions, target, letters, key=None, record=None, log_metric=None, **_):
+    def __call__(
+        self, prompts, completions, target, letters, key=None, record=None, log_metric=None, id=None, **kwargs
+    ):
+        trace_batch(id, kwargs.get("trainer_state"))
         texts = [completion_text(c) for c in completions]
         preds = [extract_answer(t, offered) for t, offered in zip(texts, letters, strict=True)]
         recovered = [False] * len(preds)
