@@ -107,3 +107,29 @@ def test_a_dict_on_the_command_line_updates_the_yaml_dict_before_it_is_checked(t
         parse_config([EvalConfig], ["--config", str(config), "--endpoint", '{"route": "chat"}'])
     with pytest.raises(ConfigError, match="--endpoint: not a mapping"):
         parse_config([EvalConfig], ["--config", str(config), "--endpoint", "[1, 2]"])
+
+
+def test_numbers_survive_a_dict_merged_from_the_command_line(tmp_path):
+    """`--stage1 '{"max_steps": 1}'` merges into the YAML's dict; its 1.0e-5 stays a number (YAML 1.1
+    reads the JSON form 1e-05 as a string, which once reached the optimizer)."""
+    from medssr_hub.config import parse_config
+    from medssr_hub.pipeline import DemoConfig
+
+    config = tmp_path / "demo.yaml"
+    config.write_text("chat: true\nstage1:\n  learning_rate: 1.0e-5\n  max_steps: 6\n")
+    (cfg,) = parse_config([DemoConfig], ["--config", str(config), "--stage1", '{"max_steps": 1}'])
+    assert cfg.stage1 == {"learning_rate": 1e-5, "max_steps": 1}
+    assert isinstance(cfg.stage1["learning_rate"], float)
+
+
+def test_config_from_dict_reads_numbers_written_as_strings():
+    """The demo builds training configs from YAML dicts: `5e-6` (a string to YAML 1.1) is a float there,
+    as on the command line, and a word is an error naming the field."""
+    from medssr_hub.config import ConfigError, config_from_dict
+    from medssr_hub.training import grpo
+
+    values = {"learning_rate": "5e-6", "max_steps": "3", "chat": True, "dataset_name": "x.json"}
+    _, training, _ = config_from_dict(grpo.CONFIG_TYPES, values, yaml_file="recipes/smollm2/stage1.yaml")
+    assert training.learning_rate == 5e-6 and training.max_steps == 3
+    with pytest.raises(ConfigError, match="learning_rate: not a number: 'fast'"):
+        config_from_dict(grpo.CONFIG_TYPES, {**values, "learning_rate": "fast"})

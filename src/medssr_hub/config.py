@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,10 +31,13 @@ class JsonDict(dict):
 
     def __init__(self, value: Any = None, **kwargs):
         if isinstance(value, str):
-            try:
-                value = yaml.safe_load(value)
-            except yaml.YAMLError as e:
-                raise ValueError(f"not a mapping: {value!r}") from e
+            try:  # JSON first: YAML 1.1 reads a number such as 1e-05 as a string
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                try:
+                    value = yaml.safe_load(value)
+                except yaml.YAMLError as e:
+                    raise ValueError(f"not a mapping: {value!r}") from e
             if not isinstance(value, dict):
                 raise ValueError(f"not a mapping: {value!r}")
         super().__init__(value or {}, **kwargs)
@@ -124,10 +128,34 @@ def config_from_dict(
     """The same dataclasses from a dict (over a YAML file's values): for Python callers such as the demo."""
     data = {**(read_yaml(yaml_file) if yaml_file else {}), **values}
     check_keys(types, data, yaml_file)
+    data = _numbers(types, data, yaml_file)
     try:
         return tuple(ConfigParser(list(types)).parse_dict(data))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{yaml_file or 'config'}: {str(e).splitlines()[0]}") from e
+
+
+def _numbers(types: Sequence[type], data: dict[str, Any], where: str | Path | None) -> dict[str, Any]:
+    """Numbers written as strings (YAML 1.1 reads `5e-6` as one) converted for int and float fields, as the
+    command line's argparse does; a string that is no number is an error naming the field."""
+    kinds: dict[str, type] = {}
+    for t in types:
+        try:
+            hints = typing.get_type_hints(t)
+        except Exception:  # a field annotation this Python cannot resolve: leave the values as they are
+            continue
+        for name, hint in hints.items():
+            options = set(typing.get_args(hint)) - {type(None)} or {hint}
+            if options <= {int, float} and options:
+                kinds[name] = float if float in options else int
+    out = dict(data)
+    for name, kind in kinds.items():
+        if isinstance(out.get(name), str):
+            try:
+                out[name] = kind(out[name])
+            except ValueError as e:
+                raise ConfigError(f"{where or 'config'}: {name}: not a number: {out[name]!r}") from e
+    return out
 
 
 def config_dict(config: Any) -> dict[str, Any]:
