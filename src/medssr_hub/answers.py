@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from medssr_hub.generation.base import GenerationBackend, Prompt, SamplingParams
 from medssr_hub.records import MCQRecord
@@ -121,8 +121,6 @@ class Extraction:
 
     mode: str = "lenient"
     model_name: str = ""  # official: the model family rules (Gemma's bold form; recovery tokens)
-    # official: the letters the recovery pass biases (the script: every gold letter in the benchmark file)
-    recovery_letters: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.mode not in EXTRACTIONS:
@@ -203,9 +201,8 @@ def extract_or_recover(
         tokenizer = getattr(backend, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("extraction official recovers with token ids: the backend needs a tokenizer")
-        letters = extraction.recovery_letters or tuple(
-            sorted({r.answer.upper() for r in records if r.answer})
-        )
+        # The script biases every gold letter of the benchmark file: here, of the items evaluated.
+        letters = tuple(sorted({r.answer.upper() for r in records if r.answer}))
         ids, max_tokens = official_recovery(tokenizer, letters, extraction.model_name)
         params = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, bias_ids=ids)
         prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in pending]

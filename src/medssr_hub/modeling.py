@@ -28,6 +28,11 @@ EMBEDDED_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-s
 _COMPLETE_MARKER = ".medssr_complete"
 
 
+def model_id(name: str | None) -> str:
+    """The Hub id a model name stands for: the embedded model's source id, else the name as given."""
+    return EMBEDDED_SOURCE.split(" ")[0] if name in (None, "", EMBEDDED) else name
+
+
 def find_embedded_gguf() -> Path:
     # find_spec locates the wheel's folder without importing it (its __init__ pulls the `llm` CLI).
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)

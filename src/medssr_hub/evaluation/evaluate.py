@@ -31,7 +31,7 @@ from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_b
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.generation.base import first_token_ids
 from medssr_hub.hub.cards import redact
-from medssr_hub.modeling import EMBEDDED, EMBEDDED_SOURCE
+from medssr_hub.modeling import model_id
 from medssr_hub.paths import package_data
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
@@ -110,7 +110,7 @@ class EvalConfig:
         """The name the official rule matches model families in: the served or loaded model's id."""
         if self.backend == "endpoint" and self.endpoint.get("model"):
             return str(self.endpoint["model"])
-        return EMBEDDED_SOURCE.split(" ")[0] if self.model in ("", EMBEDDED) else self.model
+        return model_id(self.model)
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")

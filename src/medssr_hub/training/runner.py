@@ -13,18 +13,13 @@ from trl import ModelConfig, get_peft_config
 
 from medssr_hub.config import publishable
 from medssr_hub.hub import check_publishable
-from medssr_hub.modeling import EMBEDDED, EMBEDDED_SOURCE
+from medssr_hub.modeling import model_id
 from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
 
 logger = logging.getLogger(__name__)
-
-
-def base_model_name(model_args: ModelConfig) -> str:
-    name = model_args.model_name_or_path
-    return EMBEDDED_SOURCE.split(" ")[0] if name in (None, "", EMBEDDED) else name
 
 
 def resume_checkpoint(script_args: MedSSRScriptArguments, training_args) -> str | None:
@@ -49,7 +44,7 @@ def card_context(script_args, training_args, model_args, info: DataInfo) -> Card
         repo_id=script_args.publish_repo,
         version=script_args.publish_version,
         stage=script_args.stage,
-        base_model=publishable(base_model_name(model_args)),
+        base_model=publishable(model_id(model_args.model_name_or_path)),
         datasets=[(publishable(script_args.dataset_name), dataset_revision)],
         config=publishable(run_config(script_args, training_args, model_args)),
         hub=script_args.hub,
