@@ -133,6 +133,7 @@ class FakeHub:
                 "tag": "tag",
                 "branch": "branch",
                 "tree": "tree",
+                "paths-info": "paths_info",
                 "revision": "info",
             }.get(parts[4], "unknown")
         if "resolve" in parts:
@@ -236,18 +237,46 @@ class FakeHub:
         repo.branches[parts[5]] = repo.resolve(start)
         self._send(h, 200, {})
 
+    @staticmethod
+    def _entry(files: dict[str, bytes], path: str) -> dict | None:
+        """A tree entry as the Hub lists it: a file with its size, or a folder (any path with files below)."""
+        if path in files:
+            data = files[path]
+            return {"type": "file", "path": path, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+        below = sorted(p for p in files if p.startswith(path + "/"))
+        if not below:
+            return None
+        return {"type": "directory", "path": path, "oid": hashlib.sha1("\n".join(below).encode()).hexdigest()}
+
     def _tree(self, h, method, parts, body, query):
+        """The folder's direct children, or (`recursive=True`) every file and folder below it."""
         repo, _ = self._repo(parts)
         oid = repo.resolve(parts[5])
         if oid is None:
             return self._error(h, 404, "RevisionNotFound", f"revision {parts[5]} not found")
-        prefix = "/".join(parts[6:])
-        entries = [
-            {"type": "file", "path": p, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
-            for p, data in sorted(repo.commits[oid].items())
-            if not prefix or p.startswith(prefix.rstrip("/") + "/")
-        ]
-        self._send(h, 200, entries)
+        files = repo.commits[oid]
+        prefix = "/".join(parts[6:]).strip("/")
+        if prefix and self._entry(files, prefix) is None:
+            return self._error(h, 404, "EntryNotFound", f"{prefix} not found")
+        recursive = query.get("recursive", ["False"])[0].lower() == "true"
+        paths = set()
+        for p in files:
+            if prefix and not p.startswith(prefix + "/"):
+                continue
+            rest = p[len(prefix) + 1 :] if prefix else p
+            steps = rest.split("/")
+            ends = range(1, len(steps) + 1) if recursive else [1]
+            paths.update("/".join(([prefix] if prefix else []) + steps[:n]) for n in ends)
+        self._send(h, 200, [self._entry(files, p) for p in sorted(paths)])
+
+    def _paths_info(self, h, method, parts, body, query):
+        repo, _ = self._repo(parts)
+        oid = repo.resolve(parts[5])
+        if oid is None:
+            return self._error(h, 404, "RevisionNotFound", f"revision {parts[5]} not found")
+        wanted = urllib.parse.parse_qs(body.decode()).get("paths", [])
+        entries = [self._entry(repo.commits[oid], p.strip("/")) for p in wanted]
+        self._send(h, 200, [e for e in entries if e is not None])
 
     def _info(self, h, method, parts, body, query):
         repo, repo_id = self._repo(parts)

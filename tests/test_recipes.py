@@ -110,3 +110,7 @@ def test_every_shipped_recipe_parses_with_the_installed_libraries():
             check_keys(types, read_yaml(f), f)
         elif f.parent.name in stages:
             parse_config(stages[f.parent.name], ["--config", str(f)])
+        elif f.parent.name == "lighteval":  # lighteval's model configs (pydantic, unknown keys refused)
+            from lighteval.models.transformers.transformers_model import TransformersModelConfig
+
+            TransformersModelConfig(**read_yaml(f)["model_parameters"])

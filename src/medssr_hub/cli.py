@@ -247,12 +247,31 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--hub", help=HUB_HELP)
     rs.set_defaults(func=_raredis_subset)
 
+    sub.add_parser(
+        "lighteval",
+        add_help=False,
+        help="lighteval's own command line with our tasks (`medssr-hub lighteval accelerate MODEL_ARGS "
+        "'medqa_base|0'`), its offline and huggingface_hub 1.x import failures worked around",
+    )
     em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
     em.set_defaults(func=_embedded_model)
     return parser
 
 
+def _lighteval_args(argv: Sequence[str]) -> list[str] | None:
+    """What follows `lighteval` when it is the command: lighteval's own arguments, passed on verbatim."""
+    i = 0
+    while i < len(argv) and argv[i].startswith("-"):
+        i += 2 if argv[i] == "--log-level" else 1
+    return list(argv[i + 1 :]) if i < len(argv) and argv[i] == "lighteval" else None
+
+
 def run_command(argv: Sequence[str]) -> int:
+    lighteval_args = _lighteval_args(argv)
+    if lighteval_args is not None:
+        from medssr_hub.evaluation.lighteval_tasks import lighteval_cli  # imports lighteval: only when asked
+
+        return lighteval_cli(lighteval_args)
     args, rest = build_parser().parse_known_args(argv)
     setup_logging(args.log_level)
     prog = f"medssr-hub {args.command}"

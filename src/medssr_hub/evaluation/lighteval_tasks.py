@@ -8,11 +8,12 @@ its generations are then written as our `generations/<bench>.jsonl`, so the same
 them (recovery pass, mean and std over samples): results through lighteval and re-scored from saved
 generations are the same by construction, and a test checks lighteval's own metric against ours.
 
-Frictions with lighteval 0.13 handled here:
+Frictions with lighteval 0.13 handled here (`lighteval_workarounds`, also used by `lighteval_cli`,
+which runs lighteval's own command line with the static suite in `lighteval_suite`):
 - it loads task data with `datasets.load_dataset(hf_repo)`, so each benchmark is written as a local
   dataset folder first (our loaders read files, folders and pinned Hub ids);
-- its task registry imports every built-in task module, and some fetch from the network at import
-  (tinyBenchmarks downloads a file, mt_bench queries the Hub): the registry loads our module only;
+- its task registry imports every built-in task module, and two fail at import here (a download from
+  GitHub offline; a removed huggingface_hub argument): the registry loads our module only;
 - its prediction cache is keyed on the model config, not the weights (two checkpoints at one path
   would share predictions): it is disabled, our generation logs make runs resumable;
 - it never sets `do_sample`, so with transformers 5 it would decode greedily: set from temperature;
@@ -40,7 +41,8 @@ SUITE = "medssr"
 
 
 class _NoCache:
-    """Stands in for SampleCache while the Pipeline is built; replaced by None right after."""
+    """Stands in for SampleCache while a Pipeline is built (no cache folder); replaced by None right after
+    (a model whose `_cache` is None runs its @cached methods uncached)."""
 
     def __init__(self, config=None):
         pass
@@ -49,18 +51,41 @@ class _NoCache:
         pass
 
 
+def _uncached(pipeline_init):
+    def init(self, *args, **kwargs) -> None:
+        pipeline_init(self, *args, **kwargs)
+        self.model._cache = None
+
+    return init
+
+
+def _with_do_sample(to_transformers_dict):
+    def wrapped(self) -> dict:
+        args = to_transformers_dict(self)
+        if self.temperature is not None and "do_sample" not in args:
+            args["do_sample"] = self.temperature > 0
+        return args
+
+    return wrapped
+
+
 @contextmanager
 def lighteval_workarounds():
-    """While a Pipeline is built: load only our custom tasks, and no prediction cache.
+    """While lighteval builds and runs a Pipeline: our custom tasks only, no prediction cache, sampling on.
 
-    - lighteval 0.13's Registry imports every built-in task module on creation; that is slow, and some
-      fetch from the network at import (tinyBenchmarks downloads a file, mt_bench queries the Hub and
-      fails offline and with huggingface_hub 2). Our tasks are all custom.
+    - lighteval 0.13's Registry imports every built-in task module on creation (lighteval#1004). That is
+      slow, and two modules fail at import here: tiny_benchmarks downloads a file from GitHub (offline:
+      ConnectionError, open-r1#651), and an LLM-judge metric calls `HfApi.list_models(model_name=...)`,
+      an argument huggingface_hub 1.0 removed (TypeError). Our tasks are all custom.
     - its prediction cache is keyed on the model config, not the weights (two checkpoints saved to one
       path would share predictions), and it lives under cache_dir/<model path>, i.e. inside the model
       folder for local paths. Our generation logs already make runs resumable, so it is disabled.
+    - its transformers backend passes temperature/top_p/top_k but never `do_sample`, so with
+      transformers 5 it decodes greedily and refuses more than one sample: set from the temperature.
     """
     import lighteval.models.transformers.transformers_model as tm
+    from lighteval.models.model_input import GenerationParameters
+    from lighteval.pipeline import Pipeline
     from lighteval.tasks.registry import Registry
 
     modules = [tm]
@@ -70,19 +95,54 @@ def lighteval_workarounds():
         modules.append(vm)
     original_loader = Registry.__dict__["load_all_task_configs"]
     original_caches = [m.SampleCache for m in modules]
+    original_dict = GenerationParameters.to_transformers_dict
+    original_init = Pipeline.__init__
 
     def load_custom_only(custom_tasks=None, load_multilingual=False):
         return Registry._extract_configs(Registry.create_custom_tasks_module(custom_tasks))
 
     Registry.load_all_task_configs = staticmethod(load_custom_only)
+    GenerationParameters.to_transformers_dict = _with_do_sample(original_dict)
+    Pipeline.__init__ = _uncached(original_init)
     for module in modules:
         module.SampleCache = _NoCache
     try:
         yield
     finally:
         Registry.load_all_task_configs = original_loader
+        GenerationParameters.to_transformers_dict = original_dict
+        Pipeline.__init__ = original_init
         for module, cache in zip(modules, original_caches, strict=True):
             module.SampleCache = cache
+
+
+# lighteval's commands that evaluate tasks (`lighteval tasks`, `baseline`, ... take no model).
+LIGHTEVAL_BACKENDS = ("accelerate", "vllm", "endpoint", "sglang", "custom", "nanotron")
+SUITE_MODULE = "medssr_hub.evaluation.lighteval_suite"
+
+
+def lighteval_cli(argv: list[str]) -> int:
+    """lighteval's own command line (`lighteval.__main__.app`), run with `lighteval_workarounds()` and
+    our task suite as `--custom-tasks` unless another module is named: `medssr-hub lighteval ARGS` is
+    `lighteval ARGS` with the defects above worked around."""
+    import click
+    import typer
+    from lighteval.__main__ import app
+
+    argv = list(argv)
+    if argv and argv[0] in LIGHTEVAL_BACKENDS and "--custom-tasks" not in argv:
+        argv += ["--custom-tasks", SUITE_MODULE]
+    with lighteval_workarounds():
+        try:
+            typer.main.get_command(app).main(
+                args=argv, prog_name="medssr-hub lighteval", standalone_mode=False
+            )
+        except click.exceptions.Exit as e:
+            return e.exit_code
+        except click.ClickException as e:
+            e.show()
+            return e.exit_code
+    return 0
 
 
 def make_metric(num_samples: int, extraction: Extraction):
@@ -115,19 +175,24 @@ def make_metric(num_samples: int, extraction: Extraction):
     )
 
 
-def make_prompt_fn(chat: bool):
+def record_doc(record: MCQRecord, chat: bool, task_name: str):
+    """The lighteval Doc of one question: the official prompt (the question for chat models, whose system
+    prompt is the model's; the raw CoT template for base models) and its gold letter."""
     from lighteval.tasks.requests import Doc
 
-    def prompt_fn(line: dict[str, Any], task_name: str = "") -> Doc:
-        record = record_from_row(json.loads(line["record"]))
-        question = record.prompt_text()
-        return Doc(
-            task_name=task_name,
-            query=question if chat else BASE_TEMPLATE.format(question=question),
-            choices=record.letters,
-            gold_index=record.letters.index(record.answer),
-            specific={"id": record.id, "letters": record.letters, "gold": record.answer},
-        )
+    question = record.prompt_text()
+    return Doc(
+        task_name=task_name,
+        query=question if chat else BASE_TEMPLATE.format(question=question),
+        choices=record.letters,
+        gold_index=record.letters.index(record.answer),
+        specific={"id": record.id, "letters": record.letters, "gold": record.answer},
+    )
+
+
+def make_prompt_fn(chat: bool):
+    def prompt_fn(line: dict[str, Any], task_name: str = ""):
+        return record_doc(record_from_row(json.loads(line["record"])), chat, task_name)
 
     return prompt_fn
 
@@ -213,12 +278,7 @@ def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], 
             evaluation_tracker=EvaluationTracker(output_dir=str(out / "lighteval"), save_details=False),
             model_config=model_config,
         )
-    pipeline.model._cache = None  # the model's @cached methods run uncached when _cache is None
-    if hasattr(pipeline.model, "generation_config_dict"):
-        # lighteval 0.13's transformers backend passes temperature/top_p/top_k but never do_sample, so
-        # with transformers 5 it decodes greedily (and refuses num_return_sequences > 1).
-        pipeline.model.generation_config_dict["do_sample"] = cfg.temperature > 0
-    pipeline.evaluate()
+        pipeline.evaluate()
     scores = {}
     for task, details in pipeline.get_details().items():
         name = re.split(r"[|:]", task)[0].removeprefix(f"{SUITE}_")
