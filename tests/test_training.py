@@ -146,6 +146,61 @@ def test_datasets_for_each_stage(tmp_path, benchmarks_dir):
     assert sft[0]["completion"][0]["content"] == "x fits.\nThe answer is A."
 
 
+def test_released_medssr_synthetic_set_is_read_as_stage1_input_over_http(tmp_path):
+    """`dataset_name: tdlhl/MedSSR-Synthetic-43K` maps verl's layout (chat `prompt`, the pseudo-label in
+    `reward_model.ground_truth`, `extra_info.index`) onto questions with a `label`, served by the Hub
+    HTTP test server; another copy is mapped with `dataset_columns`; bad rows are counted."""
+    import pandas as pd
+    from huggingface_hub import HfApi
+
+    from tests.fake_hub import FakeHub
+
+    def verl_row(i: int, content: str, truth: str) -> dict:
+        return {
+            "data_source": "medssr_synthetic", "ability": "medical",
+            "prompt": [{"role": "user", "content": content}],
+            "reward_model": {"style": "rule", "ground_truth": truth},
+            "extra_info": {"split": "train", "index": i},
+        }  # fmt: skip
+
+    stem = "A 4-year-old has hepatosplenomegaly and bone pain. Which diagnosis is most likely?"
+    rows = [
+        verl_row(0, f"{stem}\nA. Gaucher disease\nB. Gout\nC. Lupus\nD. Influenza", "A"),
+        verl_row(1, f"{stem} (2)\nA. Gaucher disease\nB. Gout\nC. Lupus\nD. Influenza", "C"),
+        verl_row(2, f"{stem} (3)\nA. Gaucher disease\nB. Gout", "Z"),  # label not an option
+        verl_row(3, "No options here.", "A"),
+    ]
+    (tmp_path / "43k" / "data").mkdir(parents=True)
+    pd.DataFrame(rows).to_parquet(tmp_path / "43k" / "data" / "train-00000-of-00001.parquet")
+    hub = FakeHub(token="hf_" + "T" * 30)
+    try:
+        api = HfApi(endpoint=hub.url, token=hub.token)
+        for repo in ("tdlhl/MedSSR-Synthetic-43K", "alice/medssr-43k-copy"):
+            api.create_repo(repo, repo_type="dataset")
+            api.upload_folder(folder_path=str(tmp_path / "43k"), repo_id=repo, repo_type="dataset")
+        common = {"chat": True, "hub": hub.url, "dataset_revision": "main", "decontaminate": []}
+        data, info = grpo_dataset(MedSSRScriptArguments(dataset_name="tdlhl/MedSSR-Synthetic-43K", **common))
+        mapping = {"question": "prompt", "options": None, "answer": None,
+                   "label": "reward_model.ground_truth", "id": "extra_info.index"}  # fmt: skip
+        copy, _ = grpo_dataset(
+            MedSSRScriptArguments(dataset_name="alice/medssr-43k-copy", dataset_columns=mapping, **common)
+        )
+        with pytest.raises(
+            TrainingDataError, match=r"dataset_columns: unknown column mapping keys \['gold'\]"
+        ):
+            grpo_dataset(
+                MedSSRScriptArguments(
+                    dataset_name="alice/medssr-43k-copy", dataset_columns={"gold": "x"}, **common
+                )
+            )
+    finally:
+        hub.close()
+    assert data["id"] == ["0", "1"] and data["target"] == ["A", "C"] and copy["target"] == ["A", "C"]
+    assert data[0]["prompt"][-1]["content"] == rows[0]["prompt"][0]["content"]  # the question, verbatim
+    assert info.skipped == {"load: no_options": 1, "no label": 1}
+    assert any(method == "GET" and "MedSSR-Synthetic-43K" in path for method, path in hub.requests)
+
+
 def test_reward_summary_from_log_history():
     history = [
         {"step": i, "loss": 0.1 * i, "reward": r, "medssr/parse_rate": 0.5}

@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
+from medssr_hub.config import JsonDict
+
 
 @dataclass
 class MedSSRScriptArguments(ScriptArguments):
@@ -17,6 +19,14 @@ class MedSSRScriptArguments(ScriptArguments):
 
     stage: str = field(default="stage1", metadata={"help": "stage1 | stage2 | sft: names the run in cards"})
     dataset_revision: str | None = field(default=None, metadata={"help": "tag, branch or commit to pin"})
+    dataset_columns: JsonDict = field(
+        default_factory=JsonDict,
+        metadata={
+            "help": "how another dataset's columns map onto a question (records.ColumnMap fields, e.g. "
+            '{"question": "prompt", "options": null, "label": "reward_model.ground_truth"}); known '
+            "released sets (training.data.DATASET_COLUMNS) are mapped without it"
+        },
+    )
     target: str = field(
         default="label",
         metadata={"help": "column rewarded against: label (stage 1 pseudo-labels) or answer (gold)"},

@@ -11,7 +11,7 @@ from datasets import Dataset
 
 from medssr_hub.answers import answer_prompt
 from medssr_hub.paths import benchmarks_dir
-from medssr_hub.records import Decontaminator, MCQRecord, load_records
+from medssr_hub.records import ColumnMap, Decontaminator, MCQRecord, load_records
 from medssr_hub.training.args import MedSSRScriptArguments
 
 logger = logging.getLogger(__name__)
@@ -19,6 +19,28 @@ logger = logging.getLogger(__name__)
 
 class TrainingDataError(ValueError):
     pass
+
+
+# Released training sets in another layout, by repo id: how their columns become questions.
+DATASET_COLUMNS = {
+    # MedSSR's released stage 1 data (Apache-2.0). MedSSR trained with verl, so this assumes verl's RL
+    # data layout (verl docs, "Prepare Data"): `prompt` as chat messages whose user message holds the
+    # question with its "A. ..." option lines, `reward_model.ground_truth` as the pseudo-label letter,
+    # `extra_info.index` as the id. Its files could not be read from here: unverified, see the README.
+    "tdlhl/MedSSR-Synthetic-43K": ColumnMap(
+        question="prompt", options=None, answer=None, label="reward_model.ground_truth", id="extra_info.index"
+    ),
+}
+
+
+def column_map(args: MedSSRScriptArguments) -> ColumnMap | None:
+    """`dataset_columns` when set, else the known mapping of a released set, else None (our schemas)."""
+    if args.dataset_columns:
+        try:
+            return ColumnMap.from_dict(dict(args.dataset_columns))
+        except (TypeError, ValueError) as e:
+            raise TrainingDataError(f"dataset_columns: {e}") from e
+    return DATASET_COLUMNS.get(args.dataset_name)
 
 
 @dataclass
@@ -48,7 +70,12 @@ class DataInfo:
 
 def load_questions(args: MedSSRScriptArguments) -> tuple[list[MCQRecord], DataInfo]:
     records, report = load_records(
-        args.dataset_name, revision=args.dataset_revision, split=args.dataset_train_split, hub=args.hub
+        args.dataset_name,
+        revision=args.dataset_revision,
+        split=args.dataset_train_split,
+        hub=args.hub,
+        columns=column_map(args),
+        subset=args.dataset_config,
     )
     info = DataInfo(source=args.dataset_name, revision=args.dataset_revision)
     info.skipped.update({f"load: {k}": v for k, v in report.rejected.items()})
