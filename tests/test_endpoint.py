@@ -311,3 +311,21 @@ def test_several_servers_share_the_load_and_survive_one_killed_mid_run(
         for proxy in proxies:
             proxy.close()
         second.stop()
+
+
+def test_chat_route_reaches_its_server_with_hf_hub_offline(llama_server, monkeypatch):
+    """HF_HUB_OFFLINE keeps the Hub off, not the inference server the config names."""
+    import asyncio
+
+    from huggingface_hub import AsyncInferenceClient, HfApi, constants
+    from huggingface_hub.errors import OfflineModeIsEnabled
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    (out,) = EndpointBackend(llama_server.url).generate(
+        QUESTIONS[:1], SamplingParams(n=1, max_tokens=8, seed=1), progress=False
+    )
+    assert out.samples[0].text
+    with pytest.raises(OfflineModeIsEnabled):  # the Hub stays off
+        HfApi().model_info("HuggingFaceTB/SmolLM2-135M-Instruct")
+    with pytest.raises(OfflineModeIsEnabled):  # and so does a server no config named
+        asyncio.run(AsyncInferenceClient(base_url="http://127.0.0.2:9").chat_completion(QUESTIONS[0]))

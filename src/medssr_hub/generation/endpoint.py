@@ -17,10 +17,12 @@ import json
 import logging
 import random
 from collections.abc import Sequence
+from urllib.parse import urlsplit
 
-from huggingface_hub import AsyncInferenceClient, get_token
+from huggingface_hub import AsyncInferenceClient, constants, get_token, set_async_client_factory
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from huggingface_hub.utils import hf_raise_for_status
+from huggingface_hub.utils._http import async_hf_request_event_hook, default_async_client_factory
 from tqdm.auto import tqdm
 
 from medssr_hub.generation.base import (
@@ -52,6 +54,35 @@ ROUTES = ("chat", "completions", "tgi")
 # - "none": prompting and logit_bias only.
 # TGI takes a regex `grammar` on its native route (`route: tgi`).
 CONSTRAINTS = ("none", "gbnf", "vllm")
+
+
+# HF_HUB_OFFLINE keeps huggingface_hub off the Hub, but its request hook refuses every URL, so the
+# InferenceClient could not reach a vLLM/TGI server on the node either. Requests to the servers a config
+# names pass; every other request keeps huggingface_hub's own hook. Installed through
+# set_async_client_factory, huggingface_hub's documented way to customise its async clients.
+_SERVERS: set[tuple[str, str | None, int | None]] = set()
+
+
+def _origin(url: str) -> tuple[str, str | None, int | None]:
+    parts = urlsplit(url)
+    return parts.scheme, parts.hostname, parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+
+
+async def _request_hook(request) -> None:
+    if not (constants.is_offline_mode() and _origin(str(request.url)) in _SERVERS):
+        await async_hf_request_event_hook(request)
+
+
+def _async_client():
+    client = default_async_client_factory()
+    client.event_hooks["request"] = [_request_hook]
+    return client
+
+
+def reach_servers_offline(urls: Sequence[str]) -> None:
+    """Let huggingface_hub's clients reach these servers when HF_HUB_OFFLINE is set (the Hub stays off)."""
+    _SERVERS.update(_origin(u) for u in urls)
+    set_async_client_factory(_async_client)
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -116,6 +147,8 @@ class EndpointBackend:
             raise ValueError(f"base_url must be a URL or a list of URLs, got {base_url!r}")
         # Several servers: each request goes to the one with the fewest requests in flight.
         self.servers = [Server(u) for u in urls]
+        if route != "completions":  # the completions route has its own HTTP client
+            reach_servers_offline(urls)
         self.base_url = self.servers[0].url
         self.model_name = model or self.base_url
         self.model = model
