@@ -72,6 +72,11 @@ class FakeHub:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
+    def pin(self, repo_id: str, oid: str, repo_type: str = "dataset") -> None:
+        """Make the repo's current main reachable as commit `oid`: the commit a registry entry pins."""
+        repo = self.repos[(repo_type, repo_id)]
+        repo.commits[oid] = dict(repo.commits[repo.branches["main"]])
+
     def close(self):
         self.server.shutdown()
         self.server.server_close()

@@ -354,7 +354,10 @@ def _publish_rows(hub_url: str, repo_id: str, files: dict[str, list[dict]], tmp_
     folder = tmp_path / repo_id.replace("/", "--")
     for rel, rows in files.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        pd.DataFrame(rows).to_parquet(folder / rel)
+        if rel.endswith(".jsonl"):
+            (folder / rel).write_text("".join(json.dumps(row) + "\n" for row in rows))
+        else:
+            pd.DataFrame(rows).to_parquet(folder / rel)
     publish(folder, repo_id, "v1.0.0", hub=hub_url)
 
 
@@ -374,9 +377,10 @@ def test_registry_reads_each_benchmarks_hub_dataset_through_its_column_mapping(t
             {"id": "m1", "question": stem, "opa": "w", "opb": "x", "opc": "y", "opd": "z", "cop": 3},
             {"id": "m2", "question": stem, "opa": "w", "opb": "x", "opc": "y", "opd": "z", "cop": -1},
         ]}, tmp_path)  # fmt: skip
-        _publish_rows(hub.url, "qiaojin/PubMedQA", {"pqa_labeled/train-00000-of-00001.parquet": [
-            {"pubid": 7, "question": "Does X help?", "context": {"contexts": ["Background.", "Results."]},
-             "final_decision": "maybe"},
+        _publish_rows(hub.url, "openlifescienceai/pubmedqa", {"data/test-00000-of-00001.parquet": [
+            {"id": "p7", "data": {"Question": "Does X help?", "Context": ["Background.", "Results."],
+                                  "Options": {"A": "yes", "B": "no", "C": "maybe"}, "Correct Option": "C",
+                                  "Correct Answer": "maybe", "Long Answer": "It may."}},
         ]}, tmp_path)  # fmt: skip
         _publish_rows(hub.url, "cais/mmlu", {
             f"{subject}/test-00000-of-00001.parquet": [
@@ -384,12 +388,16 @@ def test_registry_reads_each_benchmarks_hub_dataset_through_its_column_mapping(t
             ]
             for subject in MMLU_MEDICAL
         }, tmp_path)  # fmt: skip
-        _publish_rows(hub.url, "TsinghuaC3I/MedXpertQA", {"Text/test-00000-of-00001.parquet": [
+        _publish_rows(hub.url, "TsinghuaC3I/MedXpertQA", {"Text/test.jsonl": [
             {"id": "x1", "question": stem, "options": {k: f"o{k}" for k in "ABCDE"}, "label": "E"},
         ]}, tmp_path)  # fmt: skip
         _publish_rows(hub.url, "tdlhl/RareDis-Sub", {"data/test-00000-of-00001.parquet": [
             {"id": "r1", "question": f"{stem}\nA. Fabry disease\nB. Gout", "gold": "A", "name": "raredis"},
         ]}, tmp_path)  # fmt: skip
+
+        pinned = [b for b in BENCHMARKS.values() if b.hub_id and b.revision != "main"]
+        for bench in pinned:  # each registry entry is read at its pinned commit
+            hub.pin(bench.hub_id, bench.revision)
 
         def load(name):
             got, records, source = load_benchmark(name, hub=hub.url)
@@ -402,15 +410,22 @@ def test_registry_reads_each_benchmarks_hub_dataset_through_its_column_mapping(t
         assert medmcqa.id == "m1" and medmcqa.answer == "D"
         (pubmedqa,) = load("pubmedqa")
         assert pubmedqa.options == {"A": "yes", "B": "no", "C": "maybe"} and pubmedqa.answer == "C"
-        assert pubmedqa.question.startswith("Background.\nResults.\nDoes X help?") and pubmedqa.id == "7"
+        assert pubmedqa.question == "Does X help?" and pubmedqa.id == "p7"  # no abstract, as MedSSR asks
         mmlu = load("mmlu")
         assert len(mmlu) == len(MMLU_MEDICAL) and {r.answer for r in mmlu} == {"B"}
         (xpert,) = load("medxpertqa")
         assert xpert.answer == "E" and len(xpert.options) == 5
+        asked = {path for _, path in hub.requests}
+        assert all(any(b.revision in path and b.hub_id in path for path in asked) for b in pinned)
         (rare,) = load("raredis")
         assert rare.options == {"A": "Fabry disease", "B": "Gout"} and rare.answer == "A"
         # A config the repo does not have is named, with the ones it has.
-        with pytest.raises(RecordFormatError, match=r"has no config 'nope'; it has \['pqa_labeled'\]"):
-            load_records("qiaojin/PubMedQA", revision="v1.0.0", hub=hub.url, subset="nope")
+        with pytest.raises(RecordFormatError, match=r"has no config 'nope'; it has \['Text'\]"):
+            load_records("TsinghuaC3I/MedXpertQA", revision="v1.0.0", hub=hub.url, subset="nope")
+        # Another revision than the pinned one, named where the benchmark is configured.
+        _, records, _ = load_benchmark("medqa", {"medqa": "GBaker/MedQA-USMLE-4-options@v1.0.0"}, hub=hub.url)
+        assert [r.answer for r in records] == ["C"]
+        with pytest.raises(BenchmarkUnavailable, match="GBaker/MedQA-USMLE-4-options@nope"):
+            load_benchmark("medqa", {"medqa": "GBaker/MedQA-USMLE-4-options@nope"}, hub=hub.url)
     finally:
         hub.close()

@@ -97,6 +97,8 @@ def test_lighteval_cli_scores_our_tasks_from_hub_datasets(tmp_path, embedded_dir
             ]
             for s in MMLU_MEDICAL
         }, tmp_path / "mmlu", readme=f"---\nconfigs:\n{configs}---\n")  # fmt: skip
+        for name in ("medqa", "mmlu"):  # the tasks read the registry's pinned commits
+            hub.pin(BENCHMARKS[name].hub_id, BENCHMARKS[name].revision)
         uploaded = len(hub.requests)
 
         # The shipped chat-model config with only the model and the sizes swapped.
@@ -168,8 +170,8 @@ def test_suite_prompt_functions_read_each_hub_shape_and_count_bad_rows():
     rows = {
         "medqa": ({"question": STEM, "options": {"A": "w", "B": "x", "C": "y", "D": "z"}, "answer_idx": "C"}, "C"),
         "medmcqa": ({"id": "m1", "question": STEM, "opa": "w", "opb": "x", "opc": "y", "opd": "z", "cop": 3}, "D"),
-        "pubmedqa": ({"pubid": 7, "question": "Does X help?", "context": {"contexts": ["Bg."]},
-                      "final_decision": "maybe"}, "C"),
+        "pubmedqa": ({"id": "p7", "data": {"Question": "Does X help?", "Context": ["Bg."], "Correct Option": "C",
+                                           "Options": {"A": "yes", "B": "no", "C": "maybe"}}}, "C"),
         "mmlu_medical": ({"question": "Which?", "subject": "anatomy", "choices": ["w", "x", "y", "z"], "answer": 1}, "B"),
         "medxpertqa": ({"id": "x1", "question": STEM, "options": {k: f"o{k}" for k in "ABCDE"}, "label": "E"}, "E"),
         "raredis": ({"id": "r1", "question": f"{STEM}\nA. Fabry disease\nB. Gout", "gold": "A"}, "A"),
@@ -184,7 +186,7 @@ def test_suite_prompt_functions_read_each_hub_shape_and_count_bad_rows():
         if name.split(":")[0].endswith("_base"):
             assert doc.query.startswith(BASE_TEMPLATE.split("{question}")[0]), name
         else:
-            assert doc.query.startswith(row["question"] if name != "pubmedqa" else "Bg.\nDoes X help?"), name
+            assert doc.query.startswith(row.get("question") or row["data"]["Question"]), name
         bench = BENCHMARKS[name.split(":")[0].removesuffix("_base").replace("mmlu_medical", "mmlu")]
         assert (config.hf_repo, config.hf_revision) == (bench.hub_id, bench.revision), name
 

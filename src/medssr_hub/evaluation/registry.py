@@ -26,8 +26,9 @@ class Benchmark:
     title: str
     file: str  # file name in the MedSSR evaluation folder
     hub_id: str | None = None  # its Hub dataset, where one exists
-    # "main" where no commit could be verified from an offline machine: pin a commit id for a reproduction
-    # (`benchmark_paths: {name: ORG/NAME}` plus the revision in the registry entry you copy).
+    # The commit a reproduction reads. Each pin was read from a public source that names it (below), not
+    # checked from this offline machine; "main" where none was found. Another revision:
+    # `benchmark_paths: {name: ORG/NAME@REVISION}`.
     revision: str | None = None
     subsets: tuple[str, ...] = ()  # the Hub configs (folders) to read and join; () for the repo's default
     split: str | None = None  # None: test, else train, else the only split
@@ -35,7 +36,7 @@ class Benchmark:
     rare: bool = False  # the leaderboard's rare-disease column
 
 
-# Column mappings of the Hub datasets (column names from their dataset cards).
+# Column mappings of the Hub datasets (column names from their dataset cards and public loaders).
 MMLU_MEDICAL = (
     "anatomy", "clinical_knowledge", "college_biology", "college_medicine", "medical_genetics",
     "professional_medicine",
@@ -43,47 +44,42 @@ MMLU_MEDICAL = (
 BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
-        Benchmark(  # options as a dict column, answer as a letter
+        Benchmark(  # options as a dict column, answer as a letter; test = the 1,273 MedSSR evaluates
             "medqa",
             "MedQA",
             "medqa.json",
             hub_id="GBaker/MedQA-USMLE-4-options",
-            revision="main",
+            revision="0fb93dd23a7339b6dcd27e241cb9b5eca62d4d18",  # Hub API sha of main, 2026-08-11 (a card)
             split="test",
             columns=ColumnMap(options="options", answer="answer_idx", id=None),
         ),
-        Benchmark(  # options as four columns, answer as a 0-based index (the test split has no answers)
+        Benchmark(  # options as four columns, answer as a 0-based index (the test split has no answers).
+            # The whole validation split (4,183); MedSSR evaluates a 1,200-item sample of it.
             "medmcqa",
             "MedMCQA",
             "medmcqa.json",
             hub_id="openlifescienceai/medmcqa",
-            revision="main",
+            revision="91c6572c454088bf71b679ad90aa8dffcd0d5868",  # pinned by the KARMA eval registry
             split="validation",
             columns=ColumnMap(options=("opa", "opb", "opc", "opd"), answer="cop", answer_is="index"),
         ),
-        Benchmark(  # fixed options, answer as the option's text, the abstract as context
+        Benchmark(  # the 500 official test questions (qiaojin/PubMedQA's pqa_labeled mixes them with the
+            # 500 cross-validation ones); fields nested under `data`. The question alone, without the
+            # abstract, as MedSSR's evaluation file has it.
             "pubmedqa",
             "PubMedQA",
             "pubmedqa.json",
-            hub_id="qiaojin/PubMedQA",
-            revision="main",
-            subsets=("pqa_labeled",),
-            split="train",
-            columns=ColumnMap(
-                options=None,
-                fixed_options=("yes", "no", "maybe"),
-                answer="final_decision",
-                answer_is="text",
-                id="pubid",
-                context="context",
-            ),
+            hub_id="openlifescienceai/pubmedqa",
+            revision="50fc41dcd0bd6eb63c18d436d854c6f9e8f3c7e2",  # pinned by the KARMA eval registry
+            split="test",
+            columns=ColumnMap(question="data.Question", options="data.Options", answer="data.Correct Option"),
         ),
-        Benchmark(  # options as a list column, answer as an index; the six medical subjects joined
+        Benchmark(  # options as a list column, answer as an index; the six medical subjects joined (1,089)
             "mmlu",
             "MMLU-medical",
             "mmlu.json",
             hub_id="cais/mmlu",
-            revision="main",
+            revision="c30699e8356da336a370243923dbaf21066bb9fe",  # pinned by a public download script
             subsets=MMLU_MEDICAL,
             split="test",
             columns=ColumnMap(options="choices", answer="answer", answer_is="index", id=None),
@@ -93,7 +89,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("lancet", "Lancet", "lancet.json"),
         Benchmark("nejm", "NEJM", "nejm.json"),
         Benchmark("medbullets", "MedBullets", "medbullets.json"),
-        Benchmark(  # options as a dict column, answer as a letter
+        Benchmark(  # options as a dict column (A-J), answer as a letter; Text/test.jsonl (2,450)
             "medxpertqa",
             "MedXpertQA",
             "medxpertqa.json",
@@ -141,7 +137,11 @@ def locate(
         )
     bench = BENCHMARKS[item]
     if item in paths:
-        return item, paths[item], bench.revision
+        value = str(paths[item])
+        if "@" in value and not Path(value).expanduser().exists():  # ORG/NAME@REVISION
+            source, _, revision = value.partition("@")
+            return item, source, revision
+        return item, value, bench.revision
     folder = benchmarks_dir()
     if folder is not None and (folder / bench.file).exists():
         return item, str(folder / bench.file), None
