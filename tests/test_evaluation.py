@@ -379,7 +379,8 @@ def test_registry_reads_each_benchmarks_hub_dataset_through_its_column_mapping(t
         ]}, tmp_path)  # fmt: skip
         _publish_rows(hub.url, "openlifescienceai/pubmedqa", {"data/test-00000-of-00001.parquet": [
             {"id": "p7", "data": {"Question": "Does X help?", "Context": ["Background.", "Results."],
-                                  "Options": {"A": "yes", "B": "no", "C": "maybe"}, "Correct Option": "C",
+                                  "Options": {"A": "yes", "B": "no", "C": "maybe", "D": None},  # struct
+                                  "Correct Option": "C",
                                   "Correct Answer": "maybe", "Long Answer": "It may."}},
         ]}, tmp_path)  # fmt: skip
         _publish_rows(hub.url, "cais/mmlu", {

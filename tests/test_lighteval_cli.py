@@ -196,3 +196,10 @@ def test_suite_prompt_functions_read_each_hub_shape_and_count_bad_rows():
     assert tasks["medqa"].prompt_function({"question": STEM, "options": None}, "medqa") is None
     assert suite.REJECTED.rejected.total() == before + 2
     assert {"answer_not_in_options", "no_options"} <= set(suite.REJECTED.rejected)
+
+
+def test_medssr_hub_lighteval_reports_usage_errors_as_lighteval_does(capsys):
+    from medssr_hub.cli import main
+
+    assert main(["lighteval", "accelerate"]) == 2
+    assert "Missing argument 'model_args'" in capsys.readouterr().err

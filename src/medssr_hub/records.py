@@ -83,6 +83,8 @@ class ColumnMap:
             options = list(self.fixed_options) if self.fixed_options else None
         if isinstance(options, list) and options and not isinstance(options[0], dict):
             options = {chr(ord("A") + i): text for i, text in enumerate(options)}
+        if isinstance(options, dict):  # a struct column has every row's keys: a null field is no option
+            options = {letter: text for letter, text in options.items() if text is not None}
         question = _last_user_message(_column(row, self.question))
         context = _context_text(_column(row, self.context)) if self.context else ""
         if context and isinstance(question, str):

@@ -125,7 +125,6 @@ def lighteval_cli(argv: list[str]) -> int:
     """lighteval's own command line (`lighteval.__main__.app`), run with `lighteval_workarounds()` and
     our task suite as `--custom-tasks` unless another module is named: `medssr-hub lighteval ARGS` is
     `lighteval ARGS` with the defects above worked around."""
-    import click
     import typer
     from lighteval.__main__ import app
 
@@ -133,15 +132,10 @@ def lighteval_cli(argv: list[str]) -> int:
     if argv and argv[0] in LIGHTEVAL_BACKENDS and "--custom-tasks" not in argv:
         argv += ["--custom-tasks", SUITE_MODULE]
     with lighteval_workarounds():
-        try:
-            typer.main.get_command(app).main(
-                args=argv, prog_name="medssr-hub lighteval", standalone_mode=False
-            )
-        except click.exceptions.Exit as e:
-            return e.exit_code
-        except click.ClickException as e:
-            e.show()
-            return e.exit_code
+        try:  # standalone: usage errors and --help print as lighteval prints them, then exit
+            typer.main.get_command(app).main(args=argv, prog_name="medssr-hub lighteval")
+        except SystemExit as e:
+            return e.code if isinstance(e.code, int) else int(e.code is not None)
     return 0
 
 
