@@ -122,10 +122,11 @@ def test_lighteval_cli_scores_our_tasks_from_hub_datasets(tmp_path, embedded_dir
     finally:
         hub.close()
 
-    # The data came over HTTP from each dataset's files at the revision `main` resolved to.
+    # The data came over HTTP from each dataset's files at the registry's pinned commit.
     fetched = {path for method, path in served if method == "GET" and "/resolve/" in path}
-    assert any(p.endswith("data/test-00000-of-00001.parquet") and "MedQA" in p for p in fetched)
-    assert {s for s in MMLU_MEDICAL if any(f"/{s}/test-" in p for p in fetched)} == set(MMLU_MEDICAL)
+    assert any(p.endswith(f"{medqa.revision}/data/test-00000-of-00001.parquet") for p in fetched)
+    mmlu_at = BENCHMARKS["mmlu"].revision
+    assert {s for s in MMLU_MEDICAL if any(f"{mmlu_at}/{s}/test-" in p for p in fetched)} == set(MMLU_MEDICAL)
 
     (results_file,) = out.glob("results/**/*.json")
     results = json.loads(results_file.read_text())["results"]
