@@ -1,13 +1,15 @@
 """The benchmarks as a static lighteval custom-tasks module, for lighteval's own command line.
 
-    lighteval accelerate MODEL_ARGS "medssr|medqa_base|0" --custom-tasks medssr_hub.evaluation.lighteval_suite
+    medssr-hub lighteval accelerate MODEL_ARGS "medssr|medqa_base|0"
 
-(`vllm` and `endpoint` take the same tasks.) `TASKS_TABLE` holds one task per benchmark of the registry
+(`vllm` and `endpoint` take the same tasks; `medssr-hub lighteval` is lighteval's own CLI with this module
+as `--custom-tasks` and the workarounds of `lighteval_tasks`: the plain `lighteval` command fails in 0.13
+before it reads a custom module, see the README.) `TASKS_TABLE` holds one task per benchmark of the registry
 that has a Hub dataset, read at the registry's revision through its column mapping, as
 huggingface/open-r1's `src/open_r1/evaluate.py` does for its tasks:
 
 - `<name>`: chat models. The query is the question; the official system prompt goes in the model
-  config (`system_prompt:` in a model YAML, see recipes/evaluation/lighteval_model.yaml);
+  config (`system_prompt:` in a model YAML, as in recipes/lighteval/chat_model.yaml);
 - `<name>_base`: base models, the official raw chain-of-thought template as plain text (pass
   `override_chat_template: false` for a base model that ships a chat template).
 
