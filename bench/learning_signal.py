@@ -6,7 +6,11 @@ after training, k samples each, and scored against the keys. Both models are sco
 with the same seeds; 95% confidence intervals are a bootstrap over held-out questions (paired for the
 difference).
 
-    .venv/bin/python bench/learning_signal.py [--train 32] [--heldout 48] [--steps 16] [--samples 4]
+    .venv/bin/python bench/learning_signal.py [--train 32] [--heldout 48] [--steps 16] [--samples 4] \
+        [--extraction official|lenient]
+
+The reward reads answers by `--extraction` (default official, as training does); the held-out scores are
+reported under both rules.
 """
 
 import argparse
@@ -18,7 +22,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from medssr_hub.answers import answer_prompt, extract_answer
+from medssr_hub.answers import Extraction, answer_prompt
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.records import load_records
@@ -28,20 +32,26 @@ from medssr_hub.training import launch_command
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def score(model: str, records, samples: int, max_tokens: int) -> list[tuple[float, float]]:
-    """Per question: (mean reward against the key, parse rate) over `samples` seeded samples."""
+RULES = ("official", "lenient")
+METRICS = [f"{what} ({rule})" for rule in RULES for what in ("reward", "parse rate")]
+
+
+def score(model: str, records, samples: int, max_tokens: int) -> list[tuple[float, ...]]:
+    """Per question, for each rule (official, lenient): (mean reward against the key, parse rate) over
+    `samples` seeded samples, read as the accuracy reward reads them (first pass, no recovery)."""
     backend = get_backend("embedded", model=model, batch_size=64)
     params = SamplingParams(n=samples, temperature=0.6, top_p=0.95, top_k=20, max_tokens=max_tokens, seed=7)
     completions = backend.generate([answer_prompt(r) for r in records], params, progress=True)
     out = []
     for record, completion in zip(records, completions, strict=True):
-        letters = [extract_answer(s.text, record.letters) for s in completion.samples]
-        out.append(
-            (
+        row: list[float] = []
+        for rule in RULES:
+            letters = [Extraction(rule).first_pass(s.text, record.letters) for s in completion.samples]
+            row += [
                 statistics.fmean(letter == record.answer for letter in letters),
                 statistics.fmean(letter is not None for letter in letters),
-            )
-        )
+            ]
+        out.append(tuple(row))
     return out
 
 
@@ -61,6 +71,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--max-tokens", type=int, default=96)
     parser.add_argument("--learning-rate", default="1e-5")
+    parser.add_argument("--extraction", default="official", choices=RULES, help="the reward's rule")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -98,7 +109,7 @@ def main() -> None:
                 "--dataset_name", "bench/labeled", "--dataset_revision", "v0.1.0", "--hub", hub,
                 "--max_steps", str(args.steps), "--learning_rate", args.learning_rate, "--save_strategy", "no",
                 "--max_completion_length", str(args.max_tokens), "--output_dir", str(tmp / "stage1"),
-                "--publish_repo", "bench/stage1", "--report_to", "none",
+                "--publish_repo", "bench/stage1", "--report_to", "none", "--extraction", args.extraction,
             ),
             check=True,
             cwd=ROOT,
@@ -109,19 +120,21 @@ def main() -> None:
 
     print(
         f"\nstage 1: {args.steps} steps on {args.train} pseudo-labeled vignettes in {train_s:.0f}s; "
-        f"held-out: {len(heldout)} vignettes x {args.samples} samples, scored against construction keys"
+        f"(reward read by the {args.extraction} rule); held-out: {len(heldout)} vignettes x {args.samples} "
+        "samples, scored against construction keys by both rules"
     )
     print(f"{'metric':<22}{'before':>22}{'after':>22}{'after - before':>26}")
-    for i, name in enumerate(("reward (key accuracy)", "parse rate")):
+    for i, name in enumerate(METRICS):
         b, a = [x[i] for x in before], [x[i] for x in after]
         diff = bootstrap([y - x for x, y in zip(b, a, strict=True)])
         cells = [f"{m:.3f} [{lo:.3f}, {hi:.3f}]" for m, lo, hi in (bootstrap(b), bootstrap(a), diff)]
         print(f"{name:<22}{cells[0]:>22}{cells[1]:>22}{cells[2]:>26}")
     # Accuracy among parsed answers: separates "learned the format" from "learned the answers".
     for name, scored in (("before", before), ("after", after)):
-        parsed = sum(p for _, p in scored)
-        right = sum(r for r, _ in scored)
-        print(f"{name}: accuracy among parsed answers {right / parsed if parsed else 0:.3f}")
+        for k, rule in enumerate(RULES):
+            parsed = sum(x[2 * k + 1] for x in scored)
+            right = sum(x[2 * k] for x in scored)
+            print(f"{name} ({rule}): accuracy among parsed answers {right / parsed if parsed else 0:.3f}")
     print("chance for 5 options: 0.200; intervals: 95% bootstrap over held-out questions (paired difference)")
 
 

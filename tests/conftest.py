@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import http.server
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -60,6 +62,46 @@ def gguf_path() -> Path:
     from medssr_hub.modeling import find_embedded_gguf
 
     return find_embedded_gguf()
+
+
+class RawFiles:
+    """Serves `<root>/tdlhl/MedSSR/<commit>/data/test_short_<name>.json` from a folder of `<name>.json`;
+    records every request's headers."""
+
+    def __init__(self, folder: Path, tamper: str | None = None):
+        files, seen = {}, []
+        for path in folder.glob("*.json"):
+            data = path.read_bytes()
+            files[f"/tdlhl/MedSSR/{official_commit()}/data/test_short_{path.stem}.json"] = (
+                data + b" " if path.stem == tamper else data
+            )
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                seen.append((self.path, dict(self.headers)))
+                body = files.get(self.path)
+                self.send_response(200 if body is not None else 404)
+                self.send_header("Content-Length", str(len(body or b"")))
+                self.end_headers()
+                self.wfile.write(body or b"")
+
+            def log_message(self, *args):
+                pass
+
+        self.requests = seen
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def official_commit() -> str:
+    from medssr_hub.evaluation.official import OFFICIAL_COMMIT
+
+    return OFFICIAL_COMMIT
 
 
 def free_port() -> int:

@@ -22,7 +22,7 @@ class FaultProxy:
         self.script: list[int | str] = []  # per request, in order: an HTTP status, "slow" or "garbage"
         self.always: int | None = None  # answer every request with this status
         self.slow_seconds = 5.0
-        self.requests = 0
+        self.requests = 0  # POSTs (generation requests)
         self.seen_headers: list[dict[str, str]] = []
         self.tgi_payloads: list[dict] = []
         self.bodies: list[dict] = []  # JSON bodies of forwarded POSTs
@@ -49,9 +49,13 @@ class FaultProxy:
 
             def _forward(self, body: bytes | None):
                 with proxy._lock:
-                    proxy.requests += 1
                     proxy.seen_headers.append({k.lower(): v for k, v in self.headers.items()})
-                    action = proxy.script.pop(0) if proxy.script else proxy.always
+                    # Faults and counts are for generation requests (POST); the backend's one GET of
+                    # /v1/models (the served model's name) is forwarded as it is.
+                    action = None
+                    if self.command == "POST":
+                        proxy.requests += 1
+                        action = proxy.script.pop(0) if proxy.script else proxy.always
                 if isinstance(action, int):
                     return self._reply(action, json.dumps({"error": f"injected {action}"}).encode())
                 if action == "slow":

@@ -180,6 +180,29 @@ def test_token_is_sent_but_never_logged(proxy, caplog):
     assert secret not in caplog.text and secret not in repr(backend)
 
 
+@pytest.mark.parametrize("route", ["chat", "completions", "tgi"])
+def test_the_hf_token_never_reaches_an_inference_server(proxy, monkeypatch, embedded_dir, route):
+    """HF_TOKEN (a canary) is for the Hub: no request to the server carries it, on any route. The server's
+    own token is sent when the config names one (`token_env`)."""
+    canary = "hf_" + "K" * 32
+    monkeypatch.setenv("HF_TOKEN", canary)
+    prompts = QUESTIONS[:2] if route == "chat" else ["Question: name a vitamin.\nAnswer:"] * 2
+    params = SamplingParams(temperature=0, max_tokens=2)
+    before = len(proxy.seen_headers)
+    EndpointBackend(proxy.url, route=route, **FAST).generate(prompts, params, progress=False)
+    seen = proxy.seen_headers[before:]
+    assert len(seen) >= 2 and not [h for h in seen if canary in json.dumps(h)]
+    assert not [h for h in seen if "authorization" in h]
+    monkeypatch.setenv("MY_SERVER_TOKEN", "server-secret")
+    before = len(proxy.seen_headers)
+    backend = EndpointBackend(proxy.url, route=route, token_env="MY_SERVER_TOKEN", **FAST)
+    backend.generate(prompts, params, progress=False)
+    seen = proxy.seen_headers[before:]
+    assert seen and all(h.get("authorization") == "Bearer server-secret" for h in seen)
+    with pytest.raises(ValueError, match="token_env names UNSET_TOKEN"):
+        EndpointBackend(proxy.url, route=route, token_env="UNSET_TOKEN")
+
+
 @pytest.mark.slow
 def test_server_killed_mid_batch_keeps_every_finished_sample(fresh_llama_server):
     backend = EndpointBackend(fresh_llama_server.url, max_concurrency=1, **FAST)

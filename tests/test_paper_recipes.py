@@ -16,7 +16,7 @@ import pytest
 
 from medssr_hub.hub import LocalHub
 from medssr_hub.training import launch_command
-from tests.conftest import ROOT
+from tests.conftest import ROOT, RawFiles
 
 # What this rehearsal cannot run without a GPU; the configs ask for it and the code path around it runs.
 NOT_REHEARSED = {
@@ -105,12 +105,21 @@ def test_paper_configs_in_data_order(tmp_path, llama_server, benchmarks_dir):
     assert (
         "base_model: medssr-hub/qwen3-8b-base-medssr-stage1" in card and "`ORG/medqa-train` @ `main`" in card
     )
-    # 5. Evaluation of the stage 2 model behind the server (config_paper.yaml): raw completions, official rule.
+    # 5. Evaluation of the stage 2 model behind the server (config_paper.yaml): raw completions, official
+    # rule, the paper's own test files (served here from the shared copies, which are byte-identical).
+    raw = RawFiles(benchmarks_dir)
+    env = {**env, "MEDSSR_OFFICIAL_BASE_URL": raw.url, "MEDSSR_HUB_CACHE": str(tmp_path / "cache")}
     cli(
         "evaluate", "--config", "recipes/evaluation/config_paper.yaml", "--endpoint", json.dumps({"base_url": llama_server.url}),
         "--max_items", "2", "--num_samples", "2", "--max_tokens", "16", "--output_dir", str(tmp_path / "eval"),
         env=env,
     )  # fmt: skip
+    raw.close()
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
-    assert results["extraction"] == "official" and len(results["benchmarks"]) >= 6
-    assert "raredis" in results["unavailable"]  # tdlhl/RareDis-Sub: on the Hub only, and this run is offline
+    assert results["extraction"] == "official" and len(results["benchmarks"]) == 6
+    assert {b["source"] for b in results["benchmarks"].values()} == {
+        f"tdlhl/MedSSR@e560f5a:data/test_short_{p.stem}.json" for p in benchmarks_dir.glob("*.json")
+    }
+    # tdlhl/RareDis-Sub is on the Hub only, and this run is offline; the shared folder has no Lancet, NEJM
+    # or MedXpertQA file to serve.
+    assert set(results["unavailable"]) == {"raredis", "lancet", "nejm", "medxpertqa"}

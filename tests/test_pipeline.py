@@ -67,6 +67,10 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
             '{"max_steps": 1}',
             "--stage2",
             '{"max_steps": 1}',
+            "--keyed_eval",
+            '{"num_questions": 16}',
+            "--keyed_eval_size",
+            "8",
         ),
         cwd=root,
         env=env,
@@ -96,6 +100,27 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
         set(per) == benchmarks and all(b["items"] == 2 for b in per.values()) for per in evaluation.values()
     )
     assert (full / "summary.md").read_text().startswith("# medssr-hub demo")
+    # Step 5a: every model on the same held-out keyed vignettes (no trained disease), with intervals.
+    check = summary["method check"]
+    assert set(check) == {"base", "stage1", "stage2"} and all(row["items"] == 8 for row in check.values())
+    trained = {
+        json.loads(line)["disease_id"]
+        for stage in ("synthesis", "heldout")
+        for line in pd.read_parquet(full / stage / "dataset" / "data" / "train-00000.parquet")
+        .to_json(orient="records", lines=True)
+        .splitlines()
+    }
+    keyed = [
+        json.loads(line) for line in (full / "keyed_eval" / "keyed_vignettes.jsonl").read_text().splitlines()
+    ]
+    assert len(keyed) == 8 and not {r["disease_id"] for r in keyed} & trained
+    assert all(r["answer"] == r["key"] for r in keyed)
+    for row in check.values():
+        lo, hi = row["ci95"]
+        assert 0 <= lo <= row["accuracy"] <= hi <= 1 and row["official"] == row["accuracy"]
+    assert "vs base" in check["stage1"] and "vs base" not in check["base"]
+    md = (full / "summary.md").read_text()
+    assert "Method check: 8 held-out keyed vignettes" in md and "| official | lenient |" in md
     assert (full / "leaderboard" / "leaderboard.png").exists()
     # Every repo the demo publishes loads with plain `datasets` to exactly its stage's schema.
     for repo, config, features in (

@@ -11,6 +11,7 @@ import psutil
 import pytest
 from safetensors.torch import load_file
 
+from medssr_hub.answers import Extraction
 from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.resolve import resolve_model
@@ -74,27 +75,47 @@ def run_ok(*args, **kw) -> str:
 
 
 # -- rewards and data (fast) ---------------------------------------------------------------------------
-def test_accuracy_reward_reads_letters_like_everyone_and_logs_diagnostics():
-    metrics = {}
-    reward = AccuracyReward()
-    completions = [
-        [{"role": "assistant", "content": "Reasoning... The answer is B."}],
-        [{"role": "assistant", "content": "The answer is F."}],  # F is not offered: unparseable
-        [{"role": "assistant", "content": "The answer is A. Wait, the answer is C"}],  # the last one wins
-        [{"role": "assistant", "content": "no letter at all"}],
-    ]
-    out = reward(
-        prompts=[None] * 4,
-        completions=completions,
-        target=["B", "B", "C", "A"],
-        letters=[["A", "B", "C", "D"]] * 4,
-        key=["B", "", "A", ""],
+COMPLETIONS = [
+    [{"role": "assistant", "content": "Reasoning... The answer is B."}],
+    [{"role": "assistant", "content": "The answer is F."}],  # F is not offered
+    [{"role": "assistant", "content": "The answer is A. Wait, the answer is C"}],
+    [{"role": "assistant", "content": "no letter at all"}],
+    [{"role": "assistant", "content": "Answer: D"}],
+]
+
+
+def _reward(reward, metrics):
+    return reward(
+        prompts=[None] * 5,
+        completions=COMPLETIONS,
+        target=["B", "B", "C", "A", "D"],
+        letters=[["A", "B", "C", "D"]] * 5,
+        key=["B", "", "A", "", ""],
         log_metric=lambda name, value: metrics.setdefault(name, value),
     )
-    assert out == [1.0, 0.0, 1.0, 0.0]
-    assert metrics["medssr/parse_rate"] == 0.5 and metrics["medssr/recovery_rate"] == 0.0
-    # Two completions have a key: B (predicted B, right) and A (predicted C, wrong); labels B/C vs keys B/A.
+
+
+def test_accuracy_reward_reads_letters_as_evaluation_does_and_logs_diagnostics():
+    """By default the reward reads answers by the evaluation's official rule: case-sensitive "The answer is
+    X" first (so the capitalised A wins over a later "the answer is C"), any capital letter, no "Answer: D"."""
+    metrics = {}
+    assert _reward(AccuracyReward(), metrics) == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert metrics["medssr/parse_rate"] == 0.6 and metrics["medssr/recovery_rate"] == 0.0
+    # Two completions have a key: B (predicted B, right) and A (predicted A, right); labels B/C vs keys B/A.
+    assert metrics["medssr/key_accuracy"] == 1.0 and metrics["medssr/label_is_key"] == 0.5
+
+
+def test_accuracy_reward_lenient_as_an_option():
+    """`extraction: lenient`: offered letters only, the last one wins, "Answer: D" counts."""
+    metrics = {}
+    assert _reward(AccuracyReward(extraction=Extraction("lenient")), metrics) == [1.0, 0.0, 1.0, 0.0, 1.0]
+    assert metrics["medssr/parse_rate"] == 0.6
     assert metrics["medssr/key_accuracy"] == 0.5 and metrics["medssr/label_is_key"] == 0.5
+    args = MedSSRScriptArguments(dataset_name="x.json", chat=True, extraction="lenient")
+    (accuracy,) = build_reward_funcs(["accuracy"], args, max_completion_length=100)
+    assert accuracy.extraction.mode == "lenient"
+    with pytest.raises(ValueError, match="extraction must be one of official, lenient"):
+        MedSSRScriptArguments(dataset_name="x.json", chat=True, extraction="strict")
 
 
 def test_format_length_registry_and_errors():

@@ -5,8 +5,10 @@ Two rules read the letter a generation commits to (`Extraction`):
 
 - `official` (the evaluation default) is that script's rule, re-implemented from its description: its
   patterns in order, case-sensitive, then one case-insensitive retry; its recovery pass biases the union
-  of the benchmark's gold letters (and "X." tokens for some model families) for 1 or 2 tokens.
-- `lenient` (`extract_answer`; labeling and rewards use it) also reads "The correct answer is D",
+  of the benchmark's gold letters (and "X." tokens for some model families) for 1 or 2 tokens. The script
+  picks the family from the model's path string; by default (`recovery_rule: family`) we read it from the
+  model's config, and keep the script's string rule as `recovery_rule: script_path_string`.
+- `lenient` (`extract_answer`; labeling votes use it, training rewards on request) also reads "The correct answer is D",
   "Answer: C", bold, boxed and bracketed forms, restricted to the question's own letters; its recovery
   pass biases those letters for one token.
 """
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from medssr_hub.generation.base import GenerationBackend, Prompt, SamplingParams
 from medssr_hub.records import MCQRecord
@@ -66,22 +68,46 @@ OFFICIAL_PATTERNS = (
 )
 OFFICIAL_BOLD = re.compile(r"The answer is \*\*([A-Z])\*\*")  # tried for Gemma models only
 OFFICIAL_RETRY = re.compile(r"The answer is ([A-Z])", re.IGNORECASE)  # last resort; the letter upper-cased
-# Recovery pass: model families whose "X." tokens are biased too (matched in the lower-cased model name),
-# and the models that get one token instead of two (case-sensitive substrings of the model name).
+# The script keys its family rules on the model's path string (`args.model`): "X." tokens are biased too
+# when the lower-cased path names one of these, and one token is generated instead of two when the path
+# names one of these (case-sensitive). `recovery_rule: script_path_string` keeps exactly that.
 OFFICIAL_DOT_FAMILIES = ("gemma", "llama", "biomed", "huatuo", "deepseek-r1", "medreason")
 OFFICIAL_ONE_TOKEN = ("Qwen3", "Qwen2", "m1")
 
+# `recovery_rule: family` (the default) reads the family from the model itself (`model_type` in its
+# config), whatever its repo or folder is called: Qwen2/Qwen3 get the script's Qwen rule (letter ids, one
+# token), Llama/Gemma its Llama rule (letter and "X." ids, two tokens). Any other family gets one token on
+# the letter ids: the script would give it two letter tokens ("AB"), scored wrong whatever the model meant.
+QWEN_MODEL_TYPES = frozenset({"qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "qwen3_next"})
+LLAMA_MODEL_TYPES = frozenset({"llama", "llama4", "llama4_text", "mllama"})
+GEMMA_MODEL_TYPES = frozenset({"gemma", "gemma2", "gemma3", "gemma3_text", "gemma3n", "gemma3n_text"})
+RECOVERY_RULES = ("family", "script_path_string")
 
-def extract_official(text: str | None, model_name: str | None = None) -> str | None:
+
+def model_family(model_type: str | None) -> str:
+    """qwen | llama | gemma | other: the official script's family a model belongs to, by its model_type."""
+    model_type = (model_type or "").lower()
+    if model_type in QWEN_MODEL_TYPES:
+        return "qwen"
+    if model_type in LLAMA_MODEL_TYPES:
+        return "llama"
+    if model_type in GEMMA_MODEL_TYPES:
+        return "gemma"
+    return "other"
+
+
+def extract_official(text: str | None, model_name: str | None = None, bold: bool | None = None) -> str | None:
     """The letter the official MedSSR script reads from a generation, or None (then it recovers).
 
-    Any capital letter counts, offered or not ("The answer is F" is read, and scored wrong).
+    Any capital letter counts, offered or not ("The answer is F" is read, and scored wrong). The bold
+    form is tried for Gemma models: `bold`, else (as the script decides) "gemma" in `model_name`.
     """
     text = (text or "").strip()
     if not text:
         return None
-    patterns = [*OFFICIAL_PATTERNS, *([OFFICIAL_BOLD] if "gemma" in (model_name or "").lower() else [])]
-    for pattern in patterns:
+    if bold is None:
+        bold = "gemma" in (model_name or "").lower()
+    for pattern in [*OFFICIAL_PATTERNS, *([OFFICIAL_BOLD] if bold else [])]:
         found = pattern.findall(text)
         if found:
             return found[-1]
@@ -95,21 +121,62 @@ def official_pred(text: str | None) -> str | None:
     return pred or None
 
 
-def official_recovery(tokenizer, letters: Sequence[str], model_name: str) -> tuple[tuple[int, ...], int]:
-    """(token ids biased by +100 at every step, max tokens) of the official recovery pass.
+def first_letter(text: str | None) -> str | None:
+    """The first capital letter of a recovery output, past spaces and punctuation: "C." and "CA" read C."""
+    m = re.match(r"[\s.*(\[]*([A-Z])", text or "")
+    return m.group(1) if m else None
+
+
+@dataclass(frozen=True)
+class Recovery:
+    """The official recovery pass for one set of letters: what results, cards and leaderboards record."""
+
+    rule: str  # family | script_path_string
+    family: str  # qwen | llama | gemma | other (family rule); what the path string matched (script rule)
+    ids: tuple[int, ...]  # token ids biased by +100 at every step
+    max_tokens: int
+
+    def as_dict(self) -> dict:
+        return {
+            "rule": self.rule,
+            "family": self.family,
+            "ids": list(self.ids),
+            "max_tokens": self.max_tokens,
+        }
+
+
+def official_recovery(
+    tokenizer,
+    letters: Sequence[str],
+    model_name: str = "",
+    *,
+    rule: str = "script_path_string",
+    model_type: str | None = None,
+) -> Recovery:
+    """The official recovery pass's biased ids and token count, by `rule`.
 
     The ids are the first id of `tokenizer.encode(letter)` (special tokens included, as the script calls
     it: for tokenizers that prepend BOS, that is BOS) and, for the dot families, every id of
-    `encode(letter + ".")`. Two tokens, unless the model name names Qwen2/Qwen3/m1.
+    `encode(letter + ".")`. `script_path_string` decides the family from `model_name` as the script does;
+    `family` from `model_type` (see `model_family`).
     """
+    if rule not in RECOVERY_RULES:
+        raise ValueError(f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {rule!r}")
+    if rule == "family":
+        family = model_family(model_type)
+        dots, max_tokens = family in ("llama", "gemma"), 2 if family in ("llama", "gemma") else 1
+    else:
+        matched = [f for f in OFFICIAL_DOT_FAMILIES if f in model_name.lower()]
+        matched += [name for name in OFFICIAL_ONE_TOKEN if name in model_name]
+        family = "+".join(matched) or "none"
+        dots = any(f in model_name.lower() for f in OFFICIAL_DOT_FAMILIES)
+        max_tokens = 1 if any(name in model_name for name in OFFICIAL_ONE_TOKEN) else 2
     ids: set[int] = set()
-    dots = any(family in model_name.lower() for family in OFFICIAL_DOT_FAMILIES)
     for letter in letters:
         ids.add(int(tokenizer.encode(letter)[0]))
         if dots:
             ids.update(int(t) for t in tokenizer.encode(f"{letter}."))
-    max_tokens = 1 if any(name in model_name for name in OFFICIAL_ONE_TOKEN) else 2
-    return tuple(sorted(ids)), max_tokens
+    return Recovery(rule, family, tuple(sorted(ids)), max_tokens)
 
 
 EXTRACTIONS = ("official", "lenient")
@@ -117,19 +184,54 @@ EXTRACTIONS = ("official", "lenient")
 
 @dataclass(frozen=True)
 class Extraction:
-    """How answers are read and recovered: `official` (the MedSSR script's rule) or `lenient` (ours)."""
+    """How answers are read and recovered: `official` (the MedSSR script's rule) or `lenient` (ours).
+
+    The official rule's model-family choices (Gemma's bold form; the recovery pass's ids and length) follow
+    `recovery_rule`: `family` reads them from `model_type` (the model's config), `script_path_string`
+    from `model_name` exactly as the script does.
+    """
 
     mode: str = "lenient"
-    model_name: str = ""  # official: the model family rules (Gemma's bold form; recovery tokens)
+    model_name: str = ""
+    recovery_rule: str = "family"
+    model_type: str | None = None
 
     def __post_init__(self) -> None:
         if self.mode not in EXTRACTIONS:
             raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.mode!r}")
+        if self.recovery_rule not in RECOVERY_RULES:
+            raise ValueError(
+                f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
+            )
+
+    @property
+    def bold(self) -> bool:
+        """Whether the official first pass reads Gemma's "The answer is **X**"."""
+        if self.recovery_rule == "family":
+            return model_family(self.model_type) == "gemma"
+        return "gemma" in self.model_name.lower()
 
     def first_pass(self, text: str | None, letters: Sequence[str]) -> str | None:
         if self.mode == "official":
-            return official_pred(extract_official(text, self.model_name))
+            return official_pred(extract_official(text, bold=self.bold))
         return extract_answer(text, letters)
+
+    def read_recovered(self, text: str | None) -> str | None:
+        """The prediction a recovery output gives. The script's rule scores the raw output (so two letter
+        tokens, "DB", are one wrong prediction); the family rule reads its first letter, so it never
+        predicts more than one letter (a lenient pass's single letter reads as itself)."""
+        if self.mode == "official" and self.recovery_rule == "script_path_string":
+            return official_pred(text)
+        return first_letter(text)
+
+    def recovery(self, tokenizer, letters: Sequence[str]) -> Recovery:
+        return official_recovery(
+            tokenizer, letters, self.model_name, rule=self.recovery_rule, model_type=self.model_type
+        )
+
+    def other(self) -> Extraction:
+        """The same model's settings under the other rule (results show both)."""
+        return replace(self, mode="lenient" if self.mode == "official" else "official")
 
 
 def answer_prompt(record: MCQRecord, chat: bool = True) -> Prompt:
@@ -166,6 +268,12 @@ class Answer:
     recovered: bool = False  # the letter came from the constrained second pass
 
 
+def official_letters(records: Sequence[MCQRecord]) -> tuple[str, ...]:
+    """The letters the official recovery pass biases: every gold letter of the benchmark file (here, of
+    the items evaluated), as the script collects them."""
+    return tuple(sorted({r.answer.upper() for r in records if r.answer}))
+
+
 def _first_offered(text: str, letters: Sequence[str]) -> str | None:
     m = re.match(r"[\s*(\[]*([A-Z])", text)
     return m.group(1) if m and m.group(1) in letters else None
@@ -182,8 +290,8 @@ def extract_or_recover(
     """Letters for each record's generations; unparseable ones go through one batched recovery pass.
 
     The recovery pass is greedy. Lenient: one token, biased towards the record's own option letters.
-    Official: the script's tokens and length (`official_recovery`), its raw output scored as it scores
-    it. Without a backend, unparseable answers stay None.
+    Official: the tokens and length of `extraction.recovery` (by model family, or the script's path-string
+    rule), the output read by `extraction.read_recovered`. Without a backend, unparseable answers stay None.
     """
     answers: list[list[Answer]] = []
     pending: list[tuple[int, int]] = []
@@ -201,14 +309,12 @@ def extract_or_recover(
         tokenizer = getattr(backend, "tokenizer", None)
         if tokenizer is None:
             raise ValueError("extraction official recovers with token ids: the backend needs a tokenizer")
-        # The script biases every gold letter of the benchmark file: here, of the items evaluated.
-        letters = tuple(sorted({r.answer.upper() for r in records if r.answer}))
-        ids, max_tokens = official_recovery(tokenizer, letters, extraction.model_name)
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=max_tokens, bias_ids=ids)
+        recovery = extraction.recovery(tokenizer, official_letters(records))
+        params = SamplingParams(n=1, temperature=0.0, max_tokens=recovery.max_tokens, bias_ids=recovery.ids)
         prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in pending]
         completions = backend.generate(prompts, params, progress=progress)
         for (i, j), completion in zip(pending, completions, strict=True):
-            answers[i][j] = Answer(official_pred(completion.samples[0].text), recovered=True)
+            answers[i][j] = Answer(extraction.read_recovered(completion.samples[0].text), recovered=True)
         return answers
 
     # One call per distinct letter set, since the allowed tokens differ (A-B for BioASQ, A-E for MedBullets).

@@ -95,6 +95,17 @@ def resolve_model(name_or_path: str | None) -> str:
     return str(name_or_path)
 
 
+def model_type_of(name_or_path: str | None, revision: str | None = None) -> str | None:
+    """The `model_type` in a model's config (`qwen3`, `llama`, ...), or None where there is no config."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(resolve_model(name_or_path), revision=revision).model_type
+    except (OSError, ValueError) as e:
+        logger.warning("No model config for %s (%s): its model family is unknown", name_or_path, e)
+        return None
+
+
 def load_tokenizer(name_or_path: str | None = None, revision: str | None = None):
     from transformers import AutoTokenizer
 

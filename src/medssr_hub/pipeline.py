@@ -16,9 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from medssr_hub.config import JsonDict, config_dict, config_from_dict, guard_resume, publishable, require_chat
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
+from medssr_hub.evaluation.stats import paired_difference
 from medssr_hub.generation import get_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
@@ -60,6 +63,12 @@ class DemoConfig:
     # then GRPO from the stage 1 model (`config` plus overrides). Step 5 evaluates every trained model.
     heldout: JsonDict | None = None
     stage2: JsonDict | None = None
+    # Step 5a, the method check: held-out keyed vignettes (SynthesisConfig fields; None: skip). Vignettes of
+    # a disease that stage 1 or stage 2 trained on are dropped; the first `keyed_eval_size` others are
+    # answered by every model and scored against their construction keys, with 95% bootstrap intervals.
+    keyed_eval: JsonDict | None = None
+    keyed_eval_size: int = 48
+    keyed_max_tokens: int | None = None  # None: max_tokens
     # Step 5 also scores a rare-disease row: the benchmark items that name a catalogue rare disease
     # (`medssr-hub raredis-subset`, "catalogue-matched"; RareDis-Sub itself is on the Hub only).
     rare_subset: bool = True
@@ -71,7 +80,7 @@ class DemoConfig:
     hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
 
     def __post_init__(self) -> None:
-        for name in ("synthesis", "labeling", "stage1", "heldout", "stage2"):
+        for name in ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval"):
             if getattr(self, name) is not None:
                 setattr(self, name, JsonDict(getattr(self, name)))
         require_chat(self.chat)
@@ -79,8 +88,8 @@ class DemoConfig:
     def run_fingerprint(self) -> dict[str, Any]:
         """Settings that change results: a resumed run must match them."""
         keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
-        keep = (*keep, "rare_subset")
-        stages = ("synthesis", "labeling", "stage1", "heldout", "stage2")
+        keep = (*keep, "rare_subset", "keyed_eval_size", "keyed_max_tokens")
+        stages = ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval")
         return {k: getattr(self, k) for k in (*keep, *stages, "max_tokens", "seed")}
 
 
@@ -172,16 +181,21 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     backend = get_backend(
         "embedded", model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
     )
-    runs = []
+    keyed = keyed_vignettes_file(cfg)
+    runs, keyed_runs = [], {}
     for folder, model, name in models:
-        evaluator = Evaluator(
-            eval_config(cfg, folder, model, name), backend=backend if model == cfg.model else None
-        )
+        shared_backend = backend if model == cfg.model else None
+        evaluator = Evaluator(eval_config(cfg, folder, model, name), backend=shared_backend)
         runs.append(Run.from_folder(evaluator.out, evaluator.run()))
+        if keyed is not None:
+            keyed_cfg = eval_config(cfg, folder, model, name, benchmarks=[keyed])
+            keyed_evaluator = Evaluator(keyed_cfg, backend=shared_backend or evaluator.backend)
+            keyed_runs[folder] = (name, keyed_evaluator.run(), keyed_evaluator.out)
     files = write_leaderboard(runs, out / "leaderboard")
     summary = {
         "config": config_dict(cfg),
         "stages": {name: _headline(stats) for name, stats in stages.items()},
+        "method check": method_check(keyed_runs),
         "evaluation": {r.model: r.benchmarks for r in runs},
         "benchmarks from": sorted({publishable(b["source"]) for r in runs for b in r.benchmarks.values()}),
         "leaderboard": render_markdown(runs),
@@ -219,25 +233,98 @@ def rare_subset_file(cfg: DemoConfig) -> str:
     return str(out / SUBSET_FILE)
 
 
-def eval_config(cfg: DemoConfig, folder: str, model: str, name: str) -> EvalConfig:
+KEYED_FILE = "keyed_vignettes.jsonl"
+
+
+def keyed_vignettes_file(cfg: DemoConfig) -> str | None:
+    """Step 5a's questions: vignettes synthesized apart (their own seed), none of a disease that stage 1 or
+    stage 2 trained on, each answered by its construction key; written once into the output."""
+    if not cfg.keyed_eval:
+        return None
+    out = Path(cfg.output_dir) / "keyed_eval"
+    if not (out / KEYED_FILE).exists():
+        (syn_cfg,) = config_from_dict(
+            [SynthesisConfig],
+            {**cfg.keyed_eval, "hub": cfg.hub, "model": cfg.model, "output_dir": str(out / "synthesis")},
+        )
+        run_synthesis(syn_cfg)
+        trained = {
+            r.columns.get("disease_id")
+            for stage in ("synthesis", "heldout")
+            if (Path(cfg.output_dir) / stage / "dataset").is_dir()
+            for r in load_records(Path(cfg.output_dir) / stage / "dataset")[0]
+        }
+        candidates = load_records(out / "synthesis" / "dataset")[0]
+        fresh = [r for r in candidates if r.key and r.columns.get("disease_id") not in trained]
+        if len(fresh) < cfg.keyed_eval_size:
+            raise ValueError(
+                f"keyed_eval: {len(fresh)} of {len(candidates)} vignettes are of diseases no stage trained on, "
+                f"fewer than keyed_eval_size {cfg.keyed_eval_size}: raise keyed_eval.num_questions"
+            )
+        rows = [{**r.to_row(), "answer": r.key} for r in fresh[: cfg.keyed_eval_size]]
+        atomic_write_text(out / KEYED_FILE, "".join(json.dumps(row) + "\n" for row in rows))
+        logger.info(
+            "Method check: %d held-out keyed vignettes (%d of %d dropped: a trained disease)",
+            len(rows),
+            len(candidates) - len(fresh),
+            len(candidates),
+        )
+    return str(out / KEYED_FILE)
+
+
+def method_check(keyed_runs: dict[str, tuple[str, dict, Path]]) -> dict[str, Any]:
+    """Per model: accuracy on the held-out keyed vignettes (both rules, 95% interval over questions), and
+    the paired difference against the base model, question by question."""
+    if not keyed_runs:
+        return {}
+    per_item = {}
+    for folder, (_, _, out) in keyed_runs.items():
+        details = pd.read_parquet(out / "details" / f"{Path(KEYED_FILE).stem}.parquet")
+        per_item[folder] = details.groupby("id", sort=True)["correct"].mean()
+    check = {}
+    for folder, (name, result, _) in keyed_runs.items():
+        bench = next(iter(result["benchmarks"].values()))
+        row = {
+            "model": name,
+            "items": bench["items"],
+            "samples": bench["samples"],
+            "accuracy": bench["mean"],
+            "ci95": bench["ci95"],
+            "official": bench.get("official_mean"),
+            "lenient": bench.get("lenient_mean"),
+            "recovery_rate": bench["recovery_rate"],
+        }
+        if folder != "base" and "base" in per_item:
+            base, this = per_item["base"].align(per_item[folder], join="inner")
+            diff, lo, hi = paired_difference(list(base), list(this))
+            row["vs base"] = {"diff": diff, "ci95": [lo, hi], "significant": lo > 0 or hi < 0}
+        check[folder] = row
+    return check
+
+
+def eval_config(
+    cfg: DemoConfig, folder: str, model: str, name: str, benchmarks: list[str] | None = None
+) -> EvalConfig:
     """Step 5's settings for one model: every benchmark file in the folder, a few items each, and the
-    catalogue-matched rare-disease subset."""
-    files = benchmark_files(cfg) + ([rare_subset_file(cfg)] if cfg.rare_subset else [])
+    catalogue-matched rare-disease subset; or (step 5a) the keyed vignettes, all of them."""
+    keyed = benchmarks is not None
+    if benchmarks is None:
+        benchmarks = benchmark_files(cfg) + ([rare_subset_file(cfg)] if cfg.rare_subset else [])
     return EvalConfig(
         model=model,
         display_name=name,
         chat=cfg.chat,
-        benchmarks=files,
-        max_items=cfg.items_per_benchmark,
+        benchmarks=benchmarks,
+        max_items=None if keyed else cfg.items_per_benchmark,
         extraction=cfg.extraction,
         num_samples=cfg.num_samples,
         temperature=cfg.temperature,
         top_p=cfg.top_p,
         top_k=cfg.top_k,
-        max_tokens=cfg.max_tokens,
+        max_tokens=(cfg.keyed_max_tokens or cfg.max_tokens) if keyed else cfg.max_tokens,
         seed=cfg.seed,
         batch_size=cfg.batch_size,
-        output_dir=str(Path(cfg.output_dir) / "eval" / folder),
+        output_dir=str(Path(cfg.output_dir) / ("eval-keyed" if keyed else "eval") / folder),
         hub=cfg.hub,
     )
 
@@ -272,10 +359,48 @@ def render_summary(summary: dict[str, Any]) -> str:
             for name, h in summary["stages"].items()
         ),
         "",
+        *render_method_check(summary.get("method check") or {}),
         summary["leaderboard"],
         "Benchmark items from: " + "; ".join(summary.get("benchmarks from", [])),
     ]
     return "\n".join(lines)
+
+
+def render_method_check(check: dict[str, Any]) -> list[str]:
+    """The method check as a table: does training move accuracy on questions whose answers are known?"""
+    if not check:
+        return []
+    first = next(iter(check.values()))
+    lines = [
+        f"Method check: {first['items']} held-out keyed vignettes (answers known by construction, diseases no "
+        f"stage trained on) x {first['samples']} samples.",
+        "",
+        "| model | accuracy [95% CI] | official | lenient | recovered | vs base [95% CI] |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in check.values():
+        lo, hi = row["ci95"]
+        vs = row.get("vs base")
+        versus = (
+            f"{100 * vs['diff']:+.1f} [{100 * vs['ci95'][0]:+.1f}, {100 * vs['ci95'][1]:+.1f}]"
+            + (" *" if vs["significant"] else "")
+            if vs
+            else "–"
+        )
+        lines.append(
+            f"| {row['model']} | {100 * row['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
+            f"{_pct(row['official'])} | {_pct(row['lenient'])} | {_pct(row['recovery_rate'])} | {versus} |"
+        )
+    lines += [
+        "",
+        "Accuracy (%); intervals: bootstrap over questions, paired for the difference; * excludes 0.",
+        "",
+    ]
+    return lines
+
+
+def _pct(value: float | None) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
 
 
 def _fmt(value: Any) -> str:

@@ -84,6 +84,17 @@ RESULTS_FEATURES = Features(
         "std": Value("float64"),
         "parse_rate": Value("float64"),
         "recovery_rate": Value("float64"),
+        # Both rules on the same generations (the configured one is `mean` / `std`).
+        "official_mean": Value("float64"),
+        "official_std": Value("float64"),
+        "lenient_mean": Value("float64"),
+        "lenient_std": Value("float64"),
+        # The official recovery pass: family | script_path_string, the family it chose, its biased ids
+        # and its token count.
+        "recovery_rule": Value("string"),
+        "recovery_family": Value("string"),
+        "recovery_ids": List(Value("int64")),
+        "recovery_tokens": Value("int64"),
     }
 )
 

@@ -24,10 +24,20 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from medssr_hub.answers import EXTRACTIONS, Answer, Extraction, answer_prompt, extract_or_recover
+from medssr_hub.answers import (
+    EXTRACTIONS,
+    RECOVERY_RULES,
+    Answer,
+    Extraction,
+    answer_prompt,
+    extract_or_recover,
+    official_letters,
+)
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
 from medssr_hub.evaluation.leaderboard import Run, render_markdown
+from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
+from medssr_hub.evaluation.stats import bootstrap_ci
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.generation.base import first_token_ids
 from medssr_hub.hub.cards import redact
@@ -72,6 +82,10 @@ class EvalConfig:
     # official: the MedSSR evaluation script's rule and recovery pass, exactly; lenient: ours (more forms
     # read on the first pass, the question's own letters on the second). Rescoring needs no regeneration.
     extraction: str = "official"
+    # How the official recovery pass picks its model family (biased ids, 1 or 2 tokens): `family` reads
+    # it from the model's config (model_type), `script_path_string` from the model's name exactly as the
+    # official script does (case-sensitive "Qwen3" etc. in the path). Both rules are always reported.
+    recovery_rule: str = "family"
     batch_size: int = 64
     output_dir: str = "outputs/eval"
     hub: str | None = None
@@ -90,6 +104,10 @@ class EvalConfig:
             raise ConfigError(f"max_items must be at least 1 (or null for all), got {self.max_items}")
         if self.extraction not in EXTRACTIONS:
             raise ConfigError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
+        if self.recovery_rule not in RECOVERY_RULES:
+            raise ConfigError(
+                f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
+            )
         if self.engine not in ("medssr", "lighteval"):
             raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
         if self.backend not in ("embedded", "endpoint"):
@@ -162,16 +180,23 @@ def score(
                 recovered=[a[j].letter if a[j].recovered else None for a in answers],
                 letters=["".join(r.letters) for r in records],
                 model_name=extraction.model_name,
+                model_type=extraction.model_type,
+                recovery_rule=extraction.recovery_rule,
             )["accuracy"]
             for j in range(k)
         ]
     n = max(1, len(rows))
+    per_item = [
+        statistics.fmean(r["correct"] for r in rows[i * k : (i + 1) * k]) for i in range(len(records))
+    ]
     metrics = {
         "items": len(records),
         "samples": k,
         "mean": statistics.fmean(per_sample) if per_sample else 0.0,
         "std": statistics.pstdev(per_sample) if len(per_sample) > 1 else 0.0,
         "per_sample": per_sample,
+        # 95% bootstrap interval over questions (each question: its accuracy over the samples)
+        "ci95": list(bootstrap_ci(per_item)) if k else [0.0, 0.0],
         "parse_rate": sum(not r["recovered"] and r["pred"] is not None for r in rows) / n,
         "recovery_rate": sum(r["recovered"] for r in rows) / n,
     }
@@ -217,7 +242,7 @@ class Evaluator:
                 name, records, source = load_benchmark(item, cfg.benchmark_paths, cfg.hub, cfg.max_items)
             except BenchmarkUnavailable as e:
                 logger.warning("Skipping: %s", e)
-                results["unavailable"][item] = str(e)
+                results["unavailable"][item.removeprefix(OFFICIAL_PREFIX)] = str(e)
                 continue
             loaded[name] = (records, source)
         lighteval_scores = self.lighteval_generate(loaded) if cfg.engine == "lighteval" else {}
@@ -264,16 +289,33 @@ class Evaluator:
             atomic_write_json(scores_file, scores)
         return scores
 
+    def extraction(self) -> Extraction:
+        """The configured rule for this model; the family rule reads the model's own config."""
+        cfg = self.cfg
+        model_type = self.backend.model_type if cfg.recovery_rule == "family" else None
+        return Extraction(cfg.extraction, cfg.model_name, cfg.recovery_rule, model_type)
+
     def run_benchmark(self, name: str, records: list[MCQRecord]) -> dict[str, Any]:
         cfg = self.cfg
-        extraction = Extraction(cfg.extraction, cfg.model_name) if cfg.mode == "generative" else None
-        if extraction is None:
+        if cfg.mode != "generative":
             answers, texts = self.loglikelihood(records)
+            metrics, rows = score(records, answers, texts, None)
         else:
             texts = self.generate(name, records)
             backend = self.backend if cfg.recovery else None
-            answers = extract_or_recover(records, texts, backend, chat=cfg.chat, extraction=extraction)
-        metrics, rows = score(records, answers, texts, extraction)
+            # Both rules on the same generations (each with its own recovery pass): the configured one
+            # makes `mean`, `std` and the details; the other is reported beside it.
+            by_rule = {}
+            for extraction in (self.extraction(), self.extraction().other()):
+                answers = extract_or_recover(records, texts, backend, chat=cfg.chat, extraction=extraction)
+                by_rule[extraction.mode] = score(records, answers, texts, extraction)
+                if extraction.mode == "official" and backend is not None:
+                    recovery = extraction.recovery(backend.tokenizer, official_letters(records))
+            metrics, rows = by_rule[cfg.extraction]
+            for mode, (m, _) in by_rule.items():
+                metrics[f"{mode}_mean"], metrics[f"{mode}_std"] = m["mean"], m["std"]
+            if backend is not None:
+                metrics["recovery"] = recovery.as_dict()
         atomic_write_parquet(
             self.out / "details" / f"{name}.parquet",
             [{"benchmark": name, **r} for r in rows],

@@ -19,6 +19,7 @@ from typing import Any
 
 import pandas as pd
 
+from medssr_hub.answers import EXTRACTIONS
 from medssr_hub.config import ConfigError, publishable
 from medssr_hub.evaluation.registry import BENCHMARKS, title
 from medssr_hub.hub import publish
@@ -154,6 +155,9 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
         samples = sum(v["items"] * v["samples"] for v in b.values())
         row["average"] = statistics.fmean(main) if main else None
         row["rare_disease"] = statistics.fmean(rare) if rare else None
+        for rule in EXTRACTIONS:  # both rules, where the run scored both (rescoring generates nothing)
+            scored = [v[f"{rule}_mean"] for v in b.values() if not v.get("rare") and f"{rule}_mean" in v]
+            row[f"average_{rule}"] = statistics.fmean(scored) if scored and len(scored) == len(main) else None
         row["recovery_rate"] = (
             sum(v["recovery_rate"] * v["items"] * v["samples"] for v in b.values()) / samples
             if samples
@@ -172,10 +176,22 @@ def result_rows(runs: list[Run]) -> list[dict[str, Any]]:
             "model": r.model,
             "benchmark": name,
             **{k: publishable(v) for k, v in b.items() if k in RESULTS_FEATURES},
+            **{f"recovery_{k}": v for k, v in _recovery(b).items()},
         }
         for r in runs
         for name, b in r.benchmarks.items()
     ]
+
+
+def _recovery(bench: dict[str, Any]) -> dict[str, Any]:
+    """The official recovery pass a benchmark was scored with, as the results columns name it."""
+    rec = bench.get("recovery") or {}
+    return {
+        "rule": rec.get("rule"),
+        "family": rec.get("family"),
+        "ids": rec.get("ids"),
+        "tokens": rec.get("max_tokens"),
+    }
 
 
 def _pct(mean: float | None, std: float | None = None) -> str:
@@ -187,20 +203,46 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 def render_markdown(runs: list[Run]) -> str:
     names = benchmark_order(runs)
     rows = table_rows(runs)
-    head = ["model", *(title(n) for n in names), "average", "rare-disease", "recovered", "from"]
+    head = [
+        "model",
+        *(title(n) for n in names),
+        "average",
+        "rare-disease",
+        "official",
+        "lenient",
+        "recovered",
+    ]
+    head.append("from")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 2) + "---|"]
     for row in rows:
         cells = [f"`{row['model']}`", *(_pct(row[f"{n}_mean"], row[f"{n}_std"]) for n in names)]
-        cells += [_pct(row["average"]), _pct(row["rare_disease"]), _pct(row["recovery_rate"]), row["from"]]
+        cells += [_pct(row["average"]), _pct(row["rare_disease"])]
+        cells += [
+            _pct(row["average_official"]),
+            _pct(row["average_lenient"]),
+            _pct(row["recovery_rate"]),
+            row["from"],
+        ]
         lines.append("| " + " | ".join(cells) + " |")
     read = sorted({b.get("extraction") or "unrecorded" for r in runs for b in r.benchmarks.values()})
     rare = sorted({title(n) for r in runs for n, b in r.benchmarks.items() if b.get("rare")}) or [
         "RareDis-Sub"
     ]
+    passes = sorted(
+        {
+            f"{rec['rule']} rule, family {rec['family']}, {rec['tokens']} token(s), ids {rec['ids']}"
+            for r in runs
+            for b in r.benchmarks.values()
+            if (rec := _recovery(b))["rule"]
+        }
+    )
     note = (
         "\nAccuracy (%), mean ± std over samples; average over the non-rare benchmarks; rare-disease: "
-        f"{' and '.join(rare)}; recovered: share of answers from the constrained second pass. Answers read by the "
-        f"{' / '.join(read)} rule{' (mixed: rows are not comparable)' if len(read) > 1 else ''}.\n"
+        f"{' and '.join(rare)}; official / lenient: the average under each rule, on the same generations; "
+        "recovered: share of answers from the constrained second pass. Answers read by the "
+        f"{' / '.join(read)} rule{' (mixed: rows are not comparable)' if len(read) > 1 else ''}."
+        + (f" Official recovery pass: {'; '.join(passes)}." if passes else "")
+        + "\n"
     )
     return "\n".join(lines) + "\n" + note
 

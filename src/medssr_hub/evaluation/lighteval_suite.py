@@ -48,8 +48,11 @@ logger = logging.getLogger(__name__)
 
 SETTINGS = "MEDSSR_LIGHTEVAL_"
 NUM_SAMPLES = int(os.environ.get(f"{SETTINGS}SAMPLES", "4"))
+# The first pass's one family rule (Gemma's bold form), keyed on this name as the official script keys it.
 EXTRACTION = Extraction(
-    os.environ.get(f"{SETTINGS}EXTRACTION", "official"), os.environ.get(f"{SETTINGS}MODEL_FAMILY", "")
+    os.environ.get(f"{SETTINGS}EXTRACTION", "official"),
+    os.environ.get(f"{SETTINGS}MODEL_FAMILY", ""),
+    recovery_rule="script_path_string",
 )
 GENERATION_SIZE = int(os.environ.get(f"{SETTINGS}MAX_TOKENS", "2048"))  # recipes/evaluation/config_paper.yaml
 TASK_NAMES = {"mmlu": "mmlu_medical"}  # lighteval's own `mmlu:<subject>` tasks would clash

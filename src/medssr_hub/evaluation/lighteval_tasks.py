@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import BASE_TEMPLATE, SYSTEM_PROMPT, Extraction
+from medssr_hub.modeling import model_type_of
 from medssr_hub.records import MCQRecord, record_from_row
 from medssr_hub.utils import atomic_write_jsonl
 
@@ -235,7 +236,8 @@ def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], 
     from lighteval.models.transformers.transformers_model import TransformersModelConfig
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
 
-    extraction = Extraction(cfg.extraction, cfg.model_name)
+    model_type = model_type_of(model_path) if cfg.recovery_rule == "family" else None
+    extraction = Extraction(cfg.extraction, cfg.model_name, cfg.recovery_rule, model_type)
     module = tasks_module(
         benchmarks, out / "lighteval" / "data", cfg.chat, cfg.num_samples, cfg.max_tokens, extraction
     )

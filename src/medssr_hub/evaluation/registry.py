@@ -14,6 +14,15 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssr_hub.evaluation.official import (
+    OFFICIAL,
+    PREFIX,
+    OfficialFileError,
+    OfficialFileMismatch,
+    fetch_official,
+    official_items,
+    source_name,
+)
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, describe_benchmark_source
 from medssr_hub.records import ColumnMap, MCQRecord, load_records
 
@@ -117,10 +126,13 @@ class BenchmarkUnavailable(RuntimeError):
 
 
 def parse_spec(spec: str | list[str] | None) -> list[str]:
-    """'all' | 'NAME,NAME' | 'PATH.json,...' (mixed), or a list of those -> a list of names and paths."""
+    """'all' | 'NAME,NAME' | 'PATH.json,...' (mixed), or a list of those -> a list of names and paths.
+    `medssr-official` stands for the official repository's test files (`medssr-official:NAME` each)."""
     items = [s.strip() for part in ([spec] if isinstance(spec, str) else spec or []) for s in part.split(",")]
     items = [s for s in items if s]
-    return list(PAPER_BENCHMARKS) if items in ([], ["all"]) else items
+    if items in ([], ["all"]):
+        return list(PAPER_BENCHMARKS)
+    return [x for item in items for x in (official_items() if item == OFFICIAL else [item])]
 
 
 def locate(
@@ -128,6 +140,14 @@ def locate(
 ) -> tuple[str, str, str | None]:
     """(name, source, revision) for a registry name or a file path; raises BenchmarkUnavailable."""
     paths = paths or {}
+    if item.startswith(PREFIX):  # the paper's own file, fetched once and checked (a mismatch raises)
+        name = item.removeprefix(PREFIX)
+        try:
+            return name, str(fetch_official(name)), None
+        except OfficialFileMismatch:
+            raise
+        except OfficialFileError as e:
+            raise BenchmarkUnavailable(f"{name}: {e}") from e
     if item not in BENCHMARKS:
         path = Path(item).expanduser()
         if path.exists():
@@ -182,7 +202,10 @@ def load_benchmark(
         if report.rejected:
             logger.warning("%s", report.summary())
         records += part
-    described = describe_benchmark_source(source) if Path(source).exists() else source
+    if item.startswith(PREFIX):
+        described = source_name(name)
+    else:
+        described = describe_benchmark_source(source) if Path(source).exists() else source
     return name, records[:max_items] if max_items else records, described
 
 

@@ -109,6 +109,8 @@ class EmbeddedBackend:
         self.tokenizer.padding_side = "left"
         self.batch_size = max(1, batch_size)
         self.model_name = model or "embedded"
+        # The model family, read from the model itself (the official recovery pass's family rule).
+        self.model_type: str | None = getattr(self.model.config, "model_type", None)
         self.stats = BackendStats()
         eos = self.model.generation_config.eos_token_id
         eos = eos if isinstance(eos, list) else [eos]

@@ -15,11 +15,13 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import random
 from collections.abc import Sequence
+from functools import cached_property
 from urllib.parse import urlsplit
 
-from huggingface_hub import AsyncInferenceClient, constants, get_token, set_async_client_factory
+from huggingface_hub import AsyncInferenceClient, constants, set_async_client_factory
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from huggingface_hub.utils import hf_raise_for_status
 from huggingface_hub.utils._http import async_hf_request_event_hook, default_async_client_factory
@@ -37,7 +39,7 @@ from medssr_hub.generation.base import (
     prompt_seeds,
     sample_seed,
 )
-from medssr_hub.modeling import load_tokenizer
+from medssr_hub.modeling import load_tokenizer, model_type_of
 from medssr_hub.resolve import resolve_model
 from medssr_hub.utils import HTTPClient, TransportError, describe_error
 
@@ -69,8 +71,14 @@ def _origin(url: str) -> tuple[str, str | None, int | None]:
 
 
 async def _request_hook(request) -> None:
-    if not (constants.is_offline_mode() and _origin(str(request.url)) in _SERVERS):
-        await async_hf_request_event_hook(request)
+    if _origin(str(request.url)) in _SERVERS:
+        # An inference server gets its own token or none: the empty header an EndpointBackend without a
+        # token sets (so that huggingface_hub does not fill in the HF token) is dropped here.
+        if request.headers.get("authorization", None) == "":
+            del request.headers["authorization"]
+        if constants.is_offline_mode():
+            return
+    await async_hf_request_event_hook(request)
 
 
 def _async_client():
@@ -129,6 +137,7 @@ class EndpointBackend:
         model: str | None = None,
         route: str = "chat",
         token: str | None = None,
+        token_env: str | None = None,
         max_concurrency: int = 8,
         max_retries: int = 4,
         timeout: float = 120.0,
@@ -153,8 +162,11 @@ class EndpointBackend:
         self.model_name = model or self.base_url
         self.model = model
         self.route = route
-        # None lets huggingface_hub find the token (HF_TOKEN or the login); it is sent, never logged.
-        self._token = token
+        # The server's own token: `token`, or the environment variable `token_env` names; else none. The
+        # HF token (HF_TOKEN, the login) is for the Hub only and never reaches an inference server.
+        if token_env is not None and not os.environ.get(token_env):
+            raise ValueError(f"endpoint token_env names {token_env}, which is not set in the environment")
+        self._token = token or (os.environ[token_env] if token_env else None)
         self.max_concurrency = max(1, max_concurrency)
         self.max_retries = max(0, max_retries)
         self.timeout = timeout
@@ -193,14 +205,23 @@ class EndpointBackend:
             self._tokenizer = load_tokenizer(path, revision)
         return self._tokenizer
 
+    @cached_property
+    def model_type(self) -> str | None:
+        """The served model's family, from the config beside `tokenizer=` (None without one)."""
+        if self.tokenizer_name is None:
+            return None
+        return model_type_of(*resolve_model(self.tokenizer_name))
+
     def _client(self, url: str):
         if self.route == "completions":
             # huggingface_hub's InferenceClient has no text-completion (/v1/completions) method: that route
             # is one POST on the HTTP client huggingface_hub itself uses, its errors raised the same way.
-            token = self._token or get_token()
-            headers = {"authorization": f"Bearer {token}"} if token else {}
+            headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
             return HTTPClient(base_url=url, headers=headers, timeout=self.timeout)
-        return AsyncInferenceClient(base_url=url, token=self._token, timeout=self.timeout)
+        # Without a token of its own, an empty authorization header keeps huggingface_hub from sending the
+        # HF token; the request hook drops it.
+        headers = None if self._token else {"authorization": ""}
+        return AsyncInferenceClient(base_url=url, token=self._token, headers=headers, timeout=self.timeout)
 
     def _render(self, prompt: Prompt) -> str:
         """Raw text for the raw routes: chat messages through the tokenizer's chat template (a final
@@ -242,6 +263,8 @@ class EndpointBackend:
         progress: bool = True,
     ) -> list[Completion]:
         seeds = prompt_seeds(params, len(prompts), seeds)
+        if self.model is None and self.route != "tgi":
+            self.model = await self.served_model()
         done: dict[int, dict[int, Sample]] = {i: {} for i in range(len(prompts))}
         prompt_tokens: dict[int, int | None] = {}
         results: dict[int, Completion] = {}
@@ -312,6 +335,25 @@ class EndpointBackend:
         self.stats.prompts += len(prompts)
         return [results[i] for i in range(len(prompts))]
 
+    async def served_model(self) -> str | None:
+        """The model the first server serves (`GET /v1/models`), for OpenAI servers that check the request's
+        `model` (vLLM answers an unknown one with 404); None where the server does not list its models."""
+        url = self.servers[0].url
+        headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
+        try:
+            async with HTTPClient(base_url=url, headers=headers, timeout=self.timeout) as client:
+                response = await client.get("/v1/models")
+                hf_raise_for_status(response)
+                served = [
+                    m["id"] for m in response.json().get("data", []) if isinstance(m, dict) and m.get("id")
+                ]
+        except (HfHubHTTPError, TransportError, ValueError, AttributeError) as e:
+            logger.info("%s does not list its models (%s): requests name no model", url, describe_error(e))
+            return None
+        if served:
+            logger.info("endpoint.model not set: using %s, which %s serves", served[0], url)
+        return served[0] if served else None
+
     # -- one request ---------------------------------------------------------------------------------
     def _pick(self) -> Server:
         """The server with the fewest requests in flight, among those not set aside."""
@@ -361,8 +403,16 @@ class EndpointBackend:
                     self.stats.retries += 1
                     continue  # another server takes it now; the failed one is out of the rotation
                 if not is_retryable(error) or attempt >= self.max_retries:
+                    status = getattr(getattr(error, "response", None), "status_code", None)
+                    hint = (
+                        f"; does it serve model {self.model!r}? Set endpoint.model to one that "
+                        f"{server.url}/v1/models lists"
+                        if status == 404 and self.route != "tgi"
+                        else ""
+                    )
                     raise GenerationError(
                         f"endpoint {server.url} failed after {attempt + 1} attempt(s): {describe_error(error)}"
+                        + hint
                     ) from error
                 delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random())
                 retry_after = getattr(getattr(error, "response", None), "headers", {}).get("retry-after")
@@ -420,7 +470,7 @@ class EndpointBackend:
 
     async def _completions(self, client, prompt, params: SamplingParams, seed: int, n: int):
         body = {
-            "model": self.model or "default",
+            **({"model": self.model} if self.model else {}),
             "prompt": self._render(prompt),
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,

@@ -143,7 +143,7 @@ def model_card(
         language=["en"],
         base_model=base_model,
         # metadata takes Hub ids only; local files still show in the provenance table
-        datasets=[d for d, _ in datasets if REPO_ID_RE.match(d)] or None,
+        datasets=[d for d, _ in datasets if REPO_ID_RE.fullmatch(d)] or None,
         tags=[*BASE_TAGS, *tags],
         library_name="transformers",
         pipeline_tag="text-generation",

@@ -42,7 +42,11 @@ class LocalHub:
 
     def repo_dir(self, repo_id: str, repo_type: str) -> Path:
         check_repo(repo_id, repo_type)
-        return self.root / f"{repo_type}s" / repo_id
+        repo = self.root / f"{repo_type}s" / repo_id
+        # The id check keeps ids inside; this keeps a symlinked repo folder from leading out as well.
+        if not repo.resolve().is_relative_to((self.root / f"{repo_type}s").resolve()):
+            raise ValueError(f"repo {repo_id!r} resolves outside the hub root {self.root}")
+        return repo
 
     def _refs(self, repo: Path) -> dict:
         path = repo / "refs.json"

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
+from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
 from medssr_hub.config import JsonDict
 
 
@@ -41,6 +42,21 @@ class MedSSRScriptArguments(ScriptArguments):
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],
         metadata={"help": "names from the reward registry (accuracy, format, length) or dotted import paths"},
+    )
+    extraction: str = field(
+        default="official",
+        metadata={
+            "help": "how the accuracy reward reads a completion's letter: official (the evaluation's rule, "
+            "tdlhl/MedSSR's script: 'The answer is X', case-sensitive first) or lenient (also 'Answer: C', "
+            "'The correct answer is D', bold and boxed forms, offered letters only)"
+        },
+    )
+    recovery_rule: str = field(
+        default="family",
+        metadata={
+            "help": "official recovery pass: family (ids and length by the model's model_type) or "
+            "script_path_string (by the model's path, as the official script)"
+        },
     )
     recovery: bool = field(
         default=False,
@@ -86,6 +102,12 @@ class MedSSRScriptArguments(ScriptArguments):
             raise ValueError(
                 "set `chat: true` (chat template, instruct models) or `chat: false` (raw chain-of-thought "
                 "template, base models) in the config; it is never guessed from the model name"
+            )
+        if self.extraction not in EXTRACTIONS:
+            raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
+        if self.recovery_rule not in RECOVERY_RULES:
+            raise ValueError(
+                f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
             )
         if self.target not in ("label", "answer"):
             raise ValueError(f"target must be 'label' or 'answer', got {self.target!r}")

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from trl import GRPOConfig, GRPOTrainer, ModelConfig
 
 from medssr_hub.config import parse_config
+from medssr_hub.modeling import model_id
 from medssr_hub.training import runner
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import grpo_dataset
@@ -32,7 +33,10 @@ def main(script_args: MedSSRScriptArguments, training_args: GRPOConfig, model_ar
     setup_logging()
     dataset, info = grpo_dataset(script_args)
     reward_funcs = build_reward_funcs(
-        script_args.reward_funcs, script_args, training_args.max_completion_length
+        script_args.reward_funcs,
+        script_args,
+        training_args.max_completion_length,
+        model_name=model_id(model_args.model_name_or_path),
     )
 
     def bind_recovery(trainer) -> None:  # the recovery pass generates with the policy being trained

@@ -1,7 +1,8 @@
 """Reward registry (by name, as open-r1 does): accuracy against the target letter, format, length.
 
-Every reward reads the answer letter through `medssr_hub.answers`, the same rule labeling and evaluation
-use (last "The answer is X" wins, only offered letters count). TRL passes the dataset columns (`target`,
+The accuracy reward reads the answer letter through `medssr_hub.answers.Extraction`: by default the
+evaluation's official rule (so the policy is rewarded for what evaluation will read), `extraction:
+lenient` for the wider rule. TRL passes the dataset columns (`target`,
 `letters`, `key`, `record`) and `log_metric`, through which the accuracy reward logs the diagnostics:
 parse rate, recovery rate and, on synthetic questions with construction keys, the accuracy against the
 key next to the reward (pseudo-label noise made visible).
@@ -15,13 +16,15 @@ import json
 import os
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.answers import extract_answer, extract_or_recover
+from medssr_hub.answers import Extraction, extract_or_recover
 from medssr_hub.generation.embedded import EmbeddedBackend
 from medssr_hub.records import record_from_row
 
+OFFICIAL = Extraction("official")  # the evaluation's rule: what the rewards read by default
 STRICT = re.compile(r"The answer is \(?([A-Z])\)?\.?\s*$")
 
 
@@ -33,14 +36,16 @@ def completion_text(completion: Any) -> str:
 
 
 class PolicyRecovery:
-    """The constrained second pass with the policy being trained (1 greedy token, offered letters only).
+    """The constrained second pass with the policy being trained, by the reward's extraction rule (official:
+    the evaluation's biased ids and length for the policy's family; lenient: 1 token, offered letters).
 
-    Bound to the trainer after it is built; the policy is unwrapped from DDP/PEFT wrappers. Not for
-    DeepSpeed ZeRO-3 (sharded parameters cannot generate outside the trainer's own gather).
+        Bound to the trainer after it is built; the policy is unwrapped from DDP/PEFT wrappers. Not for
+        DeepSpeed ZeRO-3 (sharded parameters cannot generate outside the trainer's own gather).
     """
 
-    def __init__(self, chat: bool):
+    def __init__(self, chat: bool, extraction: Extraction = OFFICIAL):
         self.chat = chat
+        self.extraction = extraction
         self.trainer = None
         self._backend = None
 
@@ -59,7 +64,10 @@ class PolicyRecovery:
         was_training = model.training
         model.eval()
         try:
-            answers = extract_or_recover(records, [[t] for t in texts], self._backend, chat=self.chat)
+            extraction = replace(self.extraction, model_type=self._backend.model_type)
+            answers = extract_or_recover(
+                records, [[t] for t in texts], self._backend, chat=self.chat, extraction=extraction
+            )
         finally:
             model.train(was_training)
         return [a[0].letter for a in answers]
@@ -88,16 +96,22 @@ class AccuracyReward:
 
     __name__ = "accuracy"
 
-    def __init__(self, recovery: PolicyRecovery | None = None, recovered_credit: float = 0.0):
+    def __init__(
+        self,
+        recovery: PolicyRecovery | None = None,
+        recovered_credit: float = 0.0,
+        extraction: Extraction = OFFICIAL,
+    ):
         self.recovery = recovery
         self.recovered_credit = recovered_credit
+        self.extraction = extraction
 
     def __call__(
         self, prompts, completions, target, letters, key=None, record=None, log_metric=None, id=None, **kwargs
     ):
         trace_batch(id, kwargs.get("trainer_state"))
         texts = [completion_text(c) for c in completions]
-        preds = [extract_answer(t, offered) for t, offered in zip(texts, letters, strict=True)]
+        preds = [self.extraction.first_pass(t, offered) for t, offered in zip(texts, letters, strict=True)]
         recovered = [False] * len(preds)
         pending = [i for i, p in enumerate(preds) if p is None]
         if self.recovery is not None and pending and record is not None:
@@ -131,15 +145,19 @@ def format_reward(completions, letters, **_) -> list[float]:
 format_reward.__name__ = "format"
 
 
-def build_reward_funcs(names: Sequence[str], args, max_completion_length: int) -> list[Callable]:
-    """Reward callables by registry name or dotted import path (`my_pkg.rewards.fn`)."""
+def build_reward_funcs(
+    names: Sequence[str], args, max_completion_length: int, model_name: str = ""
+) -> list[Callable]:
+    """Reward callables by registry name or dotted import path (`my_pkg.rewards.fn`). `model_name` is the
+    policy's id, which `recovery_rule: script_path_string` matches families in."""
     from trl.rewards import get_soft_overlong_punishment
 
     funcs = []
     for name in names:
         if name == "accuracy":
-            recovery = PolicyRecovery(chat=args.chat) if args.recovery else None
-            funcs.append(AccuracyReward(recovery, args.recovered_credit))
+            extraction = Extraction(args.extraction, model_name, recovery_rule=args.recovery_rule)
+            recovery = PolicyRecovery(chat=args.chat, extraction=extraction) if args.recovery else None
+            funcs.append(AccuracyReward(recovery, args.recovered_credit, extraction))
         elif name == "format":
             funcs.append(format_reward)
         elif name == "length":

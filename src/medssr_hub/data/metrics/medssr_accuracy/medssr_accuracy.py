@@ -5,7 +5,7 @@ evaluation reads them. `evaluate.load(<this folder>)` (config `official`, the de
 import datasets
 import evaluate
 
-from medssr_hub.answers import Extraction, official_pred
+from medssr_hub.answers import Extraction
 
 _DESCRIPTION = """Accuracy of chain-of-thought answers to multiple-choice questions. Each prediction is a
 model's generation; the letter it commits to is read by the configured rule (`official`: the MedSSR
@@ -21,7 +21,10 @@ Args:
         first pass could not read, else None.
     letters: optional, one per prediction: the offered letters ("ABCD"); the lenient rule reads only
         those (default: A-Z).
-    model_name: optional: the model's id, for the official rule's Gemma form.
+    model_name: optional: the model's id (the official script keys its Gemma form on it).
+    model_type: optional: the model's `model_type` (`gemma3`, ...), for the family rule's Gemma form.
+    recovery_rule: optional: `family` (default: families by model_type) or `script_path_string` (by
+        model_name, as the official script).
 Returns:
     accuracy: share of predictions whose letter equals the reference.
     parsed: share read on the first pass.
@@ -57,8 +60,17 @@ class MedssrAccuracy(evaluate.Metric):
     def extraction_mode(self) -> str:
         return "lenient" if self.config_name == "lenient" else "official"
 
-    def _compute(self, predictions, references, recovered=None, letters=None, model_name=""):
-        extraction = Extraction(self.extraction_mode, model_name or "")
+    def _compute(
+        self,
+        predictions,
+        references,
+        recovered=None,
+        letters=None,
+        model_name="",
+        model_type=None,
+        recovery_rule="family",
+    ):
+        extraction = Extraction(self.extraction_mode, model_name or "", recovery_rule, model_type)
         recovered = recovered or [None] * len(predictions)
         letters = letters or [ALL_LETTERS] * len(predictions)
         correct = parsed = 0
@@ -66,7 +78,7 @@ class MedssrAccuracy(evaluate.Metric):
             pred = extraction.first_pass(text, list(offered))
             parsed += pred is not None
             if pred is None and second is not None:
-                pred = official_pred(second) if self.extraction_mode == "official" else second
+                pred = extraction.read_recovered(second)
             correct += pred is not None and pred == str(gold).strip().upper()
         n = max(1, len(predictions))
         return {"accuracy": correct / n, "parsed": parsed / n}
