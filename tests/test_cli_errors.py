@@ -133,3 +133,69 @@ def test_config_from_dict_reads_numbers_written_as_strings():
     assert training.learning_rate == 5e-6 and training.max_steps == 3
     with pytest.raises(ConfigError, match="learning_rate: not a number: 'fast'"):
         config_from_dict(grpo.CONFIG_TYPES, {**values, "learning_rate": "fast"})
+
+
+# Issue 21's probes: each ends in exit 2 with one line that names the problem and the thing it concerns,
+# before any model is loaded. (command, arguments, files to write first, what the line must say)
+PROBES = [
+    ("evaluate", ["--config", "{tmp}"], {}, "not a config file"),
+    (
+        "evaluate",
+        ["--chat", "true", "--max_tokens", "99999999999999999999"],
+        {},
+        "max_tokens must be at most",
+    ),
+    ("evaluate", ["--chat", "true", "--temperature", "nan"], {}, "temperature must be a finite number"),
+    ("evaluate", ["--chat", "true", "--benchmarks", "{tmp}/empty.json"], {"empty.json": "[]"}, "empty"),
+    (
+        "evaluate",
+        ["--chat", "true", "--benchmarks", "{tmp}/nogold.json"],
+        {"nogold.json": json.dumps([{"id": "q1", "question": "Q?\nA. a\nB. b", "name": "x"}])},
+        "benchmark nogold (<local path>): 1 of 1 items have no gold answer (first: q1)",
+    ),
+    (
+        "evaluate",
+        ["--chat", "true", "--backend", "endpoint", "--endpoint", '{"base_url": "notaurl"}'],
+        {},
+        "endpoint.base_url must be an http(s) URL",
+    ),
+    (
+        "synthesize",
+        ["--rare_generator", "vignette", "--alpha", "1.0", "--num_questions", "2000000000"],
+        {},
+        "num_questions must be between 1 and 10,000,000",
+    ),
+    ("label", ["--chat", "true", "--temperature", "inf"], {}, "temperature must be a finite number"),
+    (
+        "synthesize",
+        ["--rare_generator", "vignette", "--publish_repo", "../.."],
+        {},
+        "publish_repo/publish_version",
+    ),
+    (
+        "synthesize",
+        ["--rare_generator", "vignette", "--publish_version", "v1/2"],
+        {},
+        "version must look like",
+    ),
+    ("leaderboard", ["--results", "x", "--publish_repo", "../.."], {}, "repo id must look like ORG/NAME"),
+]
+
+
+@pytest.mark.parametrize("command,args,files,says", PROBES, ids=[f"{p[0]}-{i}" for i, p in enumerate(PROBES)])
+def test_hostile_probes_end_in_one_line(command, args, files, says, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
+    line = run(capsys, command, *argv, "--output_dir", str(tmp_path / "out"))
+    assert says in line, line
+
+
+def test_debug_log_level_shows_the_traceback(tmp_path, capsys):
+    """One line by default; with `--log-level debug` the traceback comes first, for any error."""
+    assert "Traceback" not in capsys.readouterr().err
+    code = main(["--log-level", "debug", "evaluate", "--config", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback (most recent call last)" in err and "ConfigError" in err
+    assert err.strip().splitlines()[-1].startswith("medssr-hub: error: ")

@@ -14,7 +14,7 @@ from datasets import load_dataset
 
 from medssr_hub.answers import Answer, Extraction, extract_or_recover
 from medssr_hub.cli import main
-from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator, score
+from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.leaderboard import load_runs, render_markdown, table_rows
 from medssr_hub.evaluation.registry import (
     BENCHMARKS,
@@ -24,6 +24,7 @@ from medssr_hub.evaluation.registry import (
     locate,
     parse_spec,
 )
+from medssr_hub.evaluation.scoring import score
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records
 from medssr_hub.resolve import resolve_dataset
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
@@ -44,6 +45,7 @@ class CountingBackend:
     def __init__(self, inner):
         self.inner, self.prompts = inner, 0
         self.model, self.tokenizer, self.encode = inner.model, inner.tokenizer, inner.encode
+        self.model_id, self.model_type = inner.model_id, inner.model_type
 
     def generate(self, prompts, params, **kw):
         if params.max_tokens > 2:  # not the 1-token recovery pass
@@ -298,7 +300,7 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         for ext in ("md", "csv", "json", "png"):
             assert (tmp_path / "lb" / f"leaderboard.{ext}").stat().st_size > 0
         md = (tmp_path / "lb" / "leaderboard.md").read_text()
-        assert "| model | MedQA | BioASQ | average | rare-disease | recovered |" in md
+        assert "| model | MedQA | BioASQ | average | rare-disease | official | lenient | recovered |" in md
         assert md == render_markdown([run for r in runs for run in load_runs(r)])
         # The published repo loads with plain `datasets` to exactly the evaluation schemas.
         published = str(resolve_dataset("medssr/leaderboard", "v1.0.0", hub=hub.url))

@@ -164,3 +164,19 @@ def test_config_loading_gives_a_config_or_a_clear_error(tmp_path_factory, values
             parse_config([config_type], ["--config", str(path)])
         except (ConfigError, ValueError) as e:  # the CLI prints either as one line and exits 2
             assert str(e).strip()
+
+
+@given(repo_id=st.text(alphabet=st.sampled_from(list("ab_-./\\\x00\n~ ")), max_size=12))
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+def test_an_accepted_repo_id_always_stays_inside_the_hub(tmp_path, repo_id):
+    """Whatever a repo id is, check_repo either refuses it or it names a folder two levels below the
+    hub's datasets/ folder."""
+    from medssr_hub.hub.common import check_repo
+
+    try:
+        check_repo(repo_id, "dataset")
+    except ValueError:
+        return
+    root = (tmp_path / "hub" / "datasets").resolve()
+    path = (root / repo_id).resolve()
+    assert path.parent.parent == root and path.name not in (".", "..")

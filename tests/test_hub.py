@@ -3,8 +3,10 @@
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 from datasets import load_dataset
@@ -132,6 +134,75 @@ def test_bad_arguments(tmp_path, dataset_folder):
         hub.publish(tmp_path / "empty", "medssr/ds", "v1.0.0")
     with pytest.raises(HubError, match="not in the local hub"):
         hub.pull("medssr/none")
+
+
+def _written_outside(tmp_path, artefact):
+    """Every file under tmp_path that is not part of the published folder."""
+    return [p for p in tmp_path.rglob("*") if p.is_file() and not p.is_relative_to(artefact)]
+
+
+ESCAPES = [
+    "../..",
+    "../escaped",
+    "a/..",
+    "./a",
+    "/abs/path",
+    "a\\b/c",
+    "a/b\n",
+    "a/\x00b",
+    "a//b",
+    "a/.b",
+    "",
+]
+
+
+@pytest.mark.parametrize("repo_id", ESCAPES)
+def test_repo_ids_cannot_leave_the_hub(tmp_path, dataset_folder, repo_id):
+    """The probes of issue 21: `publish --repo-id ../..` wrote refs.json, .lock and snapshots/ into the hub
+    root's parent, and `pull ../..` read from outside. Every such id is refused before anything is written."""
+    folder, _ = dataset_folder
+    root = tmp_path / "hub"
+    hub = LocalHub(root)
+    with pytest.raises(ValueError, match="ORG/NAME"):
+        hub.publish(folder, repo_id, "v1.0.0")
+    with pytest.raises(ValueError, match="ORG/NAME"):
+        hub.pull(repo_id)
+    assert _written_outside(tmp_path, folder) == []
+
+
+def test_cli_refuses_escaping_names_with_exit_2(tmp_path, dataset_folder):
+    folder, _ = dataset_folder
+    cli = [sys.executable, "-m", "medssr_hub.cli"]
+    hub = tmp_path / "inner" / "hub"
+    for args in (
+        ["publish", str(folder), "--repo-id", "../..", "--version", "v1.0.0", "--hub", str(hub)],
+        ["publish", str(folder), "--repo-id", "../escaped", "--version", "v1.0.0", "--hub", str(hub)],
+        [
+            "publish",
+            str(folder),
+            "--repo-id",
+            "a/b",
+            "--branch",
+            "../x",
+            "--version",
+            "v1.0.0",
+            "--hub",
+            str(hub),
+        ],
+        ["pull", "../..", "--hub", str(hub)],
+    ):
+        out = subprocess.run([*cli, *args], capture_output=True, text=True)
+        assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert _written_outside(tmp_path, folder) == []
+
+
+def test_a_symlinked_repo_folder_is_no_way_out(tmp_path, dataset_folder):
+    folder, _ = dataset_folder
+    hub = LocalHub(tmp_path / "hub")
+    (tmp_path / "hub" / "datasets" / "org").mkdir(parents=True)
+    (tmp_path / "hub" / "datasets" / "org" / "repo").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(ValueError, match="outside the hub root"):
+        hub.publish(folder, "org/repo", "v1.0.0")
 
 
 # -- cards ----------------------------------------------------------------------------------------------
@@ -272,3 +343,33 @@ def test_cli_publish_and_pull_honour_hf_endpoint(tmp_path, dataset_folder, fake_
         text=True,
     )
     assert bad.returncode == 2 and "no revision 'v7.0.0'" in bad.stderr
+
+
+def test_a_publish_killed_mid_copy_leaves_no_litter(tmp_path, dataset_folder):
+    """kill -9 during the snapshot copy leaves a `.tmp-*` folder; the next publish of that repo sweeps it
+    (and publishes), and so would the next pull."""
+    folder, _ = dataset_folder
+    for i in range(20):  # files enough for the copy to be caught mid-way
+        (folder / f"extra-{i}.txt").write_text("x" * 1000)
+    root = tmp_path / "hub"
+    script = (
+        "import shutil, sys, time\n"
+        "from medssr_hub.hub import LocalHub\n"
+        "copy = shutil.copyfile\n"
+        "def slow(src, dst, **kw):\n"
+        "    time.sleep(0.5)\n"
+        "    return copy(src, dst, **kw)\n"
+        "shutil.copyfile = slow\n"
+        f"LocalHub({str(root)!r}).publish({str(folder)!r}, 'medssr/ds', 'v1.0.0')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script])
+    snapshots = root / "datasets" / "medssr" / "ds" / "snapshots"
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(snapshots.glob(".tmp-*/*")):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(snapshots.glob(".tmp-*")), "the kill should land mid-copy"
+    result = LocalHub(root).publish(folder, "medssr/ds", "v1.0.0")
+    assert result.created and not list(snapshots.glob(".tmp-*"))
+    assert sorted(p.name for p in snapshots.iterdir()) == [result.commit]

@@ -197,3 +197,15 @@ def test_diagnostics_on_known_votes():
     assert d["reward_accuracy"] == pytest.approx((4 + 1 + 4) / 12)
     curve = accuracy_vs_n([(r, v, vote, b, "A") for r, v, vote, b in rows], 4, seed=0)
     assert curve["4"] == pytest.approx(2 / 3) and set(curve) == {"1", "2", "3", "4"}
+
+
+def test_cards_name_the_model_never_a_server_url():
+    from medssr_hub.generation import model_label
+
+    url = {"base_url": "http://127.0.0.1:8000"}
+    assert model_label("embedded", "embedded", {}) == "embedded"
+    assert model_label("endpoint", "embedded", {**url, "model": "Qwen/Qwen3-8B"}) == "Qwen/Qwen3-8B"
+    assert model_label("endpoint", "embedded", url, served="served/model") == "served/model"
+    assert model_label("endpoint", "embedded", {**url, "tokenizer": "org/tok"}) == "org/tok"
+    assert model_label("endpoint", "org/policy", url) == "org/policy"
+    assert "127.0.0.1" not in model_label("endpoint", "embedded", url)

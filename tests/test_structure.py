@@ -18,6 +18,7 @@ LAYERS = {
     "medssr_hub.schema": 1,
     "medssr_hub.config": 1,
     "medssr_hub.utils": 1,
+    "medssr_hub.names": 1,
     "medssr_hub.modeling": 2,
     "medssr_hub.hub": 2,
     "medssr_hub.resolve": 2,
@@ -30,6 +31,7 @@ LAYERS = {
     "medssr_hub.evaluation": 4,
     "medssr_hub.data.metrics": 4,  # the `evaluate` metric module (package data that evaluate.load imports)
     "medssr_hub.pipeline": 5,
+    "medssr_hub.method_check": 5,
     "medssr_hub.cli": 5,
 }
 STAGES = ("medssr_hub.synthesis", "medssr_hub.labeling", "medssr_hub.training", "medssr_hub.evaluation")

@@ -12,6 +12,7 @@ import shutil
 import sys
 import tempfile
 import time
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -198,7 +199,10 @@ def _embedded_model(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medssr-hub", description=__doc__)
     parser.add_argument("--version", action="version", version=f"medssr-hub {__version__}")
-    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING, ...")
+    parser.add_argument(
+        "--log-level", "--log_level", dest="log_level", default="INFO",
+        help="DEBUG (also: tracebacks of errors), INFO, WARNING, ...",
+    )  # fmt: skip
     sub = parser.add_subparsers(dest="command", required=True)
     for name, (_, _, help_text) in STAGES.items():
         sub.add_parser(name, help=help_text, add_help=False)
@@ -262,7 +266,7 @@ def _lighteval_args(argv: Sequence[str]) -> list[str] | None:
     """What follows `lighteval` when it is the command: lighteval's own arguments, passed on verbatim."""
     i = 0
     while i < len(argv) and argv[i].startswith("-"):
-        i += 2 if argv[i] == "--log-level" else 1
+        i += 2 if argv[i] in ("--log-level", "--log_level") else 1
     return list(argv[i + 1 :]) if i < len(argv) and argv[i] == "lighteval" else None
 
 
@@ -288,10 +292,23 @@ def run_command(argv: Sequence[str]) -> int:
     return args.func(args)
 
 
+def _log_level(argv: Sequence[str]) -> str:
+    """The --log-level given before the command (upper-cased), else INFO."""
+    for i, arg in enumerate(argv):
+        if arg in ("--log-level", "--log_level") and i + 1 < len(argv):
+            return argv[i + 1].upper()
+        if arg.startswith(("--log-level=", "--log_level=")):
+            return arg.split("=", 1)[1].upper()
+        if not arg.startswith("-"):
+            break
+    return "INFO"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 on success, 2 with one line naming the problem on bad input, 130 when interrupted."""
+    argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
-        return run_command(list(sys.argv[1:] if argv is None else argv))
+        return run_command(argv_list)
     except KeyboardInterrupt:
         print("interrupted; finished work is on disk and a rerun resumes from it", file=sys.stderr)
         return 130
@@ -307,6 +324,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         for bar in list(getattr(tqdm, "_instances", ())):  # end the line of a progress bar cut short
             bar.close()
+        if _log_level(argv_list) == "DEBUG":  # --log-level debug: the traceback, for any error
+            traceback.print_exc(file=sys.stderr)
         print(
             f"medssr-hub: error: {message.splitlines()[0] if message else type(e).__name__}", file=sys.stderr
         )

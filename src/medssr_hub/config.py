@@ -9,15 +9,19 @@ A dict field given on the command line (JSON or YAML flow syntax) updates the YA
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
+import math
 import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 from trl import TrlParser
 
+from medssr_hub.names import check_repo, check_version
 from medssr_hub.paths import recipe_path
 from medssr_hub.utils import atomic_write_json
 
@@ -52,9 +56,12 @@ class ConfigParser(TrlParser):
 
 def find_config(path: str | Path) -> Path:
     try:
-        return recipe_path(path)
+        found = recipe_path(path)
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: no such config file") from e
+    if not found.is_file():
+        raise ConfigError(f"{path}: not a config file (a folder?); pass a YAML file")
+    return found
 
 
 def read_yaml(path: str | Path) -> dict[str, Any]:
@@ -109,7 +116,62 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog:
         raise
     except (ValueError, TypeError) as e:
         raise ConfigError(str(e).splitlines()[0]) from e
-    return tuple(parsed)
+    return check_configs(tuple(parsed), config_file)
+
+
+# Bounds every stage config is held to when it is read, before any model loads or work starts.
+MAX_INT = 2**31 - 1  # counts and sizes beyond this overflow torch and numpy
+MAX_TOKENS = 1 << 20  # a generation or prompt budget (any field named max_*tokens* or *_length)
+
+
+def check_configs(parsed: tuple, where: str | Path | None = None) -> tuple:
+    """The checks every stage's config gets when it is read (CLI, YAML and Python callers alike): finite
+    numbers, bounded counts and token budgets, endpoint URLs that are URLs, and publish names."""
+    for config in parsed:
+        _check_numbers(config, where)
+        _check_endpoint(config, where)
+    return check_publish_settings(parsed, where)
+
+
+def _check_numbers(config: Any, where: str | Path | None) -> None:
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name, None)
+        if isinstance(value, bool) or value is None:
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where or 'config'}: {f.name} must be a finite number, got {value}")
+        if isinstance(value, int):
+            limit = MAX_TOKENS if "tokens" in f.name or f.name.endswith("_length") else MAX_INT
+            if abs(value) > limit:
+                raise ConfigError(f"{where or 'config'}: {f.name} must be at most {limit:,}, got {value:,}")
+
+
+def _check_endpoint(config: Any, where: str | Path | None) -> None:
+    endpoint = getattr(config, "endpoint", None)
+    urls = (endpoint or {}).get("base_url") if isinstance(endpoint, dict) else None
+    for url in [urls] if isinstance(urls, str) else urls or []:
+        parts = urlsplit(str(url))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"{where or 'config'}: endpoint.base_url must be an http(s) URL such as "
+                f"http://127.0.0.1:8000, got {url!r}"
+            )
+
+
+def check_publish_settings(parsed: tuple, where: str | Path | None = None) -> tuple:
+    """Every stage's `publish_repo` / `publish_version` through the hub's one name check, when the config
+    is read: a bad name stops the run before any work, not after it."""
+    for config in parsed:
+        repo = getattr(config, "publish_repo", None)
+        version = getattr(config, "publish_version", None)
+        try:
+            if repo is not None:
+                check_repo(repo, "dataset")
+            if version is not None or repo is not None:
+                check_version(version, "main")
+        except ValueError as e:
+            raise ConfigError(f"{where or 'config'}: publish_repo/publish_version: {e}") from e
+    return parsed
 
 
 def check_keys(types: Sequence[type], values: dict[str, Any], where: str | Path | None) -> None:
@@ -130,9 +192,10 @@ def config_from_dict(
     check_keys(types, data, yaml_file)
     data = _numbers(types, data, yaml_file)
     try:
-        return tuple(ConfigParser(list(types)).parse_dict(data))
+        parsed = tuple(ConfigParser(list(types)).parse_dict(data))
     except (ValueError, TypeError) as e:
         raise ConfigError(f"{yaml_file or 'config'}: {str(e).splitlines()[0]}") from e
+    return check_configs(parsed, yaml_file)
 
 
 def _numbers(types: Sequence[type], data: dict[str, Any], where: str | Path | None) -> dict[str, Any]:
@@ -161,6 +224,12 @@ def _numbers(types: Sequence[type], data: dict[str, Any], where: str | Path | No
 def config_dict(config: Any) -> dict[str, Any]:
     """A config as plain data (JSON round trip: tuples and JsonDicts become lists and dicts)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def content_hash(value: Any) -> str:
+    """A short sha256 of a JSON-able value (a prompt, the model that answers it): what resumed work is
+    matched on, so that finished work is reused only for the same input and the same model."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def guard_resume(

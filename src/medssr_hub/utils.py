@@ -16,14 +16,15 @@ from medssr_hub.schema import project
 
 try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx: its client and network errors
     from httpx2 import AsyncClient as HTTPClient
-    from httpx2 import TransportError
+    from httpx2 import Timeout, TransportError
 except ImportError:  # pragma: no cover - depends on the installed huggingface_hub
     from httpx import AsyncClient as HTTPClient
-    from httpx import TransportError
+    from httpx import Timeout, TransportError
 
 __all__ = [
     "describe_error",
     "HTTPClient",
+    "Timeout",
     "TransportError",
     "atomic_write_json",
     "atomic_write_jsonl",
@@ -143,7 +144,7 @@ class AppendLog:
 
 def setup_logging(level: str | int = "INFO") -> None:
     logging.basicConfig(
-        level=level,
+        level=level.upper() if isinstance(level, str) else level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         datefmt="%H:%M:%S",
     )

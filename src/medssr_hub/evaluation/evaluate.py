@@ -14,10 +14,8 @@ recovered, correct), `results.json` and `results.md`.
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
-import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,16 +31,23 @@ from medssr_hub.answers import (
     extract_or_recover,
     official_letters,
 )
-from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
+from medssr_hub.config import (
+    ConfigError,
+    JsonDict,
+    config_dict,
+    content_hash,
+    guard_resume,
+    publishable,
+    require_chat,
+)
 from medssr_hub.evaluation.leaderboard import Run, render_markdown
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
-from medssr_hub.evaluation.stats import bootstrap_ci
+from medssr_hub.evaluation.scoring import score
 from medssr_hub.generation import SamplingParams, get_backend
 from medssr_hub.generation.base import first_token_ids
 from medssr_hub.hub.cards import redact
 from medssr_hub.modeling import model_id
-from medssr_hub.paths import package_data
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
 from medssr_hub.schema import DETAILS_FEATURES
@@ -132,75 +137,10 @@ class EvalConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
-        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")}
-
-
-@functools.cache
-def accuracy_metric(extraction: str):
-    """The scorer as an `evaluate` metric (package data `metrics/medssr_accuracy`), loaded once per rule."""
-    import evaluate  # imports datasets' module machinery: only when scoring
-
-    return evaluate.load(str(package_data("metrics", "medssr_accuracy")), extraction)
-
-
-def score(
-    records: list[MCQRecord],
-    answers: list[list[Answer]],
-    texts: list[list[str]],
-    extraction: Extraction | None,
-) -> tuple[dict, list]:
-    """Per-benchmark metrics and per-(item, sample) detail rows. Generative runs: each sample's accuracy is
-    the `medssr_accuracy` metric's, from the generations and the recovery pass's answers; loglikelihood
-    runs (`extraction` None) compare the chosen letters."""
-    rows = []
-    for record, row_answers, row_texts in zip(records, answers, texts, strict=True):
-        for j, (answer, text) in enumerate(zip(row_answers, row_texts, strict=True)):
-            rows.append(
-                {
-                    "id": record.id,
-                    "sample": j,
-                    "gold": record.answer,
-                    "generation": text,
-                    "pred": answer.letter,
-                    "recovered": answer.recovered,
-                    "correct": answer.letter is not None and answer.letter == record.answer,
-                }
-            )
-    k = len(answers[0]) if answers else 0
-    if extraction is None:
-        per_sample = [
-            statistics.fmean(a[j].letter == r.answer for r, a in zip(records, answers, strict=True))
-            for j in range(k)
-        ]
-    else:
-        per_sample = [
-            accuracy_metric(extraction.mode).compute(
-                predictions=[t[j] for t in texts],
-                references=[r.answer for r in records],
-                recovered=[a[j].letter if a[j].recovered else None for a in answers],
-                letters=["".join(r.letters) for r in records],
-                model_name=extraction.model_name,
-                model_type=extraction.model_type,
-                recovery_rule=extraction.recovery_rule,
-            )["accuracy"]
-            for j in range(k)
-        ]
-    n = max(1, len(rows))
-    per_item = [
-        statistics.fmean(r["correct"] for r in rows[i * k : (i + 1) * k]) for i in range(len(records))
-    ]
-    metrics = {
-        "items": len(records),
-        "samples": k,
-        "mean": statistics.fmean(per_sample) if per_sample else 0.0,
-        "std": statistics.pstdev(per_sample) if len(per_sample) > 1 else 0.0,
-        "per_sample": per_sample,
-        # 95% bootstrap interval over questions (each question: its accuracy over the samples)
-        "ci95": list(bootstrap_ci(per_item)) if k else [0.0, 0.0],
-        "parse_rate": sum(not r["recovered"] and r["pred"] is not None for r in rows) / n,
-        "recovery_rate": sum(r["recovered"] for r in rows) / n,
-    }
-    return metrics, rows
+        server = {k: self.endpoint.get(k) for k in ("base_url", "model", "route") if k in self.endpoint}
+        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")} | (
+            {"endpoint": server} if server else {}
+        )
 
 
 class Evaluator:
@@ -244,6 +184,14 @@ class Evaluator:
                 logger.warning("Skipping: %s", e)
                 results["unavailable"][item.removeprefix(OFFICIAL_PREFIX)] = str(e)
                 continue
+            if not records:
+                raise ConfigError(f"benchmark {name} ({publishable(source)}): no usable items")
+            missing = [r.id for r in records if not r.answer]
+            if missing:
+                raise ConfigError(
+                    f"benchmark {name} ({publishable(source)}): {len(missing)} of {len(records)} items have no "
+                    f"gold answer (first: {', '.join(missing[:3])}); every benchmark item needs `gold`"
+                )
             loaded[name] = (records, source)
         lighteval_scores = self.lighteval_generate(loaded) if cfg.engine == "lighteval" else {}
         for name, (records, source) in tqdm(loaded.items(), desc="benchmarks", unit="benchmark"):
@@ -277,7 +225,11 @@ class Evaluator:
         todo = {
             name: records
             for name, (records, _) in loaded.items()
-            if set(read_appended(self.out / "generations" / f"{name}.jsonl")) != {r.id for r in records}
+            if {
+                i: row.get("sha")
+                for i, row in read_appended(self.out / "generations" / f"{name}.jsonl").items()
+            }
+            != self.item_hashes(records)
         }
         if todo:
             path, revision = resolve_model(self.cfg.model, self.cfg.model_revision, self.cfg.hub)
@@ -285,9 +237,17 @@ class Evaluator:
                 raise ValueError(
                     "engine lighteval needs a local model folder or a hub model pulled by revision"
                 )
-            scores.update(run_lighteval(self.cfg, path, todo, self.out))
+            hashes = {name: self.item_hashes(records) for name, records in todo.items()}
+            scores.update(run_lighteval(self.cfg, path, todo, self.out, hashes))
             atomic_write_json(scores_file, scores)
         return scores
+
+    def item_hashes(self, records: list[MCQRecord]) -> dict[str, str]:
+        """Each item's identity for resuming: its prompt and the model answering it. A logged generation is
+        reused only for the same identity: a changed question (same id) or another served model is
+        generated again."""
+        model = self.backend.model_id()
+        return {r.id: content_hash([answer_prompt(r, chat=self.cfg.chat), model]) for r in records}
 
     def extraction(self) -> Extraction:
         """The configured rule for this model; the family rule reads the model's own config."""
@@ -337,10 +297,21 @@ class Evaluator:
         """Samples for every record; finished items are read back, only the rest is generated."""
         cfg = self.cfg
         log_path = self.out / "generations" / f"{name}.jsonl"
-        done = read_appended(log_path)
+        sha = self.item_hashes(records)
+        logged = read_appended(log_path)
+        done = {i: row for i, row in logged.items() if i in sha and row.get("sha") == sha[i]}
         todo = [r for r in records if r.id not in done]
-        if done:
-            logger.info("%s: %d of %d items already generated", name, len(records) - len(todo), len(records))
+        stale = sum(1 for r in records if r.id in logged and r.id not in done)
+        if done or stale:
+            logger.info(
+                "%s: %d of %d items already generated%s",
+                name,
+                len(done),
+                len(records),
+                f"; {stale} generated for another question text or model are generated again"
+                if stale
+                else "",
+            )
         if todo:
             params = SamplingParams(
                 n=cfg.num_samples,
@@ -355,7 +326,11 @@ class Evaluator:
             with AppendLog(log_path) as log:
 
                 def persist(i: int, completion) -> None:
-                    row = {"id": todo[i].id, "samples": [s.text for s in completion.samples]}
+                    row = {
+                        "id": todo[i].id,
+                        "sha": sha[todo[i].id],
+                        "samples": [s.text for s in completion.samples],
+                    }
                     log.write(row)
                     done[row["id"]] = row
 

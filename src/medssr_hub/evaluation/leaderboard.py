@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import math
 import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,7 @@ from medssr_hub.answers import EXTRACTIONS
 from medssr_hub.config import ConfigError, publishable
 from medssr_hub.evaluation.registry import BENCHMARKS, title
 from medssr_hub.hub import publish
-from medssr_hub.hub.cards import dataset_card
+from medssr_hub.hub.cards import dataset_card, md_cell
 from medssr_hub.resolve import is_repo_id, resolve_dataset
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
@@ -90,6 +91,34 @@ def _read_result(file: Path) -> dict[str, Any]:
     return result
 
 
+# The columns every published leaderboard has had; later ones (both rules, the recovery pass) are optional.
+CORE_RESULTS = frozenset(
+    {"model", "benchmark", "title", "rare", "source", "extraction", "items", "samples", "mean", "std"}
+    | {"parse_rate", "recovery_rate"}
+)
+
+
+def _benchmark_from_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A published `results` row back into a run's benchmark entry: plain Python values, and the
+    `recovery_*` columns as the nested `recovery` record results.json holds."""
+    entry = {}
+    for k in RESULTS_FEATURES:
+        if k in ("model", "benchmark") or k not in row:
+            continue
+        value = row[k]
+        value = value.tolist() if hasattr(value, "tolist") else value
+        entry[k] = None if isinstance(value, float) and math.isnan(value) else value  # a missing cell
+    rec = {k: entry.pop(f"recovery_{k}", None) for k in ("rule", "family", "ids", "tokens")}
+    if rec["rule"] is not None:
+        entry["recovery"] = {
+            "rule": rec["rule"],
+            "family": rec["family"],
+            "ids": rec["ids"],
+            "max_tokens": rec["tokens"],
+        }
+    return entry
+
+
 def load_runs(source: str | Path, hub: str | None = None) -> list[Run]:
     """The runs in an evaluation output folder or results.json (one), or in a published leaderboard
     `ORG/NAME@version` (one per model in its `results` config), read from `hub` or as `resolve_dataset` does."""
@@ -103,17 +132,14 @@ def load_runs(source: str | Path, hub: str | None = None) -> list[Run]:
         files = sorted((folder / "data").glob(f"{config}-*.parquet"))
         tables[config] = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
     results = tables["results"]
-    if results is None or not set(RESULTS_FEATURES) <= set(results.columns):
+    if results is None or not set(results.columns) >= CORE_RESULTS:
         raise ValueError(
-            f"{name}: not a published leaderboard (no `results` config with {list(RESULTS_FEATURES)})"
+            f"{name}: not a published leaderboard (no `results` config with {sorted(CORE_RESULTS)})"
         )
     origin = f"{repo}@{version or 'main'}"
     runs = []
     for model, rows in results.groupby("model", sort=False):
-        benchmarks = {
-            row["benchmark"]: {k: row[k] for k in RESULTS_FEATURES if k not in ("model", "benchmark")}
-            for row in rows.to_dict("records")
-        }
+        benchmarks = {row["benchmark"]: _benchmark_from_row(row) for row in rows.to_dict("records")}
         details = tables["details"]
         if details is not None:
             details = details[details["model"] == model].drop(columns="model").reset_index(drop=True)
@@ -156,7 +182,11 @@ def table_rows(runs: list[Run]) -> list[dict[str, Any]]:
         row["average"] = statistics.fmean(main) if main else None
         row["rare_disease"] = statistics.fmean(rare) if rare else None
         for rule in EXTRACTIONS:  # both rules, where the run scored both (rescoring generates nothing)
-            scored = [v[f"{rule}_mean"] for v in b.values() if not v.get("rare") and f"{rule}_mean" in v]
+            scored = [
+                v[f"{rule}_mean"]
+                for v in b.values()
+                if not v.get("rare") and v.get(f"{rule}_mean") is not None
+            ]
             row[f"average_{rule}"] = statistics.fmean(scored) if scored and len(scored) == len(main) else None
         row["recovery_rate"] = (
             sum(v["recovery_rate"] * v["items"] * v["samples"] for v in b.values()) / samples
@@ -203,29 +233,17 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 def render_markdown(runs: list[Run]) -> str:
     names = benchmark_order(runs)
     rows = table_rows(runs)
-    head = [
-        "model",
-        *(title(n) for n in names),
-        "average",
-        "rare-disease",
-        "official",
-        "lenient",
-        "recovered",
-    ]
-    head.append("from")
+    head = ["model", *(md_cell(title(n)) for n in names), "average", "rare-disease", "official", "lenient"]
+    head += ["recovered", "from"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 2) + "---|"]
     for row in rows:
-        cells = [f"`{row['model']}`", *(_pct(row[f"{n}_mean"], row[f"{n}_std"]) for n in names)]
-        cells += [_pct(row["average"]), _pct(row["rare_disease"])]
-        cells += [
-            _pct(row["average_official"]),
-            _pct(row["average_lenient"]),
-            _pct(row["recovery_rate"]),
-            row["from"],
-        ]
+        model = md_cell(row["model"]).replace("`", "'")  # user text: one cell, no markup, no code-span break
+        cells = [f"`{model}`", *(_pct(row[f"{n}_mean"], row[f"{n}_std"]) for n in names)]
+        cells += [_pct(row["average"]), _pct(row["rare_disease"]), _pct(row["average_official"])]
+        cells += [_pct(row["average_lenient"]), _pct(row["recovery_rate"]), md_cell(row["from"])]
         lines.append("| " + " | ".join(cells) + " |")
     read = sorted({b.get("extraction") or "unrecorded" for r in runs for b in r.benchmarks.values()})
-    rare = sorted({title(n) for r in runs for n, b in r.benchmarks.items() if b.get("rare")}) or [
+    rare = sorted({md_cell(title(n)) for r in runs for n, b in r.benchmarks.items() if b.get("rare")}) or [
         "RareDis-Sub"
     ]
     passes = sorted(

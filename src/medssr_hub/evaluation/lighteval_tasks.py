@@ -228,8 +228,15 @@ def tasks_module(
     return module
 
 
-def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], out: Path) -> dict[str, Any]:
-    """Generate with lighteval's Pipeline; write our generation logs; return lighteval's own scores."""
+def run_lighteval(
+    cfg,
+    model_path: str,
+    benchmarks: dict[str, list[MCQRecord]],
+    out: Path,
+    hashes: dict[str, dict[str, str]],
+) -> dict[str, Any]:
+    """Generate with lighteval's Pipeline; write our generation logs (each item with its resume identity,
+    `hashes[benchmark][id]`); return lighteval's own scores."""
     import torch
     from lighteval.logging.evaluation_tracker import EvaluationTracker
     from lighteval.models.model_input import GenerationParameters
@@ -281,7 +288,10 @@ def run_lighteval(cfg, model_path: str, benchmarks: dict[str, list[MCQRecord]], 
         rows = []
         for detail in details:
             doc, response = detail.doc, detail.model_response
-            rows.append({"id": doc.specific["id"], "samples": list(response.text)[: cfg.num_samples]})
+            item = doc.specific["id"]
+            rows.append(
+                {"id": item, "sha": hashes[name][item], "samples": list(response.text)[: cfg.num_samples]}
+            )
         atomic_write_jsonl(out / "generations" / f"{name}.jsonl", rows)
     for task, metrics in pipeline.get_results()["results"].items():
         if task != "all":

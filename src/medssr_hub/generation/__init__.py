@@ -11,13 +11,16 @@ from medssr_hub.generation.base import (
 )
 
 
-def model_label(backend: str, model: str, endpoint: dict) -> str:
-    """The model a stage generated with, for cards and columns: the embedded/local model, else the served
-    model's name, else the server URL(s)."""
+def model_label(backend: str, model: str, endpoint: dict, served: str | None = None) -> str:
+    """The model a stage generated with, for cards and columns, never a server URL: the embedded/local
+    model; on an endpoint, `endpoint.model`, else the model the server said it serves (`served`), else the
+    model `endpoint.tokenizer` names, else the stage's `model` when it names one."""
     if backend == "embedded":
         return model
-    urls = endpoint.get("base_url")
-    return str(endpoint.get("model") or (", ".join(urls) if isinstance(urls, list) else urls))
+    named = endpoint.get("model") or served or endpoint.get("tokenizer")
+    if not named and model not in (None, "", "embedded"):
+        named = model
+    return str(named or "an unnamed model (set endpoint.model)")
 
 
 def get_backend(kind: str = "embedded", **kwargs) -> GenerationBackend:

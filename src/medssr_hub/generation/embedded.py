@@ -103,9 +103,11 @@ class EmbeddedBackend:
             torch.set_num_threads(torch_threads)
         if model_and_tokenizer is not None:
             self.model, self.tokenizer = model_and_tokenizer
+            self._identity = str(getattr(self.model, "name_or_path", "") or "an in-memory model")
         else:
             path, revision = resolve_model(model, revision, hub)
             self.model, self.tokenizer = load_model_and_tokenizer(path, revision, dtype=dtype, device=device)
+            self._identity = f"{path}@{revision}" if revision else path
         self.tokenizer.padding_side = "left"
         self.batch_size = max(1, batch_size)
         self.model_name = model or "embedded"
@@ -117,6 +119,11 @@ class EmbeddedBackend:
         if self.tokenizer.eos_token_id is not None:
             eos = [*eos, self.tokenizer.eos_token_id]
         self.eos_ids = sorted({int(e) for e in eos if e is not None})
+
+    def model_id(self) -> str:
+        """What answers the requests, part of a resumed item's identity: the model folder it was loaded from
+        (`embedded` and the converted folder are one model; a hub model's folder names its commit)."""
+        return self._identity
 
     # -- prompts -------------------------------------------------------------------------------------
     def encode(self, prompt: Prompt) -> list[int]:

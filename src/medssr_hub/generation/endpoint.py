@@ -161,6 +161,7 @@ class EndpointBackend:
         self.base_url = self.servers[0].url
         self.model_name = model or self.base_url
         self.model = model
+        self._asked_model = False
         self.route = route
         # The server's own token: `token`, or the environment variable `token_env` names; else none. The
         # HF token (HF_TOKEN, the login) is for the Hub only and never reaches an inference server.
@@ -263,7 +264,7 @@ class EndpointBackend:
         progress: bool = True,
     ) -> list[Completion]:
         seeds = prompt_seeds(params, len(prompts), seeds)
-        if self.model is None and self.route != "tgi":
+        if self._must_ask_model():
             self.model = await self.served_model()
         done: dict[int, dict[int, Sample]] = {i: {} for i in range(len(prompts))}
         prompt_tokens: dict[int, int | None] = {}
@@ -334,6 +335,19 @@ class EndpointBackend:
                 bar.close()
         self.stats.prompts += len(prompts)
         return [results[i] for i in range(len(prompts))]
+
+    def model_id(self) -> str:
+        """What answers the requests: `endpoint.model`, else the model the server says it serves, else its
+        URL (TGI's native route names no model). Part of every resumed item's identity."""
+        if self._must_ask_model():
+            self.model = asyncio.run(self.served_model())
+        return self.model or self.base_url
+
+    def _must_ask_model(self) -> bool:
+        """True once, when no model is configured: the server is asked for its model one time only."""
+        ask = self.model is None and self.route != "tgi" and not self._asked_model
+        self._asked_model = True
+        return ask
 
     async def served_model(self) -> str | None:
         """The model the first server serves (`GET /v1/models`), for OpenAI servers that check the request's

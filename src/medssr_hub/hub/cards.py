@@ -8,6 +8,7 @@ refuses a card that contains something shaped like an HF token.
 
 from __future__ import annotations
 
+import html
 import os
 import re
 from collections.abc import Mapping
@@ -167,15 +168,32 @@ def model_card(
     )
 
 
+def md_cell(value: Any) -> str:
+    """A value as one markdown table cell: HTML escaped (no raw tags reach a card), `|` escaped, line
+    breaks joined, so a user's name or file name can neither break a table nor inject markup."""
+    text = html.escape(str(value), quote=False).replace("|", "\\|")
+    return " ".join(text.splitlines())  # joined, a "---" line can no longer become a rule or heading
+
+
+TABLES = ("counts", "rejections", "training")  # fields the templates render as key | value rows
+
+
 def _render(card_cls, data, kind: str, *, provenance, plots, config, **fields):
     """A card from the `kind` template: the fields every card shares (version, redacted provenance,
-    plots, config as YAML) plus the kind's own."""
+    plots, config as YAML) plus the kind's own. Every user-controlled string in a table, title or
+    summary is escaped (`md_cell`); the config goes into a fenced YAML block."""
+    for name in TABLES:
+        if fields.get(name):
+            fields[name] = {md_cell(k): md_cell(v) for k, v in fields[name].items()}
+    for name in ("pretty_name", "summary"):
+        if fields.get(name) is not None:
+            fields[name] = md_cell(fields[name])
     return card_cls.from_template(
         data,
         template_path=str(templates_dir(kind) / f"{kind}_card.md"),
         medssr_version=__version__,
-        provenance=dict(redact(dict(provenance or {}))),
-        plots=dict(plots or {}),
+        provenance={md_cell(k): md_cell(v) for k, v in redact(dict(provenance or {})).items()},
+        plots={md_cell(k): v for k, v in (plots or {}).items()},
         config=_config_yaml(config),
         **fields,
     )

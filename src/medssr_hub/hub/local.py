@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from filelock import FileLock
+from filelock import Timeout as LockTimeout
 
 from medssr_hub.hub.common import (
     MANIFEST,
@@ -73,6 +74,7 @@ class LocalHub:
         commit = manifest["content_id"][:40]
         repo.mkdir(parents=True, exist_ok=True)
         with FileLock(str(repo / ".lock")):
+            self._sweep(repo)
             refs = self._refs(repo)
             existing = refs["tags"].get(version) if version else None
             result = PublishResult(
@@ -119,6 +121,22 @@ class LocalHub:
         return PublishResult(repo_id, repo_type, version, commit, manifest["content_id"], True, str(snapshot))
 
     @staticmethod
+    def _sweep(repo: Path) -> None:
+        """Remove the temporary snapshots of publishes that died mid-copy. Called under the repo's lock, so
+        no live publish owns one (a live publish holds the lock while it copies)."""
+        for tmp in (repo / "snapshots").glob(".tmp-*"):
+            logger.info("Removing %s, left by a publish that did not finish", tmp)
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _sweep_if_free(self, repo: Path) -> None:
+        """`_sweep` when the lock is free at once and the hub is writable; a reader never waits or fails on it."""
+        try:
+            with FileLock(str(repo / ".lock"), timeout=0):
+                self._sweep(repo)
+        except (LockTimeout, OSError):
+            pass
+
+    @staticmethod
     def _write_snapshot(folder: Path, snapshot: Path, manifest: dict) -> None:
         snapshot.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=snapshot.parent))
@@ -158,6 +176,7 @@ class LocalHub:
         output: str | Path | None = None,
     ) -> Path:
         commit = self.resolve(repo_id, revision, repo_type)
+        self._sweep_if_free(self.repo_dir(repo_id, repo_type))
         snapshot = self.repo_dir(repo_id, repo_type) / "snapshots" / commit
         logger.info(
             "Reading %s %s@%s (commit %s) from %s", repo_type, repo_id, revision, commit[:12], self.root

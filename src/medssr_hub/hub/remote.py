@@ -9,9 +9,17 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from pathlib import Path
 
-from huggingface_hub import CommitOperationAdd, CommitOperationDelete, HfApi, constants, hf_hub_download
+from huggingface_hub import (
+    CommitOperationAdd,
+    CommitOperationDelete,
+    HfApi,
+    constants,
+    hf_hub_download,
+    set_client_factory,
+)
 from huggingface_hub import snapshot_download as hf_snapshot_download
 from huggingface_hub.errors import (
     EntryNotFoundError,
@@ -19,6 +27,7 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils._http import default_client_factory
 
 from medssr_hub.hub.common import (
     MANIFEST,
@@ -30,10 +39,46 @@ from medssr_hub.hub.common import (
     check_version,
     folder_files,
 )
-from medssr_hub.utils import TransportError, describe_error
+from medssr_hub.utils import Timeout, TransportError, describe_error
 
 logger = logging.getLogger(__name__)
 KEEP_ON_HUB = {".gitattributes"}
+# Seconds to wait for the Hub to connect (at most 10) and for each read. huggingface_hub's own clients wait
+# forever (`timeout=None`): a hub that accepts the connection and never answers would hang a publish.
+TIMEOUT_ENV = "MEDSSR_HUB_TIMEOUT"
+DEFAULT_TIMEOUT_S = 60.0
+
+
+def hub_timeout() -> float:
+    value = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT_S))
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1.0
+    if not 0 < seconds < float("inf"):
+        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
+    return seconds
+
+
+def _client_with_timeouts():
+    client = default_client_factory()
+    bound = Timeout(hub_timeout(), connect=min(10.0, hub_timeout())).as_dict()
+
+    def fill_in_timeouts(request) -> None:
+        # huggingface_hub passes `timeout=None` per request, which overrides a client default: fill in
+        # each timeout it left unset (an explicit one, such as its download timeout, stays).
+        current = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {k: current.get(k) or v for k, v in bound.items()}
+
+    client.event_hooks["request"] = [fill_in_timeouts, *client.event_hooks["request"]]
+    return client
+
+
+def install_timeouts() -> None:
+    """Every huggingface_hub request of this process (ours, and datasets' and transformers' reads through
+    it) gets connect and read timeouts; set through huggingface_hub's documented client factory."""
+    hub_timeout()  # a bad setting is an error now, not at the first request
+    set_client_factory(_client_with_timeouts)
 
 
 class RemoteHub:
@@ -41,6 +86,7 @@ class RemoteHub:
         self.endpoint = (endpoint or constants.ENDPOINT).rstrip("/")
         self._token = token  # None: HF_TOKEN or the login, resolved by huggingface_hub
         self.api = HfApi(endpoint=self.endpoint, token=token)
+        install_timeouts()
 
     def __repr__(self) -> str:  # never show the token
         return f"RemoteHub({self.endpoint!r})"
@@ -79,6 +125,10 @@ class RemoteHub:
     ) -> PublishResult:
         check_version(version, branch)
         check_repo(repo_id, repo_type)
+        logger.info(
+            "Publishing %s %s@%s to %s (each request waits at most %.0fs)",
+            repo_type, repo_id, version or branch, self.endpoint, hub_timeout(),
+        )  # fmt: skip
         folder = Path(folder)
         manifest = build_manifest(folder)
         action = f"publishing {repo_type} {repo_id}@{version or branch}"
@@ -177,6 +227,10 @@ class RemoteHub:
         output: str | Path | None = None,
     ) -> Path:
         check_repo(repo_id, repo_type)
+        logger.info(
+            "Pulling %s %s@%s from %s (each request waits at most %.0fs)",
+            repo_type, repo_id, revision or "main", self.endpoint, hub_timeout(),
+        )  # fmt: skip
         try:
             path = hf_snapshot_download(
                 repo_id,

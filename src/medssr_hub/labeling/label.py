@@ -22,7 +22,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medssr_hub.answers import answer_prompt, extract_or_recover
-from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable, require_chat
+from medssr_hub.config import (
+    ConfigError,
+    JsonDict,
+    config_dict,
+    content_hash,
+    guard_resume,
+    publishable,
+    require_chat,
+)
 from medssr_hub.generation import GenerationError, SamplingParams, get_backend, model_label
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
@@ -94,7 +102,10 @@ class LabelConfig:
             "top_p",
             "top_k",
         )
-        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "shard_size")}
+        server = {k: self.endpoint.get(k) for k in ("base_url", "model", "route") if k in self.endpoint}
+        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "shard_size")} | (
+            {"endpoint": server} if server else {}
+        )
 
 
 def question_seed(seed: int, question_id: str) -> int:
@@ -163,14 +174,23 @@ class Labeler:
                         f"{k} finished shards are kept in {self.shards}; rerun to resume."
                     ) from e
             rows = read_jsonl(shard)
-            if [r["id"] for r in rows] != [r.id for r in chunk]:
+            if [(r["id"], r.get("sha")) for r in rows] != [(r.id, self.item_hash(r)) for r in chunk]:
                 raise LabelingError(
-                    f"{shard} does not match the input (different dataset?); use another output_dir"
+                    f"{shard} holds votes for other questions or from another model (the input's content "
+                    "or the served model changed since); use another output_dir, or delete it to start over"
                 )
             votes.update({r["id"]: r for r in rows})
             bar.update(len(chunk))
         bar.close()
         return self._write_release(records, votes)
+
+    def served_model(self) -> str | None:
+        """The endpoint's model, as the server names it (None on the embedded backend)."""
+        return self.backend.model_id() if self.cfg.backend == "endpoint" else None
+
+    def item_hash(self, record: MCQRecord) -> str:
+        """A question's identity for resuming: its prompt and the model that votes on it."""
+        return content_hash([answer_prompt(record, chat=self.cfg.chat), self.backend.model_id()])
 
     def vote(self, chunk: list[MCQRecord]) -> list[dict[str, Any]]:
         """The policy's n answers to each question of a chunk: the rows one votes shard holds."""
@@ -191,6 +211,7 @@ class Labeler:
         return [
             {
                 "id": record.id,
+                "sha": self.item_hash(record),
                 "letters": [a.letter for a in row],
                 "recovered": [a.recovered for a in row],
                 "finish": [s.finish_reason for s in completion.samples],
@@ -254,7 +275,7 @@ class Labeler:
             pretty_name="MedSSR pseudo-labeled synthetic questions",
             summary=(
                 f"Synthetic questions with pseudo-labels: the majority of {cfg.n} answers of the policy "
-                f"({model_label(cfg.backend, cfg.model, cfg.endpoint)}). Split `train` keeps "
+                f"({model_label(cfg.backend, cfg.model, cfg.endpoint, self.served_model())}). Split `train` keeps "
                 f"questions whose agreement lies in [{cfg.band[0]}, {cfg.band[1]}]; `discarded` holds the rest."
             ),
             stage="labeling",
@@ -264,7 +285,7 @@ class Labeler:
             else {"train": "data/train-*.parquet"},
             provenance={
                 "input": f"{publishable(cfg.input)}@{cfg.input_revision or 'latest'}",
-                "policy model": model_label(cfg.backend, cfg.model, cfg.endpoint),
+                "policy model": model_label(cfg.backend, cfg.model, cfg.endpoint, self.served_model()),
                 "samples per question (n)": cfg.n,
                 "sampling": f"T={cfg.temperature}, top_p={cfg.top_p}, top_k={cfg.top_k}, max {cfg.max_tokens} tokens",
                 "seed": cfg.seed,

@@ -59,6 +59,7 @@ from medssr_hub.synthesis.vignettes import VignetteGenerator
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
 
 logger = logging.getLogger(__name__)
+MAX_QUESTIONS = 10_000_000  # a run's plan and draws are held in memory
 BRANCHES = ("rare", "seed")
 
 
@@ -106,8 +107,11 @@ class SynthesisConfig:
 
     def __post_init__(self) -> None:
         self.endpoint = JsonDict(self.endpoint)
-        if self.num_questions < 1:
-            raise ConfigError(f"num_questions must be at least 1, got {self.num_questions}")
+        if not 1 <= self.num_questions <= MAX_QUESTIONS:
+            raise ConfigError(
+                f"num_questions must be between 1 and {MAX_QUESTIONS:,} (MedSSR synthesized 43K), "
+                f"got {self.num_questions:,}"
+            )
         for name in ("chunk_size", "batch_size", "max_attempts_per_question", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")

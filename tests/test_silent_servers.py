@@ -1,0 +1,75 @@
+"""Nothing waits forever: a hub and an inference server that accept the connection and never answer.
+Each command ends within its configured timeout plus the retries, with one line naming the server."""
+
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from medssr_hub.generation import GenerationError, SamplingParams
+from medssr_hub.generation.endpoint import EndpointBackend
+
+
+@pytest.fixture
+def silent_server():
+    """Accepts every connection on 127.0.0.1, reads nothing, answers nothing."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    held, stop = [], threading.Event()
+
+    def accept():
+        sock.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(sock.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    sock.close()
+
+
+@pytest.mark.parametrize("command", ["pull", "publish"])
+def test_a_silent_hub_ends_with_one_line(tmp_path, silent_server, command):
+    (tmp_path / "art" / "data").mkdir(parents=True)
+    (tmp_path / "art" / "data" / "train.json").write_text('[{"id": "1"}]')
+    args = {
+        "pull": ["pull", "org/data", "--hub", silent_server],
+        "publish": ["publish", str(tmp_path / "art"), "--repo-id", "org/data", "--version", "v1.0.0", "--hub", silent_server],
+    }[command]  # fmt: skip
+    env = {
+        "MEDSSR_HUB_TIMEOUT": "1",
+        "HF_TOKEN": "hf_" + "T" * 30,
+        "PATH": "/usr/bin:/bin",
+        "HOME": str(tmp_path),
+    }
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "medssr_hub.cli", *args], capture_output=True, text=True, env=env, timeout=180
+    )
+    elapsed = time.monotonic() - start
+    assert done.returncode == 2, done.stderr[-2000:]
+    error = [line for line in done.stderr.splitlines() if line.startswith("medssr-hub: error")]
+    assert len(error) == 1 and silent_server in error[0] and "Timeout" in error[0], done.stderr[-2000:]
+    assert "each request waits at most 1s" in done.stderr
+    assert elapsed < 60, elapsed  # huggingface_hub retries a few times; never the unbounded wait
+
+
+def test_a_silent_endpoint_fails_within_its_timeout_and_retries(silent_server):
+    backend = EndpointBackend(
+        silent_server, model="m", timeout=1.0, max_retries=2, backoff=0.1, max_backoff=0.2
+    )
+    start = time.monotonic()
+    with pytest.raises(GenerationError, match=rf"endpoint {silent_server} failed after 3 attempt\(s\)"):
+        backend.generate(["Question: x?\nAnswer:"], SamplingParams(max_tokens=4), progress=False)
+    assert time.monotonic() - start < 3 * 1.0 + 3  # three attempts of 1 s, plus backoff and slack
