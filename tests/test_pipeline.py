@@ -50,6 +50,7 @@ def generated(folder):
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1800)  # four demo runs: full, killed, resumed, repeated
 def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir, embedded_dir):
     root = os.path.dirname(os.path.dirname(__file__))
     hub_root = tmp_path / "hub"
@@ -140,7 +141,8 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
 
     # The evaluation, killed with SIGKILL once some questions are on disk (no training step: faster).
     cut = tmp_path / "cut"
-    cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", "--stage1", '{"max_steps": 0}')
+    small_check = ["--keyed_eval", '{"num_questions": 16}', "--keyed_eval_size", "8"]
+    cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", "--stage1", '{"max_steps": 0}', *small_check)
     proc = subprocess.Popen(
         cut_cmd, cwd=root, env=cut_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -154,7 +156,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     assert not (cut / "summary.json").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
-    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6", "--stage1", '{"max_steps": 0}')
+    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6", "--stage1", '{"max_steps": 0}', *small_check)
     result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "items already generated" in result.stderr
