@@ -232,6 +232,13 @@ def content_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def endpoint_fingerprint(endpoint: dict[str, Any] | None) -> dict[str, Any]:
+    """What a resume check keeps of an endpoint config: which servers, which model, which route (an empty
+    dict on the embedded backend, so its fingerprint is unchanged)."""
+    server = {k: endpoint[k] for k in ("base_url", "model", "route") if endpoint and k in endpoint}
+    return {"endpoint": server} if server else {}
+
+
 def guard_resume(
     output_dir: str | Path, fingerprint: dict[str, Any], what: str, error: type[Exception] = RuntimeError
 ) -> None:

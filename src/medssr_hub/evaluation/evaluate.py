@@ -36,6 +36,7 @@ from medssr_hub.config import (
     JsonDict,
     config_dict,
     content_hash,
+    endpoint_fingerprint,
     guard_resume,
     publishable,
     require_chat,
@@ -137,9 +138,8 @@ class EvalConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
-        server = {k: self.endpoint.get(k) for k in ("base_url", "model", "route") if k in self.endpoint}
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")} | (
-            {"endpoint": server} if server else {}
+            endpoint_fingerprint(self.endpoint)
         )
 
 

@@ -27,6 +27,7 @@ from medssr_hub.config import (
     JsonDict,
     config_dict,
     content_hash,
+    endpoint_fingerprint,
     guard_resume,
     publishable,
     require_chat,
@@ -102,9 +103,8 @@ class LabelConfig:
             "top_p",
             "top_k",
         )
-        server = {k: self.endpoint.get(k) for k in ("base_url", "model", "route") if k in self.endpoint}
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "shard_size")} | (
-            {"endpoint": server} if server else {}
+            endpoint_fingerprint(self.endpoint)
         )
 
 
