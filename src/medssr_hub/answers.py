@@ -164,13 +164,13 @@ def official_recovery(
         raise ValueError(f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {rule!r}")
     if rule == "family":
         family = model_family(model_type)
-        dots, max_tokens = family in ("llama", "gemma"), 2 if family in ("llama", "gemma") else 1
+        dots = family in ("llama", "gemma")
+        max_tokens = 2 if dots else 1
     else:
-        matched = [f for f in OFFICIAL_DOT_FAMILIES if f in model_name.lower()]
-        matched += [name for name in OFFICIAL_ONE_TOKEN if name in model_name]
-        family = "+".join(matched) or "none"
-        dots = any(f in model_name.lower() for f in OFFICIAL_DOT_FAMILIES)
-        max_tokens = 1 if any(name in model_name for name in OFFICIAL_ONE_TOKEN) else 2
+        dot_names = [f for f in OFFICIAL_DOT_FAMILIES if f in model_name.lower()]
+        one_token_names = [name for name in OFFICIAL_ONE_TOKEN if name in model_name]
+        family = "+".join(dot_names + one_token_names) or "none"
+        dots, max_tokens = bool(dot_names), 1 if one_token_names else 2
     ids: set[int] = set()
     for letter in letters:
         ids.add(int(tokenizer.encode(letter)[0]))

@@ -265,16 +265,17 @@ class Evaluator:
             backend = self.backend if cfg.recovery else None
             # Both rules on the same generations (each with its own recovery pass): the configured one
             # makes `mean`, `std` and the details; the other is reported beside it.
+            configured = self.extraction()
+            rules = {e.mode: e for e in (configured, configured.other())}
             by_rule = {}
-            for extraction in (self.extraction(), self.extraction().other()):
+            for mode, extraction in rules.items():
                 answers = extract_or_recover(records, texts, backend, chat=cfg.chat, extraction=extraction)
-                by_rule[extraction.mode] = score(records, answers, texts, extraction)
-                if extraction.mode == "official" and backend is not None:
-                    recovery = extraction.recovery(backend.tokenizer, official_letters(records))
+                by_rule[mode] = score(records, answers, texts, extraction)
             metrics, rows = by_rule[cfg.extraction]
             for mode, (m, _) in by_rule.items():
                 metrics[f"{mode}_mean"], metrics[f"{mode}_std"] = m["mean"], m["std"]
-            if backend is not None:
+            if backend is not None:  # what the official pass biased, for results, cards and leaderboards
+                recovery = rules["official"].recovery(backend.tokenizer, official_letters(records))
                 metrics["recovery"] = recovery.as_dict()
         atomic_write_parquet(
             self.out / "details" / f"{name}.parquet",

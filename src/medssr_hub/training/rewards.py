@@ -39,8 +39,8 @@ class PolicyRecovery:
     """The constrained second pass with the policy being trained, by the reward's extraction rule (official:
     the evaluation's biased ids and length for the policy's family; lenient: 1 token, offered letters).
 
-        Bound to the trainer after it is built; the policy is unwrapped from DDP/PEFT wrappers. Not for
-        DeepSpeed ZeRO-3 (sharded parameters cannot generate outside the trainer's own gather).
+    Bound to the trainer after it is built; the policy is unwrapped from DDP/PEFT wrappers. Not for
+    DeepSpeed ZeRO-3 (sharded parameters cannot generate outside the trainer's own gather).
     """
 
     def __init__(self, chat: bool, extraction: Extraction = OFFICIAL):
