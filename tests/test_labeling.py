@@ -209,3 +209,23 @@ def test_cards_name_the_model_never_a_server_url():
     assert model_label("endpoint", "embedded", {**url, "tokenizer": "org/tok"}) == "org/tok"
     assert model_label("endpoint", "org/policy", url) == "org/policy"
     assert "127.0.0.1" not in model_label("endpoint", "embedded", url)
+    # A vLLM server started on a folder names the model by its path: cards get the folder's name only.
+    served = "/home/me/models/SmolLM2-135M-Instruct"
+    assert model_label("endpoint", "embedded", url, served=served) == "SmolLM2-135M-Instruct"
+    assert model_label("vllm", "/home/me/ckpt/final", {}) == "final"
+
+
+def test_published_configs_mask_server_addresses_and_local_paths():
+    from medssr_hub.config import publishable
+
+    config = {
+        "endpoint": {"base_url": ["http://10.0.0.5:8000", "http://10.0.0.6:8000"], "route": "completions"},
+        "model": "/home/me/ckpt",
+        "output_dir": "outputs/x",
+        "n": 8,
+    }
+    assert publishable(config) == {
+        "endpoint": {"base_url": "<server>", "route": "completions"},
+        "model": "<local path>",
+        "n": 8,
+    }

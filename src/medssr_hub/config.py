@@ -239,6 +239,13 @@ def endpoint_fingerprint(endpoint: dict[str, Any] | None) -> dict[str, Any]:
     return {"endpoint": server} if server else {}
 
 
+def engine_fingerprint(engine: dict[str, Any] | None) -> dict[str, Any]:
+    """What a resume check keeps of a `vllm:` engine config: what changes the numbers (the weights' dtype
+    and quantization), not where they run (memory, parallelism); empty when unset."""
+    kept = {k: engine[k] for k in ("dtype", "quantization") if engine and k in engine}
+    return {"vllm": kept} if kept else {}
+
+
 def guard_resume(
     output_dir: str | Path, fingerprint: dict[str, Any], what: str, error: type[Exception] = RuntimeError
 ) -> None:
@@ -263,10 +270,15 @@ LOCAL_KEYS = frozenset({"output_dir", "logging_dir", "run_name", "hub", "benchma
 
 
 def publishable(config: Any) -> Any:
-    """A config for cards and published files: machine-local keys dropped, absolute paths masked, at any
-    depth. Two runs of the same inputs from different folders then publish the same bytes."""
+    """A config for cards and published files: machine-local keys dropped, absolute paths and inference
+    server addresses (`base_url`: where this run was served, often an internal host) masked, at any depth.
+    Two runs of the same inputs from different folders or servers then publish the same bytes."""
     if isinstance(config, dict):
-        return {k: publishable(v) for k, v in config.items() if k not in LOCAL_KEYS}
+        return {
+            k: "<server>" if k == "base_url" else publishable(v)
+            for k, v in config.items()
+            if k not in LOCAL_KEYS
+        }
     if isinstance(config, list | tuple):
         return [publishable(v) for v in config]
     if isinstance(config, str) and config.startswith(("/", "~")):

@@ -19,7 +19,7 @@ from typing import Any
 from medssr_hub.config import JsonDict, config_dict, config_from_dict, guard_resume, publishable, require_chat
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
-from medssr_hub.generation import get_backend
+from medssr_hub.generation import build_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.method_check import keyed_vignettes_file, method_check, render_method_check
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
@@ -177,7 +177,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         if stage in stages:
             steps = stages[stage]["steps"]
             models.append((stage, str(out / stage / "final"), f"{label} ({steps} GRPO steps)"))
-    backend = get_backend(
+    backend = build_backend(
         "embedded", model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
     )
     keyed = keyed_vignettes_file(cfg)

@@ -37,15 +37,17 @@ from medssr_hub.config import (
     config_dict,
     content_hash,
     endpoint_fingerprint,
+    engine_fingerprint,
     guard_resume,
     publishable,
     require_chat,
 )
 from medssr_hub.evaluation.leaderboard import Run, render_markdown
+from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.evaluation.scoring import score
-from medssr_hub.generation import SamplingParams, get_backend
+from medssr_hub.generation import SamplingParams, backend_for, check_backend
 from medssr_hub.generation.base import first_token_ids
 from medssr_hub.hub.cards import redact
 from medssr_hub.modeling import model_id
@@ -70,8 +72,11 @@ class EvalConfig:
     model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
     model_revision: str | None = None
     display_name: str | None = None  # the row name on leaderboards (default: model@model_revision)
-    backend: str = "embedded"  # embedded | endpoint
+    backend: str = "embedded"  # embedded | vllm | endpoint
     endpoint: JsonDict = field(default_factory=JsonDict)
+    vllm: JsonDict = field(
+        default_factory=JsonDict
+    )  # vllm.LLM arguments (dtype, gpu_memory_utilization, ...)
     chat: bool | None = None  # required: chat template (true) or raw CoT template for base models (false)
     benchmarks: list[str] = field(default_factory=lambda: ["all"])  # all | names | paths to extra MCQ files
     benchmark_paths: JsonDict = field(default_factory=JsonDict)  # name -> file/folder/repo id
@@ -98,6 +103,7 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.endpoint, self.benchmark_paths = JsonDict(self.endpoint), JsonDict(self.benchmark_paths)
+        self.vllm = JsonDict(self.vllm)
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
         require_chat(self.chat, self.backend, self.endpoint)
@@ -116,8 +122,9 @@ class EvalConfig:
             )
         if self.engine not in ("medssr", "lighteval"):
             raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
-        if self.backend not in ("embedded", "endpoint"):
-            raise ConfigError(f"backend must be 'embedded' or 'endpoint', got {self.backend!r}")
+        check_backend(self.backend)
+        if self.engine == "lighteval" and self.backend == "vllm":
+            raise ConfigError(f"engine lighteval with backend vllm: {LIGHTEVAL_VLLM_UNSUPPORTED}")
         if self.engine == "lighteval" and (self.mode != "generative" or self.backend != "embedded"):
             raise ConfigError(
                 "engine lighteval runs the generative protocol on a local model (backend embedded)"
@@ -139,7 +146,7 @@ class EvalConfig:
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")} | (
-            endpoint_fingerprint(self.endpoint)
+            endpoint_fingerprint(self.endpoint) | engine_fingerprint(self.vllm)
         )
 
 
@@ -152,17 +159,7 @@ class Evaluator:
     @property
     def backend(self):
         if self._backend is None:
-            cfg = self.cfg
-            if cfg.backend == "embedded":
-                self._backend = get_backend(
-                    "embedded",
-                    model=cfg.model,
-                    revision=cfg.model_revision,
-                    hub=cfg.hub,
-                    batch_size=cfg.batch_size,
-                )
-            else:
-                self._backend = get_backend(cfg.backend, **cfg.endpoint)
+            self._backend = backend_for(self.cfg)
         return self._backend
 
     def run(self) -> dict[str, Any]:

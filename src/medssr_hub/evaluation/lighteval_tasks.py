@@ -3,10 +3,11 @@
 Each benchmark becomes a `LightevalTaskConfig` whose prompt function builds exactly our answer prompt
 (the official system prompt + the question for chat models, the raw CoT template for base models) and
 whose metric reads letters by the run's extraction rule (`medssr_hub.answers.Extraction`: official or
-lenient) averaged over the samples. lighteval generates (transformers backend, vLLM where installed);
-its generations are then written as our `generations/<bench>.jsonl`, so the same `Evaluator` scores
-them (recovery pass, mean and std over samples): results through lighteval and re-scored from saved
-generations are the same by construction, and a test checks lighteval's own metric against ours.
+lenient) averaged over the samples. lighteval generates (its transformers backend; its vLLM backend
+is refused, see LIGHTEVAL_VLLM_UNSUPPORTED); its generations are then written as our
+`generations/<bench>.jsonl`, so the same `Evaluator` scores them (recovery pass, mean and std over
+samples): results through lighteval and re-scored from saved generations are the same by construction,
+and a test checks lighteval's own metric against ours.
 
 Frictions with lighteval 0.13 handled here (`lighteval_workarounds`, also used by `lighteval_cli`,
 which runs lighteval's own command line with the static suite in `lighteval_suite`):
@@ -22,11 +23,11 @@ which runs lighteval's own command line with the static suite in `lighteval_suit
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import re
 import statistics
+import sys
 import types
 from contextlib import contextmanager
 from pathlib import Path
@@ -90,10 +91,6 @@ def lighteval_workarounds():
     from lighteval.tasks.registry import Registry
 
     modules = [tm]
-    if importlib.util.find_spec("vllm") is not None:
-        import lighteval.models.vllm.vllm_model as vm
-
-        modules.append(vm)
     original_loader = Registry.__dict__["load_all_task_configs"]
     original_caches = [m.SampleCache for m in modules]
     original_dict = GenerationParameters.to_transformers_dict
@@ -117,6 +114,16 @@ def lighteval_workarounds():
             module.SampleCache = cache
 
 
+# lighteval 0.13's vLLM model requires vllm>=0.10.0,<0.10.2 and imports APIs that later vLLM releases removed
+# (`vllm.transformers_utils.tokenizer`, lighteval#1002); under our vLLM pin it is a Mock that fails at use.
+LIGHTEVAL_VLLM_UNSUPPORTED = (
+    "lighteval 0.13's vLLM backend needs vllm<0.10.2 and calls APIs that later vLLM releases removed "
+    "(huggingface/lighteval#1002); this project pins vLLM 0.30.0. Run the same protocol on vLLM with "
+    "engine: medssr, backend: vllm (vLLM's offline engine, as the official script runs), or lighteval on "
+    "transformers with engine: lighteval, backend: embedded"
+)
+
+
 # lighteval's commands that evaluate tasks (`lighteval tasks`, `baseline`, ... take no model).
 LIGHTEVAL_BACKENDS = ("accelerate", "vllm", "endpoint", "sglang", "custom", "nanotron")
 SUITE_MODULE = "medssr_hub.evaluation.lighteval_suite"
@@ -130,6 +137,9 @@ def lighteval_cli(argv: list[str]) -> int:
     from lighteval.__main__ import app
 
     argv = list(argv)
+    if argv and argv[0] == "vllm":
+        print(f"medssr-hub: error: lighteval vllm: {LIGHTEVAL_VLLM_UNSUPPORTED}", file=sys.stderr)
+        return 2
     if argv and argv[0] in LIGHTEVAL_BACKENDS and "--custom-tasks" not in argv:
         argv += ["--custom-tasks", SUITE_MODULE]
     with lighteval_workarounds():
@@ -261,17 +271,13 @@ def run_lighteval(
         "system_prompt": SYSTEM_PROMPT if cfg.chat else None,
         "generation_parameters": generation,
     }
-    if importlib.util.find_spec("vllm") is not None and torch.cuda.is_available():
-        from lighteval.models.vllm.vllm_model import VLLMModelConfig
-
-        model_config = VLLMModelConfig(**common, dtype="bfloat16", seed=cfg.seed)
-    else:
-        model_config = TransformersModelConfig(
-            **common,
-            batch_size=cfg.batch_size,
-            device="cuda" if torch.cuda.is_available() else "cpu",
-            dtype="float32",
-        )
+    # lighteval on transformers (backend: embedded); its vLLM backend is refused by EvalConfig (above).
+    model_config = TransformersModelConfig(
+        **common,
+        batch_size=cfg.batch_size,
+        device="cuda" if torch.cuda.is_available() else "cpu",
+        dtype="float32",
+    )
     with lighteval_workarounds():
         pipeline = Pipeline(
             tasks=",".join(f"{SUITE}_{name}|0" for name in benchmarks),

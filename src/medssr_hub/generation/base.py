@@ -128,6 +128,21 @@ def prompt_seeds(params: SamplingParams, n_prompts: int, seeds: Sequence[int] | 
     return list(seeds)
 
 
+def encode_prompt(tokenizer, prompt: Prompt) -> list[int]:
+    """A prompt's token ids, as every in-process backend feeds them: a raw string with the tokenizer's
+    special tokens; chat messages through its chat template (a final assistant message is continued)."""
+    if isinstance(prompt, str):
+        return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    continue_final = bool(prompt) and prompt[-1].get("role") == "assistant"
+    text = tokenizer.apply_chat_template(
+        prompt,
+        tokenize=False,
+        add_generation_prompt=not continue_final,
+        continue_final_message=continue_final,
+    )
+    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
 def first_token_ids(tokenizer, strings: Sequence[str]) -> list[int]:
     """First token id of each string, bare and after a space (how a letter follows "The answer is")."""
     ids: set[int] = set()

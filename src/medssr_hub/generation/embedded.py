@@ -22,6 +22,7 @@ from medssr_hub.generation.base import (
     Prompt,
     Sample,
     SamplingParams,
+    encode_prompt,
     first_token_ids,
     prompt_seeds,
     sample_seed,
@@ -127,16 +128,7 @@ class EmbeddedBackend:
 
     # -- prompts -------------------------------------------------------------------------------------
     def encode(self, prompt: Prompt) -> list[int]:
-        if isinstance(prompt, str):
-            return self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        continue_final = bool(prompt) and prompt[-1].get("role") == "assistant"
-        text = self.tokenizer.apply_chat_template(
-            prompt,
-            tokenize=False,
-            add_generation_prompt=not continue_final,
-            continue_final_message=continue_final,
-        )
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_prompt(self.tokenizer, prompt)
 
     @cached_property
     def layout_processor(self) -> LayoutLogitsProcessor:

@@ -28,11 +28,18 @@ from medssr_hub.config import (
     config_dict,
     content_hash,
     endpoint_fingerprint,
+    engine_fingerprint,
     guard_resume,
     publishable,
     require_chat,
 )
-from medssr_hub.generation import GenerationError, SamplingParams, get_backend, model_label
+from medssr_hub.generation import (
+    GenerationError,
+    SamplingParams,
+    backend_for,
+    check_backend,
+    model_label,
+)
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.labeling.voting import majority_vote
@@ -57,8 +64,11 @@ class LabelConfig:
     # The policy: embedded | a folder | a model repo id (local hub first, then the Hub).
     model: str = "embedded"
     model_revision: str | None = None
-    backend: str = "embedded"  # embedded | endpoint
+    backend: str = "embedded"  # embedded | vllm | endpoint
     endpoint: JsonDict = field(default_factory=JsonDict)
+    vllm: JsonDict = field(
+        default_factory=JsonDict
+    )  # vllm.LLM arguments (dtype, gpu_memory_utilization, ...)
     chat: bool | None = None  # required: chat template (true) or the raw CoT template for base models (false)
     n: int = 8
     temperature: float = 0.6
@@ -76,7 +86,7 @@ class LabelConfig:
     hub: str | None = None
 
     def __post_init__(self) -> None:
-        self.endpoint = JsonDict(self.endpoint)
+        self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
         require_chat(self.chat, self.backend, self.endpoint)
         self.band = [float(x) for x in self.band]
         if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
@@ -86,8 +96,7 @@ class LabelConfig:
         for name in ("n", "shard_size", "batch_size", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.backend not in ("embedded", "endpoint"):
-            raise ConfigError(f"backend must be 'embedded' or 'endpoint', got {self.backend!r}")
+        check_backend(self.backend)
 
     def fingerprint(self) -> dict[str, Any]:
         keep = (
@@ -104,7 +113,7 @@ class LabelConfig:
             "top_k",
         )
         return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "shard_size")} | (
-            endpoint_fingerprint(self.endpoint)
+            endpoint_fingerprint(self.endpoint) | engine_fingerprint(self.vllm)
         )
 
 
@@ -130,16 +139,7 @@ class Labeler:
     @property
     def backend(self):
         if self._backend is None:
-            if self.cfg.backend == "endpoint":
-                self._backend = get_backend("endpoint", **self.cfg.endpoint)
-            else:
-                self._backend = get_backend(
-                    "embedded",
-                    model=self.cfg.model,
-                    revision=self.cfg.model_revision,
-                    hub=self.cfg.hub,
-                    batch_size=self.cfg.batch_size,
-                )
+            self._backend = backend_for(self.cfg)
         return self._backend
 
     def load(self) -> list[MCQRecord]:

@@ -27,8 +27,15 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, publishable
-from medssr_hub.generation import SamplingParams, get_backend, model_label
+from medssr_hub.config import (
+    ConfigError,
+    JsonDict,
+    config_dict,
+    engine_fingerprint,
+    guard_resume,
+    publishable,
+)
+from medssr_hub.generation import SamplingParams, backend_for, check_backend, model_label
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
@@ -79,10 +86,13 @@ class SynthesisConfig:
     exemplars: int = 1
     rare_generator: str = "llm"  # llm | vignette
     seed_generator: str = "llm"  # llm | vignette (vignette here only for ablations and tests)
-    backend: str = "embedded"  # embedded | endpoint
+    backend: str = "embedded"  # embedded | vllm | endpoint
     model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
     model_revision: str | None = None
     endpoint: JsonDict = field(default_factory=JsonDict)  # EndpointBackend arguments (base_url, route, ...)
+    vllm: JsonDict = field(
+        default_factory=JsonDict
+    )  # vllm.LLM arguments (dtype, gpu_memory_utilization, ...)
     disease_sampling: str = "uniform"  # uniform | phenotypes (weighted by annotated phenotypes)
     passages: int = 3
     documents: list[str] = field(default_factory=list)
@@ -106,7 +116,7 @@ class SynthesisConfig:
     hub: str | None = None
 
     def __post_init__(self) -> None:
-        self.endpoint = JsonDict(self.endpoint)
+        self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
         if not 1 <= self.num_questions <= MAX_QUESTIONS:
             raise ConfigError(
                 f"num_questions must be between 1 and {MAX_QUESTIONS:,} (MedSSR synthesized 43K), "
@@ -120,13 +130,12 @@ class SynthesisConfig:
         for name in ("rare_generator", "seed_generator"):
             if getattr(self, name) not in ("llm", "vignette"):
                 raise ConfigError(f"{name} must be 'llm' or 'vignette', got {getattr(self, name)!r}")
-        if self.backend not in ("embedded", "endpoint"):
-            raise ConfigError(f"backend must be 'embedded' or 'endpoint', got {self.backend!r}")
+        check_backend(self.backend)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""
-        skip = {"num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size"}
-        return {k: v for k, v in config_dict(self).items() if k not in skip}
+        skip = {"num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size", "vllm"}
+        return {k: v for k, v in config_dict(self).items() if k not in skip} | engine_fingerprint(self.vllm)
 
 
 def draw_rhos(n: int, seed: int) -> np.ndarray:
@@ -193,15 +202,7 @@ class Synthesizer:
 
     @cached_property
     def backend(self):
-        if self.cfg.backend == "endpoint":
-            return get_backend("endpoint", **self.cfg.endpoint)
-        return get_backend(
-            "embedded",
-            model=self.cfg.model,
-            revision=self.cfg.model_revision,
-            hub=self.cfg.hub,
-            batch_size=self.cfg.batch_size,
-        )
+        return backend_for(self.cfg)
 
     # -- one chunk of attempts -----------------------------------------------------------------------
     def _attempt_rng(self, branch: str, attempt: int) -> random.Random:

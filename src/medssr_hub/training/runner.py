@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +17,7 @@ from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
+from medssr_hub.training.vllm_sync import check_colocated_weights, require_vllm, trace_sync
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +70,7 @@ def train(
     # lighteval's transformers model turns autograd off for the whole process when imported (module level,
     # lighteval 0.13): a run that evaluated with it first (the same Python process) would train nothing.
     torch.set_grad_enabled(True)
-    if getattr(training_args, "use_vllm", False) and importlib.util.find_spec("vllm") is None:
-        # Paper-scale configs ask for vLLM generation "when installed"; without it TRL generates itself.
-        logger.warning("use_vllm is set but vLLM is not installed: generating with transformers instead")
-        training_args.use_vllm = False
+    require_vllm(training_args)
     model_path, revision = resolve_model(
         model_args.model_name_or_path, model_args.model_revision, script_args.hub
     )
@@ -98,6 +95,8 @@ def train(
         callbacks=callbacks,
         **trainer_kwargs,
     )
+    check_colocated_weights(trainer)
+    trace_sync(trainer)
     if on_trainer is not None:
         on_trainer(trainer)
     trainer.train(resume_from_checkpoint=resume_checkpoint(script_args, training_args))

@@ -1,0 +1,63 @@
+"""The one place a stage's config becomes a generation backend (synthesis, labeling and evaluation alike).
+
+The backend is the config's `backend:` field, never what happens to be installed: `vllm` without vLLM is
+an error naming the install, not a silent fall-back to another engine.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from medssr_hub.config import ConfigError
+from medssr_hub.generation.base import GenerationBackend
+
+BACKENDS = ("embedded", "endpoint", "vllm")
+
+
+def check_backend(kind: str) -> None:
+    if kind not in BACKENDS:
+        raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
+
+
+def build_backend(
+    kind: str,
+    *,
+    model: str | None = None,
+    revision: str | None = None,
+    hub: str | None = None,
+    batch_size: int = 64,
+    endpoint: dict[str, Any] | None = None,
+    vllm: dict[str, Any] | None = None,
+    torch_threads: int | None = None,
+) -> GenerationBackend:
+    """'embedded' (transformers in this process), 'vllm' (vLLM's offline engine in this process) or
+    'endpoint' (a TGI / OpenAI-compatible server, configured by `endpoint`)."""
+    check_backend(kind)
+    # Imported on use: torch (embedded), vLLM and the async HTTP stack (endpoint) are heavy for the others.
+    if kind == "endpoint":
+        from medssr_hub.generation.endpoint import EndpointBackend
+
+        return EndpointBackend(**(endpoint or {}))
+    if kind == "vllm":
+        from medssr_hub.generation.offline_vllm import VLLMBackend
+
+        return VLLMBackend(model=model, revision=revision, hub=hub, batch_size=batch_size, engine=vllm)
+    from medssr_hub.generation.embedded import EmbeddedBackend
+
+    return EmbeddedBackend(
+        model=model, revision=revision, hub=hub, batch_size=batch_size, torch_threads=torch_threads
+    )
+
+
+def backend_for(cfg) -> GenerationBackend:
+    """A stage config's backend, from the fields every generating stage has: `backend`, `model`,
+    `model_revision`, `hub`, `batch_size`, `endpoint` and `vllm`."""
+    return build_backend(
+        cfg.backend,
+        model=cfg.model,
+        revision=cfg.model_revision,
+        hub=cfg.hub,
+        batch_size=cfg.batch_size,
+        endpoint=cfg.endpoint,
+        vllm=cfg.vllm,
+    )
