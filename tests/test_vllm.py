@@ -244,11 +244,10 @@ def test_engine_arguments_and_sampling_mapping():
         SamplingParams(n=1, temperature=0.0, max_tokens=2, allowed_tokens=("A", "B"), bias_ids=(7,)),
         Letters(),
         5,
-        1,
     )
     assert greedy.temperature == 0.0 and greedy.seed is None and greedy.max_tokens == 2
     assert greedy.logit_bias == {10: 100.0, 11: 100.0, 20: 100.0, 21: 100.0, 7: 100.0}
-    sampled = vllm_sampling(SamplingParams(n=4, stop=("\n\n",), regex="Answer: [A-E]"), Letters(), 5, 4)
+    sampled = vllm_sampling(SamplingParams(n=4, stop=("\n\n",), regex="Answer: [A-E]"), Letters(), 5)
     assert (sampled.n, sampled.seed, sampled.top_k, sampled.top_p, sampled.stop) == (4, 5, 20, 0.95, ["\n\n"])
     assert sampled.structured_outputs.regex == "Answer: [A-E]" and sampled.logit_bias is None
 

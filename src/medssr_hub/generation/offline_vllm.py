@@ -11,7 +11,6 @@ the two backends see the same tokens.
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -66,7 +65,7 @@ def engine_args(options: dict[str, Any] | None, on_gpu: bool) -> dict[str, Any]:
     return args
 
 
-def vllm_sampling(params: SamplingParams, tokenizer, seed: int | None, n: int):
+def vllm_sampling(params: SamplingParams, tokenizer, seed: int | None):
     """Our sampling settings as vLLM's: the paper's T/top_p/top_k, stop strings, logit_bias, regex."""
     from vllm import SamplingParams as VLLMSamplingParams
     from vllm.sampling_params import StructuredOutputsParams
@@ -78,7 +77,7 @@ def vllm_sampling(params: SamplingParams, tokenizer, seed: int | None, n: int):
         bias.update(dict.fromkeys(params.bias_ids, params.allowed_bias))
     structured = StructuredOutputsParams(regex=params.regex) if params.regex else None
     return VLLMSamplingParams(
-        n=n,
+        n=params.n,
         temperature=params.temperature,
         top_p=1.0 if params.greedy else params.top_p,
         top_k=-1 if params.greedy or not params.top_k else params.top_k,
@@ -122,10 +121,6 @@ class VLLMBackend:
         self.model_type: str | None = getattr(self.llm.llm_engine.model_config.hf_config, "model_type", None)
         self.batch_size = max(1, batch_size)
         self.stats = BackendStats()
-        logger.debug(
-            "vLLM engine ready (VLLM_ENABLE_V1_MULTIPROCESSING=%s)",
-            os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING"),
-        )
 
     def model_id(self) -> str:
         """What answers the requests: the folder vLLM loaded (a hub model's folder names its commit)."""
@@ -152,7 +147,7 @@ class VLLMBackend:
             # per-request seed makes a prompt's samples independent of what else is in the batch.
             outputs = self.llm.generate(
                 [TokensPrompt(prompt_token_ids=encoded[i]) for i in chunk],
-                [vllm_sampling(params, self.tokenizer, seeds[i] % (2**31), params.n) for i in chunk],
+                [vllm_sampling(params, self.tokenizer, seeds[i] % (2**31)) for i in chunk],
                 use_tqdm=False,
             )
             for i, output in zip(chunk, outputs, strict=True):
