@@ -17,7 +17,7 @@ from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
-from medssr_hub.training.vllm_sync import check_colocated_weights, require_vllm, trace_sync
+from medssr_hub.training.vllm_sync import reload_colocated_layerwise, require_vllm, trace_sync
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ def train(
         callbacks=callbacks,
         **trainer_kwargs,
     )
-    check_colocated_weights(trainer)
+    reload_colocated_layerwise(trainer)
     trace_sync(trainer)
     if on_trainer is not None:
         on_trainer(trainer)

