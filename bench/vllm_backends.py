@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator  # noqa: E402
 from medssr_hub.generation import build_backend  # noqa: E402
+from medssr_hub.generation.offline_vllm import engine_args  # noqa: E402
 from medssr_hub.labeling.label import LabelConfig, Labeler, run_labeling  # noqa: E402
 from medssr_hub.records import load_records  # noqa: E402
 from medssr_hub.training import launch_command  # noqa: E402
@@ -128,7 +129,8 @@ def main() -> None:
         f"evaluation+recov. : embedded {e['eval_s']:6.1f}s   vllm {v['eval_s']:6.1f}s   ratio {e['eval_s'] / v['eval_s']:.2f}x"
     )
     print(
-        f"official accuracy : embedded {e['official_mean']:.1f}   vllm {v['official_mean']:.1f} (bf16 vs fp32 decode)"
+        f"official accuracy : embedded {e['official_mean']:.1f}   vllm {v['official_mean']:.1f} "
+        f"(float32 vs {engine_args({}, on_gpu=False)['dtype']} decode)"
     )
     if training:
         t, w = training["transformers"], training["vllm"]

@@ -179,17 +179,68 @@ PROBES = [
         "version must look like",
     ),
     ("leaderboard", ["--results", "x", "--publish_repo", "../.."], {}, "repo id must look like ORG/NAME"),
+    ("evaluate", ["--chat", "true", "--output_dir", "{tmp}/afile/out"], {"afile": "x"}, "Not a directory"),
+    (
+        "synthesize",
+        ["--rare_generator", "vignette", "--alpha", "1.0", "--output_dir", "{tmp}/afile/out"],
+        {"afile": "x"},
+        "Not a directory: '{tmp}/afile/out'",
+    ),
+    (
+        "synthesize",
+        [
+            "--rare_generator",
+            "vignette",
+            "--alpha",
+            "1.0",
+            "--num_questions",
+            "1",
+            "--catalog",
+            "{tmp}/c.jsonl",
+        ],
+        {"c.jsonl": b'{"id": "ORPHA:1", "name": "caf\xe9"}\n'},
+        "{tmp}/c.jsonl:1: not UTF-8 text (invalid continuation byte at byte 30)",
+    ),
+    (
+        "evaluate",
+        ["--chat", "true", "--benchmarks", "{tmp}/noopts.json"],
+        {"noopts.json": json.dumps([{"id": "q1", "question": "Q?", "answer": "A"}])},
+        "no usable question in {tmp}/noopts.json: all 1 rejected: no_options 1 (first: q1)",
+    ),
 ]
+# The same, for the commands that take no config (no --output_dir is appended).
+PLAIN_PROBES = [
+    (["publish", "{tmp}/pub", "--repo-id", "ORG/x", "--version", "v1.0.0", "--hub", "{tmp}/afile"], "local hub root {tmp}/afile is a file, not a folder"),
+    (["pull", "ORG/x", "--hub", "{tmp}/afile"], "local hub root {tmp}/afile is a file, not a folder"),
+    (["pull", "ORG/y", "--output", "{tmp}/afile"], "File exists: '{tmp}/afile'"),
+    (["raredis-subset", "{benchmarks}/medqa.json", "--output", "{tmp}/afile"], "File exists: '{tmp}/afile'"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize("command,args,files,says", PROBES, ids=[f"{p[0]}-{i}" for i, p in enumerate(PROBES)])
 def test_hostile_probes_end_in_one_line(command, args, files, says, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    for name, text in files.items():
-        (tmp_path / name).write_text(text)
+    for name, content in files.items():
+        path = tmp_path / name
+        path.write_bytes(content) if isinstance(content, bytes) else path.write_text(content)
     argv = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    line = run(capsys, command, *argv, "--output_dir", str(tmp_path / "out"))
-    assert says in line, line
+    out = [] if "--output_dir" in argv else ["--output_dir", str(tmp_path / "out")]
+    line = run(capsys, command, *argv, *out)
+    assert says.replace("{tmp}", str(tmp_path)) in line, line
+
+
+@pytest.mark.parametrize("args,says", PLAIN_PROBES, ids=[p[0][0] for p in PLAIN_PROBES])
+def test_hostile_probes_of_the_plain_commands_end_in_one_line(
+    args, says, tmp_path, capsys, benchmarks_dir, monkeypatch
+):
+    monkeypatch.setenv("MEDSSR_HUB_ROOT", str(tmp_path / "hub"))
+    (tmp_path / "afile").write_text("x")
+    (tmp_path / "pub").mkdir()
+    (tmp_path / "pub" / "data.json").write_text('[{"id": "1"}]')
+    assert main(["publish", str(tmp_path / "pub"), "--repo-id", "ORG/y", "--version", "v1.0.0"]) == 0
+    argv = [a.replace("{tmp}", str(tmp_path)).replace("{benchmarks}", str(benchmarks_dir)) for a in args]
+    line = run(capsys, *argv)
+    assert says.replace("{tmp}", str(tmp_path)) in line, line
 
 
 def test_debug_log_level_shows_the_traceback(tmp_path, capsys):
@@ -199,3 +250,31 @@ def test_debug_log_level_shows_the_traceback(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "Traceback (most recent call last)" in err and "ConfigError" in err
     assert err.strip().splitlines()[-1].startswith("medssr-hub: error: ")
+
+
+def test_the_project_errors_share_one_base_and_a_bug_keeps_its_traceback(monkeypatch, capsys):
+    """The CLI answers the project's own errors (one base class) and the file system's with one line;
+    anything else is a bug and propagates with its traceback, whatever the log level."""
+    import medssr_hub.cli as cli
+    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import MedSSRError
+    from medssr_hub.evaluation.official import OfficialFileError
+    from medssr_hub.evaluation.registry import BenchmarkUnavailable
+    from medssr_hub.generation import GenerationError
+    from medssr_hub.hub.common import HubError
+    from medssr_hub.labeling.label import LabelingError
+    from medssr_hub.records import RecordFormatError
+    from medssr_hub.schema import SplitNotFoundError
+    from medssr_hub.synthesis.synthesize import SynthesisError
+    from medssr_hub.training.data import TrainingDataError
+
+    for cls in (ConfigError, OfficialFileError, BenchmarkUnavailable, GenerationError, HubError, LabelingError,
+                RecordFormatError, SplitNotFoundError, SynthesisError, TrainingDataError):  # fmt: skip
+        assert issubclass(cls, MedSSRError), cls
+    monkeypatch.setattr(cli, "run_command", lambda argv: {}["a key our code forgot"])
+    with pytest.raises(KeyError):
+        main(["evaluate"])
+    monkeypatch.setattr(cli, "run_command", lambda argv: int("not a number"))
+    with pytest.raises(ValueError):
+        main(["evaluate"])
+    assert "medssr-hub: error" not in capsys.readouterr().err

@@ -219,3 +219,28 @@ def test_missing_split_fails_loudly_for_stage_folders_and_hub_repos(tmp_path):
     publish(tmp_path / "labels" / "dataset", "medssr/labeled", "v1.0.0", hub=str(hub))
     with pytest.raises(SplitNotFoundError, match=r"medssr/labeled@v1.0.0 has no split 'train'"):
         load_records("medssr/labeled", revision="v1.0.0", split="train", hub=str(hub))
+
+
+def test_a_50_mb_question_is_a_counted_rejection_not_a_tokenizer_run(tmp_path, monkeypatch):
+    """Issue 21's probe: a 50 MB question line was read and tokenized (30 GB asked). Now a question longer
+    than MEDSSR_MAX_QUESTION_CHARS (default 100,000) is rejected as `too_long` before any parsing of it."""
+    import time
+
+    from medssr_hub.errors import InputError
+
+    ok = {"id": "ok", "question": "Which?\nA. one\nB. two", "answer": "A"}
+    huge = {"id": "huge", "question": "x" * 50_000_000 + "\nA. one\nB. two", "answer": "A"}
+    wide = {"id": "wide", "question": "Which?", "options": {"A": "y" * 200_000, "B": "z"}, "answer": "A"}
+    path = tmp_path / "q.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (ok, huge, wide)))
+    start = time.monotonic()
+    records, report = load_records(path)
+    assert time.monotonic() - start < 20
+    assert [r.id for r in records] == ["ok"] and report.rejected == {"too_long": 2}
+    assert report.examples["too_long"] == ["huge", "wide"]
+    monkeypatch.setenv("MEDSSR_MAX_QUESTION_CHARS", "10")  # configurable: now every question is too long
+    with pytest.raises(RecordFormatError, match=r"all 3 rejected: too_long 3 \(first: ok, huge, wide\)"):
+        load_records(path)
+    monkeypatch.setenv("MEDSSR_MAX_QUESTION_CHARS", "lots")
+    with pytest.raises(InputError, match="MEDSSR_MAX_QUESTION_CHARS must be a positive number"):
+        load_records(path)

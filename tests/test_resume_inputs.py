@@ -43,7 +43,7 @@ def test_changed_questions_with_the_same_ids_are_generated_again(tmp_path, embed
 
 def test_another_endpoint_in_the_same_folder_is_refused(tmp_path):
     """Another server or served model name is another run: the folder's resume check refuses it."""
-    from medssr_hub.config import guard_resume
+    from medssr_hub.config import ConfigError, guard_resume
 
     def fingerprint(url, model=None):
         endpoint = {"base_url": url, **({"model": model} if model else {})}
@@ -52,7 +52,7 @@ def test_another_endpoint_in_the_same_folder_is_refused(tmp_path):
     guard_resume(tmp_path, fingerprint("http://127.0.0.1:1"), "evaluation")
     guard_resume(tmp_path, fingerprint("http://127.0.0.1:1"), "evaluation")  # the same: resumes
     for other in (fingerprint("http://127.0.0.1:2"), fingerprint("http://127.0.0.1:1", "other-model")):
-        with pytest.raises(RuntimeError, match=r"other settings \(endpoint\)"):
+        with pytest.raises(ConfigError, match=r"other settings \(endpoint\)"):
             guard_resume(tmp_path, other, "evaluation")
 
 
@@ -103,3 +103,29 @@ def test_user_strings_are_escaped_in_tables_and_cards(tmp_path, embedded_backend
         assert len(table) == 3 and len(widths) == 1, table
     front = card.split("---\n")[1]
     assert isinstance(yaml.safe_load(front), dict)
+
+
+def test_synthesis_refuses_a_changed_catalogue_under_the_same_name(tmp_path):
+    """Synthesis's resume check covers its local input files (seed questions, catalogue, documents): the
+    same folder after the catalogue file changed is refused with the fix named, not resumed."""
+    from medssr_hub.synthesis.synthesize import SynthesisConfig, SynthesisError, Synthesizer
+
+    row = {
+        "id": "LOCAL:1",
+        "name": "Zebra fever syndrome",
+        "phenotypes": [{"name": "Striped rash", "frequency": 0.9}],
+    }
+    extra = tmp_path / "extra.jsonl"
+    extra.write_text(json.dumps(row) + "\n")
+    settings = dict(
+        num_questions=2,
+        alpha=1.0,
+        rare_generator="vignette",
+        catalog=[str(extra)],
+        output_dir=str(tmp_path / "o"),
+    )
+    Synthesizer(SynthesisConfig(**settings)).run()
+    Synthesizer(SynthesisConfig(**settings)).run()  # unchanged: resumes
+    extra.write_text(json.dumps({**row, "name": "Zebra fever syndrome, type 2"}) + "\n")
+    with pytest.raises(SynthesisError, match=r"other settings \(inputs\); use another output folder"):
+        Synthesizer(SynthesisConfig(**settings)).run()

@@ -73,3 +73,67 @@ def test_a_silent_endpoint_fails_within_its_timeout_and_retries(silent_server):
     with pytest.raises(GenerationError, match=rf"endpoint {silent_server} failed after 3 attempt\(s\)"):
         backend.generate(["Question: x?\nAnswer:"], SamplingParams(max_tokens=4), progress=False)
     assert time.monotonic() - start < 3 * 1.0 + 3  # three attempts of 1 s, plus backoff and slack
+
+
+@pytest.fixture
+def garbage_server():
+    """Answers every request with 200 and JSON of a shape no client expects (`{"choices": ["..."]}`)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def _answer(self):
+            length = int(self.headers.get("content-length") or 0)
+            self.rfile.read(length)
+            body = b'{"choices": ["not a choice"], "siblings": 3, "data": "x"}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        do_GET = do_POST = do_HEAD = _answer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("command", ["pull", "publish"])
+def test_a_hub_answering_garbage_json_ends_with_one_line_naming_hub_and_repo(
+    tmp_path, garbage_server, command
+):
+    (tmp_path / "art" / "data").mkdir(parents=True)
+    (tmp_path / "art" / "data" / "train.json").write_text('[{"id": "1"}]')
+    args = {
+        "pull": ["pull", "org/data", "--hub", garbage_server],
+        "publish": ["publish", str(tmp_path / "art"), "--repo-id", "org/data", "--version", "v1.0.0", "--hub", garbage_server],
+    }[command]  # fmt: skip
+    env = {"MEDSSR_HUB_TIMEOUT": "5", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "medssr_hub.cli", *args], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr[-3000:]
+    error = [line for line in done.stderr.splitlines() if line.startswith("medssr-hub: error")]
+    assert len(error) == 1 and garbage_server in error[0] and "org/data" in error[0], done.stderr[-2000:]
+
+
+def test_an_endpoint_answering_the_wrong_shape_is_retried_then_named(garbage_server):
+    backend = EndpointBackend(
+        garbage_server,
+        model="m",
+        route="completions",
+        timeout=5.0,
+        max_retries=2,
+        backoff=0.05,
+        max_backoff=0.1,
+    )
+    with pytest.raises(
+        GenerationError, match=rf"endpoint {garbage_server} failed after 3 attempt\(s\).*wrong shape"
+    ):
+        backend.generate(["Question: x?\nAnswer:"], SamplingParams(max_tokens=4), progress=False)

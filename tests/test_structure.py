@@ -19,6 +19,7 @@ LAYERS = {
     "medssr_hub.config": 1,
     "medssr_hub.utils": 1,
     "medssr_hub.names": 1,
+    "medssr_hub.errors": 1,
     "medssr_hub.modeling": 2,
     "medssr_hub.hub": 2,
     "medssr_hub.resolve": 2,

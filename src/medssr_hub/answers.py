@@ -19,6 +19,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from medssr_hub.errors import InputError
 from medssr_hub.generation.base import GenerationBackend, Prompt, SamplingParams
 from medssr_hub.records import MCQRecord
 
@@ -161,7 +162,7 @@ def official_recovery(
     `family` from `model_type` (see `model_family`).
     """
     if rule not in RECOVERY_RULES:
-        raise ValueError(f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {rule!r}")
+        raise InputError(f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {rule!r}")
     if rule == "family":
         family = model_family(model_type)
         dots = family in ("llama", "gemma")
@@ -198,9 +199,9 @@ class Extraction:
 
     def __post_init__(self) -> None:
         if self.mode not in EXTRACTIONS:
-            raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.mode!r}")
+            raise InputError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.mode!r}")
         if self.recovery_rule not in RECOVERY_RULES:
-            raise ValueError(
+            raise InputError(
                 f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
             )
 
@@ -308,7 +309,7 @@ def extract_or_recover(
     if extraction.mode == "official":
         tokenizer = getattr(backend, "tokenizer", None)
         if tokenizer is None:
-            raise ValueError("extraction official recovers with token ids: the backend needs a tokenizer")
+            raise InputError("extraction official recovers with token ids: the backend needs a tokenizer")
         recovery = extraction.recovery(tokenizer, official_letters(records))
         params = SamplingParams(n=1, temperature=0.0, max_tokens=recovery.max_tokens, bias_ids=recovery.ids)
         prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in pending]

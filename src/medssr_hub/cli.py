@@ -20,16 +20,16 @@ from tqdm.auto import tqdm
 
 from medssr_hub import __version__
 from medssr_hub.config import ConfigError, parse_config
+from medssr_hub.errors import MedSSRError
 from medssr_hub.evaluation.evaluate import EvalConfig, run_evaluation
 from medssr_hub.evaluation.leaderboard import LeaderboardConfig, run_leaderboard
 from medssr_hub.evaluation.registry import load_benchmark
 from medssr_hub.hub import open_hub, publish
-from medssr_hub.hub.common import HubError
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.modeling import ensure_embedded_model
 from medssr_hub.paths import package_data
 from medssr_hub.pipeline import DemoConfig, render_summary, run_demo
-from medssr_hub.records import RecordFormatError, load_records
+from medssr_hub.records import load_records
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
 from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
 from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, SUBSET_NAME, build_subset
@@ -305,22 +305,17 @@ def _log_level(argv: Sequence[str]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Exit 0 on success, 2 with one line naming the problem on bad input, 130 when interrupted."""
+    """Exit 0 on success, 2 with one line naming the problem on bad input, 130 when interrupted; a bug
+    raises (its traceback)."""
     argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
         return run_command(argv_list)
     except KeyboardInterrupt:
         print("interrupted; finished work is on disk and a rerun resumes from it", file=sys.stderr)
         return 130
-    except (
-        ConfigError,
-        HubError,
-        RecordFormatError,
-        FileNotFoundError,
-        ValueError,
-        RuntimeError,
-        KeyError,
-    ) as e:
+    except (MedSSRError, OSError) as e:
+        # The project's own errors (bad input, a failing server or hub) and the file system's, which name
+        # their path. Anything else is a bug in this code or a library: its traceback is the report.
         message = str(e.args[0]) if isinstance(e, KeyError) and e.args else str(e)
         for bar in list(getattr(tqdm, "_instances", ())):  # end the line of a progress bar cut short
             bar.close()

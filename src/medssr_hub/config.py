@@ -21,12 +21,13 @@ from urllib.parse import urlsplit
 import yaml
 from trl import TrlParser
 
+from medssr_hub.errors import InputError
 from medssr_hub.names import check_repo, check_version
 from medssr_hub.paths import recipe_path
 from medssr_hub.utils import atomic_write_json
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A config that cannot work: unknown key, bad value, malformed YAML. One line, no traceback."""
 
 
@@ -41,9 +42,9 @@ class JsonDict(dict):
                 try:
                     value = yaml.safe_load(value)
                 except yaml.YAMLError as e:
-                    raise ValueError(f"not a mapping: {value!r}") from e
+                    raise InputError(f"not a mapping: {value!r}") from e
             if not isinstance(value, dict):
-                raise ValueError(f"not a mapping: {value!r}")
+                raise InputError(f"not a mapping: {value!r}")
         super().__init__(value or {}, **kwargs)
 
 
@@ -232,6 +233,25 @@ def content_hash(value: Any) -> str:
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
+def local_inputs_fingerprint(sources: Sequence[str | None]) -> dict[str, str]:
+    """The content of each local file or folder among `sources`, as a short hash (a Hub repo id is
+    matched by the revision in the config instead): a resume into the same folder after a file changed
+    under the same name is then another run."""
+    digests = {}
+    for source in sources:
+        path = Path(source).expanduser() if source else None
+        if path is None or not path.exists():
+            continue
+        h = hashlib.sha256()
+        for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+            with f.open("rb") as handle:
+                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                    h.update(block)
+        digests[str(source)] = h.hexdigest()[:16]
+    return digests
+
+
 def endpoint_fingerprint(endpoint: dict[str, Any] | None) -> dict[str, Any]:
     """What a resume check keeps of an endpoint config: which servers, which model, which route (an empty
     dict on the embedded backend, so its fingerprint is unchanged)."""
@@ -247,7 +267,7 @@ def engine_fingerprint(engine: dict[str, Any] | None) -> dict[str, Any]:
 
 
 def guard_resume(
-    output_dir: str | Path, fingerprint: dict[str, Any], what: str, error: type[Exception] = RuntimeError
+    output_dir: str | Path, fingerprint: dict[str, Any], what: str, error: type[Exception] = ConfigError
 ) -> None:
     """Refuse to resume into a folder written with other settings; record the settings of a new run."""
     run_file = Path(output_dir) / "run.json"
@@ -259,7 +279,7 @@ def guard_resume(
                 k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k)
             )
             raise error(
-                f"{output_dir} holds a {what} run with other settings ({', '.join(changed)}); "
+                f"{output_dir} holds a run of {what} with other settings ({', '.join(changed)}); "
                 "use another output folder or delete it"
             )
     atomic_write_json(run_file, fingerprint)

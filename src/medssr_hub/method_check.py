@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from medssr_hub.config import config_from_dict
+from medssr_hub.errors import InputError
 from medssr_hub.evaluation.stats import paired_difference
 from medssr_hub.records import load_records
 from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
@@ -46,7 +47,7 @@ def keyed_vignettes_file(cfg: Any) -> str | None:
         candidates = load_records(out / "synthesis" / "dataset")[0]
         fresh = [r for r in candidates if r.key and r.columns.get("disease_id") not in trained]
         if len(fresh) < cfg.keyed_eval_size:
-            raise ValueError(
+            raise InputError(
                 f"keyed_eval: {len(fresh)} of {len(candidates)} vignettes are of diseases no stage trained on, "
                 f"fewer than keyed_eval_size {cfg.keyed_eval_size}: raise keyed_eval.num_questions"
             )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import re
 
+from medssr_hub.errors import InputError
+
 VERSION_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 REPO_TYPES = ("dataset", "model", "space")  # spaces: `evaluate` metrics
 # ORG/NAME as the Hub names repos: each part starts and ends with a letter, digit or underscore, holds only
@@ -20,7 +22,7 @@ def check_branch(branch: str | None) -> None:
     """A branch name git and the Hub accept: no control characters, backslashes, "..", empty or hidden
     parts, leading or trailing slash."""
     if branch is not None and (not branch or len(branch) > 200 or _BAD_REF.search(branch)):
-        raise ValueError(f"not a usable branch name: {branch!r}")
+        raise InputError(f"not a usable branch name: {branch!r}")
 
 
 def check_version(version: str | None, branch: str | None = None) -> str | None:
@@ -29,10 +31,10 @@ def check_version(version: str | None, branch: str | None = None) -> str | None:
     check_branch(branch)
     if version is None:
         if not branch or branch == "main":
-            raise ValueError("a publish without a version needs a branch other than main")
+            raise InputError("a publish without a version needs a branch other than main")
         return None
     if not isinstance(version, str) or not VERSION_RE.fullmatch(version):
-        raise ValueError(f"version must look like v1.2.3, got {version!r}")
+        raise InputError(f"version must look like v1.2.3, got {version!r}")
     return version
 
 
@@ -40,9 +42,9 @@ def check_repo(repo_id: str, repo_type: str) -> None:
     """The one check every repo id passes, wherever it comes from (publish, pull, a stage's publish_repo,
     a leaderboard): the Hub's naming rules (`REPO_ID_RE`)."""
     if not isinstance(repo_id, str) or not REPO_ID_RE.fullmatch(repo_id):
-        raise ValueError(
+        raise InputError(
             f"repo id must look like ORG/NAME (letters, digits, '_', '-', '.'; no '..' or '--', no leading or "
             f"trailing '.' or '-'), got {repo_id!r}"
         )
     if repo_type not in REPO_TYPES:
-        raise ValueError(f"repo type must be one of {REPO_TYPES}, got {repo_type!r}")
+        raise InputError(f"repo type must be one of {REPO_TYPES}, got {repo_type!r}")

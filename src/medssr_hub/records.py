@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -20,6 +21,7 @@ from typing import Any
 
 from datasets import Dataset, Features
 
+from medssr_hub.errors import InputError
 from medssr_hub.hub.common import MANIFEST, RUN_CONFIG
 from medssr_hub.resolve import resolve_dataset
 from medssr_hub.schema import MCQ_FEATURES, STAGE_COLUMNS, pick_split, project, split_of
@@ -29,6 +31,23 @@ logger = logging.getLogger(__name__)
 OPTION_LINE = re.compile(r"^\s*([A-Z])[.)]\s+(.*\S)\s*$")
 MIN_OPTIONS = 2
 EXAMPLES_PER_REASON = 5
+# The longest question (stem and options) a loader keeps; longer ones are counted rejections, never
+# tokenized (a 50 MB line once asked the tokenizer for 30 GB). The longest in the paper's six shared test
+# files is 4,860.
+MAX_QUESTION_CHARS_ENV = "MEDSSR_MAX_QUESTION_CHARS"
+DEFAULT_MAX_QUESTION_CHARS = 100_000
+
+
+def max_question_chars() -> int:
+    value = os.environ.get(MAX_QUESTION_CHARS_ENV, str(DEFAULT_MAX_QUESTION_CHARS))
+    try:
+        limit = int(value)
+    except ValueError:
+        limit = 0
+    if limit < 1:
+        raise InputError(f"{MAX_QUESTION_CHARS_ENV} must be a positive number of characters, got {value!r}")
+    return limit
+
 
 # metadata key of the question text exactly as a MedSSR-format file gave it (when it differs from format())
 VERBATIM = "verbatim_question"
@@ -61,7 +80,7 @@ class ColumnMap:
 
     def __post_init__(self) -> None:
         if self.answer_is not in ("letter", "index", "text"):
-            raise ValueError(f"answer_is must be letter, index or text, got {self.answer_is!r}")
+            raise InputError(f"answer_is must be letter, index or text, got {self.answer_is!r}")
 
     @classmethod
     def from_dict(cls, fields: dict[str, Any]) -> ColumnMap:
@@ -69,7 +88,7 @@ class ColumnMap:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(fields) - known)
         if unknown:
-            raise ValueError(f"unknown column mapping keys {unknown}; known: {sorted(known)}")
+            raise InputError(f"unknown column mapping keys {unknown}; known: {sorted(known)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()})
 
     def apply(self, row: Any) -> Any:
@@ -141,7 +160,7 @@ def _context_text(value: Any) -> str:
     return str(value) if value else ""
 
 
-class RecordFormatError(ValueError):
+class RecordFormatError(InputError):
     """A file or dataset is not what it claims to be (bad JSON, not parquet, wrong top-level shape)."""
 
 
@@ -250,6 +269,10 @@ def normalize_row(row: Any, index: int, source: str, report: LoadReport) -> MCQR
     if not isinstance(text, str):
         report.reject("missing_question", label)
         return None
+    limit = max_question_chars()
+    if len(text) > limit:  # before any parsing of it
+        report.reject("too_long", label)
+        return None
 
     options = row.get("options")
     if options is None:
@@ -271,6 +294,9 @@ def normalize_row(row: Any, index: int, source: str, report: LoadReport) -> MCQR
             return None
     pairs = [(str(k).strip().upper(), str(v or "").strip()) for k, v in pairs]
     parsed = dict(pairs)
+    if len(stem) + sum(len(v) for _, v in pairs) > limit:
+        report.reject("too_long", label)
+        return None
 
     if not stem:
         report.reject("empty_stem", label)
@@ -450,7 +476,13 @@ def load_records(
     report.kept = len(records)
     logger.info("Loaded %s", report.summary())
     if not records and report.rejected:
-        raise RecordFormatError(f"no usable question in {source}:\n{report.summary()}")
+        reasons = "; ".join(
+            f"{reason} {count} (first: {', '.join(report.examples[reason])})"
+            for reason, count in report.rejected.most_common()
+        )
+        raise RecordFormatError(
+            f"no usable question in {source}: all {sum(report.rejected.values())} rejected: {reasons}"
+        )
     return records, report
 
 

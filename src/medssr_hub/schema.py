@@ -19,6 +19,8 @@ from pathlib import Path
 
 from datasets import Features, List, Value
 
+from medssr_hub.errors import MedSSRError
+
 MCQ_FEATURES = Features(
     {
         "id": Value("string"),
@@ -103,7 +105,7 @@ NAMED_SPLITS = ("train", "test", "validation", "dev", "discarded", "rejected", "
 DEFAULT_SPLITS = ("test", "train")  # read when no split is asked for, in this order
 
 
-class SplitNotFoundError(KeyError):
+class SplitNotFoundError(MedSSRError, KeyError):
     """A split was asked for that the folder or repo does not have; the message names the ones it has."""
 
     def __str__(self) -> str:  # KeyError quotes its message; this one is a sentence

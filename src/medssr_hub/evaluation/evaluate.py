@@ -42,6 +42,7 @@ from medssr_hub.config import (
     publishable,
     require_chat,
 )
+from medssr_hub.errors import InputError
 from medssr_hub.evaluation.leaderboard import Run, render_markdown
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
@@ -231,7 +232,7 @@ class Evaluator:
         if todo:
             path, revision = resolve_model(self.cfg.model, self.cfg.model_revision, self.cfg.hub)
             if revision not in (None, "main"):
-                raise ValueError(
+                raise InputError(
                     "engine lighteval needs a local model folder or a hub model pulled by revision"
                 )
             hashes = {name: self.item_hashes(records) for name, records in todo.items()}
@@ -346,7 +347,7 @@ class Evaluator:
 
         backend = self.backend
         if not hasattr(backend, "model"):
-            raise ValueError("mode loglikelihood needs the embedded backend (token probabilities)")
+            raise InputError("mode loglikelihood needs the embedded backend (token probabilities)")
         answers, texts = [], []
         letter_ids: dict[str, list[int]] = {}  # each letter's first-token ids, tokenized once
         for record in tqdm(records, desc="loglikelihood", unit="item"):

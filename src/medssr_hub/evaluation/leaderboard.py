@@ -22,6 +22,7 @@ import pandas as pd
 
 from medssr_hub.answers import EXTRACTIONS
 from medssr_hub.config import ConfigError, publishable
+from medssr_hub.errors import InputError
 from medssr_hub.evaluation.registry import BENCHMARKS, title
 from medssr_hub.hub import publish
 from medssr_hub.hub.cards import dataset_card, md_cell
@@ -85,9 +86,9 @@ def _read_result(file: Path) -> dict[str, Any]:
     try:
         result = json.loads(file.read_text())
     except json.JSONDecodeError as e:
-        raise ValueError(f"{file}: not valid JSON ({e})") from e
+        raise InputError(f"{file}: not valid JSON ({e})") from e
     if not isinstance(result, dict) or "benchmarks" not in result or "model" not in result:
-        raise ValueError(f"{file}: not an evaluation result (needs 'model' and 'benchmarks')")
+        raise InputError(f"{file}: not an evaluation result (needs 'model' and 'benchmarks')")
     return result
 
 
@@ -133,7 +134,7 @@ def load_runs(source: str | Path, hub: str | None = None) -> list[Run]:
         tables[config] = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True) if files else None
     results = tables["results"]
     if results is None or not set(results.columns) >= CORE_RESULTS:
-        raise ValueError(
+        raise InputError(
             f"{name}: not a published leaderboard (no `results` config with {sorted(CORE_RESULTS)})"
         )
     origin = f"{repo}@{version or 'main'}"

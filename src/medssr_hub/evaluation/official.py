@@ -20,6 +20,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssr_hub.errors import ServiceError
 from medssr_hub.paths import cache_dir
 from medssr_hub.utils import atomic_write_bytes
 
@@ -62,7 +63,7 @@ OFFICIAL_FILES: dict[str, OfficialFile] = {
 PREFIX = f"{OFFICIAL}:"  # one official file in a benchmark list: `medssr-official:medqa`
 
 
-class OfficialFileError(RuntimeError):
+class OfficialFileError(ServiceError):
     """An official file could not be fetched."""
 
 

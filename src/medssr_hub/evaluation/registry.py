@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssr_hub.errors import ServiceError
 from medssr_hub.evaluation.official import (
     OFFICIAL,
     PREFIX,
@@ -121,7 +122,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 PAPER_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "raredis_catalogue")
 
 
-class BenchmarkUnavailable(RuntimeError):
+class BenchmarkUnavailable(ServiceError):
     pass
 
 

@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+from medssr_hub.errors import InputError, ServiceError
+
 ChatMessages = list[dict[str, str]]
 # A raw prompt string (base models, TGI's native route) or chat messages (chat template applied by the
 # backend). A chat whose last message is from the assistant is continued, not answered.
@@ -47,13 +49,13 @@ class SamplingParams:
 
     def __post_init__(self):
         if self.n < 1:
-            raise ValueError(f"n must be >= 1, got {self.n}")
+            raise InputError(f"n must be >= 1, got {self.n}")
         if self.max_tokens < 1:
-            raise ValueError(f"max_tokens must be >= 1, got {self.max_tokens}")
+            raise InputError(f"max_tokens must be >= 1, got {self.max_tokens}")
         if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+            raise InputError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1], got {self.top_p}")
+            raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
 
     @property
     def greedy(self) -> bool:
@@ -82,7 +84,7 @@ class Completion:
 OnComplete = Callable[[int, Completion], None]
 
 
-class GenerationError(RuntimeError):
+class GenerationError(ServiceError):
     """A batch could not be finished.
 
     `partial` keeps every completion that did finish (by prompt index); `partial_samples` the finished

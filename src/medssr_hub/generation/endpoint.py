@@ -27,6 +27,7 @@ from huggingface_hub.utils import hf_raise_for_status
 from huggingface_hub.utils._http import async_hf_request_event_hook, default_async_client_factory
 from tqdm.auto import tqdm
 
+from medssr_hub.errors import InputError
 from medssr_hub.generation.base import (
     BackendStats,
     Completion,
@@ -108,6 +109,16 @@ def is_retryable(error: BaseException) -> bool:
     )
 
 
+@contextlib.contextmanager
+def wrong_shape(text: str):
+    """A response that parsed as JSON but not into the fields we read: treated as a garbled answer (retried,
+    then one line naming the server), not as a bug of ours."""
+    try:
+        yield
+    except (AttributeError, TypeError, KeyError) as e:
+        raise json.JSONDecodeError(f"response of the wrong shape ({e})", text[:200], 0) from e
+
+
 # A server whose requests failed this many times in a row is set aside for the rest of the run; its
 # requests go to the others (several servers only: with one, its failures are retried as usual).
 SET_ASIDE_AFTER = 3
@@ -147,13 +158,13 @@ class EndpointBackend:
         constraint: str = "none",
     ):
         if route not in ROUTES:
-            raise ValueError(f"route must be one of {ROUTES}, got {route!r}")
+            raise InputError(f"route must be one of {ROUTES}, got {route!r}")
         if constraint not in CONSTRAINTS:
-            raise ValueError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
+            raise InputError(f"constraint must be one of {CONSTRAINTS}, got {constraint!r}")
         self.constraint = constraint
         urls = [base_url] if isinstance(base_url, str) else list(base_url)
         if not urls or not all(isinstance(u, str) and u for u in urls):
-            raise ValueError(f"base_url must be a URL or a list of URLs, got {base_url!r}")
+            raise InputError(f"base_url must be a URL or a list of URLs, got {base_url!r}")
         # Several servers: each request goes to the one with the fewest requests in flight.
         self.servers = [Server(u) for u in urls]
         if route != "completions":  # the completions route has its own HTTP client
@@ -166,7 +177,7 @@ class EndpointBackend:
         # The server's own token: `token`, or the environment variable `token_env` names; else none. The
         # HF token (HF_TOKEN, the login) is for the Hub only and never reaches an inference server.
         if token_env is not None and not os.environ.get(token_env):
-            raise ValueError(f"endpoint token_env names {token_env}, which is not set in the environment")
+            raise InputError(f"endpoint token_env names {token_env}, which is not set in the environment")
         self._token = token or (os.environ[token_env] if token_env else None)
         self.max_concurrency = max(1, max_concurrency)
         self.max_retries = max(0, max_retries)
@@ -230,7 +241,7 @@ class EndpointBackend:
         if isinstance(prompt, str):
             return prompt
         if self.tokenizer_name is None:
-            raise ValueError(f"route {self.route} takes raw prompts; set `tokenizer` to render chat messages")
+            raise InputError(f"route {self.route} takes raw prompts; set `tokenizer` to render chat messages")
         if prompt and prompt[-1]["role"] == "assistant":
             return self.tokenizer.apply_chat_template(prompt, tokenize=False, continue_final_message=True)
         return self.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
@@ -501,17 +512,18 @@ class EndpointBackend:
         choices = data.get("choices") if isinstance(data, dict) else None
         if not choices:
             raise json.JSONDecodeError("response has no choices", response.text[:200], 0)
-        usage = data.get("usage") or {}
-        samples = [
-            Sample(
-                text=choice.get("text") or "",
-                finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
-                completion_tokens=usage.get("completion_tokens") if len(choices) == 1 else None,
-            )
-            for choice in choices
-        ]
-        self.stats.completion_tokens += usage.get("completion_tokens") or 0
-        return samples, usage.get("prompt_tokens")
+        with wrong_shape(response.text):
+            usage = data.get("usage") or {}
+            samples = [
+                Sample(
+                    text=choice.get("text") or "",
+                    finish_reason="length" if choice.get("finish_reason") == "length" else "stop",
+                    completion_tokens=usage.get("completion_tokens") if len(choices) == 1 else None,
+                )
+                for choice in choices
+            ]
+            self.stats.completion_tokens += usage.get("completion_tokens") or 0
+            return samples, usage.get("prompt_tokens")
 
     async def _chat(self, client, prompt, params: SamplingParams, seed: int, n: int):
         messages = prompt if isinstance(prompt, list) else [{"role": "user", "content": prompt}]
@@ -527,22 +539,23 @@ class EndpointBackend:
             logit_bias=self._logit_bias_for(params),
             extra_body=self._extra_body(params),
         )
-        if not response.choices:
-            raise json.JSONDecodeError("response has no choices", "", 0)
-        usage = getattr(response, "usage", None)
-        per_sample_tokens = (
-            usage.completion_tokens if usage is not None and len(response.choices) == 1 else None
-        )
-        samples = [
-            Sample(
-                text=choice.message.content or "",
-                finish_reason="length" if choice.finish_reason == "length" else "stop",
-                completion_tokens=per_sample_tokens,
+        with wrong_shape(str(response)):
+            if not response.choices:
+                raise json.JSONDecodeError("response has no choices", "", 0)
+            usage = getattr(response, "usage", None)
+            per_sample_tokens = (
+                usage.completion_tokens if usage is not None and len(response.choices) == 1 else None
             )
-            for choice in response.choices
-        ]
-        self.stats.completion_tokens += usage.completion_tokens if usage is not None else 0
-        return samples, (usage.prompt_tokens if usage is not None else None)
+            samples = [
+                Sample(
+                    text=choice.message.content or "",
+                    finish_reason="length" if choice.finish_reason == "length" else "stop",
+                    completion_tokens=per_sample_tokens,
+                )
+                for choice in response.choices
+            ]
+            self.stats.completion_tokens += usage.completion_tokens if usage is not None else 0
+            return samples, (usage.prompt_tokens if usage is not None else None)
 
     async def _tgi(self, client, prompt, params: SamplingParams, seed: int):
         prompt = self._render(prompt)

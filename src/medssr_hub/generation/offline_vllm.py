@@ -16,6 +16,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from medssr_hub.config import ConfigError
 from medssr_hub.generation.base import (
     BackendStats,
     Completion,
@@ -107,7 +108,7 @@ class VLLMBackend:
             import torch
             from vllm import LLM
         except ImportError as e:
-            raise ImportError(f"{INSTALL_HINT} ({e})") from e
+            raise ConfigError(f"{INSTALL_HINT} ({e})") from e
         path, revision = resolve_model(model, revision, hub)
         args = engine_args(engine, on_gpu=torch.cuda.is_available())
         logger.info(

@@ -12,6 +12,7 @@ import logging
 import os
 from pathlib import Path
 
+from medssr_hub.errors import InputError
 from medssr_hub.hub.cards import card_problems
 from medssr_hub.hub.common import RUN_CONFIG, Hub, HubError, PublishResult, VersionExistsError, build_manifest
 from medssr_hub.hub.local import LocalHub
@@ -90,7 +91,7 @@ def publish(
     if card is not None:
         problems = card_problems(card, folder)
         if problems:
-            raise ValueError(f"card for {repo_id} is not publishable: {'; '.join(problems)}")
+            raise InputError(f"card for {repo_id} is not publishable: {'; '.join(problems)}")
         card.save(Path(folder) / "README.md")
     return open_hub(hub, token=token).publish(
         folder, repo_id, version, repo_type=repo_type, private=private, branch=branch, message=message

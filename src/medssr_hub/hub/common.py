@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
+from medssr_hub.errors import InputError, ServiceError
 from medssr_hub.names import (  # re-exported: the one name check, also used by configs (ground layer)
     REPO_ID_RE,
     REPO_TYPES,
@@ -22,7 +23,7 @@ RUN_CONFIG = "medssr_config.json"  # the publishable settings a stage's release 
 __all__ = ["REPO_ID_RE", "REPO_TYPES", "VERSION_RE", "check_branch", "check_repo", "check_version"]
 
 
-class HubError(RuntimeError):
+class HubError(ServiceError):
     """A publish or pull that failed: it names the repo and the target, never the token."""
 
 
@@ -58,7 +59,7 @@ def build_manifest(folder: str | Path) -> dict:
         for p in folder_files(folder)
     }
     if not files:
-        raise ValueError(f"{folder}: nothing to publish (empty folder)")
+        raise InputError(f"{folder}: nothing to publish (empty folder)")
     content_id = hashlib.sha256(json.dumps(files, sort_keys=True).encode()).hexdigest()
     return {"content_id": content_id, "files": files}
 

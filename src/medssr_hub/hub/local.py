@@ -19,6 +19,7 @@ from pathlib import Path
 from filelock import FileLock
 from filelock import Timeout as LockTimeout
 
+from medssr_hub.errors import InputError
 from medssr_hub.hub.common import (
     MANIFEST,
     HubError,
@@ -43,17 +44,24 @@ class LocalHub:
 
     def repo_dir(self, repo_id: str, repo_type: str) -> Path:
         check_repo(repo_id, repo_type)
+        if self.root.exists() and not self.root.is_dir():
+            raise InputError(f"local hub root {self.root} is a file, not a folder")
         repo = self.root / f"{repo_type}s" / repo_id
         # The id check keeps ids inside; this keeps a symlinked repo folder from leading out as well.
         if not repo.resolve().is_relative_to((self.root / f"{repo_type}s").resolve()):
-            raise ValueError(f"repo {repo_id!r} resolves outside the hub root {self.root}")
+            raise InputError(f"repo {repo_id!r} resolves outside the hub root {self.root}")
         return repo
 
     def _refs(self, repo: Path) -> dict:
         path = repo / "refs.json"
         if not path.exists():
             return {"tags": {}, "branches": {}, "private": False, "log": []}
-        return json.loads(path.read_text())
+        try:
+            return json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise HubError(
+                f"local hub {self.root}: {path.relative_to(self.root)} is not valid JSON ({e})"
+            ) from e
 
     def exists(self, repo_id: str, repo_type: str = "dataset") -> bool:
         return (self.repo_dir(repo_id, repo_type) / "refs.json").exists()

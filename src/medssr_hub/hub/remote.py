@@ -29,6 +29,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils._http import default_client_factory
 
+from medssr_hub.errors import InputError, MedSSRError
 from medssr_hub.hub.common import (
     MANIFEST,
     HubError,
@@ -42,6 +43,10 @@ from medssr_hub.hub.common import (
 from medssr_hub.utils import Timeout, TransportError, describe_error
 
 logger = logging.getLogger(__name__)
+
+# What a hub request can fail with: HTTP errors, the network, and an answer that is not the JSON we read
+# (ValueError covers JSONDecodeError; KeyError and TypeError a document of the wrong shape).
+HUB_FAILURES = (HfHubHTTPError, OSError, TransportError, ValueError, KeyError, TypeError)
 KEEP_ON_HUB = {".gitattributes"}
 # Seconds to wait for the Hub to connect (at most 10) and for each read. huggingface_hub's own clients wait
 # forever (`timeout=None`): a hub that accepts the connection and never answers would hang a publish.
@@ -56,7 +61,7 @@ def hub_timeout() -> float:
     except ValueError:
         seconds = -1.0
     if not 0 < seconds < float("inf"):
-        raise ValueError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
+        raise InputError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
     return seconds
 
 
@@ -96,7 +101,10 @@ class RemoteHub:
 
     def _remote_manifest(self, repo_id: str, repo_type: str, revision: str) -> dict | None:
         text = self.read_text(repo_id, revision, MANIFEST, repo_type)
-        return json.loads(text) if text is not None else None
+        try:
+            return json.loads(text) if text is not None else None
+        except json.JSONDecodeError as e:
+            raise self._fail(f"reading {MANIFEST} of {repo_type} {repo_id}@{revision}", e) from e
 
     def read_text(self, repo_id: str, revision: str, filename: str, repo_type: str = "dataset") -> str | None:
         """One file of a revision (None if the revision has no such file), without the rest of the repo."""
@@ -111,6 +119,8 @@ class RemoteHub:
             )
         except EntryNotFoundError:
             return None
+        except HUB_FAILURES as e:
+            raise self._fail(f"reading {filename} of {repo_type} {repo_id}@{revision}", e) from e
         return Path(path).read_text()
 
     def publish(
@@ -197,9 +207,9 @@ class RemoteHub:
                     repo_type=repo_type,
                     tag_message=message or version,
                 )
-        except HubError:
+        except MedSSRError:  # ours, already naming the problem
             raise
-        except (HfHubHTTPError, OSError, TransportError) as e:
+        except HUB_FAILURES as e:
             raise HubError(
                 f"{action} on {self.endpoint} failed: {describe_error(e)}; no version was tagged, retrying is safe"
             ) from e
@@ -244,7 +254,7 @@ class RemoteHub:
             raise HubError(
                 f"{repo_type} {repo_id}@{revision} not found on {self.endpoint}: {describe_error(e)}"
             ) from e
-        except (HfHubHTTPError, OSError, TransportError) as e:
+        except HUB_FAILURES as e:
             raise self._fail(f"pulling {repo_type} {repo_id}@{revision}", e) from e
         logger.info("Read %s %s@%s from %s into %s", repo_type, repo_id, revision, self.endpoint, path)
         return Path(path)
@@ -254,5 +264,5 @@ class RemoteHub:
             return {
                 t.name: t.target_commit for t in self.api.list_repo_refs(repo_id, repo_type=repo_type).tags
             }
-        except (HfHubHTTPError, OSError, TransportError) as e:
+        except HUB_FAILURES as e:
             raise self._fail(f"listing versions of {repo_type} {repo_id}", e) from e

@@ -33,6 +33,7 @@ from medssr_hub.config import (
     publishable,
     require_chat,
 )
+from medssr_hub.errors import ServiceError
 from medssr_hub.generation import (
     GenerationError,
     SamplingParams,
@@ -50,7 +51,7 @@ from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write
 logger = logging.getLogger(__name__)
 
 
-class LabelingError(RuntimeError):
+class LabelingError(ServiceError):
     pass
 
 

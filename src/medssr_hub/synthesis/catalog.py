@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass, field
 from functools import cached_property
 from pathlib import Path
 
+from medssr_hub.errors import InputError
 from medssr_hub.paths import cache_dir
 
 logger = logging.getLogger(__name__)
@@ -228,7 +229,7 @@ class RareDiseaseCatalog:
             for row in _read_user_catalog(path):
                 by_id[row.id] = row
         if not by_id:
-            raise ValueError("the rare-disease catalogue is empty")
+            raise InputError("the rare-disease catalogue is empty")
         return list(by_id.values())
 
     @cached_property
@@ -265,11 +266,15 @@ class RareDiseaseCatalog:
 
 
 def _read_user_catalog(path: Path) -> Iterator[RareDisease]:
-    with path.open(encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
-            if not line.strip():
+    with path.open("rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            if not raw.strip():
                 continue
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise InputError(f"{path}:{lineno}: not UTF-8 text ({e.reason} at byte {e.start})") from e
             try:
                 yield RareDisease.from_dict(json.loads(line))
             except (json.JSONDecodeError, KeyError, TypeError, ValueError) as e:
-                raise ValueError(f"{path}:{lineno}: not a catalogue row (needs id, name; {e})") from e
+                raise InputError(f"{path}:{lineno}: not a catalogue row (needs id, name; {e})") from e

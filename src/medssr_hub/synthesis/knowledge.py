@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import pyarrow.parquet as pq
 
+from medssr_hub.errors import InputError
 from medssr_hub.resolve import resolve_dataset
 from medssr_hub.synthesis.catalog import RareDisease
 from medssr_hub.utils import read_jsonl
@@ -82,7 +83,7 @@ def load_documents(source: str, revision: str | None = None, hub: str | None = N
     passages = []
     for i, row in enumerate(rows):
         if not isinstance(row, dict) or not str(row.get("text") or "").strip():
-            raise ValueError(f"{source}: document #{i} has no `text`")
+            raise InputError(f"{source}: document #{i} has no `text`")
         passages += chunk_document(str(row.get("title") or f"document-{i}"), str(row["text"]))
     return passages
 
@@ -94,7 +95,7 @@ class BM25Retriever:
         import bm25s
 
         if not passages:
-            raise ValueError("cannot build a retriever over an empty corpus")
+            raise InputError("cannot build a retriever over an empty corpus")
         self.passages = list(passages)
         self._bm25s = bm25s
         self.index = bm25s.BM25()

@@ -33,8 +33,10 @@ from medssr_hub.config import (
     config_dict,
     engine_fingerprint,
     guard_resume,
+    local_inputs_fingerprint,
     publishable,
 )
+from medssr_hub.errors import ServiceError
 from medssr_hub.generation import SamplingParams, backend_for, check_backend, model_label
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
@@ -70,7 +72,7 @@ MAX_QUESTIONS = 10_000_000  # a run's plan and draws are held in memory
 BRANCHES = ("rare", "seed")
 
 
-class SynthesisError(RuntimeError):
+class SynthesisError(ServiceError):
     pass
 
 
@@ -135,7 +137,15 @@ class SynthesisConfig:
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""
         skip = {"num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size", "vllm"}
-        return {k: v for k, v in config_dict(self).items() if k not in skip} | engine_fingerprint(self.vllm)
+        settings = {k: v for k, v in config_dict(self).items() if k not in skip}
+        return settings | engine_fingerprint(self.vllm) | {"inputs": self.inputs_fingerprint()}
+
+    def inputs_fingerprint(self) -> dict[str, str]:
+        """What the local input files hold: seed questions (the seed branch only), catalogue, documents."""
+        seeds = self.seed_data
+        if seeds is None and self.alpha < 1 and (folder := benchmarks_dir()) is not None:
+            seeds = str(folder / "medqa.json")
+        return local_inputs_fingerprint([seeds if self.alpha < 1 else None, *self.catalog, *self.documents])
 
 
 def draw_rhos(n: int, seed: int) -> np.ndarray:

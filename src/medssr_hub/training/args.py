@@ -8,6 +8,7 @@ from trl import ScriptArguments
 
 from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
 from medssr_hub.config import JsonDict
+from medssr_hub.errors import InputError
 
 
 @dataclass
@@ -99,17 +100,17 @@ class MedSSRScriptArguments(ScriptArguments):
 
     def __post_init__(self):
         if self.chat is None:
-            raise ValueError(
+            raise InputError(
                 "set `chat: true` (chat template, instruct models) or `chat: false` (raw chain-of-thought "
                 "template, base models) in the config; it is never guessed from the model name"
             )
         if self.extraction not in EXTRACTIONS:
-            raise ValueError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
+            raise InputError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
         if self.recovery_rule not in RECOVERY_RULES:
-            raise ValueError(
+            raise InputError(
                 f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
             )
         if self.target not in ("label", "answer"):
-            raise ValueError(f"target must be 'label' or 'answer', got {self.target!r}")
+            raise InputError(f"target must be 'label' or 'answer', got {self.target!r}")
         if not self.dataset_name:
-            raise ValueError("dataset_name is required: a dataset repo id, a folder or a file")
+            raise InputError("dataset_name is required: a dataset repo id, a folder or a file")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import Extraction, extract_or_recover
+from medssr_hub.errors import InputError
 from medssr_hub.generation.embedded import EmbeddedBackend
 from medssr_hub.records import record_from_row
 
@@ -171,5 +172,5 @@ def build_reward_funcs(
             module, attr = name.rsplit(".", 1)
             funcs.append(getattr(importlib.import_module(module), attr))
         else:
-            raise ValueError(f"unknown reward {name!r}: use accuracy, format, length or a dotted import path")
+            raise InputError(f"unknown reward {name!r}: use accuracy, format, length or a dotted import path")
     return funcs
