@@ -24,6 +24,8 @@ LAYERS = {
     "medssr_hub.hub": 2,
     "medssr_hub.resolve": 2,
     "medssr_hub.records": 2,
+    "medssr_hub.columns": 2,
+    "medssr_hub.decontamination": 2,
     "medssr_hub.generation": 3,
     "medssr_hub.answers": 3,
     "medssr_hub.synthesis": 4,
@@ -110,6 +112,19 @@ def test_imports_flow_downward_with_no_cycle():
                     seen.add(nxt)
                     stack.append((nxt, [*path, nxt]))
     assert not cycles, cycles[:3]
+
+
+MAX_LINES = 400
+# The modules still over MAX_LINES (issue 23), each held at most at the size it has now: a ratchet that
+# only moves down. Split one and its entry goes.
+STILL_OVER = {"generation/endpoint.py": 590, "synthesis/synthesize.py": 601}
+
+
+def test_no_module_is_over_400_lines_except_the_two_not_yet_split():
+    sizes = {str(f.relative_to(PACKAGE)): len(f.read_text().splitlines()) for f in PACKAGE.rglob("*.py")}
+    over = {name: n for name, n in sizes.items() if n > STILL_OVER.get(name, MAX_LINES)}
+    assert not over, f"modules over {MAX_LINES} lines (or grown past their entry in STILL_OVER): {over}"
+    assert all(sizes[name] > MAX_LINES for name in STILL_OVER), "split: drop its STILL_OVER entry"
 
 
 def test_the_checker_finds_a_cycle_and_an_upward_import(tmp_path, monkeypatch):

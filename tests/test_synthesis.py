@@ -12,8 +12,9 @@ import pytest
 from datasets import load_dataset
 
 from medssr_hub.cli import main
+from medssr_hub.decontamination import Decontaminator
 from medssr_hub.hub import LocalHub, VersionExistsError
-from medssr_hub.records import Decontaminator, MCQRecord, load_records
+from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.schema import SYNTHETIC_FEATURES
 from medssr_hub.synthesis.filters import Deduplicator, similarity, validate
 from medssr_hub.synthesis.prompts import ParseError, key_prompt, parse_generated

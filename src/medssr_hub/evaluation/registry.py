@@ -14,6 +14,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from medssr_hub.columns import ColumnMap
 from medssr_hub.errors import ServiceError
 from medssr_hub.evaluation.official import (
     OFFICIAL,
@@ -25,7 +26,7 @@ from medssr_hub.evaluation.official import (
     source_name,
 )
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, describe_benchmark_source
-from medssr_hub.records import ColumnMap, MCQRecord, load_records
+from medssr_hub.records import MCQRecord, load_records
 
 logger = logging.getLogger(__name__)
 

@@ -12,9 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
-import statistics
-from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,6 +40,7 @@ from medssr_hub.generation import (
 )
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
+from medssr_hub.labeling.diagnostics import compute_diagnostics, plot_diagnostics, render_diagnostics
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.schema import LABELED_FEATURES
@@ -120,13 +118,6 @@ class LabelConfig:
 
 def question_seed(seed: int, question_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{question_id}".encode(), digest_size=6).digest(), "little")
-
-
-def reference_answer(record: MCQRecord, mode: str) -> str | None:
-    """What measures a label: the construction key, or with `all` the dataset's answer (gold)."""
-    if mode == "construction":
-        return record.key
-    return record.answer if mode == "all" else None
 
 
 class Labeler:
@@ -301,132 +292,6 @@ class Labeler:
         atomic_write_json(self.release / RUN_CONFIG, publishable(config_dict(cfg)))
         result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
         return f"{result.repo_id}@{result.version} ({result.location})"
-
-
-def compute_diagnostics(rows, cfg: LabelConfig) -> dict[str, Any]:
-    """TTRL-style metrics: label accuracy, per-sample and reward accuracy, agreement, recovery, accuracy vs n."""
-    n = cfg.n
-    agreements = [vote.agreement for _, _, vote, _ in rows]
-    histogram = Counter(round(a * n) for a in agreements)
-    low, high = cfg.band
-    band_counts = {
-        "below band": sum(a < low for a in agreements),
-        "in band": sum(in_band for *_, in_band in rows),
-        "above band (e.g. unanimous)": sum(a > high for a in agreements),
-        "no parseable vote": sum(vote.label is None for _, _, vote, _ in rows),
-    }
-    samples = [x for _, v, _, _ in rows for x in v["letters"]]
-    recovered = [x for _, v, _, _ in rows for x in v["recovered"]]
-    out: dict[str, Any] = {
-        "questions": len(rows),
-        "n": n,
-        "mean_agreement": statistics.fmean(agreements) if agreements else 0.0,
-        "agreement_histogram": {f"{k}/{n}": histogram.get(k, 0) for k in range(n + 1)},
-        "band_counts": band_counts,
-        "ties": sum(vote.tie for _, _, vote, _ in rows),
-        "recovery_rate": statistics.fmean(recovered) if recovered else 0.0,
-        "unparsed_rate": statistics.fmean(x is None for x in samples) if samples else 0.0,
-    }
-    scored = [(r, v, vote, b, reference_answer(r, cfg.reference)) for r, v, vote, b in rows]
-    scored = [s for s in scored if s[4] is not None]
-    out["reference_questions"] = len(scored)
-    if scored:
-        out["label_accuracy"] = statistics.fmean(vote.label == ref for _, _, vote, _, ref in scored)
-        in_band = [(vote, ref) for _, _, vote, b, ref in scored if b]
-        out["label_accuracy_in_band"] = (
-            statistics.fmean(v.label == ref for v, ref in in_band) if in_band else None
-        )
-        out["sample_accuracy"] = statistics.fmean(
-            x == ref for _, v, _, _, ref in scored for x in v["letters"]
-        )
-        # Reward accuracy: how often the pseudo-label reward (sample == label) equals the true one (sample == ref).
-        out["reward_accuracy"] = statistics.fmean(
-            (x == vote.label) == (x == ref) for _, v, vote, _, ref in scored for x in v["letters"]
-        )
-        out["label_accuracy_vs_n"] = accuracy_vs_n(scored, n, cfg.seed)
-    return out
-
-
-SUBSET_REPEATS = 20  # random vote subsets averaged per m in accuracy_vs_n
-
-
-def accuracy_vs_n(scored, n: int, seed: int) -> dict[str, float]:
-    """Label accuracy when only m of the n votes are used (random subsets, averaged), m = 1, 2, 4, ..., n."""
-    rng = random.Random(seed)
-    sizes = sorted({m for m in (1, 2, 3, 4, 6, 8, 12, 16, 32, 64) if m < n} | {n})
-    curve = {}
-    for m in sizes:
-        hits = []
-        for _, v, _, _, ref in scored:
-            for _ in range(SUBSET_REPEATS if m < n else 1):
-                subset = rng.sample(v["letters"], m)
-                hits.append(majority_vote(subset).label == ref)
-        curve[str(m)] = statistics.fmean(hits)
-    return curve
-
-
-def render_diagnostics(stats: dict[str, Any]) -> str:
-    lines = ["| metric | value |", "|---|---:|"]
-    for key in (
-        "questions",
-        "kept",
-        "discarded",
-        "mean_agreement",
-        "ties",
-        "recovery_rate",
-        "unparsed_rate",
-        "reference_questions",
-        "label_accuracy",
-        "label_accuracy_in_band",
-        "sample_accuracy",
-        "reward_accuracy",
-    ):
-        value = stats.get(key)
-        if value is not None:
-            lines.append(
-                f"| {key.replace('_', ' ')} | {value:.3f} |"
-                if isinstance(value, float)
-                else f"| {key.replace('_', ' ')} | {value} |"
-            )
-    if stats.get("label_accuracy_vs_n"):
-        lines += ["", "| votes used | label accuracy |", "|---:|---:|"]
-        lines += [f"| {m} | {acc:.3f} |" for m, acc in stats["label_accuracy_vs_n"].items()]
-    return "\n".join(lines)
-
-
-def plot_diagnostics(diagnostics: dict[str, Any], path: Path, cfg: LabelConfig) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
-    hist = diagnostics["agreement_histogram"]
-    xs = list(range(len(hist)))
-    low, high = cfg.band
-    colors = ["tab:green" if low <= x / cfg.n <= high else "tab:gray" for x in xs]
-    axes[0].bar(xs, list(hist.values()), color=colors)
-    axes[0].set_xticks(xs, list(hist), rotation=0)
-    axes[0].set_xlabel("majority votes / n (green: kept)")
-    axes[0].set_ylabel("questions")
-    axes[0].set_title("Agreement of the policy's votes")
-    curve = diagnostics.get("label_accuracy_vs_n")
-    if curve:
-        axes[1].plot([int(m) for m in curve], list(curve.values()), marker="o")
-        axes[1].set_ylim(0, 1)
-        axes[1].set_xlabel("votes used (n)")
-        axes[1].set_ylabel("label accuracy vs reference")
-        axes[1].set_title(f"Label accuracy vs n ({diagnostics['reference_questions']} questions)")
-    else:
-        axes[1].axis("off")
-        axes[1].text(0.5, 0.5, "no reference answers to score labels", ha="center", va="center")
-    fig.tight_layout()
-    partial = path.with_name(path.stem + ".part.png")
-    fig.savefig(partial, dpi=110)
-    plt.close(fig)
-    partial.replace(path)
-    return path
 
 
 def run_labeling(cfg: LabelConfig) -> dict[str, Any]:

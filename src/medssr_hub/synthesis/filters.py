@@ -9,7 +9,8 @@ import hashlib
 from collections import defaultdict
 from dataclasses import dataclass
 
-from medssr_hub.records import MCQRecord, words
+from medssr_hub.decontamination import words
+from medssr_hub.records import MCQRecord
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,13 @@ from medssr_hub.config import (
     local_inputs_fingerprint,
     publishable,
 )
+from medssr_hub.decontamination import Decontaminator
 from medssr_hub.errors import ServiceError
 from medssr_hub.generation import SamplingParams, backend_for, check_backend, model_label
 from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
-from medssr_hub.records import Decontaminator, MCQRecord, load_records, record_from_row
+from medssr_hub.records import MCQRecord, load_records, record_from_row
 from medssr_hub.schema import SYNTHETIC_FEATURES
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
 from medssr_hub.synthesis.filters import (

@@ -24,7 +24,7 @@ class MedSSRScriptArguments(ScriptArguments):
     dataset_columns: JsonDict = field(
         default_factory=JsonDict,
         metadata={
-            "help": "how another dataset's columns map onto a question (records.ColumnMap fields, e.g. "
+            "help": "how another dataset's columns map onto a question (columns.ColumnMap fields, e.g. "
             '{"question": "prompt", "options": null, "label": "reward_model.ground_truth"}); known '
             "released sets (training.data.DATASET_COLUMNS) are mapped without it"
         },

@@ -10,9 +10,11 @@ from dataclasses import dataclass, field
 from datasets import Dataset
 
 from medssr_hub.answers import answer_prompt
+from medssr_hub.columns import ColumnMap
+from medssr_hub.decontamination import Decontaminator
 from medssr_hub.errors import InputError
 from medssr_hub.paths import benchmarks_dir
-from medssr_hub.records import ColumnMap, Decontaminator, MCQRecord, load_records
+from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.training.args import MedSSRScriptArguments
 
 logger = logging.getLogger(__name__)
