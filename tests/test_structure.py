@@ -117,10 +117,10 @@ def test_imports_flow_downward_with_no_cycle():
 MAX_LINES = 400
 # The modules still over MAX_LINES (issue 23), each held at most at the size it has now: a ratchet that
 # only moves down. Split one and its entry goes.
-STILL_OVER = {"generation/endpoint.py": 590, "synthesis/synthesize.py": 601}
+STILL_OVER = {"synthesis/synthesize.py": 601}
 
 
-def test_no_module_is_over_400_lines_except_the_two_not_yet_split():
+def test_no_module_is_over_400_lines_except_the_one_not_yet_split():
     sizes = {str(f.relative_to(PACKAGE)): len(f.read_text().splitlines()) for f in PACKAGE.rglob("*.py")}
     over = {name: n for name, n in sizes.items() if n > STILL_OVER.get(name, MAX_LINES)}
     assert not over, f"modules over {MAX_LINES} lines (or grown past their entry in STILL_OVER): {over}"
