@@ -26,7 +26,8 @@ from medssr_hub.answers import Extraction, answer_prompt
 from medssr_hub.generation import SamplingParams, build_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.records import load_records
-from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.synthesis.config import SynthesisConfig
+from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.training import launch_command
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -26,8 +26,9 @@ import httpx
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from medssr_hub.generation.base import sample_seed  # noqa: E402
 from medssr_hub.modeling import find_embedded_gguf  # noqa: E402
+from medssr_hub.synthesis.config import SynthesisConfig  # noqa: E402
 from medssr_hub.synthesis.prompts import LAYOUT_GBNF  # noqa: E402
-from medssr_hub.synthesis.synthesize import SynthesisConfig, Synthesizer  # noqa: E402
+from medssr_hub.synthesis.synthesize import Synthesizer  # noqa: E402
 from tests.conftest import LlamaServer  # noqa: E402  (the same server the tests start)
 
 

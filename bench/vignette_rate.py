@@ -8,7 +8,8 @@ import tempfile
 import time
 
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
-from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.synthesis.config import SynthesisConfig
+from medssr_hub.synthesis.synthesize import run_synthesis
 
 
 def main() -> None:

@@ -245,7 +245,8 @@ def vllm_backend(embedded_dir):
 def publish_vignettes(root: Path, count: int = 6) -> Path:
     """`count` catalogue vignettes (keys known by construction) published to a local hub at root/hub as
     medssr/synth@v1.0.0; returns the hub folder."""
-    from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+    from medssr_hub.synthesis.config import SynthesisConfig
+    from medssr_hub.synthesis.synthesize import run_synthesis
 
     hub = root / "hub"
     run_synthesis(

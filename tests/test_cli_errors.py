@@ -265,7 +265,7 @@ def test_the_project_errors_share_one_base_and_a_bug_keeps_its_traceback(monkeyp
     from medssr_hub.labeling.label import LabelingError
     from medssr_hub.records import RecordFormatError
     from medssr_hub.schema import SplitNotFoundError
-    from medssr_hub.synthesis.synthesize import SynthesisError
+    from medssr_hub.synthesis.config import SynthesisError
     from medssr_hub.training.data import TrainingDataError
 
     for cls in (ConfigError, OfficialFileError, BenchmarkUnavailable, GenerationError, HubError, LabelingError,

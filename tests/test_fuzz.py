@@ -14,9 +14,9 @@ from medssr_hub.config import ConfigError, parse_config
 from medssr_hub.evaluation.evaluate import EvalConfig
 from medssr_hub.labeling.label import LabelConfig
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records
+from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.filters import validate
 from medssr_hub.synthesis.prompts import ParseError, parse_generated
-from medssr_hub.synthesis.synthesize import SynthesisConfig
 from tests.test_official import reference_official
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

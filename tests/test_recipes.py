@@ -15,7 +15,8 @@ from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.label import LabelConfig, Labeler
 from medssr_hub.records import load_records
 from medssr_hub.schema import LABELED_FEATURES, SYNTHETIC_FEATURES
-from medssr_hub.synthesis.synthesize import SynthesisConfig, Synthesizer
+from medssr_hub.synthesis.config import SynthesisConfig
+from medssr_hub.synthesis.synthesize import Synthesizer
 
 STAGE1 = ("medssr-hub/smollm2-medssr-stage1", "v0.1.0")
 TRAIN_SIZES = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--max_completion_length", "16"]
@@ -95,7 +96,7 @@ def test_every_shipped_recipe_parses_with_the_installed_libraries():
     from medssr_hub.labeling.label import LabelConfig
     from medssr_hub.paths import package_data
     from medssr_hub.pipeline import DemoConfig
-    from medssr_hub.synthesis.synthesize import SynthesisConfig
+    from medssr_hub.synthesis.config import SynthesisConfig
     from medssr_hub.training import grpo, sft
 
     stages = {

@@ -108,7 +108,8 @@ def test_user_strings_are_escaped_in_tables_and_cards(tmp_path, embedded_backend
 def test_synthesis_refuses_a_changed_catalogue_under_the_same_name(tmp_path):
     """Synthesis's resume check covers its local input files (seed questions, catalogue, documents): the
     same folder after the catalogue file changed is refused with the fix named, not resumed."""
-    from medssr_hub.synthesis.synthesize import SynthesisConfig, SynthesisError, Synthesizer
+    from medssr_hub.synthesis.config import SynthesisConfig, SynthesisError
+    from medssr_hub.synthesis.synthesize import Synthesizer
 
     row = {
         "id": "LOCAL:1",

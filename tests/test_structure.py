@@ -114,17 +114,13 @@ def test_imports_flow_downward_with_no_cycle():
     assert not cycles, cycles[:3]
 
 
-MAX_LINES = 400
-# The modules still over MAX_LINES (issue 23), each held at most at the size it has now: a ratchet that
-# only moves down. Split one and its entry goes.
-STILL_OVER = {"synthesis/synthesize.py": 601}
+MAX_LINES = 400  # issue 23: one job per module
 
 
-def test_no_module_is_over_400_lines_except_the_one_not_yet_split():
+def test_no_module_is_over_400_lines():
     sizes = {str(f.relative_to(PACKAGE)): len(f.read_text().splitlines()) for f in PACKAGE.rglob("*.py")}
-    over = {name: n for name, n in sizes.items() if n > STILL_OVER.get(name, MAX_LINES)}
-    assert not over, f"modules over {MAX_LINES} lines (or grown past their entry in STILL_OVER): {over}"
-    assert all(sizes[name] > MAX_LINES for name in STILL_OVER), "split: drop its STILL_OVER entry"
+    over = {name: n for name, n in sizes.items() if n > MAX_LINES}
+    assert not over, f"modules over {MAX_LINES} lines: {over}"
 
 
 def test_the_checker_finds_a_cycle_and_an_upward_import(tmp_path, monkeypatch):

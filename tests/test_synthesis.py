@@ -16,15 +16,10 @@ from medssr_hub.decontamination import Decontaminator
 from medssr_hub.hub import LocalHub, VersionExistsError
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.schema import SYNTHETIC_FEATURES
+from medssr_hub.synthesis.config import SynthesisConfig, SynthesisError, draw_rhos
 from medssr_hub.synthesis.filters import Deduplicator, similarity, validate
 from medssr_hub.synthesis.prompts import ParseError, key_prompt, parse_generated
-from medssr_hub.synthesis.synthesize import (
-    SynthesisConfig,
-    SynthesisError,
-    Synthesizer,
-    draw_rhos,
-    run_synthesis,
-)
+from medssr_hub.synthesis.synthesize import Synthesizer, run_synthesis
 from tests.fault_proxy import FaultProxy
 
 GOOD = " A 30-year-old man has fever and a rash.\nA. Measles\nB. Rubella\nC. Roseola\nD. Scarlet fever\nAnswer: A"

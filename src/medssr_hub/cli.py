@@ -31,9 +31,10 @@ from medssr_hub.paths import package_data
 from medssr_hub.pipeline import DemoConfig, render_summary, run_demo
 from medssr_hub.records import load_records
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
+from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
 from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, SUBSET_NAME, build_subset
-from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.training import grpo, sft
 from medssr_hub.utils import setup_logging
 

@@ -18,7 +18,8 @@ from medssr_hub.config import config_from_dict
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.stats import paired_difference
 from medssr_hub.records import load_records
-from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.synthesis.config import SynthesisConfig
+from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.utils import atomic_write_text
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,9 @@ from medssr_hub.method_check import keyed_vignettes_file, method_check, render_m
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
 from medssr_hub.records import load_records
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
+from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
-from medssr_hub.synthesis.synthesize import SynthesisConfig, run_synthesis
+from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.training import grpo
 from medssr_hub.utils import atomic_write_json, atomic_write_text
 

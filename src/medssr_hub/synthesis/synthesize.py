@@ -14,37 +14,28 @@ from its shards and ends with exactly the dataset an uninterrupted run produces.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 import random
 from collections import Counter
-from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from medssr_hub.config import (
-    ConfigError,
-    JsonDict,
     config_dict,
-    engine_fingerprint,
     guard_resume,
-    local_inputs_fingerprint,
     publishable,
 )
 from medssr_hub.decontamination import Decontaminator
-from medssr_hub.errors import ServiceError
-from medssr_hub.generation import SamplingParams, backend_for, check_backend, model_label
-from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
-from medssr_hub.hub.cards import dataset_card
+from medssr_hub.generation import SamplingParams, backend_for, model_label
+from medssr_hub.hub import check_publishable
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
-from medssr_hub.records import MCQRecord, load_records, record_from_row
-from medssr_hub.schema import SYNTHETIC_FEATURES
+from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
+from medssr_hub.synthesis.config import BRANCHES, SynthesisConfig, SynthesisError, draw_rhos
 from medssr_hub.synthesis.filters import (
     Deduplicator,
     ValidationSettings,
@@ -64,95 +55,11 @@ from medssr_hub.synthesis.prompts import (
     rewrite_prompt,
     seed_prompt,
 )
-from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
+from medssr_hub.synthesis.release import quota_message, record_of, write_release
 from medssr_hub.synthesis.vignettes import VignetteGenerator
-from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
+from medssr_hub.utils import atomic_write_jsonl, read_jsonl
 
 logger = logging.getLogger(__name__)
-MAX_QUESTIONS = 10_000_000  # a run's plan and draws are held in memory
-BRANCHES = ("rare", "seed")
-
-
-class SynthesisError(ServiceError):
-    pass
-
-
-@dataclass
-class SynthesisConfig:
-    """`medssr-hub synthesize --config recipes/synthesis/config_demo.yaml [--field value ...]`."""
-
-    num_questions: int = 100
-    alpha: float = 0.3
-    seed: int = 42
-    seed_data: str | None = None  # seed questions: file, folder or dataset id; None: the benchmarks' MedQA
-    seed_revision: str | None = None
-    exemplars: int = 1
-    rare_generator: str = "llm"  # llm | vignette
-    seed_generator: str = "llm"  # llm | vignette (vignette here only for ablations and tests)
-    backend: str = "embedded"  # embedded | vllm | endpoint
-    model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
-    model_revision: str | None = None
-    endpoint: JsonDict = field(default_factory=JsonDict)  # EndpointBackend arguments (base_url, route, ...)
-    vllm: JsonDict = field(
-        default_factory=JsonDict
-    )  # vllm.LLM arguments (dtype, gpu_memory_utilization, ...)
-    disease_sampling: str = "uniform"  # uniform | phenotypes (weighted by annotated phenotypes)
-    passages: int = 3
-    documents: list[str] = field(default_factory=list)
-    catalog: list[str] = field(default_factory=list)
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 50
-    max_tokens: int = 320
-    batch_size: int = 32
-    chunk_size: int = 16
-    max_attempts_per_question: int = 12
-    recover_answers: bool = True  # ask the generator for the letter when it wrote no answer line
-    rewrite_vignettes: bool = False  # the LLM rewrites vignette stems into prose (validated; key kept)
-    constrain_layout: bool = True  # embedded generator: enforce stem / A.-E. / Answer: token by token
-    dedup_threshold: float = 0.8
-    decontaminate: list[str] | None = None  # eval sets; None: every file in the benchmarks folder
-    decontam_ngram: int = 13
-    output_dir: str = "outputs/synthesis"
-    publish_repo: str | None = None
-    publish_version: str = "v0.1.0"
-    hub: str | None = None
-
-    def __post_init__(self) -> None:
-        self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
-        if not 1 <= self.num_questions <= MAX_QUESTIONS:
-            raise ConfigError(
-                f"num_questions must be between 1 and {MAX_QUESTIONS:,} (MedSSR synthesized 43K), "
-                f"got {self.num_questions:,}"
-            )
-        for name in ("chunk_size", "batch_size", "max_attempts_per_question", "max_tokens"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if not 0 <= self.alpha <= 1:
-            raise ConfigError(f"alpha must be in [0, 1], got {self.alpha}")
-        for name in ("rare_generator", "seed_generator"):
-            if getattr(self, name) not in ("llm", "vignette"):
-                raise ConfigError(f"{name} must be 'llm' or 'vignette', got {getattr(self, name)!r}")
-        check_backend(self.backend)
-
-    def fingerprint(self) -> dict[str, Any]:
-        """Everything that changes which attempts are made: a resumed run must match it."""
-        skip = {"num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size", "vllm"}
-        settings = {k: v for k, v in config_dict(self).items() if k not in skip}
-        return settings | engine_fingerprint(self.vllm) | {"inputs": self.inputs_fingerprint()}
-
-    def inputs_fingerprint(self) -> dict[str, str]:
-        """What the local input files hold: seed questions (the seed branch only), catalogue, documents."""
-        seeds = self.seed_data
-        if seeds is None and self.alpha < 1 and (folder := benchmarks_dir()) is not None:
-            seeds = str(folder / "medqa.json")
-        return local_inputs_fingerprint([seeds if self.alpha < 1 else None, *self.catalog, *self.documents])
-
-
-def draw_rhos(n: int, seed: int) -> np.ndarray:
-    """Stratified U(0,1) draws: one in each of n equal strata, in a seeded random order."""
-    rng = np.random.default_rng(seed)
-    return (rng.permutation(n) + rng.random(n)) / n
 
 
 class Synthesizer:
@@ -463,14 +370,14 @@ class Synthesizer:
             chunk = 0
             while len(accepted[branch]) < quota:
                 if chunk >= max_chunks:
-                    raise SynthesisError(self._quota_message(branch, quota, accepted, attempts, rejected))
+                    raise SynthesisError(quota_message(branch, quota, accepted, attempts, rejected))
                 rows = self._load_or_run(branch, chunk)
                 for row in rows:
                     if len(accepted[branch]) >= quota:
                         break  # the rest of the chunk is surplus: neither accepted nor counted
                     attempts[branch] += 1
                     if row["status"] == "ok":
-                        row["status"] = dedup.check_and_add(_record(row)) or "ok"
+                        row["status"] = dedup.check_and_add(record_of(row)) or "ok"
                     if row["status"] == "ok":
                         accepted[branch].append(row)
                         bar.update(1)
@@ -478,7 +385,7 @@ class Synthesizer:
                         rejected.append(row)
                 chunk += 1
         bar.close()
-        return self._write_release(rhos, slots, accepted, rejected, attempts)
+        return write_release(self, rhos, slots, accepted, rejected, attempts)
 
     def _load_or_run(self, branch: str, chunk: int) -> list[dict[str, Any]]:
         shard = self.shards / f"{branch}-{chunk:05d}.jsonl"
@@ -487,114 +394,6 @@ class Synthesizer:
         rows = self.run_chunk(branch, chunk)
         atomic_write_jsonl(shard, rows)
         return rows
-
-    @staticmethod
-    def _quota_message(branch, quota, accepted, attempts, rejected) -> str:
-        reasons = Counter(r["status"] for r in rejected if r["branch"] == branch)
-        rates = {b: f"{len(accepted[b])}/{attempts[b]}" for b in BRANCHES if attempts[b]}
-        return (
-            f"the {branch} branch filled {len(accepted[branch])} of its {quota} questions within its attempt budget; "
-            f"acceptance (accepted/attempts): {rates}; {branch} rejections: {dict(reasons.most_common())}. "
-            "Use a stronger generator, raise max_attempts_per_question, or lower num_questions."
-        )
-
-    def _write_release(self, rhos, slots, accepted, rejected, attempts) -> dict[str, Any]:
-        rows = []
-        for branch in BRANCHES:
-            for slot, row in zip(slots[branch], accepted[branch], strict=True):
-                rows.append((slot, row))
-        rows.sort(key=lambda item: item[0])
-        table = []
-        for slot, row in rows:
-            record = row["record"]
-            table.append(
-                {
-                    **record,
-                    "rare": row["branch"] == "rare",
-                    "rho": float(rhos[slot]),
-                    "disease_id": row["disease_id"],
-                    "passage_ids": row["passage_ids"],
-                    "seed_ids": row["seed_ids"],
-                    "generator": row["generator"],
-                    "key": record["answer"] if row["generator"] == "vignette" else None,
-                }
-            )
-        atomic_write_parquet(self.release / "data" / "train-00000.parquet", table, SYNTHETIC_FEATURES)
-        atomic_write_jsonl(self.release / "rejected.jsonl", rejected)
-        records = [_record({"record": r}) for r in table]
-        content = rare_ratio(records, RareDiseaseMatcher(self.catalog)) if records else None
-        stats = {
-            "num_questions": len(table),
-            "alpha": self.cfg.alpha,
-            "rare_ratio": sum(r["rare"] for r in table) / max(1, len(table)),
-            "rare_ratio_by_names": content.ratio if content else 0.0,
-            "attempts": dict(attempts),
-            "acceptance": {b: len(slots[b]) / attempts[b] if attempts[b] else None for b in BRANCHES},
-            "rejections": dict(Counter(r["status"] for r in rejected).most_common()),
-            "rejections_by_branch": {
-                b: dict(Counter(r["status"] for r in rejected if r["branch"] == b).most_common())
-                for b in BRANCHES
-            },
-            "catalog": self.catalog.version if "catalog" in self.__dict__ else None,  # only when it was used
-            "vignette_rewrites": dict(
-                Counter(
-                    json.loads(r["metadata"]).get("rewrite") for r in table if r["generator"] == "vignette"
-                )
-            )
-            if self.cfg.rewrite_vignettes
-            else None,
-        }
-        atomic_write_json(self.release / "stats.json", stats)
-        logger.info(
-            "Synthesized %d questions (rare %.1f%%, alpha %.2f); rejections %s",
-            len(table),
-            100 * stats["rare_ratio"],
-            self.cfg.alpha,
-            stats["rejections"],
-        )
-        if self.cfg.publish_repo:
-            stats["published"] = self._publish(stats)
-        return stats
-
-    def _publish(self, stats: dict[str, Any]) -> str:
-        cfg = self.cfg
-        card = dataset_card(
-            repo_id=cfg.publish_repo,
-            version=cfg.publish_version,
-            pretty_name="MedSSR knowledge-enhanced synthetic questions",
-            summary=(
-                f"{stats['num_questions']} synthetic multiple-choice medical questions; a share alpha={cfg.alpha} "
-                "of them is grounded in rare-disease knowledge (column `rare`)."
-            ),
-            stage="synthesis",
-            num_rows=stats["num_questions"],
-            data_files={"train": "data/train-*.parquet"},
-            provenance={
-                "generator": model_label(cfg.backend, cfg.model, cfg.endpoint),
-                "rare branch": cfg.rare_generator,
-                "seed branch": cfg.seed_generator,
-                "seed": cfg.seed,
-                "alpha": cfg.alpha,
-                "catalogue": stats["catalog"],
-                "corpus": "disease cards" + "".join(f" + {d}" for d in cfg.documents),
-                "seed questions": cfg.seed_data or "benchmarks/medqa.json",
-            },
-            counts={
-                **{f"attempts ({b})": n for b, n in stats["attempts"].items()},
-                "accepted": stats["num_questions"],
-            },
-            rejections=stats["rejections"],
-            rare_ratio=stats["rare_ratio"],
-            config=publishable(config_dict(cfg)),
-            tags=["synthetic", "rare-diseases"],
-        )
-        atomic_write_json(self.release / RUN_CONFIG, publishable(config_dict(cfg)))
-        result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
-        return f"{result.repo_id}@{result.version} ({result.location})"
-
-
-def _record(row: dict[str, Any]) -> MCQRecord:
-    return record_from_row(row["record"])
 
 
 def run_synthesis(cfg: SynthesisConfig) -> dict[str, Any]:
