@@ -554,3 +554,29 @@ def test_a_prepacked_colocated_engine_syncs_through_vllms_layerwise_reload(monke
     calls.clear()
     generation.sync_weights()
     assert calls == ["initialize", "trl sync", ("finalize", "cfg")]
+
+
+def test_a_resume_onto_other_training_data_or_model_is_refused(tmp_path):
+    """Resume never reuses stale work (issue 21): checkpoints in output_dir are resumed only for the same
+    model and the same data content; a changed file under the same name stops with the fix named."""
+    from types import SimpleNamespace
+
+    from datasets import Dataset
+
+    from medssr_hub.config import ConfigError
+    from medssr_hub.training.runner import guard_training_resume
+
+    args = SimpleNamespace(output_dir=str(tmp_path / "run"), process_index=0)
+    data = Dataset.from_list([{"prompt": "Q1", "target": "A"}, {"prompt": "Q2", "target": "B"}])
+    changed = Dataset.from_list([{"prompt": "Q1", "target": "A"}, {"prompt": "Q2 (edited)", "target": "B"}])
+    guard_training_resume(args, None, "embedded-dir", None, data)  # a new run records what it trains on
+    checkpoint = str(tmp_path / "run" / "checkpoint-2")
+    guard_training_resume(args, checkpoint, "embedded-dir", None, data)  # the same: resumes
+    with pytest.raises(ConfigError, match=r"trained on other data: set fresh_start: true .* or use another"):
+        guard_training_resume(args, checkpoint, "embedded-dir", None, changed)
+    with pytest.raises(ConfigError, match="trained on other model and model_revision"):
+        guard_training_resume(args, checkpoint, "other-model", "v2", data)
+    guard_training_resume(args, None, "embedded-dir", None, changed)  # fresh_start: no checkpoint taken
+    guard_training_resume(
+        args, checkpoint, "embedded-dir", None, changed
+    )  # now the changed data is the run's

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -10,7 +11,7 @@ import torch
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
-from medssr_hub.config import publishable
+from medssr_hub.config import ConfigError, content_hash, publishable
 from medssr_hub.hub import check_publishable
 from medssr_hub.modeling import model_id
 from medssr_hub.resolve import resolve_model
@@ -18,6 +19,7 @@ from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
 from medssr_hub.training.vllm_sync import reload_colocated_layerwise, require_vllm, trace_sync
+from medssr_hub.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,30 @@ def resume_checkpoint(script_args: MedSSRScriptArguments, training_args) -> str 
     if last:
         logger.info("Resuming from %s (set fresh_start to start over)", last)
     return last
+
+
+RESUME_FILE = "medssr_resume.json"
+
+
+def guard_training_resume(training_args, checkpoint: str | None, model_path: str, revision, dataset) -> None:
+    """A run resumes from a checkpoint only for the same model and the same training data (content, not
+    name): else it stops with the fix named. The main process records what this run trains on."""
+    fingerprint = {
+        "model": model_path,
+        "model_revision": revision,
+        "data": content_hash(dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)),
+    }
+    record = Path(training_args.output_dir) / RESUME_FILE
+    if checkpoint and record.is_file():
+        previous = json.loads(record.read_text())
+        changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
+        if changed:
+            raise ConfigError(
+                f"{training_args.output_dir} holds checkpoints trained on other {' and '.join(changed)}: "
+                "set fresh_start: true to start over there, or use another output_dir"
+            )
+    if training_args.process_index == 0:
+        atomic_write_json(record, fingerprint)
 
 
 def card_context(script_args, training_args, model_args, info: DataInfo) -> CardContext | None:
@@ -86,6 +112,8 @@ def train(
         check_publishable(
             context.repo_id, context.version, context.config, repo_type="model", hub=context.hub
         )
+    checkpoint = resume_checkpoint(script_args, training_args)
+    guard_training_resume(training_args, checkpoint, model_path, revision, dataset)  # before any model loads
     callbacks = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
     trainer = trainer_cls(
         model=model_path,
@@ -99,7 +127,7 @@ def train(
     trace_sync(trainer)
     if on_trainer is not None:
         on_trainer(trainer)
-    trainer.train(resume_from_checkpoint=resume_checkpoint(script_args, training_args))
+    trainer.train(resume_from_checkpoint=checkpoint)
     final = finish(trainer, script_args, context, training_args.output_dir, peft=model_args.use_peft)
     trainer.accelerator.print(f"Final model in {final}")
     return trainer
