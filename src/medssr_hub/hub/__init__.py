@@ -58,7 +58,10 @@ def check_publishable(
         return False
     published = target.read_text(repo_id, version, RUN_CONFIG, repo_type)
     config = json.loads(json.dumps(config, sort_keys=True, default=str))
-    previous = json.loads(published) if published is not None else None
+    try:
+        previous = json.loads(published) if published is not None else None
+    except json.JSONDecodeError as e:
+        raise HubError(f"{repo_type} {repo_id}@{version}: its {RUN_CONFIG} is not valid JSON ({e})") from e
     if previous != config:
         changed = sorted(
             k for k in set(previous or {}) | set(config) if (previous or {}).get(k) != config.get(k)
