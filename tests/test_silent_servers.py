@@ -39,14 +39,19 @@ def silent_server():
     sock.close()
 
 
-@pytest.mark.parametrize("command", ["pull", "publish"])
-def test_a_silent_hub_ends_with_one_line(tmp_path, silent_server, command):
+def hub_command(command: str, tmp_path, hub: str) -> list[str]:
+    """`pull org/data` or `publish` of a one-file folder, against `hub`."""
     (tmp_path / "art" / "data").mkdir(parents=True)
     (tmp_path / "art" / "data" / "train.json").write_text('[{"id": "1"}]')
-    args = {
-        "pull": ["pull", "org/data", "--hub", silent_server],
-        "publish": ["publish", str(tmp_path / "art"), "--repo-id", "org/data", "--version", "v1.0.0", "--hub", silent_server],
+    return {
+        "pull": ["pull", "org/data", "--hub", hub],
+        "publish": ["publish", str(tmp_path / "art"), "--repo-id", "org/data", "--version", "v1.0.0", "--hub", hub],
     }[command]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", ["pull", "publish"])
+def test_a_silent_hub_ends_with_one_line(tmp_path, silent_server, command):
+    args = hub_command(command, tmp_path, silent_server)
     env = {
         "MEDSSR_HUB_TIMEOUT": "1",
         "HF_TOKEN": "hf_" + "T" * 30,
@@ -108,12 +113,7 @@ def garbage_server():
 def test_a_hub_answering_garbage_json_ends_with_one_line_naming_hub_and_repo(
     tmp_path, garbage_server, command
 ):
-    (tmp_path / "art" / "data").mkdir(parents=True)
-    (tmp_path / "art" / "data" / "train.json").write_text('[{"id": "1"}]')
-    args = {
-        "pull": ["pull", "org/data", "--hub", garbage_server],
-        "publish": ["publish", str(tmp_path / "art"), "--repo-id", "org/data", "--version", "v1.0.0", "--hub", garbage_server],
-    }[command]  # fmt: skip
+    args = hub_command(command, tmp_path, garbage_server)
     env = {"MEDSSR_HUB_TIMEOUT": "5", "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
     done = subprocess.run(
         [sys.executable, "-m", "medssr_hub.cli", *args], capture_output=True, text=True, env=env, timeout=180

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -26,6 +25,7 @@ from medssr_hub.errors import InputError
 from medssr_hub.hub.common import MANIFEST, RUN_CONFIG
 from medssr_hub.resolve import resolve_dataset
 from medssr_hub.schema import MCQ_FEATURES, STAGE_COLUMNS, pick_split, project, split_of
+from medssr_hub.utils import positive_env
 
 logger = logging.getLogger(__name__)
 
@@ -40,14 +40,7 @@ DEFAULT_MAX_QUESTION_CHARS = 100_000
 
 
 def max_question_chars() -> int:
-    value = os.environ.get(MAX_QUESTION_CHARS_ENV, str(DEFAULT_MAX_QUESTION_CHARS))
-    try:
-        limit = int(value)
-    except ValueError:
-        limit = 0
-    if limit < 1:
-        raise InputError(f"{MAX_QUESTION_CHARS_ENV} must be a positive number of characters, got {value!r}")
-    return limit
+    return positive_env(MAX_QUESTION_CHARS_ENV, DEFAULT_MAX_QUESTION_CHARS, int, "characters")
 
 
 # metadata key of the question text exactly as a MedSSR-format file gave it (when it differs from format())
@@ -152,7 +145,9 @@ class LoadReport:
         return text
 
 
-def normalize_row(row: Any, index: int, source: str, report: LoadReport) -> MCQRecord | None:
+def normalize_row(
+    row: Any, index: int, source: str, report: LoadReport, limit: int | None = None
+) -> MCQRecord | None:
     """Turn one raw row into a record, or count why not. Never raises for a bad row."""
     if not isinstance(row, dict):
         report.reject("not_an_object", f"#{index}")
@@ -163,7 +158,7 @@ def normalize_row(row: Any, index: int, source: str, report: LoadReport) -> MCQR
     if not isinstance(text, str):
         report.reject("missing_question", label)
         return None
-    limit = max_question_chars()
+    limit = limit or max_question_chars()  # loaders read it once per load
     if len(text) > limit:  # before any parsing of it
         report.reject("too_long", label)
         return None
@@ -358,8 +353,9 @@ def load_records(
     report = LoadReport(source=source, revision=revision)
     records: list[MCQRecord] = []
     seen: set[str] = set()
+    limit = max_question_chars()
     for index, row in enumerate(_iter_source(source, revision, split, hub, subset)):
-        record = normalize_row(columns.apply(row) if columns else row, index, name, report)
+        record = normalize_row(columns.apply(row) if columns else row, index, name, report, limit)
         if record is None:
             continue
         if record.id in seen:

@@ -12,6 +12,7 @@ from typing import Any
 
 from datasets import Dataset, Features
 
+from medssr_hub.errors import InputError
 from medssr_hub.schema import project
 
 try:  # huggingface_hub 2.x ships its HTTP stack as httpx2, 1.x uses httpx: its client and network errors
@@ -43,6 +44,19 @@ def describe_error(error: BaseException) -> str:
     status = getattr(getattr(error, "response", None), "status_code", None)
     first = str(error).splitlines()[0] if str(error) else ""
     return f"{type(error).__name__}{f' (HTTP {status})' if status else ''}: {first}"[:300]
+
+
+def positive_env(name: str, default: float, convert: type = float, unit: str = "units") -> Any:
+    """A positive, finite number from the environment variable `name` (`default` when unset), read with
+    `convert` (float or int); anything else is an `InputError` naming the variable."""
+    value = os.environ.get(name, str(default))
+    try:
+        number = convert(value)
+    except ValueError:
+        number = 0
+    if not 0 < number < float("inf"):
+        raise InputError(f"{name} must be a positive number of {unit}, got {value!r}")
+    return number
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> Path:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
+from abc import ABC, abstractmethod
 
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.utils import hf_raise_for_status
@@ -36,7 +37,7 @@ logger = logging.getLogger(__name__)
 CONSTRAINTS = ("none", "gbnf", "vllm")
 
 
-class Route:
+class Route(ABC):
     """One wire dialect of an endpoint backend."""
 
     name = ""
@@ -106,9 +107,9 @@ class Route:
         """logit_bias where it is the constraint (no grammar dialect), or the recovery pass's own ids."""
         return self.logit_bias(params) if self.backend.constraint == "none" or params.bias_ids else None
 
+    @abstractmethod
     async def request(self, client, prompt, params: SamplingParams, seed: int, n: int):
         """One request: (the samples, the prompt's token count or None)."""
-        raise NotImplementedError
 
 
 class CompletionsRoute(Route):

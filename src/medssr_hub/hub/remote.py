@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from pathlib import Path
 
 from huggingface_hub import (
@@ -29,7 +28,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils._http import default_client_factory
 
-from medssr_hub.errors import InputError, MedSSRError
+from medssr_hub.errors import MedSSRError
 from medssr_hub.hub.common import (
     MANIFEST,
     HubError,
@@ -40,7 +39,7 @@ from medssr_hub.hub.common import (
     check_version,
     folder_files,
 )
-from medssr_hub.utils import Timeout, TransportError, describe_error
+from medssr_hub.utils import Timeout, TransportError, describe_error, positive_env
 
 logger = logging.getLogger(__name__)
 
@@ -55,14 +54,7 @@ DEFAULT_TIMEOUT_S = 60.0
 
 
 def hub_timeout() -> float:
-    value = os.environ.get(TIMEOUT_ENV, str(DEFAULT_TIMEOUT_S))
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = -1.0
-    if not 0 < seconds < float("inf"):
-        raise InputError(f"{TIMEOUT_ENV} must be a positive number of seconds, got {value!r}")
-    return seconds
+    return positive_env(TIMEOUT_ENV, DEFAULT_TIMEOUT_S, float, "seconds")
 
 
 def _client_with_timeouts():
