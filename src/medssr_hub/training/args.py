@@ -39,6 +39,13 @@ class MedSSRScriptArguments(ScriptArguments):
             "help": "required: true = chat template (instruct models), false = raw CoT template (base)"
         },
     )
+    stop_at_next_question: bool = field(
+        default=True,
+        metadata={
+            "help": "base template (chat: false): a rollout ends at the next '\\nQuestion:' it writes, and "
+            "counts as finished, not truncated (vLLM `stop`, transformers stop strings); chat: true ignores it"
+        },
+    )
     max_train_samples: int | None = field(default=None, metadata={"help": "use the first K questions"})
     reward_funcs: list[str] = field(
         default_factory=lambda: ["accuracy"],

@@ -11,7 +11,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from trl import GRPOConfig, GRPOTrainer, ModelConfig
+from trl import GRPOConfig, ModelConfig
 
 from medssr_hub.config import parse_config
 from medssr_hub.modeling import model_id
@@ -19,6 +19,7 @@ from medssr_hub.training import runner
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import grpo_dataset
 from medssr_hub.training.rewards import AccuracyReward, build_reward_funcs
+from medssr_hub.training.stops import MedSSRGRPOTrainer, add_stop_kwargs, rollout_stops
 from medssr_hub.utils import setup_logging
 
 CONFIG_TYPES = (MedSSRScriptArguments, GRPOConfig, ModelConfig)
@@ -32,6 +33,8 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = None):
 def main(script_args: MedSSRScriptArguments, training_args: GRPOConfig, model_args: ModelConfig):
     setup_logging()
     dataset, info = grpo_dataset(script_args)
+    stops = rollout_stops(script_args)
+    add_stop_kwargs(training_args, stops)
     reward_funcs = build_reward_funcs(
         script_args.reward_funcs,
         script_args,
@@ -45,7 +48,7 @@ def main(script_args: MedSSRScriptArguments, training_args: GRPOConfig, model_ar
                 func.recovery.bind(trainer)
 
     return runner.train(
-        GRPOTrainer,
+        MedSSRGRPOTrainer,
         script_args,
         training_args,
         model_args,
@@ -53,6 +56,7 @@ def main(script_args: MedSSRScriptArguments, training_args: GRPOConfig, model_ar
         info,
         on_trainer=bind_recovery,
         reward_funcs=reward_funcs,
+        stops=stops,
     )
 
 

@@ -18,6 +18,7 @@ from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
+from medssr_hub.training.precision import weights_dtype
 from medssr_hub.training.vllm_sync import reload_colocated_layerwise, require_vllm, trace_sync
 from medssr_hub.utils import atomic_write_json
 
@@ -102,7 +103,7 @@ def train(
     )
     training_args.model_init_kwargs = {
         "revision": revision,
-        "dtype": model_args.dtype,
+        "dtype": weights_dtype(model_args, training_args),
         "attn_implementation": model_args.attn_implementation,
         **(training_args.model_init_kwargs or {}),
     }

@@ -1,0 +1,145 @@
+"""The paper-scale launch path, checked on CPU where a CPU can check it (issue 22): the precision the recipes
+train in, rollouts that stop at the next question, checkpoints that fit the disk and publish off the
+training ranks' path, the embedded backend's on-device sampling, and the Slurm launch commands."""
+
+from __future__ import annotations
+
+import torch
+from transformers import AutoModelForCausalLM
+
+from medssr_hub.training.grpo import parse_args
+from medssr_hub.training.precision import weights_dtype
+from medssr_hub.training.stops import (
+    NEXT_QUESTION,
+    MedSSRGRPOTrainer,
+    add_stop_kwargs,
+    end_at_stop,
+    rollout_stops,
+)
+
+PAPER_STAGE1 = ["--config", "recipes/qwen3-8b-base/stage1.yaml", "--model_name_or_path", "embedded"]
+
+
+def _changed_fraction(model_dir, dtype: str, lr: float) -> float:
+    """One AdamW step at `lr` on a language-modelling loss, the compute in bf16 autocast (as `bf16: true`
+    runs it): the fraction of one projection's weights that changed."""
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=getattr(torch, dtype))
+    weight = model.model.layers[3].mlp.down_proj.weight
+    before = weight.detach().clone()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    ids = torch.tensor([[1, 504, 3458, 314, 253, 4096, 30, 2118, 1410, 28, 330, 30]])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(input_ids=ids, labels=ids).loss
+    loss.backward()
+    optimizer.step()
+    return (weight.detach() != before).float().mean().item()
+
+
+def test_the_shipped_bf16_recipe_trains_fp32_master_weights_that_a_tiny_update_changes(
+    embedded_dir, monkeypatch
+):
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    script_args, training_args, model_args = parse_args([*PAPER_STAGE1, "--use_cpu", "true"])
+    assert model_args.dtype == "bfloat16" and training_args.bf16 and training_args.learning_rate == 1e-6
+    dtype = weights_dtype(model_args, training_args)
+    assert dtype == "float32"  # one GPU, DDP or FSDP: nothing else keeps master weights
+    learned = _changed_fraction(embedded_dir, dtype, training_args.learning_rate)
+    frozen = _changed_fraction(embedded_dir, model_args.dtype, training_args.learning_rate)
+    # Adam moves every weight by about lr: fp32 holds that; bf16 rounds nearly all of it away.
+    assert learned > 0.95, learned
+    assert frozen < 0.2, frozen
+
+    # DeepSpeed keeps its own fp32 masters, and LoRA trains fp32 adapters: both load the config's dtype.
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    assert weights_dtype(model_args, training_args) == "bfloat16"
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED")
+    model_args.use_peft = True
+    assert weights_dtype(model_args, training_args) == "bfloat16"
+
+
+# -- rollouts stop at the next question ------------------------------------------------------------------
+# Two worked questions, then one to answer: SmolLM2 answers it greedily ("The answer is C.") and goes on to
+# invent a fourth question with its own answer, which the last-answer rule would then score.
+FEW_SHOT = (
+    "Question: What is 2+2?\nA. 3\nB. 4\nThe answer is B.\n\n"
+    "Question: Which organ pumps blood?\nA. Heart\nB. Liver\nThe answer is A.\n\n"
+    "Question: Which vitamin deficiency causes scurvy?\nA. Vitamin C\nB. Vitamin D\n"
+)
+
+
+def test_rollout_stops_follow_the_template_and_the_engine():
+    script_args, training_args, _ = parse_args([*PAPER_STAGE1, "--use_cpu", "true"])
+    assert rollout_stops(script_args) == NEXT_QUESTION  # qwen3-8b-base: chat false
+    script_args.chat = True
+    assert rollout_stops(script_args) == ()
+    script_args.chat, script_args.stop_at_next_question = False, False
+    assert rollout_stops(script_args) == ()
+    assert training_args.mask_truncated_completions  # the paper configs drop truncated completions
+    add_stop_kwargs(training_args, NEXT_QUESTION)  # use_vllm: true in the recipe
+    assert training_args.generation_kwargs["stop"] == list(NEXT_QUESTION)
+    training_args.generation_kwargs, training_args.use_vllm = None, False
+    add_stop_kwargs(training_args, NEXT_QUESTION)
+    assert training_args.generation_kwargs == {"stop_strings": list(NEXT_QUESTION)}
+
+
+def test_a_rollout_that_goes_on_to_a_new_question_is_cut_there_and_ends_finished(embedded_dir, tmp_path):
+    from datasets import Dataset
+    from trl import GRPOConfig
+
+    def never(completions, **kwargs):
+        return [0.0] * len(completions)
+
+    def rollout(stops):
+        args = GRPOConfig(
+            output_dir=str(tmp_path), use_cpu=True, per_device_train_batch_size=2, num_generations=2,
+            max_completion_length=60, top_k=1, report_to=[], bf16=False,
+            generation_kwargs={"stop_strings": list(stops)} if stops else None,
+        )  # fmt: skip
+        trainer = MedSSRGRPOTrainer(
+            model=str(embedded_dir),
+            args=args,
+            reward_funcs=never,
+            train_dataset=Dataset.from_list([{"prompt": FEW_SHOT}] * 2),
+            stops=stops,
+        )
+        prompt = trainer.processing_class(FEW_SHOT)["input_ids"]
+        ids, _ = trainer._generate_single_turn([prompt], None, {}, 1)
+        return trainer, ids[0]
+
+    trainer, free = rollout(())
+    tokenizer = trainer.processing_class
+    text = tokenizer.decode(free, skip_special_tokens=True)
+    assert text.count("The answer is") >= 2 and "\nQuestion:" in text  # it answers its own question too
+    assert free[-1] not in trainer.eos_token_ids  # ran to the limit: TRL counts it truncated
+
+    trainer, stopped = rollout(NEXT_QUESTION)
+    text = tokenizer.decode(stopped, skip_special_tokens=True)
+    assert text.endswith("\nQuestion:") and text.count("The answer is") == 1, text
+    assert stopped[-1] in trainer.eos_token_ids  # finished, so mask_truncated_completions keeps it
+    assert len(stopped) < len(free) and trainer.stopped_completions == 1
+    logged = [
+        v for mode in ("train", "eval") for v in trainer._metrics[mode]["medssr/stopped_at_next_question"]
+    ]
+    assert logged == [1.0]  # logged as the share of the batch's completions that stopped
+
+
+def test_end_at_stop_cuts_after_the_stop_keeps_finished_rows_and_drops_trailing_pads(embedded_dir):
+    from medssr_hub.modeling import load_tokenizer
+
+    tokenizer = load_tokenizer(str(embedded_dir))
+    eos = tokenizer.eos_token_id
+    answer = tokenizer("The answer is C.")["input_ids"]
+    tail = tokenizer("\nQuestion: Which organ? The answer is A.")["input_ids"]
+    finished = [*answer, eos]
+    ids, logprobs, stopped = end_at_stop(
+        [[*answer, *tail], finished, answer],
+        [[-0.5] * len(answer + tail), [-0.1] * len(finished), [-0.2] * len(answer)],
+        NEXT_QUESTION,
+        tokenizer,
+        [eos],
+    )
+    assert stopped == 1
+    assert tokenizer.decode(ids[0], skip_special_tokens=True) == "The answer is C.\nQuestion:"
+    assert ids[0][-1] == eos and logprobs[0][-1] == 0.0 and len(logprobs[0]) == len(ids[0])
+    assert ids[1] == finished and ids[2] == answer  # finished, and truncated without a stop: unchanged
