@@ -133,3 +133,35 @@ def test_layout_constrained_generation_has_options_and_answer(embedded_backend):
             ]
             if sample.finish_reason == "stop":
                 assert lines[-1].startswith("Answer:") and lines[-1].split(":")[1].strip() in "ABCDE"
+
+
+def test_on_device_sampling_draws_the_same_distribution_per_row_seed_without_a_host_loop():
+    """The GPU's way to draw (one vectorised inverse-CDF pick from a counter-based hash of seed and step),
+    checked on CPU: the frequencies match the top-k/top-p distribution, a top-p-cut token is never drawn,
+    and a row's draw depends on its seed alone, not on the rows beside it."""
+    from medssr_hub.generation.embedded import PerRowSampler
+
+    probs = torch.tensor([0.5, 0.25, 0.15, 0.07, 0.03])
+    scores = torch.log(probs).repeat(6000, 1)
+    params = SamplingParams(temperature=1.0, top_k=0, top_p=0.95)  # keeps the first four (0.97)
+    seeds = list(range(10_000, 16_000))
+    picks = PerRowSampler(params, seeds, on_device=True)(None, scores).argmax(-1)
+    freq = torch.bincount(picks, minlength=5).double() / len(seeds)
+    kept = probs[:4] / probs[:4].sum()
+    assert freq[4] == 0  # cut by top_p
+    assert torch.allclose(freq[:4], kept.double(), atol=0.02), freq
+    again = PerRowSampler(params, seeds[100:110], on_device=True)(None, scores[:10]).argmax(-1)
+    assert torch.equal(again, picks[100:110])  # another batch, the same rows: the same draws
+    second_step = PerRowSampler(params, seeds, on_device=True)
+    second_step(None, scores)
+    assert not torch.equal(second_step(None, scores).argmax(-1), picks)  # a new draw at every step
+
+
+def test_on_device_sampling_in_the_backend_is_seeded_per_prompt(embedded_backend):
+    device_way = EmbeddedBackend(
+        model_and_tokenizer=(embedded_backend.model, embedded_backend.tokenizer), sample_on_device=True
+    )
+    params = SamplingParams(n=4, max_tokens=16, seed=7)
+    together = device_way.generate(CHATS, params, seeds=[11, 12, 13], progress=False)
+    alone = device_way.generate(CHATS[1:2], params, seeds=[12], progress=False)
+    assert alone[0].texts == together[1].texts and len(set(together[1].texts)) > 1

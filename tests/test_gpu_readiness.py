@@ -4,6 +4,7 @@ training ranks' path, the embedded backend's on-device sampling, and the Slurm l
 
 from __future__ import annotations
 
+import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
@@ -143,3 +144,15 @@ def test_end_at_stop_cuts_after_the_stop_keeps_finished_rows_and_drops_trailing_
     assert tokenizer.decode(ids[0], skip_special_tokens=True) == "The answer is C.\nQuestion:"
     assert ids[0][-1] == eos and logprobs[0][-1] == 0.0 and len(logprobs[0]) == len(ids[0])
     assert ids[1] == finished and ids[2] == answer  # finished, and truncated without a stop: unchanged
+
+
+def test_the_embedded_dtype_is_a_config_field_checked_when_read():
+    from medssr_hub.config import ConfigError
+    from medssr_hub.labeling.label import LabelConfig
+    from medssr_hub.modeling import resolve_device_dtype
+
+    assert LabelConfig(chat=True).dtype == "auto"
+    assert resolve_device_dtype("cpu", "auto") == ("cpu", "float32")  # the CPU path is unchanged
+    assert resolve_device_dtype("cpu", "bfloat16") == ("cpu", "bfloat16")
+    with pytest.raises(ConfigError, match="dtype must be one of"):
+        LabelConfig(chat=True, dtype="int8")

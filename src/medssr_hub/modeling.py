@@ -117,22 +117,45 @@ def load_tokenizer(name_or_path: str | None = None, revision: str | None = None)
     return tokenizer
 
 
+def resolve_device_dtype(device: str | None = None, dtype: str | None = "auto") -> tuple[str, str]:
+    """The device (CUDA when there is one) and weights dtype a generating model runs in. `auto` is
+    bfloat16 on a GPU that computes it natively and float32 elsewhere: bf16 weights halve the memory and
+    double the matrix throughput of an H100/H200, and the CPU keeps the float32 it has always had."""
+    import torch
+
+    if device in (None, "", "auto"):
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if dtype in (None, "", "auto"):
+        on_gpu = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+        dtype = "bfloat16" if on_gpu else "float32"
+    if dtype not in ("float32", "bfloat16", "float16"):
+        from medssr_hub.errors import InputError
+
+        raise InputError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+    return device, dtype
+
+
 def load_model_and_tokenizer(
     name_or_path: str | None = None,
     revision: str | None = None,
-    dtype: str = "float32",
+    dtype: str | None = "auto",
     device: str | None = None,
 ):
-    """The one place a causal LM is loaded: the embedded default, a local folder or a Hub id@revision."""
+    """The one place a causal LM is loaded: the embedded default, a local folder or a Hub id@revision.
+
+    On a GPU the weights load straight onto it, in bf16 by default (`resolve_device_dtype`); on the CPU
+    they load in float32 as before."""
     import torch
     from transformers import AutoModelForCausalLM
 
     path = resolve_model(name_or_path)
-    torch_dtype = getattr(torch, dtype) if dtype != "auto" else "auto"
-    model = AutoModelForCausalLM.from_pretrained(path, revision=revision, dtype=torch_dtype)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    model.to(device)
+    device, dtype = resolve_device_dtype(device, dtype)
+    placement = {} if device == "cpu" else {"device_map": device}  # no CPU copy on the way to the GPU
+    model = AutoModelForCausalLM.from_pretrained(
+        path, revision=revision, dtype=getattr(torch, dtype), **placement
+    )
+    if device == "cpu":
+        model.to(device)
     model.eval()
     tokenizer = load_tokenizer(path, revision=revision)
     logger.info("Loaded model %s (revision %s) on %s, dtype %s", path, revision or "default", device, dtype)

@@ -99,6 +99,13 @@ class EvalConfig:
     # official script does (case-sensitive "Qwen3" etc. in the path). Both rules are always reported.
     recovery_rule: str = "family"
     batch_size: int = 64
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
+            "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)"
+        },
+    )
     output_dir: str = "outputs/eval"
     hub: str | None = None
 
@@ -123,7 +130,7 @@ class EvalConfig:
             )
         if self.engine not in ("medssr", "lighteval"):
             raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
-        check_backend(self.backend)
+        check_backend(self.backend, self.dtype)
         if self.engine == "lighteval" and self.backend == "vllm":
             raise ConfigError(f"engine lighteval with backend vllm: {LIGHTEVAL_VLLM_UNSUPPORTED}")
         if self.engine == "lighteval" and (self.mode != "generative" or self.backend != "embedded"):

@@ -14,9 +14,14 @@ from medssr_hub.generation.base import GenerationBackend
 BACKENDS = ("embedded", "endpoint", "vllm")
 
 
-def check_backend(kind: str) -> None:
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_backend(kind: str, dtype: str | None = "auto") -> None:
     if kind not in BACKENDS:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
+    if dtype not in DTYPES:
+        raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
 def build_backend(
@@ -29,6 +34,7 @@ def build_backend(
     endpoint: dict[str, Any] | None = None,
     vllm: dict[str, Any] | None = None,
     torch_threads: int | None = None,
+    dtype: str | None = "auto",
 ) -> GenerationBackend:
     """'embedded' (transformers in this process), 'vllm' (vLLM's offline engine in this process) or
     'endpoint' (a TGI / OpenAI-compatible server, configured by `endpoint`)."""
@@ -45,13 +51,18 @@ def build_backend(
     from medssr_hub.generation.embedded import EmbeddedBackend
 
     return EmbeddedBackend(
-        model=model, revision=revision, hub=hub, batch_size=batch_size, torch_threads=torch_threads
+        model=model,
+        revision=revision,
+        hub=hub,
+        batch_size=batch_size,
+        torch_threads=torch_threads,
+        dtype=dtype,
     )
 
 
 def backend_for(cfg) -> GenerationBackend:
     """A stage config's backend, from the fields every generating stage has: `backend`, `model`,
-    `model_revision`, `hub`, `batch_size`, `endpoint` and `vllm`."""
+    `model_revision`, `hub`, `batch_size`, `dtype`, `endpoint` and `vllm`."""
     return build_backend(
         cfg.backend,
         model=cfg.model,
@@ -60,4 +71,5 @@ def backend_for(cfg) -> GenerationBackend:
         batch_size=cfg.batch_size,
         endpoint=cfg.endpoint,
         vllm=cfg.vllm,
+        dtype=cfg.dtype,
     )

@@ -79,6 +79,13 @@ class LabelConfig:
     reference: str = "construction"  # which answers measure labels: construction (vignette keys) | all | none
     shard_size: int = 32
     batch_size: int = 64
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
+            "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)"
+        },
+    )
     output_dir: str = "outputs/labels"
     publish_repo: str | None = None
     publish_version: str = "v0.1.0"
@@ -95,7 +102,7 @@ class LabelConfig:
         for name in ("n", "shard_size", "batch_size", "max_tokens"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        check_backend(self.backend)
+        check_backend(self.backend, self.dtype)
 
     def fingerprint(self) -> dict[str, Any]:
         keep = (

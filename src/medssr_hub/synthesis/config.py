@@ -55,6 +55,13 @@ class SynthesisConfig:
     top_k: int = 50
     max_tokens: int = 320
     batch_size: int = 32
+    dtype: str = field(
+        default="auto",
+        metadata={
+            "help": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
+            "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)"
+        },
+    )
     chunk_size: int = 16
     max_attempts_per_question: int = 12
     recover_answers: bool = True  # ask the generator for the letter when it wrote no answer line
@@ -83,13 +90,23 @@ class SynthesisConfig:
         for name in ("rare_generator", "seed_generator"):
             if getattr(self, name) not in ("llm", "vignette"):
                 raise ConfigError(f"{name} must be 'llm' or 'vignette', got {getattr(self, name)!r}")
-        check_backend(self.backend)
+        check_backend(self.backend, self.dtype)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""
-        skip = {"num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size", "vllm"}
+        skip = {
+            "num_questions",
+            "output_dir",
+            "publish_repo",
+            "publish_version",
+            "hub",
+            "batch_size",
+            "vllm",
+            "dtype",
+        }
         settings = {k: v for k, v in config_dict(self).items() if k not in skip}
-        return settings | engine_fingerprint(self.vllm) | {"inputs": self.inputs_fingerprint()}
+        weights = {"dtype": self.dtype} if self.dtype != "auto" else {}  # auto: the fingerprint it always had
+        return settings | weights | engine_fingerprint(self.vllm) | {"inputs": self.inputs_fingerprint()}
 
     def inputs_fingerprint(self) -> dict[str, str]:
         """What the local input files hold: seed questions (the seed branch only), catalogue, documents."""
