@@ -4,6 +4,8 @@ training ranks' path, the embedded backend's on-device sampling, and the Slurm l
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from transformers import AutoModelForCausalLM
@@ -18,6 +20,7 @@ from medssr_hub.training.stops import (
     rollout_stops,
 )
 
+ROOT = Path(__file__).resolve().parents[1]
 PAPER_STAGE1 = ["--config", "recipes/qwen3-8b-base/stage1.yaml", "--model_name_or_path", "embedded"]
 
 
@@ -156,3 +159,102 @@ def test_the_embedded_dtype_is_a_config_field_checked_when_read():
     assert resolve_device_dtype("cpu", "bfloat16") == ("cpu", "bfloat16")
     with pytest.raises(ConfigError, match="dtype must be one of"):
         LabelConfig(chat=True, dtype="int8")
+
+
+# -- checkpoints that fit ---------------------------------------------------------------------------------
+QWEN3_8B = ROOT / "bench" / "qwen3-8b-config.json"
+TB = 1e12
+
+
+def _paper_plan(recipe: str, tmp_path, rows: int = 43_000, world: int = 7):
+    """The disk plan of a shipped 8B recipe at paper scale: the 43K synthetic questions, the trainer on 7
+    GPUs under ZeRO-2, the hub local (its checkpoint copies counted)."""
+    from medssr_hub.training.checkpoints import count_parameters, disk_plan, planned_steps
+
+    folder = tmp_path / "qwen3-8b"
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(QWEN3_8B.read_text())
+    _, training_args, _ = parse_args(
+        ["--config", f"recipes/{recipe}", "--use_cpu", "true", "--output_dir", str(tmp_path / "out")]
+    )
+    script_args = parse_args(["--config", f"recipes/{recipe}", "--use_cpu", "true"])[0]
+    params = count_parameters(str(folder))
+    assert 8.1e9 < params < 8.3e9  # Qwen3-8B
+    steps = planned_steps(training_args, rows, world, training_args.num_generations)
+    plan = disk_plan(
+        params, "bfloat16", training_args, steps=steps, deepspeed=True, peft=False,
+        hub_root=tmp_path / "hub", push_checkpoints=script_args.push_checkpoints,
+    )  # fmt: skip
+    return plan, steps
+
+
+def test_the_paper_configs_checkpoints_fit_a_1_tb_disk(tmp_path):
+    total = 0.0
+    for recipe in ("qwen3-8b-base/stage1.yaml", "qwen3-8b-base/stage2.yaml"):
+        plan, steps = _paper_plan(recipe, tmp_path)
+        assert steps == 768  # 43K prompts / (8 x 8 x 7 completions / 8 per prompt)
+        total += sum(plan.needs.values())
+    # Two kept ZeRO-2 checkpoints (~115 GB each), the final model, and the pushed weights, per stage.
+    assert total < TB, f"{total / 1e9:.0f} GB"
+
+
+def test_a_run_that_cannot_fit_its_disk_stops_before_training_naming_the_fix(tmp_path):
+    import shutil
+
+    from medssr_hub.config import ConfigError
+    from medssr_hub.training.checkpoints import DiskPlan, check_disk
+
+    free = shutil.disk_usage(tmp_path).free
+    plan = DiskPlan()
+    plan.add(tmp_path / "out", 0.6 * free, "3 kept checkpoint(s)")
+    check_disk(plan)  # fits
+    plan.add(tmp_path / "hub", 0.6 * free, "the final model published to the local hub")  # the same disk
+    with pytest.raises(ConfigError, match="not enough disk.*save_total_limit.*check_disk: false"):
+        check_disk(plan)
+
+
+def test_checkpoints_publish_in_the_background_and_the_end_of_training_waits_for_them(tmp_path):
+    """The main process hands each checkpoint to one background thread: `on_save` returns while the
+    publish is still copying (here held back until released), and the end of training waits for it."""
+    import threading
+    import time
+
+    from transformers import TrainerControl, TrainerState, TrainingArguments
+
+    from medssr_hub.hub import HubError, LocalHub, publish
+    from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback
+
+    release, started = threading.Event(), threading.Event()
+
+    def slow_publish(*args, **kwargs):  # the real publish, once released: a slow disk or upload
+        started.set()
+        assert release.wait(60)
+        return publish(*args, **kwargs)
+
+    hub = tmp_path / "hub"
+    context = CardContext(
+        repo_id="org/model", version="v1.0.0", stage="stage1", base_model="base", datasets=[],
+        config={}, hub=str(hub), data_fields={},
+    )  # fmt: skip
+    callback = HubCheckpointCallback(context, publisher=slow_publish)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to=[], use_cpu=True)
+    state, control = TrainerState(), TrainerControl()
+    for step in (1, 2):
+        checkpoint = tmp_path / "out" / f"checkpoint-{step}"
+        checkpoint.mkdir(parents=True)
+        (checkpoint / "model.safetensors").write_bytes(bytes([step]) * 1024)
+        (checkpoint / "optimizer.pt").write_bytes(b"resume only")
+        state.global_step = step
+        t0 = time.monotonic()
+        callback.on_save(args, state, control)
+        assert time.monotonic() - t0 < 5  # training goes on while the first publish is held
+    assert started.wait(30) and not any(f.done() for _, f in callback.pending)
+    with pytest.raises(HubError):  # nothing published yet
+        LocalHub(hub).resolve("org/model", "checkpoint-1", "model")
+    release.set()
+    callback.on_train_end(args, state, control)
+    assert not callback.pending
+    published = LocalHub(hub).pull("org/model", "checkpoint-2", "model")
+    assert (published / "model.safetensors").read_bytes() == bytes([2]) * 1024
+    assert not (published / "optimizer.pt").exists()  # weights only
+    assert not (tmp_path / "out" / "publish-staging" / "checkpoint-2").exists()

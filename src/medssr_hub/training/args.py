@@ -101,6 +101,13 @@ class MedSSRScriptArguments(ScriptArguments):
         default=False,
         metadata={"help": "train even on questions that share 13-grams with the evaluation sets (counted)"},
     )
+    check_disk: bool = field(
+        default=True,
+        metadata={
+            "help": "before training, estimate what the run writes (kept checkpoints with optimizer state, "
+            "the final model, local-hub copies) and stop if a disk lacks the room"
+        },
+    )
     fresh_start: bool = field(
         default=False, metadata={"help": "ignore checkpoints in output_dir (by default a run resumes)"}
     )

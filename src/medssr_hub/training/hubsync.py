@@ -8,6 +8,7 @@ import logging
 import os
 import shutil
 import statistics
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +119,21 @@ class CardContext:
 
 
 class HubCheckpointCallback(TrainerCallback):
-    """Publishes every saved checkpoint (weights only) to the branch `checkpoint-<step>`.
+    """Publishes every saved checkpoint (weights only) to the branch `checkpoint-<step>`, in the background.
 
-    A failed checkpoint publish is logged and training goes on; the final publish raises.
+    Only the main process publishes. At a save it hard-links the checkpoint's weights into a staging folder
+    (instant, and safe from `save_total_limit` deleting the checkpoint) and hands the publish (hashing and
+    copying 16 GB for an 8B model) to one background thread, so training goes on: the other ranks never
+    wait inside a collective while rank 0 copies. Publishes run one at a time, in step order; the end of
+    training waits for the last. A failed checkpoint publish is logged and training goes on; the final
+    publish raises.
     """
 
-    def __init__(self, context: CardContext):
+    def __init__(self, context: CardContext, publisher=publish):
         self.context = context
+        self.publisher = publisher
+        self.pending: list[tuple[str, Future]] = []
+        self._pool: ThreadPoolExecutor | None = None
 
     def on_save(self, args, state, control, **kwargs):
         if not state.is_world_process_zero:
@@ -135,10 +144,18 @@ class HubCheckpointCallback(TrainerCallback):
             return
         staging = _stage_checkpoint(checkpoint, Path(args.output_dir) / "publish-staging" / name)
         card = self.context.card(
-            name, state.log_history, f"Checkpoint at step {state.global_step} of a {self.context.stage} run."
+            name,
+            list(state.log_history),
+            f"Checkpoint at step {state.global_step} of a {self.context.stage} run.",
         )
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medssr-publish")
+        self.pending.append((name, self._pool.submit(self._publish, staging, name, card)))
+        logger.info("Publishing %s to %s in the background", name, self.context.repo_id)
+
+    def _publish(self, staging: Path, name: str, card) -> None:
         try:
-            publish(
+            self.publisher(
                 staging,
                 self.context.repo_id,
                 None,
@@ -151,6 +168,22 @@ class HubCheckpointCallback(TrainerCallback):
             logger.warning("Publishing %s to %s failed (training goes on): %s", name, self.context.repo_id, e)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+
+    def wait(self) -> None:
+        """Block until every checkpoint handed to the background thread is published (or has failed)."""
+        if self.pending:
+            logger.info(
+                "Waiting for %d checkpoint publish(es) to finish", sum(not f.done() for _, f in self.pending)
+            )
+        for _, future in self.pending:
+            future.result()
+        self.pending.clear()
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def on_train_end(self, args, state, control, **kwargs):
+        self.wait()
 
 
 def finish(trainer, args, context: CardContext | None, output_dir: str | Path, peft: bool) -> Path:

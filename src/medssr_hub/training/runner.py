@@ -12,13 +12,14 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
 from medssr_hub.config import ConfigError, content_hash, publishable
-from medssr_hub.hub import check_publishable
+from medssr_hub.hub import check_publishable, open_hub
 from medssr_hub.modeling import model_id
 from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
+from medssr_hub.training.checkpoints import DiskPlan, check_disk, count_parameters, disk_plan, planned_steps
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
-from medssr_hub.training.precision import weights_dtype
+from medssr_hub.training.precision import uses_deepspeed, weights_dtype
 from medssr_hub.training.vllm_sync import reload_colocated_layerwise, require_vllm, trace_sync
 from medssr_hub.utils import atomic_write_json
 
@@ -59,6 +60,27 @@ def guard_training_resume(training_args, checkpoint: str | None, model_path: str
             )
     if training_args.process_index == 0:
         atomic_write_json(record, fingerprint)
+
+
+def plan_disk(script_args, training_args, model_args, model_path: str, revision, rows: int) -> DiskPlan:
+    """What this run will write to disk (checkpoints, final model, local-hub copies), from the model's
+    config alone; every rank checks it, so a shortfall stops them all before any model loads."""
+    local_hub = None
+    if script_args.publish_repo:
+        hub = open_hub(script_args.hub)
+        local_hub = getattr(hub, "root", None)
+    return disk_plan(
+        count_parameters(model_path, revision),
+        weights_dtype(model_args, training_args),
+        training_args,
+        steps=planned_steps(
+            training_args, rows, training_args.world_size, getattr(training_args, "num_generations", 1) or 1
+        ),
+        deepspeed=uses_deepspeed(training_args),
+        peft=model_args.use_peft,
+        hub_root=local_hub,
+        push_checkpoints=script_args.push_checkpoints,
+    )
 
 
 def card_context(script_args, training_args, model_args, info: DataInfo) -> CardContext | None:
@@ -115,6 +137,8 @@ def train(
         )
     checkpoint = resume_checkpoint(script_args, training_args)
     guard_training_resume(training_args, checkpoint, model_path, revision, dataset)  # before any model loads
+    if script_args.check_disk:
+        check_disk(plan_disk(script_args, training_args, model_args, model_path, revision, len(dataset)))
     callbacks = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
     trainer = trainer_cls(
         model=model_path,

@@ -1,0 +1,141 @@
+"""Checkpoints that fit: the disk a run will fill, estimated and checked before the first step.
+
+A ZeRO-2 checkpoint of an 8B model is about 130 GB (bf16 weights, plus fp32 master weights and Adam's two
+moments, 14 bytes a parameter); `save_total_limit` of them are kept, the final model is written beside them,
+and with `push_checkpoints` on a local hub every saved checkpoint's weights are copied into the hub too. A
+run that fills its disk dies at a save, hours in, with a half-written checkpoint. So the estimate is
+checked against the free space of each disk before any model loads, and a run that cannot fit stops with
+the numbers and the fixes named.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from medssr_hub.config import ConfigError
+
+logger = logging.getLogger(__name__)
+
+GB = 1e9
+BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def count_parameters(model_path: str, revision: str | None = None) -> int:
+    """The model's parameter count, from its config alone (meta tensors: nothing is allocated or read)."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_path, revision=revision)
+    with init_empty_weights():
+        model = AutoModelForCausalLM.from_config(config)
+    return sum(p.numel() for p in model.parameters())
+
+
+def planned_steps(training_args, rows: int, world_size: int, num_generations: int = 1) -> int:
+    """Optimizer steps the run will take: `max_steps`, else the epochs over `rows` prompts (GRPO's batch
+    counts completions, `num_generations` per prompt)."""
+    if training_args.max_steps and training_args.max_steps > 0:
+        return int(training_args.max_steps)
+    per_step = (
+        training_args.per_device_train_batch_size * training_args.gradient_accumulation_steps * world_size
+    )
+    prompts_per_step = max(1, per_step // max(1, num_generations))
+    return math.ceil(rows / prompts_per_step) * math.ceil(training_args.num_train_epochs)
+
+
+def planned_saves(training_args, steps: int) -> int:
+    """How many checkpoints the run saves: every `save_steps` (a float below 1 is a ratio of the steps),
+    or once an epoch."""
+    strategy = str(getattr(training_args.save_strategy, "value", training_args.save_strategy))
+    if strategy == "no":
+        return 0
+    if strategy == "epoch":
+        return math.ceil(training_args.num_train_epochs)
+    interval = training_args.save_steps
+    if interval < 1:
+        interval = max(1, math.ceil(steps * interval))
+    return int(steps // interval)
+
+
+@dataclass
+class DiskPlan:
+    """What a run will write, by folder: bytes each, and how the numbers were reached."""
+
+    needs: dict[Path, float] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, folder: Path, nbytes: float, why: str) -> None:
+        self.needs[folder] = self.needs.get(folder, 0.0) + nbytes
+        self.lines.append(f"{why}: {nbytes / GB:,.1f} GB in {folder}")
+
+
+def _existing(path: Path) -> Path:
+    path = path.expanduser().absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def disk_plan(
+    params: int,
+    weights_dtype: str,
+    training_args,
+    *,
+    steps: int,
+    deepspeed: bool,
+    peft: bool,
+    hub_root: Path | None,
+    push_checkpoints: bool,
+) -> DiskPlan:
+    """The bytes a run writes: kept checkpoints (weights, plus optimizer state unless `save_only_model`),
+    the final model, and (local hub) every pushed checkpoint's weights and the published final model."""
+    plan = DiskPlan()
+    out = Path(training_args.output_dir)
+    weight_bytes = params * BYTES.get(weights_dtype or "float32", 4)
+    if peft:  # adapters only: a few percent of the model at most; the merged final model is full size
+        saved, optimizer = 0.05 * weight_bytes, 0.0
+    else:
+        saved = weight_bytes
+        # Adam's two fp32 moments; DeepSpeed keeps an fp32 master copy beside bf16 weights as well.
+        optimizer = 0.0 if training_args.save_only_model else params * (12 if deepspeed else 8)
+    saves = planned_saves(training_args, steps)
+    kept = min(saves, training_args.save_total_limit or saves)
+    if kept:
+        plan.add(
+            out,
+            kept * (saved + optimizer),
+            f"{kept} kept checkpoint(s) of {(saved + optimizer) / GB:,.1f} GB",
+        )
+    plan.add(out, weight_bytes, "the final model")
+    if hub_root is not None:
+        if push_checkpoints and saves:
+            plan.add(hub_root, saves * saved, f"{saves} checkpoint(s) pushed to the local hub")
+        plan.add(hub_root, weight_bytes, "the final model published to the local hub")
+    return plan
+
+
+def check_disk(plan: DiskPlan) -> None:
+    """Each disk's free space against what the plan writes on it; a shortfall stops the run."""
+    by_device: dict[int, tuple[Path, float]] = {}
+    for folder, nbytes in plan.needs.items():
+        existing = _existing(folder)
+        device = os.stat(existing).st_dev
+        first, total = by_device.get(device, (existing, 0.0))
+        by_device[device] = (first, total + nbytes)
+    for folder, need in by_device.values():
+        free = shutil.disk_usage(folder).free
+        logger.info(
+            "Disk: this run writes about %.1f GB where %s has %.1f GB free", need / GB, folder, free / GB
+        )
+        if need > free:
+            raise ConfigError(
+                f"not enough disk: this run writes about {need / GB:,.1f} GB ({'; '.join(plan.lines)}) where "
+                f"{folder} has {free / GB:,.1f} GB free. Lower save_total_limit, raise save_steps, set "
+                "save_only_model: true (no optimizer state: a resume restarts the optimizer), use an "
+                "output_dir on a larger disk, or set check_disk: false to run anyway"
+            )
