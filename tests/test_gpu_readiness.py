@@ -258,3 +258,98 @@ def test_checkpoints_publish_in_the_background_and_the_end_of_training_waits_for
     assert (published / "model.safetensors").read_bytes() == bytes([2]) * 1024
     assert not (published / "optimizer.pt").exists()  # weights only
     assert not (tmp_path / "out" / "publish-staging" / "checkpoint-2").exists()
+
+
+# -- launch commands -------------------------------------------------------------------------------------
+SERVER_CONFIGS = ("qwen3-8b-base/stage1", "qwen3-8b-base/stage2", "llama3.1-8b/stage1", "llama3.1-8b/stage2")
+COLOCATE_FIELDS = {
+    "vllm_mode",
+    "vllm_gpu_memory_utilization",
+    "vllm_enable_sleep_mode",
+    "vllm_server_timeout",
+}
+
+
+@pytest.mark.parametrize("name", SERVER_CONFIGS)
+def test_each_server_mode_recipe_has_a_colocate_twin_that_differs_only_in_vllm_fields(name):
+    import dataclasses
+
+    import yaml
+
+    server = yaml.safe_load((ROOT / "recipes" / f"{name}.yaml").read_text())
+    colocate = yaml.safe_load((ROOT / "recipes" / f"{name}_colocate.yaml").read_text())
+    assert server["vllm_mode"] == "server" and server["vllm_server_timeout"] >= 900  # a cold 8B start
+    assert colocate["vllm_mode"] == "colocate" and colocate["vllm_enable_sleep_mode"] is True
+    assert 0 < colocate["vllm_gpu_memory_utilization"] < 0.6
+    differ = {k for k in set(server) | set(colocate) if server.get(k) != colocate.get(k)}
+    assert differ <= COLOCATE_FIELDS | {"vllm_tensor_parallel_size"}, differ
+    # Both parse as the launcher parses them (unknown keys are refused).
+    _, training_args, _ = parse_args(["--config", f"recipes/{name}_colocate.yaml", "--use_cpu", "true"])
+    assert training_args.vllm_mode == "colocate" and dataclasses.is_dataclass(training_args)
+
+
+def _slurm(nodes: int, *args: str) -> list[str]:
+    import os
+    import subprocess
+
+    done = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "slurm" / "train.slurm"), *args],
+        env={**os.environ, "DRY_RUN": "1", "NODES": str(nodes)}, capture_output=True, text=True,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return done.stdout.splitlines()
+
+
+def test_the_slurm_script_parses_and_prints_the_commands_for_one_and_several_nodes():
+    import subprocess
+
+    assert subprocess.run(["bash", "-n", str(ROOT / "recipes" / "slurm" / "train.slurm")]).returncode == 0
+    # One node, server mode: the server on GPU 7 first, the trainer on 0-6 once /health answers.
+    serve, wait, train = _slurm(1, "stage1", "qwen3-8b-base/stage1.yaml")
+    assert serve.startswith("[node0] CUDA_VISIBLE_DEVICES=7 trl vllm-serve --model Qwen/Qwen3-8B-Base")
+    assert "/health" in wait
+    assert "CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6 accelerate launch" in train
+    assert (
+        "--num_processes 7" in train and "--num_machines 1" in train and "--vllm_server_host node0" in train
+    )
+    # Three nodes: the last serves with 8 data-parallel engines (from the base model: the trainer sends the
+    # stage 1 weights), the first two train on 16 GPUs; overrides reach the recipe.
+    serve, _, *trainers = _slurm(3, "stage2", "qwen3-8b-base/stage2.yaml", "zero3.yaml", "--max_steps", "10")
+    assert serve.startswith("[node2]") and "--data_parallel_size 8" in serve and "Qwen/Qwen3-8B-Base" in serve
+    assert [t.split("]")[0] for t in trainers] == ["[node0", "[node1"]
+    for rank, line in enumerate(trainers):
+        assert f"--machine_rank {rank} --num_processes 16" in line and "--num_machines 2" in line
+        assert "zero3.yaml" in line and "--vllm_server_host node2" in line and line.endswith("--max_steps 10")
+    # Colocated: every node trains on all 8 GPUs and no server starts.
+    lines = _slurm(2, "stage1", "qwen3-8b-base/stage1_colocate.yaml")
+    assert len(lines) == 2 and all("--num_processes 16" in x and "vllm-serve" not in x for x in lines)
+
+
+@pytest.mark.slow
+def test_the_gpu_smoke_script_rehearses_on_cpu_with_a_tiny_model_of_the_same_code(tmp_path, embedded_dir):
+    """bench/gpu_smoke.py, as bench/gpu_smoke.sh runs it on a GPU, with only the shape (2 layers, 64 wide),
+    the device and the sizes swapped: the stage 1 step of the shipped config and the embedded generation."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from transformers import AutoTokenizer
+
+    assert subprocess.run(["bash", "-n", str(ROOT / "bench" / "gpu_smoke.sh")]).returncode == 0
+    AutoTokenizer.from_pretrained(embedded_dir).save_pretrained(tmp_path / "tokenizer")
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_smoke.py"), "--tiny", "--device", "cpu",
+         "--tokenizer", str(tmp_path / "tokenizer"), "--out", str(tmp_path / "out"), "--work", str(tmp_path / "work"),
+         "--completion-tokens", "8", "--gen-prompts", "2", "--gen-samples", "2", "--gen-tokens", "8"],
+        cwd=ROOT, env={**os.environ, "MEDSSR_HUB_ROOT": str(tmp_path / "hub")}, capture_output=True, text=True,
+        timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((tmp_path / "out" / "gpu_smoke.json").read_text())
+    step = summary["stage1_step"]
+    assert step["weights dtype"] == "float32"  # the shipped bf16 config, outside DeepSpeed: fp32 masters
+    assert step["step_time_s"] > 0 and step["completion_mean_tokens"] > 0
+    generation = summary["embedded_generation"]
+    assert generation["sequences"] == 4 and generation["completion_tokens"] > 0
+    assert generation["dtype"] == "float32" and generation["device"] == "cpu"

@@ -62,7 +62,9 @@ def guard_training_resume(training_args, checkpoint: str | None, model_path: str
         atomic_write_json(record, fingerprint)
 
 
-def plan_disk(script_args, training_args, model_args, model_path: str, revision, rows: int) -> DiskPlan:
+def plan_disk(
+    script_args, training_args, model_args, model_path: str, revision, dtype, rows: int
+) -> DiskPlan:
     """What this run will write to disk (checkpoints, final model, local-hub copies), from the model's
     config alone; every rank checks it, so a shortfall stops them all before any model loads."""
     local_hub = None
@@ -71,7 +73,7 @@ def plan_disk(script_args, training_args, model_args, model_path: str, revision,
         local_hub = getattr(hub, "root", None)
     return disk_plan(
         count_parameters(model_path, revision),
-        weights_dtype(model_args, training_args),
+        dtype,
         training_args,
         steps=planned_steps(
             training_args, rows, training_args.world_size, getattr(training_args, "num_generations", 1) or 1
@@ -123,9 +125,10 @@ def train(
     model_path, revision = resolve_model(
         model_args.model_name_or_path, model_args.model_revision, script_args.hub
     )
+    dtype = weights_dtype(model_args, training_args)
     training_args.model_init_kwargs = {
         "revision": revision,
-        "dtype": weights_dtype(model_args, training_args),
+        "dtype": dtype,
         "attn_implementation": model_args.attn_implementation,
         **(training_args.model_init_kwargs or {}),
     }
@@ -138,7 +141,9 @@ def train(
     checkpoint = resume_checkpoint(script_args, training_args)
     guard_training_resume(training_args, checkpoint, model_path, revision, dataset)  # before any model loads
     if script_args.check_disk:
-        check_disk(plan_disk(script_args, training_args, model_args, model_path, revision, len(dataset)))
+        check_disk(
+            plan_disk(script_args, training_args, model_args, model_path, revision, dtype, len(dataset))
+        )
     callbacks = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
     trainer = trainer_cls(
         model=model_path,
