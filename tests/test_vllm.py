@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 
 from medssr_hub.answers import BASE_TEMPLATE, official_recovery
@@ -18,6 +19,7 @@ from medssr_hub.generation import GenerationError, SamplingParams, build_backend
 from medssr_hub.generation.endpoint import EndpointBackend
 from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.label import LabelConfig, Labeler
+from medssr_hub.synthesis.config import SynthesisConfig
 from tests.conftest import ROOT, VLLM_SERVED_NAME, RawFiles, publish_vignettes
 from tests.fault_proxy import FaultProxy
 
@@ -262,3 +264,26 @@ def test_lighteval_on_vllm_stops_with_one_line_naming_the_upstream_issue(capsys)
     assert lighteval_cli(["vllm", "recipes/lighteval/chat_model.yaml", "medssr|medqa|0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "huggingface/lighteval#1002" in err
+
+
+def test_synthesis_runs_on_the_offline_engine_with_the_layout_as_a_structured_output(vllm_backend, tmp_path):
+    """Synthesis on `backend: vllm`, end to end: the knowledge-injected branch generates through the engine,
+    the layout regex (letters in order) is vLLM's structured output, so every attempt is a question laid
+    out as asked, and the accepted question is released as the synthetic dataset."""
+    from medssr_hub.synthesis.prompts import LAYOUT_REGEX
+    from medssr_hub.synthesis.synthesize import Synthesizer
+
+    cfg = SynthesisConfig(
+        num_questions=1, alpha=1.0, backend="vllm", max_tokens=320, chunk_size=4, batch_size=8,
+        max_attempts_per_question=24, output_dir=str(tmp_path / "synthesis"),
+    )  # fmt: skip
+    synth = Synthesizer(cfg)
+    synth.__dict__["backend"] = vllm_backend  # the session's engine (building one costs a minute)
+    stats = synth.run()
+    assert stats["num_questions"] == 1 and stats["rare_ratio"] == 1.0
+    table = pd.read_parquet(synth.release / "data" / "train-00000.parquet")
+    assert table["generator"][0].startswith("llm:") and table["disease_id"][0]
+    rejected = [json.loads(line) for line in (synth.release / "rejected.jsonl").read_text().splitlines()]
+    raws = [r["raw"].strip() for r in rejected if r.get("raw")]
+    finished = [raw for raw in raws if "\nAnswer: " in raw]  # the others ran out of max_tokens mid-question
+    assert finished and all(re.fullmatch(LAYOUT_REGEX, raw) for raw in finished), finished[:2]

@@ -23,8 +23,14 @@ LAYOUT = (
     "the letter of the single correct option."
 )
 ANSWER_PREFILL = "Question:"
-# For servers that accept a regex grammar (TGI), the same layout as a constraint.
-LAYOUT_REGEX = r"Question: [^\n]{20,1200}\n(?:[A-E]\. [^\n]{1,200}\n){4,5}Answer: [A-E]"
+# For engines that take a regex (vLLM's structured outputs, TGI), the same layout as a constraint, with the
+# letters in order as in the GBNF grammar below (out-of-order letters are a rejection, not a layout).
+_OPTION = r"[^\n]{1,200}\n"
+LAYOUT_REGEX = (
+    r"Question: [^\n]{20,1200}\n"
+    + "".join(rf"{letter}\. {_OPTION}" for letter in "ABCD")
+    + rf"(?:E\. {_OPTION})?Answer: [A-E]"
+)
 # The same layout as a GBNF grammar (llama.cpp servers), with the letters in order.
 LAYOUT_GBNF = "\n".join(
     (
