@@ -278,3 +278,67 @@ def test_the_project_errors_share_one_base_and_a_bug_keeps_its_traceback(monkeyp
     with pytest.raises(ValueError):
         main(["evaluate"])
     assert "medssr-hub: error" not in capsys.readouterr().err
+
+
+@pytest.fixture
+def read_only(tmp_path):
+    """A folder on a read-only file system: a read-only bind mount of a writable one (root writes through
+    permissions, so chmod would prove nothing). Skipped where this sandbox may not mount."""
+    import subprocess
+
+    source, view = tmp_path / "source", tmp_path / "read-only"
+    source.mkdir()
+    view.mkdir()
+    yield source, view  # the test fills `source` first, then mounts
+    subprocess.run(["umount", str(view)], capture_output=True)
+
+
+def _mount_read_only(source, view) -> None:
+    import subprocess
+
+    done = subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(view)], capture_output=True)
+    if done.returncode != 0 or _writable(view):
+        pytest.skip(f"no read-only bind mount here: {done.stderr.decode().strip()}")
+
+
+def _writable(folder) -> bool:
+    try:
+        (folder / ".probe").write_text("x")
+    except OSError:
+        return False
+    (folder / ".probe").unlink()
+    return True
+
+
+def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, capsys, benchmarks_dir):
+    """Outputs and a hub root on a read-only file system: evaluate and synthesize outputs, a publish that
+    would be a no-op and a new one; a pull still reads."""
+    source, view = read_only
+    data = source / "data"
+    data.mkdir()
+    (data / "train.json").write_text((benchmarks_dir / "medqa.json").read_text())
+    assert (
+        main(
+            ["publish", str(data), "--repo-id", "org/x", "--version", "v1.0.0", "--hub", str(source / "hub")]
+        )
+        == 0
+    )
+    _mount_read_only(source, view)
+    hub = str(view / "hub")
+    for argv in (
+        ["publish", str(data), "--repo-id", "org/x", "--version", "v1.0.0", "--hub", hub],  # a no-op
+        ["publish", str(data), "--repo-id", "org/y", "--version", "v1.0.0", "--hub", hub],
+        [
+            "evaluate",
+            "--chat",
+            "true",
+            "--benchmarks",
+            str(data / "train.json"),
+            "--output_dir",
+            str(view / "e"),
+        ],
+        ["synthesize", "--rare_generator", "vignette", "--alpha", "1.0", "--output_dir", str(view / "s")],
+    ):
+        line = run(capsys, *argv)
+        assert "Read-only file system" in line and str(view) in line, (argv[0], line)
+    assert main(["pull", "org/x", "--revision", "v1.0.0", "--hub", hub]) == 0  # reading needs no write
