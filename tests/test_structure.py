@@ -123,6 +123,38 @@ def test_no_module_is_over_400_lines():
     assert not over, f"modules over {MAX_LINES} lines: {over}"
 
 
+def test_init_files_hold_exports_only():
+    """Logic lives in modules named by their job; a package's __init__ re-exports (issue 23)."""
+    logic = {}
+    for init in PACKAGE.rglob("__init__.py"):
+        tree = ast.parse(init.read_text())
+        defs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+        if defs:
+            logic[str(init.relative_to(PACKAGE))] = defs
+    assert not logic, logic
+
+
+def test_no_stage_probes_a_backend_with_hasattr():
+    """Backends declare what they can do (`capabilities`); stages ask it instead of probing attributes."""
+    from medssr_hub.generation.base import Capabilities, GenerationBackend
+    from medssr_hub.generation.embedded import EmbeddedBackend
+    from medssr_hub.generation.endpoint import EndpointBackend
+    from medssr_hub.generation.offline_vllm import VLLMBackend
+
+    probes = []
+    for module in PACKAGE.rglob("*.py"):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "hasattr":
+                target = ast.unparse(node.args[0])
+                if "backend" in target:
+                    probes.append(f"{module.relative_to(PACKAGE)}: hasattr({target}, ...)")
+    assert not probes, probes
+    for backend in (EmbeddedBackend, EndpointBackend, VLLMBackend):
+        assert isinstance(backend.capabilities, Capabilities), backend
+    assert EmbeddedBackend.capabilities.loglikelihood and EndpointBackend.capabilities.is_async
+    assert "capabilities" in GenerationBackend.__annotations__
+
+
 def test_the_checker_finds_a_cycle_and_an_upward_import(tmp_path, monkeypatch):
     """The checks above can fail: a package with records <-> hub and a ground module importing a stage."""
     fake = tmp_path / "medssr_hub"

@@ -49,7 +49,6 @@ from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.evaluation.scoring import score
 from medssr_hub.generation import SamplingParams, backend_for, check_backend
-from medssr_hub.generation.base import first_token_ids
 from medssr_hub.hub.cards import redact
 from medssr_hub.modeling import model_id
 from medssr_hub.records import MCQRecord
@@ -349,27 +348,21 @@ class Evaluator:
         return [done[r.id]["samples"] for r in records]
 
     def loglikelihood(self, records: list[MCQRecord]) -> tuple[list[list[Answer]], list[list[str]]]:
-        """The letter with the highest next-token probability after "The answer is " (embedded only)."""
-        import torch
-
+        """The letter with the highest next-token score after "The answer is " (backends that declare
+        `loglikelihood`: the embedded one)."""
         backend = self.backend
-        if not hasattr(backend, "model"):
-            raise InputError("mode loglikelihood needs the embedded backend (token probabilities)")
+        if not backend.capabilities.loglikelihood:
+            raise InputError(
+                f"mode loglikelihood needs a backend with token probabilities (embedded), not {backend.name}"
+            )
         answers, texts = [], []
-        letter_ids: dict[str, list[int]] = {}  # each letter's first-token ids, tokenized once
         for record in tqdm(records, desc="loglikelihood", unit="item"):
             prompt = answer_prompt(record, chat=self.cfg.chat)
             if isinstance(prompt, str):
                 prompt += "The answer is "
             else:  # continue an assistant turn that starts with the answer
                 prompt = [*prompt, {"role": "assistant", "content": "The answer is"}]
-            ids = torch.tensor([backend.encode(prompt)], device=backend.model.device)
-            with torch.inference_mode():
-                logits = backend.model(input_ids=ids).logits[0, -1].float()
-            for letter in record.letters:
-                if letter not in letter_ids:
-                    letter_ids[letter] = first_token_ids(backend.tokenizer, [letter])
-            scores = {letter: max(logits[t].item() for t in letter_ids[letter]) for letter in record.letters}
+            scores = backend.loglikelihood(prompt, record.letters)
             best = max(scores, key=scores.get)
             answers.append([Answer(best)])
             texts.append([" ".join(f"{k}:{v:.2f}" for k, v in scores.items())])

@@ -97,9 +97,27 @@ class GenerationError(ServiceError):
         self.partial_samples: dict[int, dict[int, Sample]] = {}
 
 
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do beyond `generate`, declared on the backend (as lighteval's models declare
+    `is_async`), so that stages ask instead of probing attributes.
+
+    - `is_async`: an `async with backend.session()` / `agenerate` pair, for chained requests;
+    - `loglikelihood`: `backend.loglikelihood(...)`, next-token scores of candidate continuations;
+    - `token_bias`: `SamplingParams.bias_ids` / `allowed_tokens` reach the sampler (logit_bias);
+    - `n_per_request`: n samples of a prompt in one request (else n requests, same seeds).
+    """
+
+    is_async: bool = False
+    loglikelihood: bool = False
+    token_bias: bool = True
+    n_per_request: bool = True
+
+
 @runtime_checkable
 class GenerationBackend(Protocol):
     name: str
+    capabilities: Capabilities
 
     def generate(
         self,

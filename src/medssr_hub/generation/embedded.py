@@ -17,6 +17,7 @@ from transformers import (
 
 from medssr_hub.generation.base import (
     BackendStats,
+    Capabilities,
     Completion,
     OnComplete,
     Prompt,
@@ -135,6 +136,7 @@ class EmbeddedBackend:
     """transformers in-process. `batch_size` counts sequences (prompts x samples) per forward pass."""
 
     name = "embedded"
+    capabilities = Capabilities(loglikelihood=True)
 
     def __init__(
         self,
@@ -163,7 +165,7 @@ class EmbeddedBackend:
         self.tokenizer.padding_side = "left"
         self.sample_on_device = sample_on_device  # None: on the GPU's way when the model is on a GPU
         self.batch_size = max(1, batch_size)
-        self.model_name = model or "embedded"
+        self._first_ids: dict[str, list[int]] = {}  # each candidate's first-token ids, tokenized once
         # The model family, read from the model itself (the official recovery pass's family rule).
         self.model_type: str | None = getattr(self.model.config, "model_type", None)
         self.stats = BackendStats()
@@ -181,6 +183,20 @@ class EmbeddedBackend:
     # -- prompts -------------------------------------------------------------------------------------
     def encode(self, prompt: Prompt) -> list[int]:
         return encode_prompt(self.tokenizer, prompt)
+
+    @torch.inference_mode()
+    def loglikelihood(self, prompt: Prompt, candidates: Sequence[str]) -> dict[str, float]:
+        """Each candidate's score as the next token after `prompt`: the highest logit among its first-token
+        ids (bare and after a space). Logits are log-likelihoods up to the normalizer the candidates share,
+        so they rank the candidates as log-probabilities would."""
+        ids = torch.tensor([self.encode(prompt)], device=self.model.device)
+        logits = self.model(input_ids=ids).logits[0, -1].float()
+        scores = {}
+        for candidate in candidates:
+            if candidate not in self._first_ids:
+                self._first_ids[candidate] = first_token_ids(self.tokenizer, [candidate])
+            scores[candidate] = max(logits[t].item() for t in self._first_ids[candidate])
+        return scores
 
     @cached_property
     def layout_processor(self) -> LayoutLogitsProcessor:

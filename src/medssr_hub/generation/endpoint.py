@@ -24,6 +24,7 @@ from tqdm.auto import tqdm
 from medssr_hub.errors import InputError
 from medssr_hub.generation.base import (
     BackendStats,
+    Capabilities,
     Completion,
     GenerationError,
     OnComplete,
@@ -48,6 +49,7 @@ class EndpointBackend:
     TGI's native text-generation route (raw prompts, `grammar` for constrained answers)."""
 
     name = "endpoint"
+    capabilities = Capabilities(is_async=True)
 
     def __init__(
         self,
@@ -78,7 +80,6 @@ class EndpointBackend:
         if route != "completions":  # the completions route has its own HTTP client
             reach_servers_offline(urls)
         self.base_url = self.servers[0].url
-        self.model_name = model or self.base_url
         self.model = model
         self._asked_model = False
         self.route = route

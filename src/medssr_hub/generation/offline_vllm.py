@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from medssr_hub.config import ConfigError
 from medssr_hub.generation.base import (
     BackendStats,
+    Capabilities,
     Completion,
     OnComplete,
     Prompt,
@@ -95,6 +96,7 @@ class VLLMBackend:
     vLLM schedules within them, and each chunk's completions are handed back (`on_complete`) when it ends."""
 
     name = "vllm"
+    capabilities = Capabilities()
 
     def __init__(
         self,

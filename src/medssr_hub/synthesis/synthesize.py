@@ -187,7 +187,7 @@ class Synthesizer:
                 grammar=LAYOUT_GBNF,
                 layout=self.cfg.constrain_layout,
             )
-            if hasattr(self.backend, "session") and self.cfg.recover_answers:
+            if self.backend.capabilities.is_async and self.cfg.recover_answers:
                 asyncio.run(self._generate_chained(llm, params))
             else:
                 completions = self.backend.generate(
