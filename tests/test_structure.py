@@ -128,7 +128,9 @@ def test_init_files_hold_exports_only():
     logic = {}
     for init in PACKAGE.rglob("__init__.py"):
         tree = ast.parse(init.read_text())
-        defs = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)]
+        defs = [
+            n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        ]
         if defs:
             logic[str(init.relative_to(PACKAGE))] = defs
     assert not logic, logic

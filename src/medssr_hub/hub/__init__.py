@@ -7,7 +7,14 @@ any server speaking its API). `open_hub(uri)` picks one: nothing or a folder pat
 
 from medssr_hub.hub.common import RUN_CONFIG, Hub, HubError, PublishResult, VersionExistsError, build_manifest
 from medssr_hub.hub.local import LocalHub
-from medssr_hub.hub.publishing import HUB_ROOT_ENV, check_publishable, default_hub_root, open_hub, publish
+from medssr_hub.hub.publishing import (
+    HUB_ROOT_ENV,
+    StageRelease,
+    check_publishable,
+    default_hub_root,
+    open_hub,
+    publish,
+)
 from medssr_hub.hub.remote import RemoteHub
 
 __all__ = [
@@ -17,6 +24,7 @@ __all__ = [
     "LocalHub",
     "PublishResult",
     "RemoteHub",
+    "StageRelease",
     "VersionExistsError",
     "RUN_CONFIG",
     "build_manifest",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from medssr_hub.errors import InputError
@@ -15,6 +16,7 @@ from medssr_hub.hub.common import RUN_CONFIG, Hub, HubError, PublishResult, Vers
 from medssr_hub.hub.local import LocalHub
 from medssr_hub.hub.remote import RemoteHub
 from medssr_hub.paths import cache_dir
+from medssr_hub.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
 HUB_ROOT_ENV = "MEDSSR_HUB_ROOT"
@@ -96,3 +98,35 @@ def publish(
     return open_hub(hub, token=token).publish(
         folder, repo_id, version, repo_type=repo_type, private=private, branch=branch, message=message
     )
+
+
+@dataclass(frozen=True)
+class StageRelease:
+    """One stage's publish, both ends: `check()` before the work (a version published from other settings
+    stops the run then, not after it), `publish()` after it (the run config written beside the data, the
+    card checked, the folder published). Every stage's release goes through it, with the same config."""
+
+    repo_id: str | None
+    version: str
+    config: dict
+    hub: str | None = None
+    repo_type: str = "dataset"
+
+    @classmethod
+    def of(cls, cfg, repo_type: str = "dataset") -> StageRelease:
+        """A stage config's release: its `publish_repo`, `publish_version`, `hub` and publishable settings."""
+        from medssr_hub.config import config_dict, publishable
+
+        return cls(cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), cfg.hub, repo_type)
+
+    def check(self) -> bool:
+        """True when this version exists from the same settings (the publish will be a no-op)."""
+        if not self.repo_id:
+            return False
+        return check_publishable(
+            self.repo_id, self.version, self.config, repo_type=self.repo_type, hub=self.hub
+        )
+
+    def publish(self, folder: str | Path, card) -> PublishResult:
+        atomic_write_json(Path(folder) / RUN_CONFIG, self.config)  # what check() compares against
+        return publish(folder, self.repo_id, self.version, card=card, repo_type=self.repo_type, hub=self.hub)

@@ -38,7 +38,7 @@ from medssr_hub.generation import (
     check_backend,
     model_label,
 )
-from medssr_hub.hub import RUN_CONFIG, check_publishable, publish
+from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.labeling.diagnostics import compute_diagnostics, plot_diagnostics, render_diagnostics
 from medssr_hub.labeling.voting import majority_vote
@@ -154,10 +154,7 @@ class Labeler:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "labeling", LabelingError)
-        if cfg.publish_repo:  # a conflicting version is found now, not after the work
-            check_publishable(
-                cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub
-            )
+        StageRelease.of(cfg).check()  # a conflicting version is found now, not after the work
         records = self.load()
         chunks = [records[i : i + cfg.shard_size] for i in range(0, len(records), cfg.shard_size)]
         votes: dict[str, dict[str, Any]] = {}
@@ -296,8 +293,7 @@ class Labeler:
             config=publishable(config_dict(cfg)),
             tags=["synthetic", "pseudo-labels"],
         )
-        atomic_write_json(self.release / RUN_CONFIG, publishable(config_dict(cfg)))
-        result = publish(self.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
+        result = StageRelease.of(cfg).publish(self.release, card)
         return f"{result.repo_id}@{result.version} ({result.location})"
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from medssr_hub.config import config_dict, publishable
 from medssr_hub.generation import model_label
-from medssr_hub.hub import RUN_CONFIG, publish
+from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.records import MCQRecord, record_from_row
 from medssr_hub.schema import SYNTHETIC_FEATURES
@@ -116,8 +116,7 @@ def publish_release(synth, stats: dict[str, Any]) -> str:
         config=publishable(config_dict(cfg)),
         tags=["synthetic", "rare-diseases"],
     )
-    atomic_write_json(synth.release / RUN_CONFIG, publishable(config_dict(cfg)))
-    result = publish(synth.release, cfg.publish_repo, cfg.publish_version, card=card, hub=cfg.hub)
+    result = StageRelease.of(cfg).publish(synth.release, card)
     return f"{result.repo_id}@{result.version} ({result.location})"
 
 

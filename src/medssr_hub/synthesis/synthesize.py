@@ -25,13 +25,11 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medssr_hub.config import (
-    config_dict,
     guard_resume,
-    publishable,
 )
 from medssr_hub.decontamination import Decontaminator
 from medssr_hub.generation import SamplingParams, backend_for, model_label
-from medssr_hub.hub import check_publishable
+from medssr_hub.hub import StageRelease
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
@@ -352,10 +350,7 @@ class Synthesizer:
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "synthesis", SynthesisError)
-        if cfg.publish_repo:  # a conflicting version is found now, not after the work
-            check_publishable(
-                cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), hub=cfg.hub
-            )
+        StageRelease.of(cfg).check()  # a conflicting version is found now, not after the work
 
         rhos = draw_rhos(cfg.num_questions, cfg.seed)
         slots = {b: [i for i, r in enumerate(rhos) if (r < cfg.alpha) == (b == "rare")] for b in BRANCHES}

@@ -14,7 +14,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from medssr_hub.hub import RUN_CONFIG, publish
+from medssr_hub.hub import StageRelease, publish
 from medssr_hub.hub.cards import model_card
 from medssr_hub.utils import atomic_write_json
 
@@ -99,6 +99,10 @@ class CardContext:
         self.repo_id, self.version, self.stage = repo_id, version, stage
         self.base_model, self.datasets, self.config, self.hub = base_model, datasets, config, hub
         self.data_fields = data_fields
+
+    def release(self) -> StageRelease:
+        """The final model's release: checked before training, published after it."""
+        return StageRelease(self.repo_id, self.version, self.config, self.hub, repo_type="model")
 
     def card(self, version: str, log_history, summary: str, plots=None, evaluation=None):
         return model_card(
@@ -211,7 +215,6 @@ def finish(trainer, args, context: CardContext | None, output_dir: str | Path, p
         },
     )
     if context is not None and args.publish_repo:
-        atomic_write_json(final / RUN_CONFIG, context.config)  # what check_publishable compares against
         evaluation = Path(args.evaluation).read_text() if args.evaluation else None
         card = context.card(
             context.version,
@@ -220,8 +223,6 @@ def finish(trainer, args, context: CardContext | None, output_dir: str | Path, p
             plots=plots,
             evaluation=evaluation,
         )
-        result = publish(
-            final, context.repo_id, context.version, card=card, repo_type="model", hub=context.hub
-        )
+        result = context.release().publish(final, card)
         logger.info("Published %s@%s (%s)", result.repo_id, result.version, result.location)
     return final

@@ -12,7 +12,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
 from medssr_hub.config import ConfigError, content_hash, publishable
-from medssr_hub.hub import check_publishable, open_hub
+from medssr_hub.hub import open_hub
 from medssr_hub.modeling import model_id
 from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
@@ -135,9 +135,7 @@ def train(
     context = card_context(script_args, training_args, model_args, info)
     if context is not None and training_args.process_index == 0:
         # A version published from other settings is refused now, before any step is trained.
-        check_publishable(
-            context.repo_id, context.version, context.config, repo_type="model", hub=context.hub
-        )
+        context.release().check()
     checkpoint = resume_checkpoint(script_args, training_args)
     guard_training_resume(training_args, checkpoint, model_path, revision, dataset)  # before any model loads
     if script_args.check_disk:
