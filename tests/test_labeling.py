@@ -9,7 +9,7 @@ from datasets import load_dataset
 from medssr_hub.config import ConfigError
 from medssr_hub.generation import GenerationError
 from medssr_hub.hub import LocalHub
-from medssr_hub.labeling.diagnostics import accuracy_vs_n, compute_diagnostics
+from medssr_hub.labeling.diagnostics import VotedQuestion, accuracy_vs_n, compute_diagnostics
 from medssr_hub.labeling.label import LabelConfig, Labeler, LabelingError
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records
@@ -56,8 +56,8 @@ def test_labels_votes_band_and_diagnostics(tmp_path, synthetic, embedded_dir):
     assert kept.empty or kept["agreement"].between(0.5, 0.75).all()
     assert stats["kept"] == len(kept) and stats["kept"] + stats["discarded"] == 6
     bands = stats["band_counts"]
-    assert bands["in band"] == stats["kept"]
-    assert bands["below band"] + bands["in band"] + bands["above band (e.g. unanimous)"] == 6
+    assert bands["in_band"] == stats["kept"]
+    assert bands["below_band"] + bands["in_band"] + bands["above_band"] == 6
     assert stats["reference_questions"] == 6 and 0 <= stats["label_accuracy"] <= 1
     assert set(stats["label_accuracy_vs_n"]) == {"1", "2", "3", "4"}
     assert sum(stats["agreement_histogram"].values()) == 6
@@ -181,22 +181,15 @@ def test_diagnostics_on_known_votes():
     rows = []
     for record, letters in zip(records, votes, strict=True):
         vote = majority_vote(letters)
-        rows.append(
-            (record, {"letters": letters, "recovered": [False] * 4}, vote, 0.5 <= vote.agreement <= 0.75)
-        )
+        rows.append(VotedQuestion(record, letters, [False] * 4, vote, 0.5 <= vote.agreement <= 0.75))
     d = compute_diagnostics(rows, cfg)
     assert d["label_accuracy"] == pytest.approx(2 / 3)
     assert d["sample_accuracy"] == pytest.approx(8 / 12)
-    assert d["band_counts"] == {
-        "below band": 0,
-        "in band": 2,
-        "above band (e.g. unanimous)": 1,
-        "no parseable vote": 0,
-    }
+    assert d["band_counts"] == {"below_band": 0, "in_band": 2, "above_band": 1, "no_vote": 0}
     assert d["agreement_histogram"] == {"0/4": 0, "1/4": 0, "2/4": 1, "3/4": 1, "4/4": 1}
     # reward accuracy: sample-level agreement of (x == label) with (x == gold); question 2 gets 3 of 4 wrong
     assert d["reward_accuracy"] == pytest.approx((4 + 1 + 4) / 12)
-    curve = accuracy_vs_n([(r, v, vote, b, "A") for r, v, vote, b in rows], 4, seed=0)
+    curve = accuracy_vs_n([(q, "A") for q in rows], 4, seed=0)
     assert curve["4"] == pytest.approx(2 / 3) and set(curve) == {"1", "2", "3", "4"}
 
 

@@ -8,11 +8,32 @@ from __future__ import annotations
 import random
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.labeling.voting import majority_vote
+from medssr_hub.labeling.voting import Vote, majority_vote
 from medssr_hub.records import MCQRecord
+
+
+@dataclass(frozen=True)
+class VotedQuestion:
+    """One question as labeling left it: its record, its n answers, their majority, whether it was kept."""
+
+    record: MCQRecord
+    letters: list[str | None]  # each sample's letter (None: no answer read)
+    recovered: list[bool]  # each sample's letter needed the recovery pass
+    vote: Vote
+    in_band: bool
+
+
+# The band counts' keys in stats.json, and how the card shows them.
+BAND_LABELS = {
+    "below_band": "below band",
+    "in_band": "in band",
+    "above_band": "above band (e.g. unanimous)",
+    "no_vote": "no parseable vote",
+}
 
 
 def reference_answer(record: MCQRecord, mode: str) -> str | None:
@@ -22,45 +43,42 @@ def reference_answer(record: MCQRecord, mode: str) -> str | None:
     return record.answer if mode == "all" else None
 
 
-def compute_diagnostics(rows, cfg) -> dict[str, Any]:
+def compute_diagnostics(questions: list[VotedQuestion], cfg) -> dict[str, Any]:
     """TTRL-style metrics: label accuracy, per-sample and reward accuracy, agreement, recovery, accuracy vs n."""
     n = cfg.n
-    agreements = [vote.agreement for _, _, vote, _ in rows]
+    agreements = [q.vote.agreement for q in questions]
     histogram = Counter(round(a * n) for a in agreements)
     low, high = cfg.band
     band_counts = {
-        "below band": sum(a < low for a in agreements),
-        "in band": sum(in_band for *_, in_band in rows),
-        "above band (e.g. unanimous)": sum(a > high for a in agreements),
-        "no parseable vote": sum(vote.label is None for _, _, vote, _ in rows),
+        "below_band": sum(a < low for a in agreements),
+        "in_band": sum(q.in_band for q in questions),
+        "above_band": sum(a > high for a in agreements),
+        "no_vote": sum(q.vote.label is None for q in questions),
     }
-    samples = [x for _, v, _, _ in rows for x in v["letters"]]
-    recovered = [x for _, v, _, _ in rows for x in v["recovered"]]
+    samples = [x for q in questions for x in q.letters]
+    recovered = [x for q in questions for x in q.recovered]
     out: dict[str, Any] = {
-        "questions": len(rows),
+        "questions": len(questions),
         "n": n,
         "mean_agreement": statistics.fmean(agreements) if agreements else 0.0,
         "agreement_histogram": {f"{k}/{n}": histogram.get(k, 0) for k in range(n + 1)},
         "band_counts": band_counts,
-        "ties": sum(vote.tie for _, _, vote, _ in rows),
+        "ties": sum(q.vote.tie for q in questions),
         "recovery_rate": statistics.fmean(recovered) if recovered else 0.0,
         "unparsed_rate": statistics.fmean(x is None for x in samples) if samples else 0.0,
     }
-    scored = [(r, v, vote, b, reference_answer(r, cfg.reference)) for r, v, vote, b in rows]
-    scored = [s for s in scored if s[4] is not None]
+    scored = [(q, ref) for q in questions if (ref := reference_answer(q.record, cfg.reference)) is not None]
     out["reference_questions"] = len(scored)
     if scored:
-        out["label_accuracy"] = statistics.fmean(vote.label == ref for _, _, vote, _, ref in scored)
-        in_band = [(vote, ref) for _, _, vote, b, ref in scored if b]
+        out["label_accuracy"] = statistics.fmean(q.vote.label == ref for q, ref in scored)
+        in_band = [(q, ref) for q, ref in scored if q.in_band]
         out["label_accuracy_in_band"] = (
-            statistics.fmean(v.label == ref for v, ref in in_band) if in_band else None
+            statistics.fmean(q.vote.label == ref for q, ref in in_band) if in_band else None
         )
-        out["sample_accuracy"] = statistics.fmean(
-            x == ref for _, v, _, _, ref in scored for x in v["letters"]
-        )
+        out["sample_accuracy"] = statistics.fmean(x == ref for q, ref in scored for x in q.letters)
         # Reward accuracy: how often the pseudo-label reward (sample == label) equals the true one (sample == ref).
         out["reward_accuracy"] = statistics.fmean(
-            (x == vote.label) == (x == ref) for _, v, vote, _, ref in scored for x in v["letters"]
+            (x == q.vote.label) == (x == ref) for q, ref in scored for x in q.letters
         )
         out["label_accuracy_vs_n"] = accuracy_vs_n(scored, n, cfg.seed)
     return out
@@ -69,16 +87,16 @@ def compute_diagnostics(rows, cfg) -> dict[str, Any]:
 SUBSET_REPEATS = 20  # random vote subsets averaged per m in accuracy_vs_n
 
 
-def accuracy_vs_n(scored, n: int, seed: int) -> dict[str, float]:
+def accuracy_vs_n(scored: list[tuple[VotedQuestion, str]], n: int, seed: int) -> dict[str, float]:
     """Label accuracy when only m of the n votes are used (random subsets, averaged), m = 1, 2, 4, ..., n."""
     rng = random.Random(seed)
     sizes = sorted({m for m in (1, 2, 3, 4, 6, 8, 12, 16, 32, 64) if m < n} | {n})
     curve = {}
     for m in sizes:
         hits = []
-        for _, v, _, _, ref in scored:
+        for question, ref in scored:
             for _ in range(SUBSET_REPEATS if m < n else 1):
-                subset = rng.sample(v["letters"], m)
+                subset = rng.sample(question.letters, m)
                 hits.append(majority_vote(subset).label == ref)
         curve[str(m)] = statistics.fmean(hits)
     return curve

@@ -40,7 +40,13 @@ from medssr_hub.generation import (
 )
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
-from medssr_hub.labeling.diagnostics import compute_diagnostics, plot_diagnostics, render_diagnostics
+from medssr_hub.labeling.diagnostics import (
+    BAND_LABELS,
+    VotedQuestion,
+    compute_diagnostics,
+    plot_diagnostics,
+    render_diagnostics,
+)
 from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.schema import LABELED_FEATURES
@@ -234,7 +240,7 @@ class Labeler:
             }
             in_band = vote.label is not None and low <= vote.agreement <= high
             (kept if in_band else discarded).append(row)
-            diag_rows.append((record, v, vote, in_band))
+            diag_rows.append(VotedQuestion(record, v["letters"], v["recovered"], vote, in_band))
         diagnostics = compute_diagnostics(diag_rows, cfg)
         for name, rows in (("train", kept), ("discarded", discarded)):
             path = self.release / "data" / f"{name}-00000.parquet"
@@ -287,7 +293,11 @@ class Labeler:
                 "seed": cfg.seed,
                 "agreement band": f"[{cfg.band[0]}, {cfg.band[1]}]",
             },
-            counts={"kept": stats["kept"], "discarded": stats["discarded"], **stats["band_counts"]},
+            counts={
+                "kept": stats["kept"],
+                "discarded": stats["discarded"],
+                **{BAND_LABELS[k]: v for k, v in stats["band_counts"].items()},
+            },
             evaluation=render_diagnostics(stats),
             plots={"Agreement and label accuracy": "plots/labeling.png"},
             config=publishable(config_dict(cfg)),
