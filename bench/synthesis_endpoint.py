@@ -120,11 +120,11 @@ def main() -> None:
                     raw_tokens = asyncio.run(
                         raw_load(
                             server.url,
-                            [p["prompt"] for p in plans],
+                            [p.prompt for p in plans],
                             args.max_tokens,
                             args.concurrency,
                             # the seed the backend sends for sample 0 of each prompt: identical requests
-                            [sample_seed(p["sample_seed"], 0) % 2**31 for p in plans],
+                            [sample_seed(p.sample_seed, 0) % 2**31 for p in plans],
                             grammar=LAYOUT_GBNF if constraint == "gbnf" else None,
                         )
                     )

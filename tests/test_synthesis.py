@@ -305,13 +305,11 @@ def test_llm_branches_with_the_embedded_model(tmp_path, embedded_dir):
     synth = Synthesizer(cfg)
     rare = synth.run_chunk("rare", 0)
     plan = synth.plan_attempt("rare", 0)
-    disease = synth.catalog.by_id[plan["disease_id"]]
-    assert plan["passage_ids"][0] == f"card:{disease.id}" and len(plan["passage_ids"]) == 3
-    user = plan["prompt"][1]["content"]
+    disease = synth.catalog.by_id[plan.disease_id]
+    assert plan.passage_ids[0] == f"card:{disease.id}" and len(plan.passage_ids) == 3
+    user = plan.prompt[1]["content"]
     assert (
-        disease.name in user
-        and "Background knowledge" in user
-        and plan["prompt"][-1]["content"] == "Question:"
+        disease.name in user and "Background knowledge" in user and plan.prompt[-1]["content"] == "Question:"
     )
     seed = synth.run_chunk("seed", 0)
     for row in rare + seed:
@@ -366,7 +364,7 @@ def test_endpoint_answer_pass_follows_its_generation_and_only_for_screened_quest
         row = rows[generations.index(i - 1)]  # the request just before is this question's generation
         answered.append(row["attempt"])
         plan = synth.plan_attempt("seed", row["attempt"])
-        assert body["messages"] == key_prompt(plan["prompt"], row["raw"])
+        assert body["messages"] == key_prompt(plan.prompt, row["raw"])
         assert (
             row["status"] == "no_answer" or _as_record(row).metadata["answer_source"] == "generator-recovered"
         )

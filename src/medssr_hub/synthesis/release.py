@@ -64,7 +64,7 @@ def write_release(synth, rhos, slots, accepted, rejected, attempts) -> dict[str,
             b: dict(Counter(r["status"] for r in rejected if r["branch"] == b).most_common())
             for b in BRANCHES
         },
-        "catalog": synth.catalog.version if "catalog" in synth.__dict__ else None,  # only when it was used
+        "catalog": synth.catalog.version if synth.catalog_used else None,
         "vignette_rewrites": dict(
             Counter(json.loads(r["metadata"]).get("rewrite") for r in table if r["generator"] == "vignette")
         )

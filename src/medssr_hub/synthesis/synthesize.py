@@ -39,10 +39,10 @@ from medssr_hub.synthesis.filters import (
     ValidationSettings,
     check_rewrite,
     similarity,
-    validate_answer,
     validate_question,
 )
 from medssr_hub.synthesis.knowledge import BM25Retriever, build_corpus, disease_card, load_documents
+from medssr_hub.synthesis.plan import AttemptPlan
 from medssr_hub.synthesis.prompts import (
     LAYOUT_GBNF,
     LAYOUT_REGEX,
@@ -66,11 +66,19 @@ class Synthesizer:
         self.out = Path(cfg.output_dir)
         self.shards = self.out / "shards"  # one atomic file per chunk of attempts: what a resume replays
         self.release = self.out / "dataset"  # what is published: data/, rejected.jsonl, stats.json, README.md
+        self._catalog: RareDiseaseCatalog | None = None
 
     # -- resources, built only when a branch needs them ---------------------------------------------
-    @cached_property
+    @property
     def catalog(self) -> RareDiseaseCatalog:
-        return RareDiseaseCatalog(extra=self.cfg.catalog)
+        """The rare-disease catalogue, loaded the first time a branch needs it (`catalog_used` says so)."""
+        if self._catalog is None:
+            self._catalog = RareDiseaseCatalog(extra=self.cfg.catalog)
+        return self._catalog
+
+    @property
+    def catalog_used(self) -> bool:
+        return self._catalog is not None
 
     @cached_property
     def retriever(self) -> BM25Retriever:
@@ -124,43 +132,38 @@ class Synthesizer:
     def _attempt_rng(self, branch: str, attempt: int) -> random.Random:
         return random.Random(f"{self.cfg.seed}:{branch}:{attempt}")
 
-    def plan_attempt(self, branch: str, attempt: int) -> dict[str, Any]:
+    def plan_attempt(self, branch: str, attempt: int) -> AttemptPlan:
         """What attempt `attempt` of `branch` asks for: disease, passages, exemplars, and a prompt or a record."""
         rng = self._attempt_rng(branch, attempt)
-        plan: dict[str, Any] = {
-            "attempt": attempt,
-            "branch": branch,
-            "disease_id": None,
-            "passage_ids": [],
-            "seed_ids": [],
-        }
         generator = self.cfg.rare_generator if branch == "rare" else self.cfg.seed_generator
-        plan["generator"] = (
-            "vignette"
+        plan = AttemptPlan(
+            attempt=attempt,
+            branch=branch,
+            generator="vignette"
             if generator == "vignette"
-            else f"llm:{model_label(self.cfg.backend, self.cfg.model, self.cfg.endpoint)}"
+            else f"llm:{model_label(self.cfg.backend, self.cfg.model, self.cfg.endpoint)}",
         )
         if branch == "rare" or generator == "vignette":
             eligible, weights = self.diseases[generator == "vignette"]
             disease = rng.choices(eligible, weights)[0] if weights else rng.choice(eligible)
-            plan["disease_id"] = disease.id
+            plan.disease_id = disease.id
         if generator == "vignette":
-            plan["record"] = self.vignettes.generate(self.catalog.by_id[plan["disease_id"]], rng)
+            plan.record = self.vignettes.generate(self.catalog.by_id[plan.disease_id], rng)
             return plan
         exemplars = rng.sample(self.seeds, min(self.cfg.exemplars, len(self.seeds)))
-        plan["seed_ids"] = [r.id for r in exemplars]
+        plan.seed_ids = [r.id for r in exemplars]
         if branch == "rare":
-            disease = self.catalog.by_id[plan["disease_id"]]
+            disease = self.catalog.by_id[plan.disease_id]
             card = disease_card(disease)
             related = [
                 p for p in self.retriever.search(disease.name, k=self.cfg.passages + 1) if p.id != card.id
             ]
             passages = [card, *related[: max(0, self.cfg.passages - 1)]]
-            plan["passage_ids"] = [p.id for p in passages]
-            plan["prompt"] = knowledge_prompt(disease.name, passages, exemplars)
+            plan.passage_ids = [p.id for p in passages]
+            plan.prompt = knowledge_prompt(disease.name, passages, exemplars)
         else:
-            plan["prompt"] = seed_prompt(exemplars)
-        plan["sample_seed"] = rng.randrange(2**31)
+            plan.prompt = seed_prompt(exemplars)
+        plan.sample_seed = rng.randrange(2**31)
         return plan
 
     def run_chunk(self, branch: str, chunk: int) -> list[dict[str, Any]]:
@@ -168,11 +171,11 @@ class Synthesizer:
         size = self.cfg.chunk_size
         plans = [self.plan_attempt(branch, a) for a in range(chunk * size, (chunk + 1) * size)]
         if self.cfg.rewrite_vignettes:
-            self._rewrite_vignettes([p for p in plans if p["generator"] == "vignette" and p.get("record")])
+            self._rewrite_vignettes([p for p in plans if p.generator == "vignette" and p.record is not None])
         for plan in plans:
-            if plan.get("record") is not None:
+            if plan.record is not None:
                 self._screen(plan)
-        llm = [p for p in plans if "prompt" in p]
+        llm = [p for p in plans if p.uses_llm]
         if llm:
             params = SamplingParams(
                 n=1,
@@ -189,46 +192,25 @@ class Synthesizer:
                 asyncio.run(self._generate_chained(llm, params))
             else:
                 completions = self.backend.generate(
-                    [p["prompt"] for p in llm], params, seeds=[p["sample_seed"] for p in llm], progress=False
+                    [p.prompt for p in llm], params, seeds=[p.sample_seed for p in llm], progress=False
                 )
                 for plan, completion in zip(llm, completions, strict=True):
                     self._take_generation(plan, completion)
-                self._recover_answers([p for p in llm if self._needs_answer(p)])
-        rows = []
-        for plan in plans:
-            record = plan.get("record")
-            status = plan.pop("reason", None)
-            if record is None and status is None:
-                status = "not_applicable"
-            if record is not None and status is None:
-                status = validate_answer(record) or "ok"  # the key-free checks ran in _screen
-            rows.append(
-                {
-                    "attempt": plan["attempt"],
-                    "branch": branch,
-                    "status": status,
-                    "generator": plan["generator"],
-                    "disease_id": plan["disease_id"],
-                    "passage_ids": plan["passage_ids"],
-                    "seed_ids": plan["seed_ids"],
-                    "record": record.to_row() if record is not None else None,
-                    "raw": plan.get("raw"),
-                }
-            )
-        return rows
+                self._recover_answers([p for p in llm if p.needs_answer])
+        return [plan.row() for plan in plans]
 
-    def _rewrite_vignettes(self, plans: list[dict[str, Any]]) -> None:
+    def _rewrite_vignettes(self, plans: list[AttemptPlan]) -> None:
         """Fluent prose for vignette stems. Only the stem changes, so options and key stay as constructed;
         a rewrite that fails `check_rewrite` leaves the original stem (the reason is kept in metadata)."""
         if not plans:
             return
         params = SamplingParams(n=1, temperature=0.0, max_tokens=self.cfg.max_tokens)
         # Only the case is rewritten; the question sentence is re-attached as it was.
-        parts = [p["record"].question.rsplit(". ", 1) for p in plans]
+        parts = [p.record.question.rsplit(". ", 1) for p in plans]
         prompts = [rewrite_prompt(case + ".") for case, _ in parts]
         completions = self.backend.generate(prompts, params, progress=False)
         for plan, (_, question), completion in zip(plans, parts, completions, strict=True):
-            record = plan["record"]
+            record = plan.record
             paragraph = completion.samples[0].text.strip().split("\n\n")[0]  # models often run on after it
             text = " ".join(paragraph.split()) + " " + question
             reason = check_rewrite(record, text, record.metadata.get("findings", []))
@@ -245,11 +227,11 @@ class Synthesizer:
             or self.decontaminator.check(record)
         )
 
-    def _screen(self, plan: dict[str, Any]) -> None:
+    def _screen(self, plan: AttemptPlan) -> None:
         """The checks that need no key, run as soon as a question exists: an LLM question's answer pass is
         then paid for only by questions that can still be accepted."""
-        if reason := self._question_reason(plan["record"], plan["seed_ids"]):
-            plan["reason"] = reason
+        if reason := self._question_reason(plan.record, plan.seed_ids):
+            plan.reject(reason)
 
     def _copies_exemplar(self, record: MCQRecord, seed_ids: list[str]) -> str | None:
         """Small generators often return their example nearly verbatim: that is not a new question."""
@@ -264,64 +246,60 @@ class Synthesizer:
     def _seeds_by_id(self) -> dict[str, MCQRecord]:
         return {r.id: r for r in self.seeds}
 
-    def _take_generation(self, plan: dict[str, Any], completion) -> None:
-        plan["raw"] = completion.samples[0].text
-        plan["record"] = self._record_from_text(plan)
-        if plan["record"] is not None:
+    def _take_generation(self, plan: AttemptPlan, completion) -> None:
+        plan.raw = completion.samples[0].text
+        plan.record = self._record_from_text(plan)
+        if plan.record is not None:
             self._screen(plan)
-
-    @staticmethod
-    def _needs_answer(plan: dict[str, Any]) -> bool:
-        return plan.get("record") is not None and "reason" not in plan and plan["record"].answer is None
 
     @staticmethod
     def _answer_params(letters: tuple[str, ...]) -> SamplingParams:
         return SamplingParams(n=1, temperature=0.0, max_tokens=1, allowed_tokens=letters)
 
     @staticmethod
-    def _take_answer(plan: dict[str, Any], completion) -> None:
+    def _take_answer(plan: AttemptPlan, completion) -> None:
         letter = completion.samples[0].text.strip()[:1]
-        if letter in plan["record"].options:
-            plan["record"].answer = letter
-            plan["record"].metadata["answer_source"] = "generator-recovered"
+        if letter in plan.record.options:
+            plan.record.answer = letter
+            plan.record.metadata["answer_source"] = "generator-recovered"
         else:
-            plan["reason"], plan["record"] = "no_answer", None
+            plan.reject("no_answer", drop_record=True)
 
-    def _recover_answers(self, plans: list[dict[str, Any]]) -> None:
+    def _recover_answers(self, plans: list[AttemptPlan]) -> None:
         """Questions written without an answer line: one greedy token after "Answer:", biased to the offered
         letters (the paper's recovery pass, applied to the generator). Off: they are rejected as no_answer."""
         if not plans:
             return
         if not self.cfg.recover_answers:
             for plan in plans:
-                plan["reason"], plan["record"] = "no_answer", None
+                plan.reject("no_answer", drop_record=True)
             return
-        by_letters: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        by_letters: dict[tuple[str, ...], list[AttemptPlan]] = {}
         for plan in plans:
-            by_letters.setdefault(tuple(plan["record"].options), []).append(plan)
+            by_letters.setdefault(tuple(plan.record.options), []).append(plan)
         for letters, group in by_letters.items():
-            prompts = [key_prompt(p["prompt"], p["raw"]) for p in group]
+            prompts = [key_prompt(p.prompt, p.raw) for p in group]
             completions = self.backend.generate(prompts, self._answer_params(letters), progress=False)
             for plan, completion in zip(group, completions, strict=True):
                 self._take_answer(plan, completion)
 
-    async def _generate_chained(self, plans: list[dict[str, Any]], params: SamplingParams) -> None:
+    async def _generate_chained(self, plans: list[AttemptPlan], params: SamplingParams) -> None:
         """Server backends: each question's answer pass is sent as soon as its own generation returns, in
         the same concurrency slot. The continuation then meets its prefix still in the server's prompt cache
         (a llama.cpp slot, vLLM's or TGI's prefix cache), and no request waits for the chunk's slowest
         generation. The requests and seeds are those of the two-phase path the in-process backends take."""
         slots = asyncio.Semaphore(self.backend.max_concurrency)
 
-        async def one(plan: dict[str, Any]) -> None:
+        async def one(plan: AttemptPlan) -> None:
             async with slots:
                 [completion] = await self.backend.agenerate(
-                    [plan["prompt"]], params, seeds=[plan["sample_seed"]], progress=False
+                    [plan.prompt], params, seeds=[plan.sample_seed], progress=False
                 )
                 self._take_generation(plan, completion)
-                if self._needs_answer(plan):
-                    letters = tuple(plan["record"].options)
+                if plan.needs_answer:
+                    letters = tuple(plan.record.options)
                     [answer] = await self.backend.agenerate(
-                        [key_prompt(plan["prompt"], plan["raw"])],
+                        [key_prompt(plan.prompt, plan.raw)],
                         self._answer_params(letters),
                         progress=False,
                     )
@@ -330,19 +308,19 @@ class Synthesizer:
         async with self.backend.session():
             await asyncio.gather(*(one(plan) for plan in plans))
 
-    def _record_from_text(self, plan: dict[str, Any]) -> MCQRecord | None:
+    def _record_from_text(self, plan: AttemptPlan) -> MCQRecord | None:
         try:
-            stem, options, answer = parse_generated(plan["raw"])
+            stem, options, answer = parse_generated(plan.raw)
         except ParseError as e:
-            plan["reason"] = e.reason
+            plan.reject(e.reason)
             return None
         return MCQRecord(
-            id=f"synth-{plan['branch']}-{plan['attempt']:06d}",
+            id=f"synth-{plan.branch}-{plan.attempt:06d}",
             question=stem,
             options=options,
             answer=answer,
             source="medssr-synthesis",
-            metadata={"generator": plan["generator"]},
+            metadata={"generator": plan.generator},
         )
 
     # -- the run ----------------------------------------------------------------------------------------
