@@ -130,3 +130,34 @@ def test_synthesis_refuses_a_changed_catalogue_under_the_same_name(tmp_path):
     extra.write_text(json.dumps({**row, "name": "Zebra fever syndrome, type 2"}) + "\n")
     with pytest.raises(SynthesisError, match=r"other settings \(inputs\); use another output folder"):
         Synthesizer(SynthesisConfig(**settings)).run()
+
+
+def test_every_stage_fingerprints_settings_endpoint_engine_and_inputs_through_one_helper(tmp_path):
+    """config.resume_fingerprint, as each stage calls it: a setting, the endpoint's served model, the vLLM
+    engine's dtype and a local input file's content each make another run."""
+    from medssr_hub.config import resume_fingerprint
+    from medssr_hub.evaluation.evaluate import EvalConfig
+    from medssr_hub.labeling.label import LabelConfig
+    from medssr_hub.synthesis.config import SynthesisConfig
+
+    server = {"base_url": "http://127.0.0.1:9", "model": "org/a"}
+    label = LabelConfig(chat=True, backend="endpoint", endpoint=server)
+    assert label.fingerprint() == resume_fingerprint(
+        label, keep=[k for k in label.fingerprint() if k != "endpoint"]
+    )
+    other_model = LabelConfig(chat=True, backend="endpoint", endpoint={**server, "model": "org/b"})
+    assert other_model.fingerprint() != label.fingerprint()
+    evaluation = EvalConfig(chat=True, backend="vllm")
+    assert (
+        EvalConfig(chat=True, backend="vllm", vllm={"dtype": "float32"}).fingerprint()
+        != evaluation.fingerprint()
+    )
+    assert EvalConfig(chat=True, backend="vllm", vllm={"gpu_memory_utilization": 0.5}).fingerprint() == (
+        evaluation.fingerprint()
+    )  # where it runs is not what it computes
+    catalogue = tmp_path / "extra.tsv"
+    catalogue.write_text("ORPHA:1\tA disease\tHP:0001250\n")
+    synthesis = SynthesisConfig(catalog=[str(catalogue)], rare_generator="vignette", alpha=1.0)
+    before = synthesis.fingerprint()
+    catalogue.write_text("ORPHA:1\tA disease\tHP:0001251\n")
+    assert synthesis.fingerprint() != before and set(before["inputs"]) == {str(catalogue)}

@@ -266,6 +266,28 @@ def engine_fingerprint(engine: dict[str, Any] | None) -> dict[str, Any]:
     return {"vllm": kept} if kept else {}
 
 
+def resume_fingerprint(
+    config: Any,
+    *,
+    keep: Sequence[str] | None = None,
+    skip: Sequence[str] = (),
+    inputs: Sequence[str | None] | None = None,
+) -> dict[str, Any]:
+    """What a resumed run of a stage must match, in one shape for every stage: its settings (the fields in
+    `keep`, or every field but those in `skip`), the endpoint it generated with (servers, served model,
+    route), what changes the vLLM engine's numbers, and the content of its local input files (`inputs`).
+    Work items are matched one by one as well (each stage hashes an item's prompt and model)."""
+    values = config_dict(config)
+    names = keep if keep is not None else [k for k in values if k not in set(skip)]
+    out = {k: values[k] for k in names}
+    if keep is not None:  # a kept-fields fingerprint names the endpoint by what identifies it
+        out |= endpoint_fingerprint(getattr(config, "endpoint", None))
+    out |= engine_fingerprint(getattr(config, "vllm", None))
+    if inputs is not None:
+        out["inputs"] = local_inputs_fingerprint(inputs)
+    return out
+
+
 def guard_resume(
     output_dir: str | Path, fingerprint: dict[str, Any], what: str, error: type[Exception] = ConfigError
 ) -> None:

@@ -36,11 +36,10 @@ from medssr_hub.config import (
     JsonDict,
     config_dict,
     content_hash,
-    endpoint_fingerprint,
-    engine_fingerprint,
     guard_resume,
     publishable,
     require_chat,
+    resume_fingerprint,
 )
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.leaderboard import Run, render_markdown
@@ -152,9 +151,7 @@ class EvalConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
-        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "mode", "engine")} | (
-            endpoint_fingerprint(self.endpoint) | engine_fingerprint(self.vllm)
-        )
+        return resume_fingerprint(self, keep=(*keep, "max_tokens", "seed", "mode", "engine"))
 
 
 class Evaluator:

@@ -24,11 +24,10 @@ from medssr_hub.config import (
     JsonDict,
     config_dict,
     content_hash,
-    endpoint_fingerprint,
-    engine_fingerprint,
     guard_resume,
     publishable,
     require_chat,
+    resume_fingerprint,
 )
 from medssr_hub.errors import ServiceError
 from medssr_hub.generation import (
@@ -111,22 +110,9 @@ class LabelConfig:
         check_backend(self.backend, self.dtype)
 
     def fingerprint(self) -> dict[str, Any]:
-        keep = (
-            "input",
-            "input_revision",
-            "split",
-            "model",
-            "model_revision",
-            "backend",
-            "chat",
-            "n",
-            "temperature",
-            "top_p",
-            "top_k",
-        )
-        return {k: getattr(self, k) for k in (*keep, "max_tokens", "seed", "shard_size")} | (
-            endpoint_fingerprint(self.endpoint) | engine_fingerprint(self.vllm)
-        )
+        keep = ("input", "input_revision", "split", "model", "model_revision", "backend", "chat", "n")
+        keep = (*keep, "temperature", "top_p", "top_k", "max_tokens", "seed", "shard_size")
+        return resume_fingerprint(self, keep=keep)
 
 
 def question_seed(seed: int, question_id: str) -> int:

@@ -11,9 +11,7 @@ import numpy as np
 from medssr_hub.config import (
     ConfigError,
     JsonDict,
-    config_dict,
-    engine_fingerprint,
-    local_inputs_fingerprint,
+    resume_fingerprint,
 )
 from medssr_hub.errors import ServiceError
 from medssr_hub.generation import check_backend
@@ -94,26 +92,16 @@ class SynthesisConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""
-        skip = {
-            "num_questions",
-            "output_dir",
-            "publish_repo",
-            "publish_version",
-            "hub",
-            "batch_size",
-            "vllm",
-            "dtype",
-        }
-        settings = {k: v for k, v in config_dict(self).items() if k not in skip}
+        skip = ("num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size", "vllm")
         weights = {"dtype": self.dtype} if self.dtype != "auto" else {}  # auto: the fingerprint it always had
-        return settings | weights | engine_fingerprint(self.vllm) | {"inputs": self.inputs_fingerprint()}
+        return resume_fingerprint(self, skip=(*skip, "dtype"), inputs=self.input_files()) | weights
 
-    def inputs_fingerprint(self) -> dict[str, str]:
-        """What the local input files hold: seed questions (the seed branch only), catalogue, documents."""
+    def input_files(self) -> list[str | None]:
+        """The local files the run reads: seed questions (the seed branch only), catalogue, documents."""
         seeds = self.seed_data
         if seeds is None and self.alpha < 1 and (folder := benchmarks_dir()) is not None:
             seeds = str(folder / "medqa.json")
-        return local_inputs_fingerprint([seeds if self.alpha < 1 else None, *self.catalog, *self.documents])
+        return [seeds if self.alpha < 1 else None, *self.catalog, *self.documents]
 
 
 def draw_rhos(n: int, seed: int) -> np.ndarray:
