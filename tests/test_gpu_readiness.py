@@ -33,9 +33,10 @@ def _changed_fraction(model_dir, dtype: str, lr: float) -> float:
     before = weight.detach().clone()
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     ids = torch.tensor([[1, 504, 3458, 314, 253, 4096, 30, 2118, 1410, 28, 330, 30]])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    # enable_grad: lighteval, imported by earlier tests in this process, turns autograd off globally.
+    with torch.enable_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         loss = model(input_ids=ids, labels=ids).loss
-    loss.backward()
+        loss.backward()
     optimizer.step()
     return (weight.detach() != before).float().mean().item()
 

@@ -152,7 +152,7 @@ def test_empty_policy_answers_go_through_recovery(tmp_path, synthetic, embedded_
 
     labeler.backend.generate = silent_sampler
     stats = labeler.run()
-    assert stats["recovery_rate"] == 1.0 and stats["band_counts"]["no parseable vote"] == 0
+    assert stats["recovery_rate"] == 1.0 and stats["band_counts"]["no_vote"] == 0
     assert stats["unparsed_rate"] == 0.0
 
 
