@@ -98,6 +98,34 @@ def test_score_is_mean_and_std_over_samples():
         assert metrics["per_sample"] == [1.0, 0.5] and metrics["mean"] == 0.75 and metrics["std"] == 0.25
         assert metrics["recovery_rate"] == 1 / 8 and metrics["parse_rate"] == 6 / 8
     assert len(rows) == 8 and set(rows[0]) >= {"id", "gold", "generation", "pred", "recovered", "correct"}
+    # maj@k and pass@k from the same answers: items 1-2 have both samples right, items 3-4 one of two.
+    assert metrics["pass@k"] == {"1": 0.75, "2": 1.0}  # pass@1 = mean accuracy; any of 2 is right
+    assert metrics["maj@k"] == {"1": 1.0, "2": 1.0}  # a 1-1 tie goes to the first answer (A)
+
+
+def test_pass_at_k_is_the_unbiased_estimator_on_hand_worked_cases():
+    from math import comb
+
+    from medssr_hub.evaluation.sampling_metrics import majority, pass_at_k, sampling_metrics
+
+    # n=4 samples, c=1 correct: pass@1 = 1/4, pass@2 = 1 - C(3,2)/C(4,2) = 1 - 3/6, pass@4 = 1.
+    assert pass_at_k(4, 1, 1) == pytest.approx(0.25)
+    assert pass_at_k(4, 1, 2) == pytest.approx(0.5)
+    assert pass_at_k(4, 1, 4) == 1.0 and pass_at_k(4, 0, 4) == 0.0
+    # n=5, c=2, k=3: 1 - C(3,3)/C(5,3) = 1 - 1/10.
+    assert pass_at_k(5, 2, 3) == pytest.approx(0.9)
+    for n in range(1, 9):  # the stable product equals the binomial form everywhere
+        for c in range(n + 1):
+            for k in range(1, n + 1):
+                assert pass_at_k(n, c, k) == pytest.approx(1 - comb(n - c, k) / comb(n, k))
+    with pytest.raises(ValueError):
+        pass_at_k(4, 1, 5)
+    assert majority(["B", None, "A", "A", "B"]) == "A" and majority([None, None]) is None
+    # Two items, gold A and C: [A, B, A, C] and [B, B, C, C].
+    out = sampling_metrics([["A", "B", "A", "C"], ["B", "B", "C", "C"]], ["A", "C"])
+    assert out["pass@k"] == pytest.approx({"1": 0.5, "2": 5 / 6, "3": 1.0, "4": 1.0})
+    # maj@1: A right, B wrong; maj@4: A (2 of 4) right, B reaches 2 before C: wrong.
+    assert out["maj@k"] == {"1": 0.5, "2": 0.5, "3": 0.5, "4": 0.5}
 
 
 def test_leaderboard_rejects_what_is_not_a_result(tmp_path):
@@ -151,6 +179,7 @@ def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend,
     again = Evaluator(cfg, backend=counting).run()
     assert counting.prompts == 1
     assert again["benchmarks"]["medqa"]["per_sample"] == results["benchmarks"]["medqa"]["per_sample"]
+    assert set(results["benchmarks"]["medqa"]["pass@k"]) == {"1", "2"}  # in results.json, k = 1..samples
     pd.testing.assert_frame_equal(pd.read_parquet(out / "details" / "medqa.parquet"), details)
     # Other settings are refused on resume.
     assert (

@@ -1,5 +1,5 @@
 """Scoring generations: per-sample accuracy through the `medssr_accuracy` metric, per-item detail rows,
-mean and std over samples, and a bootstrap interval over questions."""
+mean and std over samples, a bootstrap interval over questions, and maj@k / pass@k."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import functools
 import statistics
 
 from medssr_hub.answers import Answer, Extraction
+from medssr_hub.evaluation.sampling_metrics import sampling_metrics
 from medssr_hub.evaluation.stats import bootstrap_ci
 from medssr_hub.paths import package_data
 from medssr_hub.records import MCQRecord
@@ -76,5 +77,7 @@ def score(
         "ci95": list(bootstrap_ci(per_item)) if k else [0.0, 0.0],
         "parse_rate": sum(not r["recovered"] and r["pred"] is not None for r in rows) / n,
         "recovery_rate": sum(r["recovered"] for r in rows) / n,
+        # maj@k and pass@k for k = 1..samples, from each item's answers (after the recovery pass)
+        **sampling_metrics([[a.letter for a in item] for item in answers], [r.answer for r in records]),
     }
     return metrics, rows
