@@ -342,3 +342,20 @@ def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, cap
         line = run(capsys, *argv)
         assert "Read-only file system" in line and str(view) in line, (argv[0], line)
     assert main(["pull", "org/x", "--revision", "v1.0.0", "--hub", hub]) == 0  # reading needs no write
+
+
+def test_the_embedded_default_runs_without_chat_set(tmp_path, capsys, benchmarks_dir):
+    """`medssr-hub evaluate --benchmarks f.json` on the embedded default model: its own chat setting."""
+    from medssr_hub.evaluation.evaluate import EvalConfig
+    from medssr_hub.pipeline import DemoConfig
+
+    out = tmp_path / "eval"
+    argv = ["evaluate", "--benchmarks", str(benchmarks_dir / "medqa.json"), "--max_items", "1"]
+    assert main([*argv, "--num_samples", "1", "--max_tokens", "4", "--output_dir", str(out)]) == 0
+    assert json.loads((out / "results.json").read_text())["config"]["chat"] is True
+    assert DemoConfig().chat is True
+    assert "chat" in run(
+        capsys, "evaluate", "--model", "org/another-model", "--output_dir", str(tmp_path / "o")
+    )
+    with pytest.raises(ValueError, match="chat"):
+        EvalConfig(model="org/another-model")

@@ -168,7 +168,10 @@ def test_bad_input_is_refused_clearly(tmp_path):
     with pytest.raises(ConfigError, match="band"):
         LabelConfig(chat=True, band=[0.9, 0.2])
     with pytest.raises(ConfigError, match="chat"):
-        LabelConfig()
+        LabelConfig(model="org/another-model")  # any model but the embedded default needs `chat` set
+    with pytest.raises(ConfigError, match="chat"):
+        LabelConfig(backend="endpoint", endpoint={"base_url": "http://127.0.0.1:9"})  # what a server serves
+    assert LabelConfig().chat is True  # the embedded default carries its own (an instruct model)
 
 
 def test_diagnostics_on_known_votes():

@@ -328,6 +328,15 @@ def publishable(config: Any) -> Any:
     return config
 
 
+def default_chat(chat: bool | None, model: str | None, backend: str = "embedded") -> bool | None:
+    """`chat` as given; unset, the embedded default model's own setting. SmolLM2-135M-Instruct is an
+    instruct model with a chat template, so `chat: true` is known for it (in this process or vLLM's); any
+    other model, and whatever a server serves, still needs `chat` set (`require_chat`)."""
+    if chat is None and model in (None, "", "embedded") and backend != "endpoint":  # modeling.EMBEDDED
+        return True
+    return chat
+
+
 def require_chat(chat: bool | None, backend: str = "embedded", endpoint: dict | None = None) -> None:
     """The one rule for `chat`, in every stage: it is explicit, never guessed from the model; and a base
     model's raw template (`chat: false`) never goes through a server's chat template."""
@@ -341,5 +350,6 @@ def require_chat(chat: bool | None, backend: str = "embedded", endpoint: dict | 
     if chat is None:
         raise ConfigError(
             "set `chat: true` (chat template, instruct models) or `chat: false` (raw chain-of-thought "
-            "template, base models); it is never guessed from the model name"
+            "template, base models); it is never guessed from the model name (only the embedded default "
+            "model carries its own)"
         )

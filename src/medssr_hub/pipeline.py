@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.config import JsonDict, config_dict, config_from_dict, guard_resume, publishable, require_chat
+from medssr_hub.config import (
+    JsonDict,
+    config_dict,
+    config_from_dict,
+    default_chat,
+    guard_resume,
+    publishable,
+    require_chat,
+)
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
 from medssr_hub.generation import build_backend
@@ -83,6 +91,7 @@ class DemoConfig:
         for name in ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval"):
             if getattr(self, name) is not None:
                 setattr(self, name, JsonDict(getattr(self, name)))
+        self.chat = default_chat(self.chat, self.model)
         require_chat(self.chat)
 
     def run_fingerprint(self) -> dict[str, Any]:

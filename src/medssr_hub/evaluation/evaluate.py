@@ -36,6 +36,7 @@ from medssr_hub.config import (
     JsonDict,
     config_dict,
     content_hash,
+    default_chat,
     guard_resume,
     publishable,
     require_chat,
@@ -112,6 +113,7 @@ class EvalConfig:
         self.vllm = JsonDict(self.vllm)
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
+        self.chat = default_chat(self.chat, self.model, self.backend)
         require_chat(self.chat, self.backend, self.endpoint)
         if self.mode not in ("generative", "loglikelihood"):
             raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")

@@ -24,6 +24,7 @@ from medssr_hub.config import (
     JsonDict,
     config_dict,
     content_hash,
+    default_chat,
     guard_resume,
     publishable,
     require_chat,
@@ -98,6 +99,7 @@ class LabelConfig:
 
     def __post_init__(self) -> None:
         self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
+        self.chat = default_chat(self.chat, self.model, self.backend)
         require_chat(self.chat, self.backend, self.endpoint)
         self.band = [float(x) for x in self.band]
         if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
