@@ -25,14 +25,19 @@ GB = 1e9
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
-def count_parameters(model_path: str, revision: str | None = None) -> int:
-    """The model's parameter count, from its config alone (meta tensors: nothing is allocated or read)."""
+def count_parameters(model_path: str, revision: str | None = None) -> int | None:
+    """The model's parameter count, from its config alone (meta tensors: nothing is allocated or read);
+    None where the config cannot be built that way (remote code, an unknown architecture)."""
     from accelerate import init_empty_weights
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(model_path, revision=revision)
-    with init_empty_weights():
-        model = AutoModelForCausalLM.from_config(config)
+    try:
+        config = AutoConfig.from_pretrained(model_path, revision=revision)
+        with init_empty_weights():
+            model = AutoModelForCausalLM.from_config(config)
+    except (OSError, ValueError, KeyError, ImportError) as e:
+        logger.warning("No disk estimate for %s (its parameter count is unknown: %s)", model_path, e)
+        return None
     return sum(p.numel() for p in model.parameters())
 
 
@@ -119,8 +124,11 @@ def disk_plan(
     return plan
 
 
-def check_disk(plan: DiskPlan) -> None:
-    """Each disk's free space against what the plan writes on it; a shortfall stops the run."""
+def check_disk(plan: DiskPlan | None) -> None:
+    """Each disk's free space against what the plan writes on it; a shortfall stops the run (no plan: no
+    check)."""
+    if plan is None:
+        return
     by_device: dict[int, tuple[Path, float]] = {}
     for folder, nbytes in plan.needs.items():
         existing = _existing(folder)

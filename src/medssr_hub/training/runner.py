@@ -64,15 +64,18 @@ def guard_training_resume(training_args, checkpoint: str | None, model_path: str
 
 def plan_disk(
     script_args, training_args, model_args, model_path: str, revision, dtype, rows: int
-) -> DiskPlan:
+) -> DiskPlan | None:
     """What this run will write to disk (checkpoints, final model, local-hub copies), from the model's
     config alone; every rank checks it, so a shortfall stops them all before any model loads."""
+    params = count_parameters(model_path, revision)
+    if params is None:
+        return None
     local_hub = None
     if script_args.publish_repo:
         hub = open_hub(script_args.hub)
         local_hub = getattr(hub, "root", None)
     return disk_plan(
-        count_parameters(model_path, revision),
+        params,
         dtype,
         training_args,
         steps=planned_steps(
