@@ -117,6 +117,9 @@ def load_tokenizer(name_or_path: str | None = None, revision: str | None = None)
     return tokenizer
 
 
+WEIGHT_DTYPES = ("float32", "bfloat16", "float16")  # what a generating model's weights may be loaded in
+
+
 def resolve_device_dtype(device: str | None = None, dtype: str | None = "auto") -> tuple[str, str]:
     """The device (CUDA when there is one) and weights dtype a generating model runs in. `auto` is
     bfloat16 on a GPU that computes it natively and float32 elsewhere: bf16 weights halve the memory and
@@ -128,10 +131,10 @@ def resolve_device_dtype(device: str | None = None, dtype: str | None = "auto") 
     if dtype in (None, "", "auto"):
         on_gpu = device.startswith("cuda") and torch.cuda.is_available() and torch.cuda.is_bf16_supported()
         dtype = "bfloat16" if on_gpu else "float32"
-    if dtype not in ("float32", "bfloat16", "float16"):
+    if dtype not in WEIGHT_DTYPES:
         from medssr_hub.errors import InputError
 
-        raise InputError(f"dtype must be auto, float32, bfloat16 or float16, got {dtype!r}")
+        raise InputError(f"dtype must be auto, {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
     return device, dtype
 
 
@@ -154,8 +157,6 @@ def load_model_and_tokenizer(
     model = AutoModelForCausalLM.from_pretrained(
         path, revision=revision, dtype=getattr(torch, dtype), **placement
     )
-    if device == "cpu":
-        model.to(device)
     model.eval()
     tokenizer = load_tokenizer(path, revision=revision)
     logger.info("Loaded model %s (revision %s) on %s, dtype %s", path, revision or "default", device, dtype)

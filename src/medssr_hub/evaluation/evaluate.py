@@ -48,7 +48,7 @@ from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.evaluation.scoring import score
-from medssr_hub.generation import SamplingParams, backend_for, check_backend
+from medssr_hub.generation import SamplingParams, backend_for, check_backend, dtype_field
 from medssr_hub.hub.cards import redact
 from medssr_hub.modeling import model_id
 from medssr_hub.records import MCQRecord
@@ -98,13 +98,7 @@ class EvalConfig:
     # official script does (case-sensitive "Qwen3" etc. in the path). Both rules are always reported.
     recovery_rule: str = "family"
     batch_size: int = 64
-    dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
-            "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)"
-        },
-    )
+    dtype: str = dtype_field()
     output_dir: str = "outputs/eval"
     hub: str | None = None
 

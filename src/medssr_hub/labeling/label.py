@@ -36,6 +36,7 @@ from medssr_hub.generation import (
     SamplingParams,
     backend_for,
     check_backend,
+    dtype_field,
     model_label,
 )
 from medssr_hub.hub import StageRelease
@@ -85,13 +86,7 @@ class LabelConfig:
     reference: str = "construction"  # which answers measure labels: construction (vignette keys) | all | none
     shard_size: int = 32
     batch_size: int = 64
-    dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
-            "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)"
-        },
-    )
+    dtype: str = dtype_field()
     output_dir: str = "outputs/labels"
     publish_repo: str | None = None
     publish_version: str = "v0.1.0"

@@ -14,7 +14,7 @@ from medssr_hub.config import (
     resume_fingerprint,
 )
 from medssr_hub.errors import ServiceError
-from medssr_hub.generation import check_backend
+from medssr_hub.generation import check_backend, dtype_field
 from medssr_hub.paths import benchmarks_dir
 
 MAX_QUESTIONS = 10_000_000  # a run's plan and draws are held in memory
@@ -53,13 +53,7 @@ class SynthesisConfig:
     top_k: int = 50
     max_tokens: int = 320
     batch_size: int = 32
-    dtype: str = field(
-        default="auto",
-        metadata={
-            "help": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
-            "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)"
-        },
-    )
+    dtype: str = dtype_field()
     chunk_size: int = 16
     max_attempts_per_question: int = 12
     recover_answers: bool = True  # ask the generator for the letter when it wrote no answer line
