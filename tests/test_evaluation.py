@@ -101,6 +101,17 @@ def test_score_is_mean_and_std_over_samples():
     # maj@k and pass@k from the same answers: items 1-2 have both samples right, items 3-4 one of two.
     assert metrics["pass@k"] == {"1": 0.75, "2": 1.0}  # pass@1 = mean accuracy; any of 2 is right
     assert metrics["maj@k"] == {"1": 1.0, "2": 1.0}  # a 1-1 tie goes to the first answer (A)
+    # The `evaluate` metric gives the same from the generations, items' samples in a row.
+    from medssr_hub.evaluation.scoring import accuracy_metric as metric
+
+    flat = [t for item in texts for t in item]
+    recovered = [None, None, None, "A", None, None, None, None]  # item 2's second sample, recovered as A
+    out = metric("official").compute(
+        predictions=flat, references=["A"] * 8, recovered=recovered, samples_per_item=2
+    )
+    assert out["accuracy"] == 0.75 and out["pass@k"] == metrics["pass@k"] and out["maj@k"] == metrics["maj@k"]
+    with pytest.raises(ValueError, match="not whole items"):
+        metric("official").compute(predictions=flat[:3], references=["A"] * 3, samples_per_item=2)
 
 
 def test_pass_at_k_is_the_unbiased_estimator_on_hand_worked_cases():
@@ -341,6 +352,11 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
         table = load_dataset(published, "results", split="train")
         assert table.features == RESULTS_FEATURES and len(table) == 4
         assert set(table["model"]) == {"smollm2-cot", "smollm2-ll"}
+        cot = json.loads((tmp_path / "smollm2-cot" / "results.json").read_text())["benchmarks"]
+        for row in table:  # maj@n and pass@n at n = 2 samples, as results.json holds them
+            if row["model"] == "smollm2-cot":
+                assert row["maj_at_n"] == cot[row["benchmark"]]["maj@k"]["2"]
+                assert row["pass_at_n"] == cot[row["benchmark"]]["pass@k"]["2"]
         assert all(not str(s).startswith("/") for s in table["source"])  # no machine-local paths
 
         # Reproductions merge: the published table (read over HTTP) joins a local run folder.

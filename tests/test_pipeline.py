@@ -23,7 +23,9 @@ from medssr_hub.schema import (
     SYNTHETIC_FEATURES,
 )
 
-SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24"]
+# The embedded engine on every machine: these tests are about the pipeline and its resume, and the shipped
+# `backend: auto` would pick vLLM on some CPUs (its demo run is measured by bench/demo_backends.py).
+SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24", "--backend", "embedded"]
 # Shorter votes and method-check answers than the shipped demo's 128 and 96 tokens (CI time; every step
 # still runs on the real model).
 FASTER = ["--labeling", '{"max_tokens": 32}', "--keyed_max_tokens", "32"]

@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -64,6 +65,19 @@ def stage1_args(hub_root, max_steps: int, output_dir) -> list[str]:
         *("--dataset_name", "medssr/synth-labeled", "--dataset_revision", "v1.0.0", "--hub", str(hub_root)),
         *("--max_steps", str(max_steps), "--save_steps", "1", "--output_dir", str(output_dir)),
     ]
+
+
+def tracked(trackio_dir, project: str, run: str) -> list[dict]:
+    """What trackio holds for one run, read from its local project in a fresh process (TRACKIO_DIR is read
+    at import)."""
+    code = (
+        "import json, sys; from trackio.sqlite_storage import SQLiteStorage; "
+        "print(json.dumps(SQLiteStorage.get_logs(sys.argv[1], sys.argv[2]), default=str))"
+    )
+    env = {**os.environ, "TRACKIO_DIR": str(trackio_dir)}
+    out = subprocess.run([sys.executable, "-c", code, project, run], env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def run_ok(*args, **kw) -> str:
@@ -307,10 +321,20 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
         str(tmp_path / "s2"),
         "--publish_repo",
         "medssr/stage2",
+        # Experiment tracking: trackio beside TensorBoard, offline, to a local project.
+        *("--report_to", "tensorboard,trackio", "--project", "medssr-test"),
         *SMALL,
+        env_extra={"TRACKIO_DIR": str(tmp_path / "trackio")},
     )
     card2 = (hub.pull("medssr/stage2", "v0.1.0", "model") / "README.md").read_text()
     assert "base_model: medssr/stage1" in card2 and "stage2" in card2 and "local file/folder" in card2
+    # The card links the run; the values trackio holds are the ones the trainer logged; TensorBoard still writes.
+    assert "trackio project `medssr-test`, run `stage2-v0.1.0`" in card2
+    logged = tracked(tmp_path / "trackio", "medssr-test", "stage2-v0.1.0")
+    history = json.loads((tmp_path / "s2" / "final" / "train_summary.json").read_text())["log_history"]
+    rewards = [h["reward"] for h in history if "reward" in h]
+    assert [row["train/reward"] for row in logged if "train/reward" in row] == pytest.approx(rewards)
+    assert list((tmp_path / "s2" / "runs").rglob("events.out.tfevents.*"))
 
 
 @pytest.mark.slow

@@ -176,6 +176,13 @@ def _publish_metric(args: argparse.Namespace) -> int:
     return 0
 
 
+def _space(args: argparse.Namespace) -> int:
+    from medssr_hub.evaluation.space import serve  # imports gradio: only when asked
+
+    serve(args.sources, hub=args.hub, host=args.host, port=args.port)
+    return 0
+
+
 def _raredis_subset(args: argparse.Namespace) -> int:
     catalog = RareDiseaseCatalog(extra=args.catalog or [])
     benchmarks = []
@@ -258,6 +265,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="lighteval's own command line with our tasks (`medssr-hub lighteval accelerate MODEL_ARGS "
         "'medqa_base|0'`), its offline and huggingface_hub 1.x import failures worked around",
     )
+    sp = sub.add_parser(
+        "space", help="serve the leaderboard app (the published Space) locally over published leaderboards"
+    )
+    sp.add_argument("sources", nargs="+", help="published leaderboards ORG/NAME@version (merged), or folders")
+    sp.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    sp.add_argument("--port", type=int, default=7860, help="port to listen on")
+    sp.add_argument("--hub", help=HUB_HELP)
+    sp.set_defaults(func=_space)
+
     em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
     em.set_defaults(func=_embedded_model)
     return parser

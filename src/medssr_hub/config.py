@@ -131,7 +131,16 @@ def check_configs(parsed: tuple, where: str | Path | None = None) -> tuple:
     for config in parsed:
         _check_numbers(config, where)
         _check_endpoint(config, where)
+        _split_reporters(config)
     return check_publish_settings(parsed, where)
+
+
+def _split_reporters(config: Any) -> None:
+    """`--report_to tensorboard,trackio`: the command line gives TrainingArguments one string, which it
+    would take as one reporter's name; a YAML list needs nothing."""
+    report_to = getattr(config, "report_to", None)
+    if isinstance(report_to, list) and any("," in r for r in report_to):
+        config.report_to = [name.strip() for r in report_to for name in r.split(",") if name.strip()]
 
 
 def _check_numbers(config: Any, where: str | Path | None) -> None:

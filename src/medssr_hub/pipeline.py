@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.config import (
+    ConfigError,
     JsonDict,
     config_dict,
     config_from_dict,
@@ -27,6 +28,7 @@ from medssr_hub.config import (
 )
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
+from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import build_backend
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.method_check import keyed_vignettes_file, method_check, render_method_check
@@ -42,56 +44,103 @@ from medssr_hub.utils import atomic_write_json, atomic_write_text
 logger = logging.getLogger(__name__)
 
 
+@documented
 @dataclass
 class DemoConfig:
     """`medssr-hub demo --config recipes/demo.yaml [--field value ...]`: the whole pipeline, small."""
 
-    model: str = "embedded"
-    chat: bool | None = None  # required: chat template (true) or raw CoT template for base models (false)
-    benchmarks_dir: str | None = None  # None: $MEDSSR_BENCHMARKS_DIR, else ../shared/benchmarks
-    items_per_benchmark: int = 6
-    num_samples: int = 2
+    model: str = arg(
+        "the base model every step starts from: embedded (SmolLM2-135M-Instruct) or a model folder or repo id",
+        "embedded",
+    )
+    backend: str = arg(
+        "the engine of the generating steps (synthesis, labeling, evaluation): embedded (transformers in this "
+        "process), vllm (vLLM's offline engine in this process, set by `vllm`), or auto: vllm where it is "
+        "installed and the machine has a GPU or a CPU with native bfloat16 (AVX-512 BF16), else embedded "
+        "(bench/demo_backends.py); training rollouts follow the stage recipes' use_vllm",
+        "embedded",
+    )
+    vllm: JsonDict | None = None
+    chat: bool | None = None
+    benchmarks_dir: str | None = arg(
+        "the folder of MedSSR-format benchmark JSON files step 5 reads; null: $MEDSSR_BENCHMARKS_DIR, else "
+        "../shared/benchmarks",
+        None,
+    )
+    items_per_benchmark: int = arg("step 5: the first items of each benchmark file evaluated", 6)
+    num_samples: int = arg("step 5: samples per item (mean and std over them; the paper: 4)", 2)
     temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = 20
-    max_tokens: int = 192
+    max_tokens: int = arg("step 5: the most tokens one answer may have", 192)
     seed: int = 42
     batch_size: int = 64
-    torch_threads: int | None = None
-    output_dir: str = "outputs/demo"
-    # Step 1, knowledge-enhanced synthesis: SynthesisConfig fields (None: skip).
-    synthesis: JsonDict | None = None
-    # Step 2, pseudo-labels for the synthetic set: LabelConfig fields (None: skip). Vignette keys score them.
-    labeling: JsonDict | None = None
-    # Step 3, stage 1 GRPO on the pseudo-labeled split: `config` (a recipe YAML) plus overrides of its
-    # fields (None, or max_steps 0: skip).
-    stage1: JsonDict | None = None
-    # Step 4, stage 2: its gold-keyed training set (SynthesisConfig fields: held-out vignettes offline),
-    # then GRPO from the stage 1 model (`config` plus overrides). Step 5 evaluates every trained model.
-    heldout: JsonDict | None = None
-    stage2: JsonDict | None = None
-    # Step 5a, the method check: held-out keyed vignettes (SynthesisConfig fields; None: skip). Vignettes of
-    # a disease that stage 1 or stage 2 trained on are dropped; the first `keyed_eval_size` others are
-    # answered by every model and scored against their construction keys, with 95% bootstrap intervals.
-    keyed_eval: JsonDict | None = None
-    keyed_eval_size: int = 48
-    keyed_max_tokens: int | None = None  # None: max_tokens
-    keyed_num_samples: int | None = None  # None: num_samples
-    # Step 5 also scores a rare-disease row: the benchmark items that name a catalogue rare disease
-    # (`medssr-hub raredis-subset`, "catalogue-matched"; RareDis-Sub itself is on the Hub only).
-    rare_subset: bool = True
-    # How answers are read (EvalConfig.extraction): official (the paper's script) or lenient. A change
-    # rescores the saved generations; nothing is generated again.
-    extraction: str = "official"
-    publish_repo: str | None = "medssr-hub/demo-leaderboard"  # None: do not publish
+    torch_threads: int | None = arg("CPU threads torch may use; null: torch's default (all cores)", None)
+    output_dir: str = arg(
+        "the folder every step writes into, and resumes from when run again", "outputs/demo"
+    )
+    synthesis: JsonDict | None = arg(
+        "step 1, knowledge-enhanced synthesis: SynthesisConfig fields (`medssr-hub synthesize --help`); null: skip "
+        "steps 1-4",
+        None,
+    )
+    labeling: JsonDict | None = arg(
+        "step 2, pseudo-labels by majority vote of the policy: LabelConfig fields (`medssr-hub label --help`); "
+        "null: skip steps 2-4",
+        None,
+    )
+    stage1: JsonDict | None = arg(
+        "step 3, stage 1 GRPO on the pseudo-labeled split: `config` (a recipe YAML) plus overrides of its "
+        "fields; null or max_steps 0: skip steps 3-4",
+        None,
+    )
+    heldout: JsonDict | None = arg(
+        "step 4a, stage 2's gold-keyed training set (SynthesisConfig fields: held-out vignettes offline); "
+        "null: skip step 4",
+        None,
+    )
+    stage2: JsonDict | None = arg(
+        "step 4b, stage 2 GRPO from the stage 1 model: `config` plus overrides; null or max_steps 0: skip",
+        None,
+    )
+    keyed_eval: JsonDict | None = arg(
+        "step 5a, the method check: held-out keyed vignettes (SynthesisConfig fields); vignettes of a disease "
+        "stage 1 or 2 trained on are dropped; null: skip",
+        None,
+    )
+    keyed_eval_size: int = arg(
+        "step 5a: keyed vignettes every model answers, scored against their construction keys (95 percent "
+        "bootstrap intervals over them)",
+        48,
+    )
+    keyed_max_tokens: int | None = arg("step 5a: the most tokens one answer may have; null: max_tokens", None)
+    keyed_num_samples: int | None = arg("step 5a: samples per vignette; null: num_samples", None)
+    rare_subset: bool = arg(
+        "step 5 also scores a rare-disease row: the benchmark items that name a catalogue rare disease "
+        "(`medssr-hub raredis-subset`; RareDis-Sub itself is on the Hub only)",
+        True,
+    )
+    extraction: str = arg(
+        "how answers are read (evaluate's extraction): official (the paper's script) or lenient (ours); a "
+        "change rescores the saved generations",
+        "official",
+    )
+    publish_repo: str | None = arg(
+        "step 6: publish the leaderboard, with per-item details, as this dataset repo; null: do not publish",
+        "medssr-hub/demo-leaderboard",
+    )
     publish_version: str = "v0.1.0"
-    hub: str | None = None  # None: the local hub; 'hf' or a URL: the Hub
+    hub: str | None = None
 
     def __post_init__(self) -> None:
         for name in ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval"):
             if getattr(self, name) is not None:
                 setattr(self, name, JsonDict(getattr(self, name)))
-        self.chat = default_chat(self.chat, self.model)
+        if self.backend not in ("auto", "embedded", "vllm"):
+            raise ConfigError(f"demo backend must be auto, embedded or vllm, got {self.backend!r}")
+        self.backend = faster_backend() if self.backend == "auto" else self.backend
+        self.vllm = JsonDict(self.vllm or {})
+        self.chat = default_chat(self.chat, self.model, self.backend)
         require_chat(self.chat)
 
     def run_fingerprint(self) -> dict[str, Any]:
@@ -99,7 +148,26 @@ class DemoConfig:
         keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
         keep = (*keep, "rare_subset", "keyed_eval_size", "keyed_max_tokens", "keyed_num_samples")
         stages = ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval")
-        return {k: getattr(self, k) for k in (*keep, *stages, "max_tokens", "seed")}
+        engine = {"backend": self.backend} if self.backend != "embedded" else {}  # embedded: as it always was
+        return {k: getattr(self, k) for k in (*keep, *stages, "max_tokens", "seed")} | engine
+
+
+def faster_backend() -> str:
+    """The engine that ran the demo faster where measured (bench/demo_backends.py, README): vLLM on a GPU
+    or on a CPU with native bfloat16; elsewhere vLLM's CPU engine falls back to float32 and was slower than
+    transformers."""
+    import importlib.util
+
+    import torch
+
+    if importlib.util.find_spec("vllm") is None:
+        choice, why = "embedded", "vLLM is not installed"
+    elif torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported():
+        choice, why = "vllm", "a GPU or a CPU with native bfloat16"
+    else:
+        choice, why = "embedded", "no GPU, and no native bfloat16 on this CPU"
+    logger.info("backend auto: %s (%s)", choice, why)
+    return choice
 
 
 def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
@@ -108,7 +176,7 @@ def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
     if not cfg.synthesis:
         return results
     out = Path(cfg.output_dir)
-    shared = {"hub": cfg.hub, "model": cfg.model}
+    shared = {"hub": cfg.hub, "model": cfg.model, "backend": cfg.backend, "vllm": cfg.vllm}
     (syn_cfg,) = config_from_dict(
         [SynthesisConfig], {**cfg.synthesis, **shared, "output_dir": str(out / "synthesis")}
     )
@@ -188,7 +256,12 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             steps = stages[stage]["steps"]
             models.append((stage, str(out / stage / "final"), f"{label} ({steps} GRPO steps)"))
     backend = build_backend(
-        "embedded", model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size, torch_threads=cfg.torch_threads
+        cfg.backend,
+        model=cfg.model,
+        hub=cfg.hub,
+        batch_size=cfg.batch_size,
+        torch_threads=cfg.torch_threads,
+        vllm=cfg.vllm,
     )
     keyed = keyed_vignettes_file(cfg)
     runs, keyed_runs = [], {}
@@ -253,6 +326,8 @@ def eval_config(
     return EvalConfig(
         model=model,
         display_name=name,
+        backend=cfg.backend,
+        vllm=cfg.vllm,
         chat=cfg.chat,
         benchmarks=benchmarks,
         max_items=None if keyed else cfg.items_per_benchmark,

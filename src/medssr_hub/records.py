@@ -364,7 +364,8 @@ def load_records(
         seen.add(record.id)
         records.append(record)
     report.kept = len(records)
-    logger.info("Loaded %s", report.summary())
+    # Rejections are logged where a person reads them; a clean load only with --log_level debug.
+    logger.log(logging.WARNING if report.rejected else logging.DEBUG, "Loaded %s", report.summary())
     if not records and report.rejected:
         reasons = "; ".join(
             f"{reason} {count} (first: {', '.join(report.examples[reason])})"

@@ -97,6 +97,10 @@ RESULTS_FEATURES = Features(
         "recovery_family": Value("string"),
         "recovery_ids": List(Value("int64")),
         "recovery_tokens": Value("int64"),
+        # Over an item's n samples (n = `samples`): its majority answer is gold (maj@n), and the unbiased
+        # pass@n (at least one sample correct). Null where a run did not report them.
+        "maj_at_n": Value("float64"),
+        "pass_at_n": Value("float64"),
     }
 )
 

@@ -157,11 +157,26 @@ class AppendLog:
 
 
 def setup_logging(level: str | int = "INFO") -> None:
+    """Our INFO lines and each stage's one progress bar; libraries' chatter only with level DEBUG.
+
+    Below DEBUG, the libraries' own progress bars are off (datasets' "Creating parquet" bar for every
+    small file written, transformers' weight loading and shard writing, huggingface_hub's transfers), and
+    so is vLLM's INFO logging, in its engine processes too (VLLM_LOGGING_LEVEL, unless set). The training
+    bar is TRL's, and stays.
+    """
+    level = level.upper() if isinstance(level, str) else logging.getLevelName(level)
     logging.basicConfig(
-        level=level.upper() if isinstance(level, str) else level,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
-    # Library chatter that says nothing about our run.
+    if level == "DEBUG":
+        return
     for noisy in ("httpx", "httpx2", "urllib3", "filelock"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+    import datasets
+    import huggingface_hub.utils
+    import transformers.utils.logging
+
+    datasets.disable_progress_bars()
+    huggingface_hub.utils.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()

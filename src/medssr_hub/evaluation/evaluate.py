@@ -16,15 +16,13 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
+from medssr_hub import tracking
 from medssr_hub.answers import (
-    EXTRACTIONS,
-    RECOVERY_RULES,
     Answer,
     Extraction,
     answer_prompt,
@@ -33,24 +31,19 @@ from medssr_hub.answers import (
 )
 from medssr_hub.config import (
     ConfigError,
-    JsonDict,
     config_dict,
     content_hash,
-    default_chat,
     guard_resume,
     publishable,
-    require_chat,
-    resume_fingerprint,
 )
 from medssr_hub.errors import InputError
+from medssr_hub.evaluation.config import EvalConfig
 from medssr_hub.evaluation.leaderboard import Run, render_markdown
-from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.evaluation.scoring import score
-from medssr_hub.generation import SamplingParams, backend_for, check_backend, dtype_field
+from medssr_hub.generation import SamplingParams, backend_for
 from medssr_hub.hub.cards import redact
-from medssr_hub.modeling import model_id
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
 from medssr_hub.schema import DETAILS_FEATURES
@@ -65,96 +58,12 @@ from medssr_hub.utils import (
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class EvalConfig:
-    """`medssr-hub evaluate --config recipes/evaluation/config_demo.yaml [--field value ...]`."""
-
-    model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
-    model_revision: str | None = None
-    display_name: str | None = None  # the row name on leaderboards (default: model@model_revision)
-    backend: str = "embedded"  # embedded | vllm | endpoint
-    endpoint: JsonDict = field(default_factory=JsonDict)
-    vllm: JsonDict = field(
-        default_factory=JsonDict
-    )  # vllm.LLM arguments (dtype, gpu_memory_utilization, ...)
-    chat: bool | None = None  # required: chat template (true) or raw CoT template for base models (false)
-    benchmarks: list[str] = field(default_factory=lambda: ["all"])  # all | names | paths to extra MCQ files
-    benchmark_paths: JsonDict = field(default_factory=JsonDict)  # name -> file/folder/repo id
-    max_items: int | None = None
-    num_samples: int = 4
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    max_tokens: int = 2048
-    seed: int = 42
-    mode: str = "generative"  # generative | loglikelihood
-    engine: str = "medssr"  # medssr (our generation backends) | lighteval (lighteval's Pipeline generates)
-    recovery: bool = True  # the constrained second pass for unparseable answers
-    # official: the MedSSR evaluation script's rule and recovery pass, exactly; lenient: ours (more forms
-    # read on the first pass, the question's own letters on the second). Rescoring needs no regeneration.
-    extraction: str = "official"
-    # How the official recovery pass picks its model family (biased ids, 1 or 2 tokens): `family` reads
-    # it from the model's config (model_type), `script_path_string` from the model's name exactly as the
-    # official script does (case-sensitive "Qwen3" etc. in the path). Both rules are always reported.
-    recovery_rule: str = "family"
-    batch_size: int = 64
-    dtype: str = dtype_field()
-    output_dir: str = "outputs/eval"
-    hub: str | None = None
-
-    def __post_init__(self) -> None:
-        self.endpoint, self.benchmark_paths = JsonDict(self.endpoint), JsonDict(self.benchmark_paths)
-        self.vllm = JsonDict(self.vllm)
-        if isinstance(self.benchmarks, str):
-            self.benchmarks = [self.benchmarks]
-        self.chat = default_chat(self.chat, self.model, self.backend)
-        require_chat(self.chat, self.backend, self.endpoint)
-        if self.mode not in ("generative", "loglikelihood"):
-            raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")
-        for name in ("num_samples", "max_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        if self.max_items is not None and self.max_items < 1:
-            raise ConfigError(f"max_items must be at least 1 (or null for all), got {self.max_items}")
-        if self.extraction not in EXTRACTIONS:
-            raise ConfigError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
-        if self.recovery_rule not in RECOVERY_RULES:
-            raise ConfigError(
-                f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
-            )
-        if self.engine not in ("medssr", "lighteval"):
-            raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
-        check_backend(self.backend, self.dtype)
-        if self.engine == "lighteval" and self.backend == "vllm":
-            raise ConfigError(f"engine lighteval with backend vllm: {LIGHTEVAL_VLLM_UNSUPPORTED}")
-        if self.engine == "lighteval" and (self.mode != "generative" or self.backend != "embedded"):
-            raise ConfigError(
-                "engine lighteval runs the generative protocol on a local model (backend embedded)"
-            )
-
-    @property
-    def name(self) -> str:
-        return self.display_name or (
-            f"{self.model}@{self.model_revision}" if self.model_revision else self.model
-        )
-
-    @property
-    def model_name(self) -> str:
-        """The name the official rule matches model families in: the served or loaded model's id."""
-        if self.backend == "endpoint" and self.endpoint.get("model"):
-            return str(self.endpoint["model"])
-        return model_id(self.model)
-
-    def fingerprint(self) -> dict[str, Any]:
-        keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
-        return resume_fingerprint(self, keep=(*keep, "max_tokens", "seed", "mode", "engine"))
-
-
 class Evaluator:
     def __init__(self, cfg: EvalConfig, backend=None):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self._backend = backend
+        self.bar = tqdm(disable=True)  # run's one bar, in samples (items in mode loglikelihood)
 
     @property
     def backend(self):
@@ -191,7 +100,11 @@ class Evaluator:
                 )
             loaded[name] = (records, source)
         lighteval_scores = self.lighteval_generate(loaded) if cfg.engine == "lighteval" else {}
-        for name, (records, source) in tqdm(loaded.items(), desc="benchmarks", unit="benchmark"):
+        per_item = cfg.num_samples if cfg.mode == "generative" else 1
+        total = per_item * sum(len(records) for records, _ in loaded.values())
+        self.bar = tqdm(total=total, desc=f"evaluate {cfg.name}", unit="sample" if per_item > 1 else "item")
+        for name, (records, source) in loaded.items():
+            self.bar.set_postfix_str(name)
             metrics = self.run_benchmark(name, records)
             if name in lighteval_scores:
                 metrics["lighteval_acc"] = lighteval_scores[name]
@@ -207,10 +120,22 @@ class Evaluator:
             raise BenchmarkUnavailable(
                 "no benchmark could be read: " + "; ".join(results["unavailable"].values())
             )
+        self.bar.close()
         atomic_write_json(self.out / "results.json", results)
         atomic_write_text(
             self.out / "results.md", render_markdown([Run(results, None, f"run {self.out.name}")])
         )
+        scores = results["benchmarks"].values()
+        logger.info(
+            "Evaluated %s: %d benchmarks, mean accuracy %.1f%% (%s), in %s",
+            cfg.name,
+            len(results["benchmarks"]),
+            100 * sum(b["mean"] for b in scores) / len(results["benchmarks"]),
+            cfg.extraction if cfg.mode == "generative" else "loglikelihood",
+            self.out,
+        )
+        metrics = {f"{name}/{k}": b[k] for name, b in results["benchmarks"].items() for k in ("mean", "std")}
+        tracking.log_summary(cfg.trackio_project, f"eval-{cfg.name}", metrics, {"extraction": cfg.extraction})
         return results
 
     def lighteval_generate(self, loaded: dict[str, tuple[list[MCQRecord], str]]) -> dict[str, float]:
@@ -299,6 +224,7 @@ class Evaluator:
         logged = read_appended(log_path)
         done = {i: row for i, row in logged.items() if i in sha and row.get("sha") == sha[i]}
         todo = [r for r in records if r.id not in done]
+        self.bar.update((len(records) - len(todo)) * cfg.num_samples)
         stale = sum(1 for r in records if r.id in logged and r.id not in done)
         if done or stale:
             logger.info(
@@ -331,12 +257,14 @@ class Evaluator:
                     }
                     log.write(row)
                     done[row["id"]] = row
+                    self.bar.update(len(completion.samples))
 
                 self.backend.generate(
                     [answer_prompt(r, chat=cfg.chat) for r in todo],
                     params,
                     seeds=[cfg.seed + position[r.id] for r in todo],
                     on_complete=persist,
+                    progress=False,
                 )
         return [done[r.id]["samples"] for r in records]
 
@@ -349,7 +277,8 @@ class Evaluator:
                 f"mode loglikelihood needs a backend with token probabilities (embedded), not {backend.name}"
             )
         answers, texts = [], []
-        for record in tqdm(records, desc="loglikelihood", unit="item"):
+        for record in records:
+            self.bar.update(1)
             prompt = answer_prompt(record, chat=self.cfg.chat)
             if isinstance(prompt, str):
                 prompt += "The answer is "

@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import statistics
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from medssr_hub.answers import EXTRACTIONS
 from medssr_hub.config import ConfigError, publishable
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.registry import BENCHMARKS, title
+from medssr_hub.field_help import arg, documented
 from medssr_hub.hub import publish
 from medssr_hub.hub.cards import dataset_card, md_cell
 from medssr_hub.resolve import is_repo_id, resolve_dataset
@@ -33,14 +34,24 @@ from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_wri
 logger = logging.getLogger(__name__)
 
 
+@documented
 @dataclass
 class LeaderboardConfig:
     """`medssr-hub leaderboard --results RUN_DIR [RUN_DIR ...] --output_dir DIR [--publish_repo ORG/NAME]`."""
 
-    # results.json files, evaluation output folders, or published leaderboards as ORG/NAME@version
-    results: list[str] = field(default_factory=list)
-    output_dir: str = "outputs/leaderboard"
-    publish_repo: str | None = None  # publish `results` and per-item `details` as this dataset
+    results: list[str] = arg(
+        "the runs to rank: evaluation output folders, results.json files, or published leaderboards as "
+        "ORG/NAME@version (merged)",
+        default_factory=list,
+    )
+    output_dir: str = arg(
+        "the folder the leaderboard's md, csv, json and png are written to", "outputs/leaderboard"
+    )
+    publish_repo: str | None = arg(
+        "publish the leaderboard (its results and per-item details configs) as this dataset repo (ORG/NAME) "
+        "on `hub`; null: do not publish",
+        None,
+    )
     publish_version: str = "v0.1.0"
     hub: str | None = None
 
@@ -208,10 +219,18 @@ def result_rows(runs: list[Run]) -> list[dict[str, Any]]:
             "benchmark": name,
             **{k: publishable(v) for k, v in b.items() if k in RESULTS_FEATURES},
             **{f"recovery_{k}": v for k, v in _recovery(b).items()},
+            **{f"{m}_at_n": _at_n(b, m) for m in ("maj", "pass")},
         }
         for r in runs
         for name, b in r.benchmarks.items()
     ]
+
+
+def _at_n(bench: dict[str, Any], metric: str) -> float | None:
+    """maj@n or pass@n at n = the run's samples: from results.json's `<metric>@k`, or as a published
+    table already holds it."""
+    by_k = bench.get(f"{metric}@k") or {}
+    return by_k.get(str(bench.get("samples")), bench.get(f"{metric}_at_n"))
 
 
 def _recovery(bench: dict[str, Any]) -> dict[str, Any]:
@@ -357,4 +376,9 @@ def push_leaderboard(
         config={r.model: publishable(r.result.get("config", {})) for r in runs},
         tags=["evaluation", "leaderboard"],
     )
-    return publish(release, repo_id, version, card=card, hub=hub)
+    result = publish(release, repo_id, version, card=card, hub=hub)
+    # The same leaderboard as an app: a Gradio Space of the same name and version reading this dataset.
+    from medssr_hub.evaluation.space import push_space  # imports huggingface_hub's cards only
+
+    push_space(repo_id, version, [f"{repo_id}@{version}"], hub=hub)
+    return result

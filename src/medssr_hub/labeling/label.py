@@ -18,6 +18,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from medssr_hub import tracking
 from medssr_hub.answers import answer_prompt, extract_or_recover
 from medssr_hub.config import (
     ConfigError,
@@ -31,6 +32,7 @@ from medssr_hub.config import (
     resume_fingerprint,
 )
 from medssr_hub.errors import ServiceError
+from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import (
     GenerationError,
     SamplingParams,
@@ -60,34 +62,48 @@ class LabelingError(ServiceError):
     pass
 
 
+@documented
 @dataclass
 class LabelConfig:
     """`medssr-hub label --config recipes/labeling/config_demo.yaml [--field value ...]`."""
 
-    input: str = "medssr-hub/demo-synthetic"  # the synthesis output: its folder, a file or a dataset repo id
-    input_revision: str | None = None  # tag, branch or commit of a dataset repo
-    split: str | None = None  # None: test, else train, else the only split
-    # The policy: embedded | a folder | a model repo id (local hub first, then the Hub).
-    model: str = "embedded"
+    input: str = arg(
+        "the questions to label (synthesis's output): its folder, a file, or a dataset repo id",
+        "medssr-hub/demo-synthetic",
+    )
+    input_revision: str | None = arg("tag, branch or commit of an input repo id; null: main", None)
+    split: str | None = arg("the split of input to label; null: test, else train, else the only split", None)
+    model: str = arg(
+        "the policy that votes: embedded (SmolLM2-135M-Instruct), a local folder, or a model repo id (looked "
+        "up in the local hub first, then on the Hub)",
+        "embedded",
+    )
     model_revision: str | None = None
-    backend: str = "embedded"  # embedded | vllm | endpoint
+    backend: str = "embedded"
     endpoint: JsonDict = field(default_factory=JsonDict)
-    vllm: JsonDict = field(
-        default_factory=JsonDict
-    )  # vllm.LLM arguments (dtype, gpu_memory_utilization, ...)
-    chat: bool | None = None  # required: chat template (true) or the raw CoT template for base models (false)
-    n: int = 8
+    vllm: JsonDict = field(default_factory=JsonDict)
+    chat: bool | None = None
+    n: int = arg("votes per question: the policy answers each question n times, the majority is its label", 8)
     temperature: float = 0.6
     top_p: float = 0.95
     top_k: int = 20
     max_tokens: int = 512
     seed: int = 42
-    band: list[float] = field(default_factory=lambda: [0.375, 0.875])  # keep low <= agreement <= high
-    reference: str = "construction"  # which answers measure labels: construction (vignette keys) | all | none
-    shard_size: int = 32
+    band: list[float] = arg(
+        "[low, high]: keep a question when the share of votes agreeing with its label is in [low, high] "
+        "(fractions of n; [0, 1] keeps every question with a label)",
+        default_factory=lambda: [0.375, 0.875],
+    )
+    reference: str = arg(
+        "which answers measure the labels' accuracy: construction (vignette keys only), all (also a "
+        "question's own answer, e.g. gold) or none",
+        "construction",
+    )
+    shard_size: int = arg("questions voted on and written together as one shard (a kill loses one shard)", 32)
     batch_size: int = 64
     dtype: str = dtype_field()
     output_dir: str = "outputs/labels"
+    trackio_project: str | None = None
     publish_repo: str | None = None
     publish_version: str = "v0.1.0"
     hub: str | None = None
@@ -250,6 +266,10 @@ class Labeler:
         )
         if cfg.publish_repo:
             stats["published"] = self._publish(stats)
+        run = f"label-{cfg.publish_repo.split('/')[-1] if cfg.publish_repo else self.out.name}"
+        tracking.log_summary(
+            cfg.trackio_project, run, stats, {"n": cfg.n, "band": cfg.band, "model": cfg.model}
+        )
         return stats
 
     def _publish(self, stats: dict[str, Any]) -> str:

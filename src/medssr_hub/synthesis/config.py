@@ -14,6 +14,7 @@ from medssr_hub.config import (
     resume_fingerprint,
 )
 from medssr_hub.errors import ServiceError
+from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend, dtype_field
 from medssr_hub.paths import benchmarks_dir
 
@@ -25,43 +26,99 @@ class SynthesisError(ServiceError):
     pass
 
 
+@documented
 @dataclass
 class SynthesisConfig:
     """`medssr-hub synthesize --config recipes/synthesis/config_demo.yaml [--field value ...]`."""
 
-    num_questions: int = 100
-    alpha: float = 0.3
-    seed: int = 42
-    seed_data: str | None = None  # seed questions: file, folder or dataset id; None: the benchmarks' MedQA
-    seed_revision: str | None = None
-    exemplars: int = 1
-    rare_generator: str = "llm"  # llm | vignette
-    seed_generator: str = "llm"  # llm | vignette (vignette here only for ablations and tests)
-    backend: str = "embedded"  # embedded | vllm | endpoint
-    model: str = "embedded"  # embedded | a folder | a model repo id (local hub first, then the Hub)
+    num_questions: int = arg("questions to synthesize (accepted ones; MedSSR synthesized 43K)", 100)
+    alpha: float = arg(
+        "the rare-disease share: question slot i takes the knowledge-injected branch when its rho_i ~ U(0,1) "
+        "is below alpha (0: seed branch only, 1: rare branch only; seed sets hold about 0.03)",
+        0.3,
+    )
+    seed: int = arg("the seed of the rho draws, the attempts' plans and their samples", 42)
+    seed_data: str | None = arg(
+        "the seed questions the generator models its questions on: a file, a folder or a dataset repo id; "
+        "null: MedQA from the benchmarks folder",
+        None,
+    )
+    seed_revision: str | None = arg("tag, branch or commit of a seed_data repo id; null: main", None)
+    exemplars: int = arg("seed questions shown to the generator in each prompt", 1)
+    rare_generator: str = arg(
+        "what writes the rare branch's questions: llm (the generator, given the disease's knowledge) or "
+        "vignette (built from the catalogue, no LLM, the key known by construction)",
+        "llm",
+    )
+    seed_generator: str = arg(
+        "what writes the seed branch's questions: llm, or vignette (for ablations and tests only)", "llm"
+    )
+    backend: str = "embedded"
+    model: str = arg(
+        "the generator LLM: embedded (SmolLM2-135M-Instruct), a local folder, or a model repo id (looked up "
+        "in the local hub first, then on the Hub)",
+        "embedded",
+    )
     model_revision: str | None = None
-    endpoint: JsonDict = field(default_factory=JsonDict)  # EndpointBackend arguments (base_url, route, ...)
-    vllm: JsonDict = field(
-        default_factory=JsonDict
-    )  # vllm.LLM arguments (dtype, gpu_memory_utilization, ...)
-    disease_sampling: str = "uniform"  # uniform | phenotypes (weighted by annotated phenotypes)
-    passages: int = 3
-    documents: list[str] = field(default_factory=list)
-    catalog: list[str] = field(default_factory=list)
+    endpoint: JsonDict = field(default_factory=JsonDict)
+    vllm: JsonDict = field(default_factory=JsonDict)
+    disease_sampling: str = arg(
+        "how the rare branch picks its disease: uniform over the catalogue, or phenotypes (weighted by the "
+        "number of annotated phenotypes, favouring well-described diseases)",
+        "uniform",
+    )
+    passages: int = arg(
+        "knowledge passages injected per rare-branch question: the disease's card plus the passages-1 "
+        "BM25 neighbours of its name",
+        3,
+    )
+    documents: list[str] = arg(
+        "extra knowledge for retrieval: JSONL files, folders or dataset repo ids of title/text documents "
+        "(chunked); empty: the disease cards only",
+        default_factory=list,
+    )
+    catalog: list[str] = arg(
+        "JSONL files of rare diseases that extend the HPO/ORPHANET catalogue; empty: the catalogue alone",
+        default_factory=list,
+    )
     temperature: float = 0.8
     top_p: float = 0.95
     top_k: int = 50
     max_tokens: int = 320
     batch_size: int = 32
     dtype: str = dtype_field()
-    chunk_size: int = 16
-    max_attempts_per_question: int = 12
-    recover_answers: bool = True  # ask the generator for the letter when it wrote no answer line
-    rewrite_vignettes: bool = False  # the LLM rewrites vignette stems into prose (validated; key kept)
-    constrain_layout: bool = True  # embedded generator: enforce stem / A.-E. / Answer: token by token
-    dedup_threshold: float = 0.8
-    decontaminate: list[str] | None = None  # eval sets; None: every file in the benchmarks folder
-    decontam_ngram: int = 13
+    chunk_size: int = arg(
+        "attempts planned, generated and screened together, written as one shard (a kill loses one chunk)", 16
+    )
+    max_attempts_per_question: int = arg(
+        "attempts a branch may spend per question it must fill; a branch that runs out stops the run with "
+        "its acceptance rate and rejection reasons",
+        12,
+    )
+    recover_answers: bool = arg(
+        "ask the generator for the answer letter (one constrained token) when it wrote no answer line; "
+        "false: such questions are rejected",
+        True,
+    )
+    rewrite_vignettes: bool = arg(
+        "the LLM rewrites vignette stems into prose (validated; the key is kept); false: catalogue stems",
+        False,
+    )
+    constrain_layout: bool = arg(
+        "embedded generator: enforce the stem / A.-E. options / 'Answer:' layout token by token; false: free text",
+        True,
+    )
+    dedup_threshold: float = arg(
+        "reject a question whose stem's word 3-shingles overlap an accepted one's (or its exemplar's) by "
+        "this Jaccard similarity or more (1: exact duplicates only)",
+        0.8,
+    )
+    decontaminate: list[str] | None = arg(
+        "evaluation sets no synthesized question may share an n-gram with (files, folders or repo ids); "
+        "null: every file in the benchmarks folder; []: none",
+        None,
+    )
+    decontam_ngram: int = arg("the n of the decontamination n-grams, in words", 13)
     output_dir: str = "outputs/synthesis"
     publish_repo: str | None = None
     publish_version: str = "v0.1.0"

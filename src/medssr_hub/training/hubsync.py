@@ -206,13 +206,16 @@ def finish(trainer, args, context: CardContext | None, output_dir: str | Path, p
     plots = {}
     if plot_curves(history, final / "training_curves.png"):
         plots["Training curves"] = "training_curves.png"
+    summary = reward_summary(history)
     atomic_write_json(
         final / "train_summary.json",
-        {
-            "global_step": trainer.state.global_step,
-            "summary": reward_summary(history),
-            "log_history": history,
-        },
+        {"global_step": trainer.state.global_step, "summary": summary, "log_history": history},
+    )
+    headline = [
+        f"{k} {summary[k]}" for k in ("reward, first / last logged", "parse_rate, mean") if k in summary
+    ]
+    logger.info(
+        "Trained %d steps (%s); final model in %s", trainer.state.global_step, "; ".join(headline), final
     )
     if context is not None and args.publish_repo:
         evaluation = Path(args.evaluation).read_text() if args.evaluation else None

@@ -11,6 +11,7 @@ import torch
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
+from medssr_hub import tracking
 from medssr_hub.config import ConfigError, content_hash, publishable
 from medssr_hub.hub import open_hub
 from medssr_hub.modeling import model_id
@@ -106,6 +107,7 @@ def card_context(script_args, training_args, model_args, info: DataInfo) -> Card
             "base model revision": base_revision or "default",
             **({"training data": script_args.data_description} if script_args.data_description else {}),
             **info.card_fields(),
+            **tracking.card_fields(training_args),
         },
     )
 
@@ -128,6 +130,8 @@ def train(
     model_path, revision = resolve_model(
         model_args.model_name_or_path, model_args.model_revision, script_args.hub
     )
+    if tracking.reports_to_trackio(training_args):  # named before the card that links to it
+        training_args.run_name = tracking.training_run_name(script_args, training_args)
     dtype = weights_dtype(model_args, training_args)
     training_args.model_init_kwargs = {
         "revision": revision,

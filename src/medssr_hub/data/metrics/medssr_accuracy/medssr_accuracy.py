@@ -6,6 +6,7 @@ import datasets
 import evaluate
 
 from medssr_hub.answers import Extraction
+from medssr_hub.evaluation.sampling_metrics import sampling_metrics
 
 _DESCRIPTION = """Accuracy of chain-of-thought answers to multiple-choice questions. Each prediction is a
 model's generation; the letter it commits to is read by the configured rule (`official`: the MedSSR
@@ -25,9 +26,13 @@ Args:
     model_type: optional: the model's `model_type` (`gemma3`, ...), for the family rule's Gemma form.
     recovery_rule: optional: `family` (default: families by model_type) or `script_path_string` (by
         model_name, as the official script).
+    samples_per_item: optional, n: predictions are items' n samples in a row (item 1's n, then item 2's,
+        ...; each with its item's reference), and maj@k and pass@k are returned for k = 1..n.
 Returns:
     accuracy: share of predictions whose letter equals the reference.
     parsed: share read on the first pass.
+    pass@k, maj@k (with samples_per_item): {k: mean over items} of the unbiased pass@k (at least one of
+        k samples right) and of the majority of the first k samples being right.
 Examples:
     >>> metric = evaluate.load("medssr_accuracy")
     >>> metric.compute(predictions=["... The answer is B.", "the answer is c"], references=["B", "D"])
@@ -69,16 +74,28 @@ class MedssrAccuracy(evaluate.Metric):
         model_name="",
         model_type=None,
         recovery_rule="family",
+        samples_per_item=None,
     ):
         extraction = Extraction(self.extraction_mode, model_name or "", recovery_rule, model_type)
         recovered = recovered or [None] * len(predictions)
         letters = letters or [ALL_LETTERS] * len(predictions)
         correct = parsed = 0
-        for text, gold, second, offered in zip(predictions, references, recovered, letters, strict=True):
+        preds, golds = [], [str(gold).strip().upper() for gold in references]
+        for text, gold, second, offered in zip(predictions, golds, recovered, letters, strict=True):
             pred = extraction.first_pass(text, list(offered))
             parsed += pred is not None
             if pred is None and second is not None:
                 pred = extraction.read_recovered(second)
-            correct += pred is not None and pred == str(gold).strip().upper()
+            correct += pred is not None and pred == gold
+            preds.append(pred)
         n = max(1, len(predictions))
-        return {"accuracy": correct / n, "parsed": parsed / n}
+        out = {"accuracy": correct / n, "parsed": parsed / n}
+        if samples_per_item:
+            k = int(samples_per_item)
+            if k < 1 or len(preds) % k:
+                raise ValueError(f"samples_per_item={k}: {len(preds)} predictions are not whole items")
+            items = range(0, len(preds), k)
+            if any(len(set(golds[i : i + k])) > 1 for i in items):
+                raise ValueError("samples_per_item: an item's samples have different references")
+            out.update(sampling_metrics([preds[i : i + k] for i in items], [golds[i] for i in items]))
+        return out

@@ -1,0 +1,128 @@
+"""Evaluation's config (`EvalConfig`): the protocol's settings, validated when read, and its resume
+fingerprint. The run loop is `evaluate.py`, scoring `scoring.py`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
+from medssr_hub.config import ConfigError, JsonDict, default_chat, require_chat, resume_fingerprint
+from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
+from medssr_hub.field_help import arg, documented
+from medssr_hub.generation import check_backend, dtype_field
+from medssr_hub.modeling import model_id
+
+
+@documented
+@dataclass
+class EvalConfig:
+    """`medssr-hub evaluate --config recipes/evaluation/config_demo.yaml [--field value ...]`."""
+
+    model: str = arg(
+        "the model evaluated: embedded (SmolLM2-135M-Instruct), a local folder, or a model repo id (looked up "
+        "in the local hub first, then on the Hub)",
+        "embedded",
+    )
+    model_revision: str | None = None
+    display_name: str | None = arg(
+        "the model's name in tables and leaderboards; null: model@model_revision", None
+    )
+    backend: str = "embedded"
+    endpoint: JsonDict = field(default_factory=JsonDict)
+    vllm: JsonDict = field(default_factory=JsonDict)
+    chat: bool | None = None
+    benchmarks: list[str] = arg(
+        "what to evaluate: all (the paper's ten), benchmark names (medqa, medmcqa, ...), or paths of other "
+        "MCQ files in the MedSSR format (each named after its file)",
+        default_factory=lambda: ["all"],
+    )
+    benchmark_paths: JsonDict = arg(
+        "where a named benchmark is read from, over the defaults: {name: file, folder or ORG/NAME@revision}; "
+        "{}: $MEDSSR_BENCHMARKS_DIR, then ../shared/benchmarks, then the Hub or the shipped samples",
+        default_factory=JsonDict,
+    )
+    max_items: int | None = arg("the first max_items items of each benchmark; null: all of them", None)
+    num_samples: int = arg("samples per item; accuracy is reported as their mean and std (the paper: 4)", 4)
+    temperature: float = 0.6
+    top_p: float = 0.95
+    top_k: int = 20
+    max_tokens: int = 2048
+    seed: int = 42
+    mode: str = arg(
+        "generative (chain of thought, then 'The answer is X': the paper's protocol) or loglikelihood (the "
+        "letter the model scores highest, no generation)",
+        "generative",
+    )
+    engine: str = arg(
+        "medssr (our generation backends) or lighteval (lighteval's Pipeline generates, on the embedded backend)",
+        "medssr",
+    )
+    recovery: bool = arg(
+        "the constrained second pass for answers the first pass could not read (the paper's logit-biased pass)",
+        True,
+    )
+    extraction: str = arg(
+        "how answers are read: official (the MedSSR evaluation script's rule and recovery pass, exactly) or "
+        "lenient (ours: more forms on the first pass, the question's own letters on the second); a change "
+        "rescores the saved generations, nothing is generated again",
+        "official",
+    )
+    recovery_rule: str = arg(
+        "how the official recovery pass picks the model family (biased ids, 1 or 2 tokens): family (from the "
+        "model's config, model_type) or script_path_string (from the model's name, as the official script "
+        "does); both rules are always reported",
+        "family",
+    )
+    batch_size: int = 64
+    dtype: str = dtype_field()
+    output_dir: str = "outputs/eval"
+    trackio_project: str | None = None
+    hub: str | None = None
+
+    def __post_init__(self) -> None:
+        self.endpoint, self.benchmark_paths = JsonDict(self.endpoint), JsonDict(self.benchmark_paths)
+        self.vllm = JsonDict(self.vllm)
+        if isinstance(self.benchmarks, str):
+            self.benchmarks = [self.benchmarks]
+        self.chat = default_chat(self.chat, self.model, self.backend)
+        require_chat(self.chat, self.backend, self.endpoint)
+        if self.mode not in ("generative", "loglikelihood"):
+            raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")
+        for name in ("num_samples", "max_tokens", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.max_items is not None and self.max_items < 1:
+            raise ConfigError(f"max_items must be at least 1 (or null for all), got {self.max_items}")
+        if self.extraction not in EXTRACTIONS:
+            raise ConfigError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
+        if self.recovery_rule not in RECOVERY_RULES:
+            raise ConfigError(
+                f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
+            )
+        if self.engine not in ("medssr", "lighteval"):
+            raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
+        check_backend(self.backend, self.dtype)
+        if self.engine == "lighteval" and self.backend == "vllm":
+            raise ConfigError(f"engine lighteval with backend vllm: {LIGHTEVAL_VLLM_UNSUPPORTED}")
+        if self.engine == "lighteval" and (self.mode != "generative" or self.backend != "embedded"):
+            raise ConfigError(
+                "engine lighteval runs the generative protocol on a local model (backend embedded)"
+            )
+
+    @property
+    def name(self) -> str:
+        return self.display_name or (
+            f"{self.model}@{self.model_revision}" if self.model_revision else self.model
+        )
+
+    @property
+    def model_name(self) -> str:
+        """The name the official rule matches model families in: the served or loaded model's id."""
+        if self.backend == "endpoint" and self.endpoint.get("model"):
+            return str(self.endpoint["model"])
+        return model_id(self.model)
+
+    def fingerprint(self) -> dict[str, Any]:
+        keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")
+        return resume_fingerprint(self, keep=(*keep, "max_tokens", "seed", "mode", "engine"))
