@@ -32,6 +32,8 @@ COMMON_HELP = {
     "seed gives the same samples",
     "batch_size": "prompts handed to the backend at a time (embedded: one forward batch; vllm: one chunk, "
     "written when it ends; endpoint: unused, see endpoint.max_concurrency)",
+    "dtype": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
+    "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)",
     "output_dir": "the folder the stage writes, and resumes from when run again",
     "trackio_project": "log this stage's summary metrics to this trackio project (local and offline, the "
     "project training's report_to: trackio logs to; `trackio show --project NAME` opens it); null: no tracking",

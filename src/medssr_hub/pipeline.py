@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import build_backend
+from medssr_hub.generation.offline_vllm import native_bf16_cpu
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.method_check import keyed_vignettes_file, method_check, render_method_check
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
@@ -60,7 +61,7 @@ class DemoConfig:
         "(bench/demo_backends.py); training rollouts follow the stage recipes' use_vllm",
         "embedded",
     )
-    vllm: JsonDict | None = None
+    vllm: JsonDict = field(default_factory=JsonDict)
     chat: bool | None = None
     benchmarks_dir: str | None = arg(
         "the folder of MedSSR-format benchmark JSON files step 5 reads; null: $MEDSSR_BENCHMARKS_DIR, else "
@@ -139,7 +140,7 @@ class DemoConfig:
         if self.backend not in ("auto", "embedded", "vllm"):
             raise ConfigError(f"demo backend must be auto, embedded or vllm, got {self.backend!r}")
         self.backend = faster_backend() if self.backend == "auto" else self.backend
-        self.vllm = JsonDict(self.vllm or {})
+        self.vllm = JsonDict(self.vllm)
         self.chat = default_chat(self.chat, self.model, self.backend)
         require_chat(self.chat)
 
@@ -162,7 +163,7 @@ def faster_backend() -> str:
 
     if importlib.util.find_spec("vllm") is None:
         choice, why = "embedded", "vLLM is not installed"
-    elif torch.cuda.is_available() or torch.cpu._is_avx512_bf16_supported():
+    elif torch.cuda.is_available() or native_bf16_cpu():
         choice, why = "vllm", "a GPU or a CPU with native bfloat16"
     else:
         choice, why = "embedded", "no GPU, and no native bfloat16 on this CPU"

@@ -15,8 +15,6 @@ from typing import Any
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_PROJECT = "medssr-hub"
-
 
 def reports_to_trackio(training_args) -> bool:
     report_to = training_args.report_to or []

@@ -10,7 +10,7 @@ from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
 from medssr_hub.config import ConfigError, JsonDict, default_chat, require_chat, resume_fingerprint
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import check_backend, dtype_field
+from medssr_hub.generation import check_backend
 from medssr_hub.modeling import model_id
 
 
@@ -75,7 +75,7 @@ class EvalConfig:
         "family",
     )
     batch_size: int = 64
-    dtype: str = dtype_field()
+    dtype: str = "auto"
     output_dir: str = "outputs/eval"
     trackio_project: str | None = None
     hub: str | None = None

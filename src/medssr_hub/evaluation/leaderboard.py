@@ -24,6 +24,7 @@ from medssr_hub.answers import EXTRACTIONS
 from medssr_hub.config import ConfigError, publishable
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.registry import BENCHMARKS, title
+from medssr_hub.evaluation.space import push_space
 from medssr_hub.field_help import arg, documented
 from medssr_hub.hub import publish
 from medssr_hub.hub.cards import dataset_card, md_cell
@@ -378,7 +379,5 @@ def push_leaderboard(
     )
     result = publish(release, repo_id, version, card=card, hub=hub)
     # The same leaderboard as an app: a Gradio Space of the same name and version reading this dataset.
-    from medssr_hub.evaluation.space import push_space  # imports huggingface_hub's cards only
-
     push_space(repo_id, version, [f"{repo_id}@{version}"], hub=hub)
     return result

@@ -9,7 +9,7 @@ from medssr_hub.generation.base import (
     SamplingParams,
     sample_seed,
 )
-from medssr_hub.generation.builder import BACKENDS, backend_for, build_backend, check_backend, dtype_field
+from medssr_hub.generation.builder import BACKENDS, backend_for, build_backend, check_backend
 from medssr_hub.generation.labels import model_label
 
 __all__ = [
@@ -23,7 +23,6 @@ __all__ = [
     "backend_for",
     "build_backend",
     "check_backend",
-    "dtype_field",
     "model_label",
     "sample_seed",
 ]

@@ -6,7 +6,6 @@ an error naming the install, not a silent fall-back to another engine.
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import Any
 
 from medssr_hub.config import ConfigError
@@ -17,17 +16,6 @@ BACKENDS = ("embedded", "endpoint", "vllm")
 
 
 DTYPES = ("auto", *WEIGHT_DTYPES)
-
-
-def dtype_field():
-    """The `dtype` field every generating stage's config has (synthesis, labeling, evaluation)."""
-    return field(
-        default="auto",
-        metadata={
-            "help": "embedded backend: the weights' dtype: auto = bfloat16 on a GPU (loaded straight onto it), "
-            "float32 on the CPU; or float32, bfloat16, float16 (the vllm backend reads vllm.dtype)"
-        },
-    )
 
 
 def check_backend(kind: str, dtype: str | None = "auto") -> None:

@@ -38,7 +38,6 @@ from medssr_hub.generation import (
     SamplingParams,
     backend_for,
     check_backend,
-    dtype_field,
     model_label,
 )
 from medssr_hub.hub import StageRelease
@@ -101,7 +100,7 @@ class LabelConfig:
     )
     shard_size: int = arg("questions voted on and written together as one shard (a kill loses one shard)", 32)
     batch_size: int = 64
-    dtype: str = dtype_field()
+    dtype: str = "auto"
     output_dir: str = "outputs/labels"
     trackio_project: str | None = None
     publish_repo: str | None = None

@@ -15,7 +15,7 @@ from medssr_hub.config import (
 )
 from medssr_hub.errors import ServiceError
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import check_backend, dtype_field
+from medssr_hub.generation import check_backend
 from medssr_hub.paths import benchmarks_dir
 
 MAX_QUESTIONS = 10_000_000  # a run's plan and draws are held in memory
@@ -86,7 +86,7 @@ class SynthesisConfig:
     top_k: int = 50
     max_tokens: int = 320
     batch_size: int = 32
-    dtype: str = dtype_field()
+    dtype: str = "auto"
     chunk_size: int = arg(
         "attempts planned, generated and screened together, written as one shard (a kill loses one chunk)", 16
     )
