@@ -19,8 +19,8 @@ from embedded_votes import naive_loop  # noqa: E402  (the same naive baseline as
 from medssr_hub.answers import answer_prompt  # noqa: E402
 from medssr_hub.generation import SamplingParams  # noqa: E402
 from medssr_hub.labeling.label import LabelConfig, Labeler  # noqa: E402
-from medssr_hub.labeling.voting import majority_vote  # noqa: E402
 from medssr_hub.records import load_records  # noqa: E402
+from medssr_hub.voting import majority_vote  # noqa: E402
 
 
 def main() -> None:

@@ -1,5 +1,7 @@
 """Evaluation on real parts: the embedded model, the shared benchmark files, lighteval, a Hub over HTTP."""
 
+import csv
+import io
 import json
 import os
 import signal
@@ -15,7 +17,6 @@ from datasets import load_dataset
 from medssr_hub.answers import Answer, Extraction, extract_or_recover
 from medssr_hub.cli import main
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
-from medssr_hub.evaluation.leaderboard import load_runs, render_markdown, table_rows
 from medssr_hub.evaluation.registry import (
     BENCHMARKS,
     MMLU_MEDICAL,
@@ -24,7 +25,9 @@ from medssr_hub.evaluation.registry import (
     locate,
     parse_spec,
 )
+from medssr_hub.evaluation.runs import Run, load_runs
 from medssr_hub.evaluation.scoring import score
+from medssr_hub.evaluation.tables import render_csv, render_markdown, table_rows
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records
 from medssr_hub.resolve import resolve_dataset
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
@@ -101,6 +104,12 @@ def test_score_is_mean_and_std_over_samples():
     # maj@k and pass@k from the same answers: items 1-2 have both samples right, items 3-4 one of two.
     assert metrics["pass@k"] == {"1": 0.75, "2": 1.0}  # pass@1 = mean accuracy; any of 2 is right
     assert metrics["maj@k"] == {"1": 1.0, "2": 1.0}  # a 1-1 tie goes to the first answer (A)
+    # Each detail row carries its item's maj@k and pass@k at k = sample + 1; their means are the results'.
+    assert [r["pass_at_k"] for r in rows] == [1.0, 1.0, 1.0, 1.0, 0.5, 1.0, 0.5, 1.0]
+    for k in (1, 2):
+        at_k = [r for r in rows if r["sample"] == k - 1]
+        assert sum(r["pass_at_k"] for r in at_k) / 4 == metrics["pass@k"][str(k)]
+        assert sum(r["maj_at_k"] for r in at_k) / 4 == metrics["maj@k"][str(k)]
     # The `evaluate` metric gives the same from the generations, items' samples in a row.
     from medssr_hub.evaluation.scoring import accuracy_metric as metric
 
@@ -137,6 +146,31 @@ def test_pass_at_k_is_the_unbiased_estimator_on_hand_worked_cases():
     assert out["pass@k"] == pytest.approx({"1": 0.5, "2": 5 / 6, "3": 1.0, "4": 1.0})
     # maj@1: A right, B wrong; maj@4: A (2 of 4) right, B reaches 2 before C: wrong.
     assert out["maj@k"] == {"1": 0.5, "2": 0.5, "3": 0.5, "4": 0.5}
+
+
+def test_csv_and_markdown_carry_maj_and_pass_at_every_k_of_each_run():
+    def bench(samples, mean, maj, passed):
+        curve = {str(k): v for k, v in zip(range(1, samples + 1), maj, strict=True)}
+        return {"items": 4, "samples": samples, "mean": mean, "std": 0.0, "recovery_rate": 0.0,
+                "maj@k": curve, "pass@k": {str(k): v for k, v in zip(curve, passed, strict=True)}}  # fmt: skip
+
+    runs = [
+        Run({"model": "one-sample", "benchmarks": {"medqa": bench(1, 0.6, [0.6], [0.6])}}, None, "a"),
+        Run(
+            {"model": "two-samples", "benchmarks": {"medqa": bench(2, 0.5, [0.5, 0.5], [0.5, 0.75])}},
+            None,
+            "b",
+        ),
+    ]
+    rows = list(csv.DictReader(io.StringIO(render_csv(runs))))
+    assert [r["model"] for r in rows] == ["one-sample", "two-samples"]  # by average: 0.6 first
+    assert rows[0]["pass@1"] == "0.6" and rows[0]["pass@2"] == "" and rows[1]["pass@2"] == "0.75"
+    assert rows[1]["pass_at_n"] == "0.75" and rows[1]["maj_at_n"] == "0.5"
+    md = render_markdown(runs)
+    assert (
+        "| `two-samples` | 50.0 | 50.0 | 50.0 | 75.0 |" in md
+        and "| `one-sample` | 60.0 | – | 60.0 | – |" in md
+    )
 
 
 def test_leaderboard_rejects_what_is_not_a_result(tmp_path):
@@ -357,6 +391,19 @@ def test_leaderboard_joins_runs_and_pushes_to_a_hub_over_http(tmp_path, embedded
             if row["model"] == "smollm2-cot":
                 assert row["maj_at_n"] == cot[row["benchmark"]]["maj@k"]["2"]
                 assert row["pass_at_n"] == cot[row["benchmark"]]["pass@k"]["2"]
+                assert row["pass_at_k"] == [cot[row["benchmark"]]["pass@k"][k] for k in ("1", "2")]
+                assert row["maj_at_k"] == [cot[row["benchmark"]]["maj@k"][k] for k in ("1", "2")]
+        # The markdown's maj@k / pass@k table: k = 1..2 for the sampled run, k = 1 for the loglikelihood one.
+        lines = md.splitlines()
+        assert "| model | maj@1 | maj@2 | pass@1 | pass@2 |" in lines
+        (cot_row,) = [line for line in lines if line.startswith("| `smollm2-cot` |") and line.count("|") == 6]
+        rows_by_model = {r["model"]: r for r in table_rows([run for r in runs for run in load_runs(r)])}
+        pass2 = rows_by_model["smollm2-cot"]["pass@2"]
+        assert f"{100 * pass2:.1f}" in cot_row
+        ll = rows_by_model["smollm2-ll"]  # one sample: maj@1 and pass@1 are the accuracy
+        assert ll["maj_at_n"] == pytest.approx(ll["average"]) and ll["pass_at_n"] == pytest.approx(
+            ll["average"]
+        )
         assert all(not str(s).startswith("/") for s in table["source"])  # no machine-local paths
 
         # Reproductions merge: the published table (read over HTTP) joins a local run folder.

@@ -11,9 +11,9 @@ from medssr_hub.generation import GenerationError
 from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.diagnostics import VotedQuestion, accuracy_vs_n, compute_diagnostics
 from medssr_hub.labeling.label import LabelConfig, Labeler, LabelingError
-from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records
 from medssr_hub.schema import LABELED_FEATURES
+from medssr_hub.voting import majority_vote
 from tests.conftest import publish_vignettes
 
 

@@ -78,7 +78,8 @@ def test_user_strings_are_escaped_in_tables_and_cards(tmp_path, embedded_backend
     evaluate, the leaderboard and a publish: every table keeps its shape and no raw tag is published."""
     import yaml
 
-    from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, write_leaderboard
+    from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
+    from medssr_hub.evaluation.runs import Run
     from medssr_hub.hub import LocalHub
 
     records, _ = load_records(benchmarks_dir / "medqa.json")

@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
-from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, write_leaderboard
+from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
+from medssr_hub.evaluation.runs import Run
 from medssr_hub.hub import LocalHub
 
 CLI = str(Path(sys.executable).with_name("medssr-hub"))

@@ -28,6 +28,7 @@ LAYERS = {
     "medssr_hub.decontamination": 2,
     "medssr_hub.generation": 3,
     "medssr_hub.answers": 3,
+    "medssr_hub.voting": 3,
     "medssr_hub.synthesis": 4,
     "medssr_hub.labeling": 4,
     "medssr_hub.training": 4,

@@ -20,7 +20,9 @@ from medssr_hub.training import launch_command
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import TrainingDataError, grpo_dataset, sft_dataset
 from medssr_hub.training.hubsync import reward_summary
-from medssr_hub.training.rewards import AccuracyReward, build_reward_funcs, format_reward
+from medssr_hub.training.reward_registry import build_reward_funcs
+from medssr_hub.training.rewards import AccuracyReward, format_reward
+from medssr_hub.voting import majority_vote
 from tests.conftest import publish_vignettes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -474,6 +476,40 @@ def test_two_processes_shard_the_data_publish_once_and_resume_after_kill(tmp_pat
     assert set(hub.versions("medssr/ddp", "model")) == {"v0.1.0"}
     assert out.count("Published model medssr/ddp@v0.1.0") == 1
     assert out.count("Published model medssr/ddp@checkpoint-3") == 1
+
+
+@pytest.mark.slow
+def test_online_votes_are_per_prompt_across_two_processes(tmp_path, labeled):
+    """`target: vote` (TTRL) under 2 processes with 2 completions each per step and groups of 4: every group
+    spans both ranks, and both vote on all 4 of its completions (gathered), not on their own 2."""
+    trace = tmp_path / "votes"
+    args = [*stage1_args(labeled, 2, tmp_path / "vote"), "--target", "vote", "--save_steps", "10"]
+    args += ["--per_device_train_batch_size", "2", "--num_generations", "4", "--max_completion_length", "16"]
+    command = launch_command(
+        "stage1.py", "smollm2/stage1.yaml", *args, num_processes=2, accelerate_config="ddp.yaml"
+    )
+    env = {**os.environ, "HF_TOKEN": FAKE_TOKEN, "MEDSSR_TRACE_VOTES": str(trace)}
+    proc = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    rows = {p.name: [json.loads(line) for line in p.read_text().splitlines()] for p in trace.glob("rank-*")}
+    assert set(rows) == {"rank-0.jsonl", "rank-1.jsonl"} and len(rows["rank-0.jsonl"]) == 2
+    for zero, one in zip(rows["rank-0.jsonl"], rows["rank-1.jsonl"], strict=True):
+        assert zero["groups"] == one["groups"] and len(zero["groups"]) == 1
+        (group,) = zero["groups"]
+        # The group's four completions: two on each rank, all of the same question.
+        assert len(zero["local"]) == len(one["local"]) == 2
+        assert {row[0] for row in zero["local"] + one["local"]} == {group["id"]} and len(
+            group["letters"]
+        ) == 4
+        vote = majority_vote(group["letters"])
+        assert group["label"] == (None if vote.tie else vote.label)
+        for _, pred, recovered, reward in zero["local"] + one["local"]:  # recovered_credit is 0 in the recipe
+            right = group["label"] is not None and pred == group["label"] and not recovered
+            assert reward == (1.0 if right else 0.0)
+    summary = json.loads((tmp_path / "vote" / "final" / "train_summary.json").read_text())
+    logged = [h for h in summary["log_history"] if "medssr/label_accuracy" in h]
+    assert len(logged) == 2 and all(0 <= h["medssr/reward_accuracy"] <= 1 for h in logged)
+    assert "label_accuracy, mean" in summary["summary"]
 
 
 @pytest.mark.slow

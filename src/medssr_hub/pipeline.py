@@ -27,7 +27,9 @@ from medssr_hub.config import (
     require_chat,
 )
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
-from medssr_hub.evaluation.leaderboard import Run, push_leaderboard, render_markdown, write_leaderboard
+from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
+from medssr_hub.evaluation.runs import Run
+from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import build_backend
 from medssr_hub.generation.offline_vllm import native_bf16_cpu

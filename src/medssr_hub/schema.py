@@ -68,6 +68,10 @@ DETAILS_FEATURES = Features(
         "pred": Value("string"),
         "recovered": Value("bool"),
         "correct": Value("bool"),
+        # The item's maj@k and unbiased pass@k at k = sample + 1: averaged over the items for one sample
+        # index, they are the benchmark's maj@k and pass@k.
+        "maj_at_k": Value("bool"),
+        "pass_at_k": Value("float64"),
     }
 )
 # Published leaderboards carry `model` on every details row, to join several models' details in one split.
@@ -101,6 +105,9 @@ RESULTS_FEATURES = Features(
         # pass@n (at least one sample correct). Null where a run did not report them.
         "maj_at_n": Value("float64"),
         "pass_at_n": Value("float64"),
+        # The same for k = 1..samples (element k - 1).
+        "maj_at_k": List(Value("float64")),
+        "pass_at_k": List(Value("float64")),
     }
 )
 

@@ -38,10 +38,11 @@ from medssr_hub.config import (
 )
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.config import EvalConfig
-from medssr_hub.evaluation.leaderboard import Run, render_markdown
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
+from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.scoring import score
+from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.generation import SamplingParams, backend_for
 from medssr_hub.hub.cards import redact
 from medssr_hub.records import MCQRecord

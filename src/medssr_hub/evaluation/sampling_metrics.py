@@ -42,17 +42,21 @@ def majority(preds: Sequence[str | None]) -> str | None:
     return best
 
 
+def item_at_k(preds: Sequence[str | None], gold: str | None) -> tuple[list[bool], list[float]]:
+    """One item's maj@k (its first k samples' majority is gold) and pass@k, for k = 1..len(preds)."""
+    n = len(preds)
+    correct = sum(p is not None and p == gold for p in preds)
+    maj = [(m := majority(preds[:k])) is not None and m == gold for k in range(1, n + 1)]
+    return maj, [pass_at_k(n, correct, k) for k in range(1, n + 1)]
+
+
 def sampling_metrics(preds: Sequence[Sequence[str | None]], golds: Sequence[str | None]) -> dict[str, dict]:
     """{"pass@k": {k: mean over items}, "maj@k": {k: mean over items}} for k = 1..samples."""
     if not preds:
         return {"pass@k": {}, "maj@k": {}}
-    n = len(preds[0])
-    out: dict[str, dict] = {"pass@k": {}, "maj@k": {}}
-    for k in range(1, n + 1):
-        out["pass@k"][str(k)] = statistics.fmean(
-            pass_at_k(n, sum(p == g for p in item), k) for item, g in zip(preds, golds, strict=True)
-        )
-        out["maj@k"][str(k)] = statistics.fmean(
-            majority(item[:k]) == g for item, g in zip(preds, golds, strict=True)
-        )
-    return out
+    curves = [item_at_k(item, g) for item, g in zip(preds, golds, strict=True)]
+    ks = range(1, len(preds[0]) + 1)
+    return {
+        "pass@k": {str(k): statistics.fmean(p[k - 1] for _, p in curves) for k in ks},
+        "maj@k": {str(k): statistics.fmean(m[k - 1] for m, _ in curves) for k in ks},
+    }

@@ -7,7 +7,7 @@ import functools
 import statistics
 
 from medssr_hub.answers import Answer, Extraction
-from medssr_hub.evaluation.sampling_metrics import sampling_metrics
+from medssr_hub.evaluation.sampling_metrics import item_at_k, sampling_metrics
 from medssr_hub.evaluation.stats import bootstrap_ci
 from medssr_hub.paths import package_data
 from medssr_hub.records import MCQRecord
@@ -32,6 +32,7 @@ def score(
     runs (`extraction` None) compare the chosen letters."""
     rows = []
     for record, row_answers, row_texts in zip(records, answers, texts, strict=True):
+        maj, passed = item_at_k([a.letter for a in row_answers], record.answer)
         for j, (answer, text) in enumerate(zip(row_answers, row_texts, strict=True)):
             rows.append(
                 {
@@ -42,6 +43,9 @@ def score(
                     "pred": answer.letter,
                     "recovered": answer.recovered,
                     "correct": answer.letter is not None and answer.letter == record.answer,
+                    # the item's maj@k and pass@k at k = sample + 1 (their mean over items is the result's)
+                    "maj_at_k": maj[j],
+                    "pass_at_k": passed[j],
                 }
             )
     k = len(answers[0]) if answers else 0

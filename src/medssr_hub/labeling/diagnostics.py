@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.labeling.voting import Vote, majority_vote
 from medssr_hub.records import MCQRecord
+from medssr_hub.voting import Vote, majority_vote
 
 
 @dataclass(frozen=True)

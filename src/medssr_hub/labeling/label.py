@@ -49,10 +49,10 @@ from medssr_hub.labeling.diagnostics import (
     plot_diagnostics,
     render_diagnostics,
 )
-from medssr_hub.labeling.voting import majority_vote
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.schema import LABELED_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
+from medssr_hub.voting import VOTE_READING, majority_vote
 
 logger = logging.getLogger(__name__)
 
@@ -207,7 +207,7 @@ class Labeler:
         seeds = [question_seed(cfg.seed, r.id) for r in chunk]
         completions = self.backend.generate(prompts, params, seeds=seeds, progress=False)
         texts = [c.texts for c in completions]
-        answers = extract_or_recover(chunk, texts, self.backend, chat=cfg.chat)
+        answers = extract_or_recover(chunk, texts, self.backend, chat=cfg.chat, extraction=VOTE_READING)
         return [
             {
                 "id": record.id,

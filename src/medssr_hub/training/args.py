@@ -10,6 +10,8 @@ from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
 from medssr_hub.config import JsonDict
 from medssr_hub.errors import InputError
 
+TARGETS = ("label", "answer", "vote", "key")
+
 
 @dataclass
 class MedSSRScriptArguments(ScriptArguments):
@@ -31,7 +33,11 @@ class MedSSRScriptArguments(ScriptArguments):
     )
     target: str = field(
         default="label",
-        metadata={"help": "column rewarded against: label (stage 1 pseudo-labels) or answer (gold)"},
+        metadata={
+            "help": "what the accuracy reward rewards against: label (stage 1's offline pseudo-labels, "
+            "MedSSR), answer (gold, stage 2), vote (each GRPO group's own majority, online, as TTRL) or key "
+            "(the construction keys of keyed vignettes: an oracle)"
+        },
     )
     chat: bool | None = field(
         default=None,
@@ -124,7 +130,7 @@ class MedSSRScriptArguments(ScriptArguments):
             raise InputError(
                 f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
             )
-        if self.target not in ("label", "answer"):
-            raise InputError(f"target must be 'label' or 'answer', got {self.target!r}")
+        if self.target not in TARGETS:
+            raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
         if not self.dataset_name:
             raise InputError("dataset_name is required: a dataset repo id, a folder or a file")

@@ -112,8 +112,12 @@ def check_eval_overlap(records: list[MCQRecord], args: MedSSRScriptArguments) ->
 
 
 def target_of(record: MCQRecord, target: str) -> str | None:
-    """The letter rewarded: the gold `answer` (stage 2), or the pseudo-label column `label` (stage 1)."""
-    letter = record.answer if target == "answer" else record.columns.get("label")
+    """The letter rewarded: the gold `answer` (stage 2), the pseudo-label column `label` (stage 1), or the
+    construction `key` (the oracle). `vote` has none in the data: the group's majority is its label, online
+    ('' here)."""
+    if target == "vote":
+        return ""
+    letter = {"answer": record.answer, "key": record.key}.get(target, record.columns.get("label"))
     return letter if letter in record.options else None
 
 
@@ -130,7 +134,7 @@ def grpo_dataset(args: MedSSRScriptArguments) -> tuple[Dataset, DataInfo]:
         if target is None:
             info.skipped[f"no {args.target}"] += 1
             continue
-        key = record.key if args.target == "label" else None
+        key = record.key if args.target in ("label", "vote") else None
         rows.append(
             {
                 "prompt": answer_prompt(record, chat=args.chat),
@@ -143,7 +147,7 @@ def grpo_dataset(args: MedSSRScriptArguments) -> tuple[Dataset, DataInfo]:
         )
     keyed = [r for r in rows if r["key"]]
     info.rows, info.with_key = len(rows), len(keyed)
-    if keyed:
+    if keyed and args.target == "label":
         info.label_key_agreement = sum(r["key"] == r["target"] for r in keyed) / len(keyed)
     _check(rows, info, args)
     return Dataset.from_list(rows), info

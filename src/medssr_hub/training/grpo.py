@@ -18,7 +18,8 @@ from medssr_hub.modeling import model_id
 from medssr_hub.training import runner
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import grpo_dataset
-from medssr_hub.training.rewards import AccuracyReward, build_reward_funcs
+from medssr_hub.training.reward_registry import build_reward_funcs
+from medssr_hub.training.rewards import AccuracyReward
 from medssr_hub.training.stops import MedSSRGRPOTrainer, add_stop_kwargs, rollout_stops
 from medssr_hub.utils import setup_logging
 
@@ -40,12 +41,13 @@ def main(script_args: MedSSRScriptArguments, training_args: GRPOConfig, model_ar
         script_args,
         training_args.max_completion_length,
         model_name=model_id(model_args.model_name_or_path),
+        num_generations=training_args.num_generations,
     )
 
     def bind_recovery(trainer) -> None:  # the recovery pass generates with the policy being trained
         for func in reward_funcs:
-            if isinstance(func, AccuracyReward) and func.recovery is not None:
-                func.recovery.bind(trainer)
+            for recovery in func.recoveries if isinstance(func, AccuracyReward) else []:
+                recovery.bind(trainer)
 
     return runner.train(
         MedSSRGRPOTrainer,

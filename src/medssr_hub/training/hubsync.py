@@ -33,6 +33,17 @@ def run_config(*dataclass_args) -> dict[str, Any]:
     return out
 
 
+# The rewards' per-step diagnostics (training.rewards, training.online_vote) the card summarises.
+DIAGNOSTICS = (
+    "medssr/parse_rate",
+    "medssr/recovery_rate",
+    "medssr/key_accuracy",
+    "medssr/label_accuracy",
+    "medssr/reward_accuracy",
+    "medssr/vote_no_majority",
+)
+
+
 def reward_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
     """First and last logged reward, quarter means, and the diagnostics' means, from the log history."""
     logs = [h for h in log_history if ("reward" in h or "loss" in h) and "train_runtime" not in h]
@@ -44,7 +55,7 @@ def reward_summary(log_history: list[dict[str, Any]]) -> dict[str, Any]:
         out["reward, mean of first / last quarter"] = (
             f"{statistics.fmean(rewards[:k]):.3f} / {statistics.fmean(rewards[-k:]):.3f}"
         )
-    for key in ("medssr/parse_rate", "medssr/recovery_rate", "medssr/key_accuracy", "frac_reward_zero_std"):
+    for key in (*DIAGNOSTICS, "frac_reward_zero_std"):
         values = [h[key] for h in logs if h.get(key) is not None]
         if values:
             out[f"{key.removeprefix('medssr/')}, mean"] = f"{statistics.fmean(values):.3f}"

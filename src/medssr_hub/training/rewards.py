@@ -1,4 +1,4 @@
-"""Reward registry (by name, as open-r1 does): accuracy against the target letter, format, length.
+"""The rewards: accuracy against the target letter, format (the registry of names is `reward_registry`).
 
 The accuracy reward reads the answer letter through `medssr_hub.answers.Extraction`: by default the
 evaluation's official rule (so the policy is rewarded for what evaluation will read), `extraction:
@@ -11,17 +11,15 @@ key next to the reward (pseudo-label noise made visible).
 from __future__ import annotations
 
 import copy
-import importlib
 import json
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import Extraction, extract_or_recover
-from medssr_hub.errors import InputError
 from medssr_hub.generation.embedded import EmbeddedBackend
 from medssr_hub.records import record_from_row
 
@@ -89,8 +87,22 @@ def trace_batch(ids: Sequence[str] | None, trainer_state: Any = None) -> None:
         f.write(json.dumps({"step": step, "ids": sorted(set(ids))}) + "\n")
 
 
+def read_letters(
+    texts, letters, record, extraction: Extraction, recovery: PolicyRecovery | None
+) -> tuple[list[str | None], list[bool], int]:
+    """(the letters read, which came from the recovery pass, how many the first pass missed)."""
+    preds = [extraction.first_pass(t, offered) for t, offered in zip(texts, letters, strict=True)]
+    recovered = [False] * len(preds)
+    pending = [i for i, p in enumerate(preds) if p is None]
+    if recovery is not None and pending and record is not None:
+        letters_back = recovery([record[i] for i in pending], [texts[i] for i in pending])
+        for i, letter in zip(pending, letters_back, strict=True):
+            preds[i], recovered[i] = letter, True
+    return preds, recovered, len(pending)
+
+
 class AccuracyReward:
-    """1 when the extracted letter equals the target (pseudo-label or gold), else 0.
+    """1 when the extracted letter equals the target (pseudo-label, gold or construction key), else 0.
 
     Unparseable completions get 0, or, with recovery on, `recovered_credit` if the recovered letter is right.
     """
@@ -107,25 +119,30 @@ class AccuracyReward:
         self.recovered_credit = recovered_credit
         self.extraction = extraction
 
+    @property
+    def recoveries(self) -> list[PolicyRecovery]:
+        """The recovery passes to bind to the trainer once it is built."""
+        return [self.recovery] if self.recovery is not None else []
+
+    def read(self, texts, letters, record) -> tuple[list[str | None], list[bool], int]:
+        return read_letters(texts, letters, record, self.extraction, self.recovery)
+
+    def score(self, preds, recovered, target) -> list[float]:
+        return [
+            (self.recovered_credit if rec else 1.0) if pred is not None and pred == t else 0.0
+            for pred, t, rec in zip(preds, target, recovered, strict=True)
+        ]
+
     def __call__(
         self, prompts, completions, target, letters, key=None, record=None, log_metric=None, id=None, **kwargs
     ):
         trace_batch(id, kwargs.get("trainer_state"))
         texts = [completion_text(c) for c in completions]
-        preds = [self.extraction.first_pass(t, offered) for t, offered in zip(texts, letters, strict=True)]
-        recovered = [False] * len(preds)
-        pending = [i for i, p in enumerate(preds) if p is None]
-        if self.recovery is not None and pending and record is not None:
-            letters_back = self.recovery([record[i] for i in pending], [texts[i] for i in pending])
-            for i, letter in zip(pending, letters_back, strict=True):
-                preds[i], recovered[i] = letter, True
-        rewards = [
-            (self.recovered_credit if rec else 1.0) if pred == t else 0.0
-            for pred, t, rec in zip(preds, target, recovered, strict=True)
-        ]
+        preds, recovered, missed = self.read(texts, letters, record)
+        rewards = self.score(preds, recovered, target)
         if log_metric is not None:
             n = len(preds)
-            log_metric("medssr/parse_rate", (n - len(pending)) / n)
+            log_metric("medssr/parse_rate", (n - missed) / n)
             log_metric("medssr/recovery_rate", sum(recovered) / n)
             keyed = [(p, k, t) for p, k, t in zip(preds, key or [""] * n, target, strict=True) if k]
             if keyed:
@@ -144,33 +161,3 @@ def format_reward(completions, letters, **_) -> list[float]:
 
 
 format_reward.__name__ = "format"
-
-
-def build_reward_funcs(
-    names: Sequence[str], args, max_completion_length: int, model_name: str = ""
-) -> list[Callable]:
-    """Reward callables by registry name or dotted import path (`my_pkg.rewards.fn`). `model_name` is the
-    policy's id, which `recovery_rule: script_path_string` matches families in."""
-    from trl.rewards import get_soft_overlong_punishment
-
-    funcs = []
-    for name in names:
-        if name == "accuracy":
-            extraction = Extraction(args.extraction, model_name, recovery_rule=args.recovery_rule)
-            recovery = PolicyRecovery(chat=args.chat, extraction=extraction) if args.recovery else None
-            funcs.append(AccuracyReward(recovery, args.recovered_credit, extraction))
-        elif name == "format":
-            funcs.append(format_reward)
-        elif name == "length":
-            # TRL's DAPO soft overlong punishment: 0 until `length_cache` tokens before the limit.
-            length = get_soft_overlong_punishment(
-                max_completion_length, min(args.length_cache, max_completion_length)
-            )
-            length.__name__ = "length"
-            funcs.append(length)
-        elif "." in name:
-            module, attr = name.rsplit(".", 1)
-            funcs.append(getattr(importlib.import_module(module), attr))
-        else:
-            raise InputError(f"unknown reward {name!r}: use accuracy, format, length or a dotted import path")
-    return funcs
