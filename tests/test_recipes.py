@@ -117,3 +117,21 @@ def test_every_shipped_recipe_parses_with_the_installed_libraries():
             from lighteval.models.transformers.transformers_model import TransformersModelConfig
 
             TransformersModelConfig(**read_yaml(f)["model_parameters"])
+
+
+def test_a_launcher_run_as_a_script_scores_with_the_evaluate_library(tmp_path, benchmarks_dir):
+    """`python recipes/evaluate.py` puts recipes/ first on sys.path; its launcher evaluate.py must not stand
+    in for the `evaluate` library that scores the answers (it did, and scoring failed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    args = ["--benchmarks", str(benchmarks_dir / "bioasq.json"), "--max_items", "1", "--num_samples", "1"]
+    args += ["--max_tokens", "4", "--output_dir", str(tmp_path / "eval")]
+    proc = subprocess.run(
+        [sys.executable, str(root / "recipes" / "evaluate.py"), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "results.json").read_text())["benchmarks"]["bioasq"]["items"] == 1

@@ -35,6 +35,7 @@ LAYERS = {
     "medssr_hub.evaluation": 4,
     "medssr_hub.data.metrics": 4,  # the `evaluate` metric module (package data that evaluate.load imports)
     "medssr_hub.pipeline": 5,
+    "medssr_hub.checkpoint_eval": 5,
     "medssr_hub.method_check": 5,
     "medssr_hub.cli": 5,
 }

@@ -259,13 +259,25 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
         "medssr/stage1",
         "--push_checkpoints",
         "true",
+        # Evaluation during training: each checkpoint scored on 2 BioASQ items before it is published.
+        *("--eval_benchmarks", str(benchmarks_dir / "bioasq.json"), "--eval_max_items", "2"),
+        *("--eval_max_tokens", "16"),
         *SMALL,
     )
     hub = LocalHub(labeled)
     assert set(hub.versions("medssr/stage1", "model")) == {"v0.1.0"}
-    for branch in ("checkpoint-1", "checkpoint-2"):
+    history = json.loads((tmp_path / "s1" / "final" / "train_summary.json").read_text())["log_history"]
+    for step in (1, 2):
+        branch = f"checkpoint-{step}"
         ckpt = hub.pull("medssr/stage1", branch, "model")
         assert (ckpt / "model.safetensors").exists() and not (ckpt / "optimizer.pt").exists()
+        # The checkpoint's score: in its folder, on its card, and in the training log at its step.
+        scored = json.loads((tmp_path / "s1" / branch / "evaluation" / "results.json").read_text())
+        ((name, bench),) = scored["benchmarks"].items()
+        assert scored["model"] == branch and bench["items"] == 2 and bench["samples"] == 1
+        assert f"| `{branch}` |" in (ckpt / "README.md").read_text()
+        (logged,) = [h for h in history if f"eval/{name}" in h and h["step"] == step]
+        assert logged[f"eval/{name}"] == bench["mean"] == logged["eval/average"]
     final = hub.pull("medssr/stage1", "v0.1.0", "model")
     card = (final / "README.md").read_text()
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card

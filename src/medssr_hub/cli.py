@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from medssr_hub import __version__
+from medssr_hub.checkpoint_eval import checkpoint_callbacks
 from medssr_hub.config import ConfigError, parse_config
 from medssr_hub.errors import MedSSRError
 from medssr_hub.evaluation.evaluate import EvalConfig, run_evaluation
@@ -302,7 +303,9 @@ def run_command(argv: Sequence[str]) -> int:
         return run(cfg)
     if args.command in TRAINING:
         module = TRAINING[args.command][0]
-        module.main(*module.parse_args(rest, prog=prog))
+        script_args, training_args, model_args = module.parse_args(rest, prog=prog)
+        evaluation = checkpoint_callbacks(script_args, training_args)  # eval_benchmarks: scored checkpoints
+        module.main(script_args, training_args, model_args, callbacks=evaluation)
         return 0
     if rest:
         raise ConfigError(f"unrecognized arguments: {' '.join(rest)}")
@@ -321,9 +324,18 @@ def _log_level(argv: Sequence[str]) -> str:
     return "INFO"
 
 
+def unshadow_libraries() -> None:
+    """`python recipes/evaluate.py` (or any launcher there) puts recipes/ first on sys.path, where the
+    launcher evaluate.py stands in for the `evaluate` library the scorer imports: take that folder off."""
+    script = Path(sys.argv[0]).resolve() if sys.argv and sys.argv[0] else None
+    if script is not None and (script.parent / "evaluate.py").is_file() and "evaluate" not in sys.modules:
+        sys.path[:] = [p for p in sys.path if not p or Path(p).resolve() != script.parent]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Exit 0 on success, 2 with one line naming the problem on bad input, 130 when interrupted; a bug
     raises (its traceback)."""
+    unshadow_libraries()
     argv_list = list(sys.argv[1:] if argv is None else argv)
     try:
         return run_command(argv_list)

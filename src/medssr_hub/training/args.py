@@ -114,6 +114,24 @@ class MedSSRScriptArguments(ScriptArguments):
             "the final model, local-hub copies) and stop if a disk lacks the room"
         },
     )
+    eval_benchmarks: list[str] | None = field(
+        default=None,
+        metadata={
+            "help": "score every saved checkpoint on these benchmarks (names or files, as `evaluate "
+            "--benchmarks`) before it is published: into the logs (eval/<benchmark>) and onto its card; "
+            "the main process scores the model it holds (not with FSDP or ZeRO-3)"
+        },
+    )
+    eval_max_items: int = field(
+        default=16, metadata={"help": "evaluation during training: items per benchmark"}
+    )
+    eval_num_samples: int = field(
+        default=1, metadata={"help": "evaluation during training: samples per item"}
+    )
+    eval_max_tokens: int | None = field(
+        default=None,
+        metadata={"help": "evaluation during training: new tokens per answer; null: max_completion_length"},
+    )
     fresh_start: bool = field(
         default=False, metadata={"help": "ignore checkpoints in output_dir (by default a run resumes)"}
     )
@@ -132,5 +150,7 @@ class MedSSRScriptArguments(ScriptArguments):
             )
         if self.target not in TARGETS:
             raise InputError(f"target must be one of {', '.join(TARGETS)}, got {self.target!r}")
+        if self.eval_max_items < 1 or self.eval_num_samples < 1:
+            raise InputError("eval_max_items and eval_num_samples must be at least 1")
         if not self.dataset_name:
             raise InputError("dataset_name is required: a dataset repo id, a folder or a file")

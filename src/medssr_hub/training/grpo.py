@@ -31,7 +31,12 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = None):
     return parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
 
 
-def main(script_args: MedSSRScriptArguments, training_args: GRPOConfig, model_args: ModelConfig):
+def main(
+    script_args: MedSSRScriptArguments,
+    training_args: GRPOConfig,
+    model_args: ModelConfig,
+    callbacks: Sequence = (),
+):
     setup_logging()
     dataset, info = grpo_dataset(script_args)
     stops = rollout_stops(script_args)
@@ -57,6 +62,7 @@ def main(script_args: MedSSRScriptArguments, training_args: GRPOConfig, model_ar
         dataset,
         info,
         on_trainer=bind_recovery,
+        callbacks=callbacks,
         reward_funcs=reward_funcs,
         stops=stops,
     )

@@ -20,6 +20,9 @@ from medssr_hub.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
+# A checkpoint's evaluation table (markdown), written into its folder by the evaluation during training
+# (`medssr_hub.checkpoint_eval`): the checkpoint's card shows it.
+EVALUATION_FILE = "evaluation.md"
 # Checkpoint files that only resuming needs: never published.
 RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "rng_state", "scaler.pt", "global_step")
 
@@ -158,10 +161,12 @@ class HubCheckpointCallback(TrainerCallback):
         if not checkpoint.is_dir():
             return
         staging = _stage_checkpoint(checkpoint, Path(args.output_dir) / "publish-staging" / name)
+        evaluation = checkpoint / EVALUATION_FILE
         card = self.context.card(
             name,
             list(state.log_history),
             f"Checkpoint at step {state.global_step} of a {self.context.stage} run.",
+            evaluation=evaluation.read_text() if evaluation.is_file() else None,
         )
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="medssr-publish")

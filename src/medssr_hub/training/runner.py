@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from transformers import TrainerCallback
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
@@ -25,6 +26,16 @@ from medssr_hub.training.vllm_sync import reload_colocated_layerwise, require_vl
 from medssr_hub.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+
+class TrainerBound(TrainerCallback):
+    """A callback that needs the trainer itself (its model, its callback handler): bound once it is built."""
+
+    def __init__(self):
+        self.trainer = None
+
+    def bind(self, trainer) -> None:
+        self.trainer = trainer
 
 
 def resume_checkpoint(script_args: MedSSRScriptArguments, training_args) -> str | None:
@@ -120,9 +131,12 @@ def train(
     dataset,
     info: DataInfo,
     on_trainer: Callable | None = None,
+    callbacks: Sequence[TrainerBound] = (),
     **trainer_kwargs,
 ):
-    """Build the TRL trainer on the resolved model, train (resuming), save and publish the final model."""
+    """Build the TRL trainer on the resolved model, train (resuming), save and publish the final model.
+    `callbacks` run before the checkpoint publisher at each save (so a checkpoint's evaluation reaches its
+    card) and are bound to the trainer."""
     # lighteval's transformers model turns autograd off for the whole process when imported (module level,
     # lighteval 0.13): a run that evaluated with it first (the same Python process) would train nothing.
     torch.set_grad_enabled(True)
@@ -149,15 +163,17 @@ def train(
         check_disk(
             plan_disk(script_args, training_args, model_args, model_path, revision, dtype, len(dataset))
         )
-    callbacks = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
+    publisher = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
     trainer = trainer_cls(
         model=model_path,
         args=training_args,
         train_dataset=dataset,
         peft_config=get_peft_config(model_args),
-        callbacks=callbacks,
+        callbacks=[*callbacks, *publisher],
         **trainer_kwargs,
     )
+    for callback in callbacks:
+        callback.bind(trainer)
     reload_colocated_layerwise(trainer)
     trace_sync(trainer)
     if on_trainer is not None:

@@ -26,10 +26,17 @@ def parse_args(argv: Sequence[str] | None = None, prog: str | None = None):
     return parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
 
 
-def main(script_args: MedSSRScriptArguments, training_args: SFTConfig, model_args: ModelConfig):
+def main(
+    script_args: MedSSRScriptArguments,
+    training_args: SFTConfig,
+    model_args: ModelConfig,
+    callbacks: Sequence = (),
+):
     setup_logging()
     dataset, info = sft_dataset(script_args)
-    return runner.train(SFTTrainer, script_args, training_args, model_args, dataset, info)
+    return runner.train(
+        SFTTrainer, script_args, training_args, model_args, dataset, info, callbacks=callbacks
+    )
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
