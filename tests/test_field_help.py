@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medssr_hub.ablation import AblationConfig
 from medssr_hub.cli import STAGES, main
 from medssr_hub.config import ConfigParser
 from medssr_hub.evaluation.evaluate import EvalConfig
@@ -30,6 +31,7 @@ RECIPES = {
     "smollm2": None,  # training: grpo or sft by file name
     "qwen3-8b-base": None,
     "llama3.1-8b": None,
+    "ablation": (AblationConfig,),
 }
 # demo.yaml's nested steps, each read as a stage's config.
 DEMO_STEPS = {
@@ -39,6 +41,7 @@ DEMO_STEPS = {
     "labeling": (LabelConfig,),
     "stage1": grpo.CONFIG_TYPES,
     "stage2": grpo.CONFIG_TYPES,
+    "sft": sft.CONFIG_TYPES,  # the ablation's
 }
 
 
@@ -117,8 +120,8 @@ def test_every_recipe_key_is_a_documented_field(path, types):
     commented = set(re.findall(r"^(\w+):[^#\n]*#", path.read_text(), flags=re.M))  # top-level keys
     for key, value in data.items():
         assert documented_fields.get(key, "").strip(), f"{path.name}: {key} has no help"
-        if path.name == "demo.yaml" and key in DEMO_STEPS and value:
+        if types[0] in (DemoConfig, AblationConfig) and key in DEMO_STEPS and value:
             inner = helps(DEMO_STEPS[key])
             for sub in value:
-                assert sub == "config" or inner.get(sub, "").strip(), f"demo.yaml: {key}.{sub} has no help"
+                assert sub == "config" or inner.get(sub, "").strip(), f"{path.name}: {key}.{sub} has no help"
     assert commented <= set(documented_fields)

@@ -1,6 +1,6 @@
 """`medssr-hub`: the command line. Each subcommand is a thin wrapper over a stage's Python API.
 
-Every stage subcommand (synthesize, label, stage1, stage2, sft, evaluate, leaderboard, demo) reads one
+Every stage subcommand (synthesize, label, stage1, stage2, sft, evaluate, leaderboard, demo, ablation) reads one
 config dataclass through `TrlParser`: `--config FILE.yaml`, then any field as `--field value`, exactly
 as `python recipes/<stage>.py --config FILE.yaml` does. `--help` after a subcommand lists its fields.
 """
@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from medssr_hub import __version__
+from medssr_hub.ablation import AblationConfig, run_ablation
 from medssr_hub.checkpoint_eval import checkpoint_callbacks
 from medssr_hub.config import ConfigError, parse_config
 from medssr_hub.errors import MedSSRError
@@ -101,6 +102,18 @@ def _demo(cfg: DemoConfig) -> int:
     return 0
 
 
+def _ablation(cfg: AblationConfig) -> int:
+    start = time.monotonic()
+    summary = run_ablation(cfg)
+    print((Path(cfg.output_dir) / "ablation.md").read_text())
+    print(f"Results in {cfg.output_dir}/ (ablation.md, .csv, .json, .png; leaderboard/; <row>/final/)")
+    if summary.get("published"):
+        print(f"Published the rows' leaderboard as {summary['published']}")
+    minutes, seconds = divmod(round(time.monotonic() - start), 60)
+    print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
+    return 0
+
+
 # Stage subcommands: the config dataclass and what runs it. Training takes TRL's three dataclasses.
 STAGES: dict[str, tuple[type, Callable[..., int], str]] = {
     "synthesize": (
@@ -116,6 +129,7 @@ STAGES: dict[str, tuple[type, Callable[..., int], str]] = {
         "join evaluation runs into md/csv/json tables and a chart",
     ),
     "demo": (DemoConfig, _demo, "run the main job on the embedded default model"),
+    "ablation": (AblationConfig, _ablation, "train and evaluate the ablation rows side by side, one table"),
 }
 TRAINING = {
     "stage1": (grpo, "stage 1: self-supervised GRPO on pseudo-labels"),

@@ -10,7 +10,6 @@ Every step resumes from what is on disk: an interrupted run picks up where it st
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,28 +19,20 @@ from medssr_hub.config import (
     ConfigError,
     JsonDict,
     config_dict,
-    config_from_dict,
     default_chat,
     guard_resume,
     publishable,
     require_chat,
 )
-from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
+from medssr_hub.evaluation.evaluate import Evaluator
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import build_backend
 from medssr_hub.generation.offline_vllm import native_bf16_cpu
-from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.method_check import keyed_vignettes_file, method_check, render_method_check
-from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
-from medssr_hub.records import load_records
-from medssr_hub.synthesis.catalog import RareDiseaseCatalog
-from medssr_hub.synthesis.config import SynthesisConfig
-from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
-from medssr_hub.synthesis.synthesize import run_synthesis
-from medssr_hub.training import grpo
+from medssr_hub.steps import eval_config, heldout_data, labeled_data, train_stage
 from medssr_hub.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -128,6 +119,12 @@ class DemoConfig:
         "change rescores the saved generations",
         "official",
     )
+    launch: JsonDict | None = arg(
+        "run each training as its own `accelerate launch` (a node's GPUs): num_processes, config_file (an "
+        "accelerate config, e.g. recipes/accelerate_configs/zero3.yaml) and env (variables for it); null: "
+        "train in this process",
+        None,
+    )
     publish_repo: str | None = arg(
         "step 6: publish the leaderboard, with per-item details, as this dataset repo; null: do not publish",
         "medssr-hub/demo-leaderboard",
@@ -136,7 +133,7 @@ class DemoConfig:
     hub: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval"):
+        for name in ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval", "launch"):
             if getattr(self, name) is not None:
                 setattr(self, name, JsonDict(getattr(self, name)))
         if self.backend not in ("auto", "embedded", "vllm"):
@@ -174,77 +171,19 @@ def faster_backend() -> str:
 
 
 def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
-    """Steps 1-3: synthesize (published), pseudo-label what was synthesized (published), stage 1."""
-    results: dict[str, Any] = {}
-    if not cfg.synthesis:
-        return results
-    out = Path(cfg.output_dir)
-    shared = {"hub": cfg.hub, "model": cfg.model, "backend": cfg.backend, "vllm": cfg.vllm}
-    (syn_cfg,) = config_from_dict(
-        [SynthesisConfig], {**cfg.synthesis, **shared, "output_dir": str(out / "synthesis")}
-    )
-    results["synthesis"] = run_synthesis(syn_cfg)
-    if cfg.labeling:
-        # Read it back the way stage 1 will: from the hub, pinned to its version (else the folder it wrote).
-        source = {"input": syn_cfg.output_dir, "output_dir": str(out / "labeling"), "chat": cfg.chat}
-        if syn_cfg.publish_repo:
-            source["input"], source["input_revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
-        (label_cfg,) = config_from_dict([LabelConfig], {**cfg.labeling, **shared, **source})
-        results["labeling"] = run_labeling(label_cfg)
-        if cfg.stage1 and cfg.stage1.get("max_steps", 1) and label_cfg.publish_repo:
-            results["stage1"] = train_stage(
-                cfg,
-                "stage1",
-                cfg.stage1,
-                model=(cfg.model, None),
-                data=(label_cfg.publish_repo, label_cfg.publish_version),
-            )
-            stage1_model = (results["stage1"]["publish_repo"], results["stage1"]["publish_version"])
-            if cfg.heldout and cfg.stage2 and cfg.stage2.get("max_steps", 1) and stage1_model[0]:
-                (held_cfg,) = config_from_dict(
-                    [SynthesisConfig], {**cfg.heldout, **shared, "output_dir": str(out / "heldout")}
-                )
-                results["heldout"] = run_synthesis(held_cfg)
-                data = (held_cfg.publish_repo, held_cfg.publish_version) if held_cfg.publish_repo else None
-                results["stage2"] = train_stage(
-                    cfg, "stage2", cfg.stage2, model=stage1_model, data=data or (held_cfg.output_dir, None)
-                )
+    """Steps 1-4: synthesize (published), pseudo-label what was synthesized (published), stage 1, and stage
+    2 from it on held-out keyed vignettes."""
+    results = labeled_data(cfg)
+    if "labeled" in results and cfg.stage1 and cfg.stage1.get("max_steps", 1):
+        results["stage1"] = train_stage(
+            cfg, "stage1", cfg.stage1, model=(cfg.model, None), data=results.pop("labeled")
+        )
+        stage1_model = (results["stage1"]["publish_repo"], results["stage1"]["publish_version"])
+        if cfg.heldout and cfg.stage2 and cfg.stage2.get("max_steps", 1) and stage1_model[0]:
+            results["heldout"], data = heldout_data(cfg)
+            results["stage2"] = train_stage(cfg, "stage2", cfg.stage2, model=stage1_model, data=data)
+    results.pop("labeled", None)
     return results
-
-
-def train_stage(
-    cfg: DemoConfig, name: str, settings: dict, model: tuple[str, str | None], data: tuple[str, str | None]
-) -> dict[str, Any]:
-    """Steps 3 and 4: GRPO in-process, from `model` (repo id or folder, revision) on `data` (dataset repo id
-    or folder, revision), read back from the hub by version.
-
-    The recipe YAML (`settings["config"]`) and the demo's overrides become the same config objects
-    `recipes/stage1.py` / `stage2.py` parse. A finished run (its final folder exists) is not trained again;
-    an interrupted one resumes from its last checkpoint.
-    """
-    out = Path(cfg.output_dir) / name
-    summary_file = out / "final" / "train_summary.json"
-    recipe = recipe_path(settings.get("config", f"recipes/smollm2/{name}.yaml"))
-    overrides = {k: v for k, v in settings.items() if k != "config"}
-    overrides.update(
-        model_name_or_path=model[0],
-        model_revision=model[1],
-        chat=cfg.chat,
-        dataset_name=data[0],
-        dataset_revision=data[1],
-        output_dir=str(out),
-        hub=cfg.hub,
-    )
-    script_args, training_args, model_args = config_from_dict(grpo.CONFIG_TYPES, overrides, yaml_file=recipe)
-    if not summary_file.exists():
-        grpo.main(script_args, training_args, model_args)
-    trained = json.loads(summary_file.read_text())
-    return {
-        "steps": trained["global_step"],
-        "publish_repo": script_args.publish_repo,
-        "publish_version": script_args.publish_version,
-        **trained["summary"],
-    }
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
@@ -292,59 +231,6 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", render_summary(summary))
     return summary
-
-
-def benchmark_files(cfg: DemoConfig) -> list[str]:
-    """Every benchmark file in the folder (the shipped samples when none is configured)."""
-    bench_dir = benchmarks_dir(cfg.benchmarks_dir)
-    if bench_dir is None:
-        raise FileNotFoundError(
-            f"No benchmarks folder: set {BENCHMARKS_ENV} (or benchmarks_dir in the config) to a folder of "
-            "MedSSR-format JSON files (id, question with 'A. ...' option lines, gold)"
-        )
-    files = sorted(str(p) for p in bench_dir.glob("*.json"))
-    if not files:
-        raise FileNotFoundError(f"{bench_dir} holds no benchmark JSON files")
-    return files
-
-
-def rare_subset_file(cfg: DemoConfig) -> str:
-    """The catalogue-matched rare-disease items of every benchmark file, built once into the output."""
-    out = Path(cfg.output_dir) / "raredis"
-    if not (out / SUBSET_FILE).exists():
-        benchmarks = [(Path(f).stem, load_records(f)[0]) for f in benchmark_files(cfg)]
-        stats = build_subset(benchmarks, out, RareDiseaseCatalog())
-        logger.info("Rare-disease subset: %d catalogue-matched items %s", stats["items"], stats["selected"])
-    return str(out / SUBSET_FILE)
-
-
-def eval_config(
-    cfg: DemoConfig, folder: str, model: str, name: str, benchmarks: list[str] | None = None
-) -> EvalConfig:
-    """Step 5's settings for one model: every benchmark file in the folder, a few items each, and the
-    catalogue-matched rare-disease subset; or (step 5a) the keyed vignettes, all of them."""
-    keyed = benchmarks is not None
-    if benchmarks is None:
-        benchmarks = benchmark_files(cfg) + ([rare_subset_file(cfg)] if cfg.rare_subset else [])
-    return EvalConfig(
-        model=model,
-        display_name=name,
-        backend=cfg.backend,
-        vllm=cfg.vllm,
-        chat=cfg.chat,
-        benchmarks=benchmarks,
-        max_items=None if keyed else cfg.items_per_benchmark,
-        extraction=cfg.extraction,
-        num_samples=(cfg.keyed_num_samples or cfg.num_samples) if keyed else cfg.num_samples,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        max_tokens=(cfg.keyed_max_tokens or cfg.max_tokens) if keyed else cfg.max_tokens,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
-        output_dir=str(Path(cfg.output_dir) / ("eval-keyed" if keyed else "eval") / folder),
-        hub=cfg.hub,
-    )
 
 
 def _headline(stats: dict[str, Any]) -> dict[str, Any]:

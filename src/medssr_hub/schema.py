@@ -72,6 +72,9 @@ DETAILS_FEATURES = Features(
         # index, they are the benchmark's maj@k and pass@k.
         "maj_at_k": Value("bool"),
         "pass_at_k": Value("float64"),
+        # `correct` under each rule (each with its own recovery pass); null in loglikelihood mode
+        "official_correct": Value("bool"),
+        "lenient_correct": Value("bool"),
     }
 )
 # Published leaderboards carry `model` on every details row, to join several models' details in one split.

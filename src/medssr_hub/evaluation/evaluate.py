@@ -195,8 +195,10 @@ class Evaluator:
                 answers = extract_or_recover(records, texts, backend, chat=cfg.chat, extraction=extraction)
                 by_rule[mode] = score(records, answers, texts, extraction)
             metrics, rows = by_rule[cfg.extraction]
-            for mode, (m, _) in by_rule.items():
+            for mode, (m, mode_rows) in by_rule.items():
                 metrics[f"{mode}_mean"], metrics[f"{mode}_std"] = m["mean"], m["std"]
+                for row, other in zip(rows, mode_rows, strict=True):  # per item and sample, each rule
+                    row[f"{mode}_correct"] = other["correct"]
             if backend is not None:  # what the official pass biased, for results, cards and leaderboards
                 recovery = rules["official"].recovery(backend.tokenizer, official_letters(records))
                 metrics["recovery"] = recovery.as_dict()

@@ -23,6 +23,21 @@ def bootstrap_ci(values: Sequence[float], reps: int = REPS, seed: int = 0) -> tu
     return means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
 
 
+def stratified_bootstrap_ci(
+    groups: Sequence[Sequence[float]], reps: int = REPS, seed: int = 0
+) -> tuple[float, float]:
+    """The 95% percentile interval of the mean of the groups' means (e.g. an average over benchmarks),
+    each group's questions resampled within it."""
+    groups = [g for g in groups if g]
+    if not groups:
+        return (0.0, 0.0)
+    rng = random.Random(seed)
+    means = sorted(
+        statistics.fmean(statistics.fmean(rng.choices(g, k=len(g))) for g in groups) for _ in range(reps)
+    )
+    return means[int(0.025 * reps)], means[int(0.975 * reps) - 1]
+
+
 def paired_difference(
     before: Sequence[float], after: Sequence[float], reps: int = REPS, seed: int = 0
 ) -> tuple[float, float, float]:

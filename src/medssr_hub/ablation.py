@@ -1,0 +1,346 @@
+"""The ablation table, one command: `medssr-hub ablation --config recipes/ablation/smollm2_cpu.yaml`.
+
+From one config it trains and evaluates the rows a reviewer asks for side by side, on the same data:
+
+| row | training |
+|---|---|
+| base | none |
+| sft | SFT on the pseudo-labeled synthetic set (each question's label, with the policy's own reasoning that voted for it) |
+| stage2_only | stage 2 from the base model, on the held-out gold-keyed questions |
+| medssr | stage 1 on the offline pseudo-labels (MedSSR) |
+| ttrl | stage 1 on the group's online majority vote (TTRL, `target: vote`) |
+| oracle | stage 1 on the construction keys (`target: key`) |
+| medssr_stage2 | stage 1 (the medssr row's model) then stage 2 |
+
+Columns, each with a 95% bootstrap interval over questions: held-out keyed vignettes (answers known by
+construction, of diseases no row trained on); the catalogue-matched rare-disease subset of the benchmarks;
+the benchmarks' average under the official and the lenient rule (resampled within each benchmark); and,
+where a row trains on votes, the label accuracy against the keys (offline: over the labeled questions;
+online: over the training steps' logged values). It writes `ablation.{md,csv,json,png}`, the leaderboard
+of the rows (published with per-item details) and resumes after an interrupt: every step does.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume
+from medssr_hub.evaluation.evaluate import Evaluator
+from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
+from medssr_hub.evaluation.runs import Run
+from medssr_hub.evaluation.stats import bootstrap_ci, stratified_bootstrap_ci
+from medssr_hub.field_help import arg, documented
+from medssr_hub.generation import build_backend
+from medssr_hub.method_check import KEYED_FILE, keyed_vignettes_file
+from medssr_hub.pipeline import DemoConfig
+from medssr_hub.records import load_records
+from medssr_hub.steps import eval_config, heldout_data, labeled_data, train_stage
+from medssr_hub.training import grpo, sft
+from medssr_hub.utils import atomic_write_json, atomic_write_text, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    title: str
+    stage: str | None = None  # stage1 | stage2 | sft; None: the base model
+    target: str | None = None
+    start: str = "base"  # the row whose model it starts from
+
+
+ROWS = (
+    Row("base", "base"),
+    Row("sft", "SFT on the synthetic set", "sft"),
+    Row("stage2_only", "stage 2 only", "stage2", "answer"),
+    Row("medssr", "stage 1, offline labels (MedSSR)", "stage1", "label"),
+    Row("ttrl", "stage 1, online votes (TTRL)", "stage1", "vote"),
+    Row("oracle", "stage 1, construction keys (oracle)", "stage1", "key"),
+    Row("medssr_stage2", "stage 1 then stage 2", "stage2", "answer", start="medssr"),
+)
+BY_NAME = {r.name: r for r in ROWS}
+COLUMNS = ("keyed", "rare", "official", "lenient", "label_accuracy")
+TITLES = {
+    "keyed": "held-out keyed vignettes",
+    "rare": "rare-disease subset",
+    "official": "benchmarks, official",
+    "lenient": "benchmarks, lenient",
+    "label_accuracy": "label accuracy vs keys",
+}
+
+
+@documented
+@dataclass
+class AblationConfig(DemoConfig):
+    """`medssr-hub ablation --config recipes/ablation/smollm2_cpu.yaml`: the demo's data and evaluation
+    settings, and the training rows to compare (`stage1`, `stage2`, `sft`: a recipe `config` plus overrides,
+    shared by every row of that stage)."""
+
+    rows: list[str] = arg(
+        "the rows to train and evaluate, in table order: base, sft, stage2_only, medssr, ttrl, oracle, "
+        "medssr_stage2 (a row that starts from another trains that one too)",
+        default_factory=lambda: [r.name for r in ROWS],
+    )
+    sft: JsonDict | None = arg("the sft row's training: `config` (a recipe YAML) plus overrides", None)
+    models_repo: str = arg(
+        "each trained row is published as model repo <models_repo>-<row> (version publish_version)",
+        "medssr-hub/ablation",
+    )
+    publish_repo: str | None = arg(
+        "publish the rows' leaderboard, with per-item details, as this dataset repo; null: do not publish",
+        "medssr-hub/ablation-leaderboard",
+    )
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.sft = JsonDict(self.sft) if self.sft is not None else None
+        unknown = [r for r in self.rows if r not in BY_NAME]
+        if unknown:
+            raise ConfigError(f"rows: unknown {unknown}; choose from {', '.join(BY_NAME)}")
+        for name in self.rows:
+            row = BY_NAME[name]
+            settings = {"stage1": self.stage1, "stage2": self.stage2, "sft": self.sft}.get(row.stage or "")
+            if row.stage and not settings:
+                raise ConfigError(f"row {name} trains {row.stage}: set `{row.stage}` in the config")
+        if not self.synthesis or not self.labeling or not self.keyed_eval:
+            raise ConfigError(
+                "the ablation needs synthesis, labeling and keyed_eval (its data and first column)"
+            )
+
+    def run_fingerprint(self) -> dict[str, Any]:
+        return super().run_fingerprint() | {"sft": self.sft, "models_repo": self.models_repo}
+
+
+def plan(names: list[str]) -> list[Row]:
+    """The rows to run, each after the row it starts from (added when not asked for: it is trained, but
+    only the asked rows are in the table)."""
+    order: list[Row] = []
+    for name in names:
+        chain = [BY_NAME[name]]
+        while chain[-1].start != "base":
+            chain.append(BY_NAME[chain[-1].start])
+        order += [r for r in reversed(chain) if r not in order]
+    return order
+
+
+def sft_file(cfg: AblationConfig, labeled: tuple[str, str | None]) -> str:
+    """The sft row's data: each kept labeled question, answered by its pseudo-label, with the first of the
+    policy's own voting answers that chose that label as the reasoning (its closing answer sentence cut)."""
+    path = Path(cfg.output_dir) / "sft" / "data.jsonl"
+    if path.exists():
+        return str(path)
+    texts = {}
+    for shard in sorted((Path(cfg.output_dir) / "labeling").rglob("votes-*.jsonl")):
+        texts.update({r["id"]: r for r in read_jsonl(shard)})
+    rows = []
+    for record in load_records(labeled[0], revision=labeled[1], hub=cfg.hub, split="train")[0]:
+        label, voted = record.columns.get("label"), texts.get(record.id)
+        if not label or not voted:
+            continue
+        chosen = [t for t, letter in zip(voted["texts"], voted["letters"], strict=True) if letter == label]
+        reasoning = re.split(r"(?i)\bthe (?:correct )?answer is\b", chosen[0])[0].strip() if chosen else ""
+        if reasoning:
+            row = record.to_row()
+            rows.append({**row, "answer": label, "metadata": json.dumps({"reasoning": reasoning})})
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    logger.info("SFT row: %d labeled questions with the policy's own reasoning", len(rows))
+    return str(path)
+
+
+def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[str, dict[str, Any]]:
+    trained: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row.stage is None:
+            continue
+        settings = dict({"stage1": cfg.stage1, "stage2": cfg.stage2, "sft": cfg.sft}[row.stage])
+        settings.setdefault("config", f"recipes/smollm2/{row.stage}.yaml")
+        settings |= {"publish_repo": f"{cfg.models_repo}-{row.name}", "publish_version": cfg.publish_version}
+        if row.target:
+            settings["target"] = row.target
+        start = (cfg.model, None) if row.start == "base" else trained[row.start]["model"]
+        data = {"stage1": labeled, "stage2": heldout}.get(row.stage) or (sft_file(cfg, labeled), None)
+        module = sft if row.stage == "sft" else grpo
+        stats = train_stage(cfg, row.name, settings, model=start, data=data, module=module)
+        trained[row.name] = {**stats, "model": (stats["publish_repo"], stats["publish_version"])}
+    return trained
+
+
+def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    guard_resume(out, cfg.run_fingerprint(), "ablation")
+    data = labeled_data(cfg)
+    if "labeled" not in data:
+        raise ConfigError("labeling.publish_repo must be set: the training rows read the labels by version")
+    rows = plan(cfg.rows)
+    heldout = None
+    if any(r.stage == "stage2" for r in rows):
+        if not cfg.heldout:
+            raise ConfigError("rows stage2_only and medssr_stage2 train on `heldout`: set it in the config")
+        data["heldout"], heldout = heldout_data(cfg)
+    trained = train_rows(cfg, rows, data["labeled"], heldout)
+
+    keyed = keyed_vignettes_file(cfg)
+    backend = build_backend(
+        cfg.backend, model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size,
+        torch_threads=cfg.torch_threads, vllm=cfg.vllm,
+    )  # fmt: skip
+    runs, table = [], {}
+    for row in (BY_NAME[name] for name in cfg.rows):
+        model = cfg.model if row.stage is None else str(out / row.name / "final")
+        shared = backend if row.stage is None else None
+        evaluator = Evaluator(eval_config(cfg, row.name, model, row.title), backend=shared)
+        runs.append(Run.from_folder(evaluator.out, evaluator.run()))
+        keyed_eval = Evaluator(
+            eval_config(cfg, row.name, model, row.title, benchmarks=[keyed]),
+            backend=shared or evaluator.backend,
+        )
+        keyed_eval.run()
+        table[row.name] = {
+            "title": row.title,
+            **cells(evaluator.out, keyed_eval.out),
+            "label_accuracy": label_cell(row, cfg, trained),
+        }
+    files = write_leaderboard(runs, out / "leaderboard")
+    summary = {
+        "config": config_dict(cfg),
+        "rows": table,
+        "trained": trained,
+        "labeling": data.get("labeling"),
+    }
+    if cfg.publish_repo:
+        result = push_leaderboard(runs, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
+        summary["published"] = f"{result.repo_id}@{result.version} ({result.location})"
+    atomic_write_json(out / "ablation.json", summary)
+    atomic_write_text(out / "ablation.md", render_table(table))
+    atomic_write_text(out / "ablation.csv", render_csv(table))
+    plot_table(table, out / "ablation.png")
+    logger.info("Ablation table in %s (ablation.md, .csv, .json, .png)", out)
+    return summary
+
+
+def per_item(folder: Path, column: str = "correct") -> dict[str, list[float]]:
+    """Each benchmark's per-question accuracy (mean over samples) from an evaluation's details."""
+    out = {}
+    for path in sorted((folder / "details").glob("*.parquet")):
+        frame = pd.read_parquet(path)
+        if column in frame and frame[column].notna().all():
+            out[path.stem] = frame.groupby("id", sort=True)[column].mean().astype(float).tolist()
+    return out
+
+
+def cell(values: list[float], interval: tuple[float, float] | None = None) -> dict[str, Any] | None:
+    if not values:
+        return None
+    lo, hi = interval or bootstrap_ci(values)
+    return {"mean": statistics.fmean(values), "ci95": [lo, hi], "n": len(values)}
+
+
+def cells(bench_out: Path, keyed_out: Path) -> dict[str, Any]:
+    """keyed, rare, official and lenient for one row, from its two evaluations' details."""
+    results = json.loads((bench_out / "results.json").read_text())["benchmarks"]
+    rare = {name for name, b in results.items() if b.get("rare")}
+    keyed = per_item(keyed_out).get(Path(KEYED_FILE).stem, [])
+    out = {"keyed": cell(keyed), "rare": cell([v for name in rare for v in per_item(bench_out)[name]])}
+    for rule in ("official", "lenient"):
+        groups = {k: v for k, v in per_item(bench_out, f"{rule}_correct").items() if k not in rare}
+        if groups:
+            mean = statistics.fmean(statistics.fmean(g) for g in groups.values())
+            lo, hi = stratified_bootstrap_ci(list(groups.values()))
+            out[rule] = {"mean": mean, "ci95": [lo, hi], "n": sum(len(g) for g in groups.values())}
+        else:
+            out[rule] = None
+    return out
+
+
+def label_cell(row: Row, cfg: AblationConfig, trained: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+    """How often the labels a row trained on were the construction keys: offline pseudo-labels over the
+    labeled questions with a key; online votes over the training steps' logged label accuracy; the oracle
+    trains on the keys themselves."""
+    first = row if row.start == "base" else BY_NAME[row.start]
+    if first.target == "key":
+        return {"mean": 1.0, "ci95": [1.0, 1.0], "n": 0}
+    if first.target == "vote":
+        summary = json.loads((Path(cfg.output_dir) / first.name / "final" / "train_summary.json").read_text())
+        return cell(
+            [h["medssr/label_accuracy"] for h in summary["log_history"] if "medssr/label_accuracy" in h]
+        )
+    if first.target == "label" or first.stage == "sft":
+        repo, version = cfg.labeling["publish_repo"], cfg.labeling.get("publish_version")
+        records = load_records(repo, revision=version, hub=cfg.hub, split="train")[0]
+        return cell([float(r.columns.get("label") == r.key) for r in records if r.key])
+    return None
+
+
+def _fmt(c: dict[str, Any] | None) -> str:
+    if c is None:
+        return "–"
+    lo, hi = c["ci95"]
+    return f"{100 * c['mean']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+
+
+def render_table(table: dict[str, dict[str, Any]]) -> str:
+    head = ["row", *(TITLES[c] for c in COLUMNS)]
+    lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    for row in table.values():
+        lines.append("| " + " | ".join([row["title"], *(_fmt(row[c]) for c in COLUMNS)]) + " |")
+    return "\n".join(lines) + (
+        "\n\nAccuracy (%) [95% bootstrap interval over questions; the benchmarks' average resampled within each "
+        "benchmark; online label accuracy over training steps]. Label accuracy: how often the labels the row "
+        "trained on were the construction keys.\n"
+    )
+
+
+def render_csv(table: dict[str, dict[str, Any]]) -> str:
+    frame = pd.DataFrame(
+        [
+            {"row": name, "title": row["title"]}
+            | {
+                f"{c}{part}": (row[c] or {}).get(key)
+                for c in COLUMNS
+                for part, key in (("", "mean"), ("_n", "n"))
+            }
+            | {
+                f"{c}_ci_{end}": (row[c]["ci95"][i] if row[c] else None)
+                for c in COLUMNS
+                for i, end in enumerate(("low", "high"))
+            }
+            for name, row in table.items()
+        ]
+    )
+    return frame.to_csv(index=False)
+
+
+def plot_table(table: dict[str, dict[str, Any]], path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 4))
+    width = 0.8 / max(1, len(table))
+    for i, row in enumerate(table.values()):
+        xs = [j + i * width for j in range(len(COLUMNS))]
+        means = [100 * row[c]["mean"] if row[c] else 0.0 for c in COLUMNS]
+        errs = [
+            [100 * (row[c]["mean"] - row[c]["ci95"][0]) if row[c] else 0.0 for c in COLUMNS],
+            [100 * (row[c]["ci95"][1] - row[c]["mean"]) if row[c] else 0.0 for c in COLUMNS],
+        ]
+        ax.bar(xs, means, width, yerr=errs, capsize=2, label=row["title"])
+    ax.set_xticks([j + width * (len(table) - 1) / 2 for j in range(len(COLUMNS))])
+    ax.set_xticklabels([TITLES[c] for c in COLUMNS], rotation=15, ha="right")
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path

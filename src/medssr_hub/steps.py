@@ -1,0 +1,198 @@
+"""The steps the demo and the ablation share: the synthetic and held-out data, a training run from a recipe
+YAML, and the evaluation settings of one model. `cfg` is a `pipeline.DemoConfig` or an
+`ablation.AblationConfig` (the same fields)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medssr_hub.config import config_from_dict, read_yaml
+from medssr_hub.errors import ServiceError
+from medssr_hub.evaluation.config import EvalConfig
+from medssr_hub.labeling.label import LabelConfig, run_labeling
+from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
+from medssr_hub.records import load_records
+from medssr_hub.synthesis.catalog import RareDiseaseCatalog
+from medssr_hub.synthesis.config import SynthesisConfig
+from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
+from medssr_hub.synthesis.synthesize import run_synthesis
+from medssr_hub.training import grpo, sft
+from medssr_hub.utils import atomic_write_text
+
+logger = logging.getLogger(__name__)
+RunConfig = Any  # pipeline.DemoConfig or ablation.AblationConfig
+
+
+class TrainingLaunchError(ServiceError):
+    pass
+
+
+def shared_settings(cfg: RunConfig) -> dict[str, Any]:
+    """What every generating step of the run shares: the hub, the base model and the engine."""
+    return {"hub": cfg.hub, "model": cfg.model, "backend": cfg.backend, "vllm": cfg.vllm}
+
+
+def labeled_data(cfg: RunConfig) -> dict[str, Any]:
+    """Steps 1-2: synthesis and its pseudo-labels; `labeled` is the (repo id, version) stage 1 reads."""
+    results: dict[str, Any] = {}
+    if not cfg.synthesis:
+        return results
+    out, shared = Path(cfg.output_dir), shared_settings(cfg)
+    (syn_cfg,) = config_from_dict(
+        [SynthesisConfig], {**cfg.synthesis, **shared, "output_dir": str(out / "synthesis")}
+    )
+    results["synthesis"] = run_synthesis(syn_cfg)
+    if cfg.labeling:
+        # Read it back the way stage 1 will: from the hub, pinned to its version (else the folder it wrote).
+        source = {"input": syn_cfg.output_dir, "output_dir": str(out / "labeling"), "chat": cfg.chat}
+        if syn_cfg.publish_repo:
+            source["input"], source["input_revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
+        (label_cfg,) = config_from_dict([LabelConfig], {**cfg.labeling, **shared, **source})
+        results["labeling"] = run_labeling(label_cfg)
+        if label_cfg.publish_repo:
+            results["labeled"] = (label_cfg.publish_repo, label_cfg.publish_version)
+    return results
+
+
+def heldout_data(cfg: RunConfig) -> tuple[dict[str, Any], tuple[str, str | None]]:
+    """Step 4a: stage 2's gold-keyed questions (held-out vignettes), and where stage 2 reads them."""
+    (held_cfg,) = config_from_dict(
+        [SynthesisConfig],
+        {**cfg.heldout, **shared_settings(cfg), "output_dir": str(Path(cfg.output_dir) / "heldout")},
+    )
+    stats = run_synthesis(held_cfg)
+    data = (held_cfg.publish_repo, held_cfg.publish_version) if held_cfg.publish_repo else None
+    return stats, data or (held_cfg.output_dir, None)
+
+
+def train_stage(
+    cfg: RunConfig,
+    name: str,
+    settings: dict,
+    model: tuple[str, str | None],
+    data: tuple[str, str | None],
+    module=grpo,
+) -> dict[str, Any]:
+    """Steps 3 and 4: GRPO (or SFT: `module`) in this process, or `accelerate launch`ed when the config has
+    `launch`, from `model` (repo id or folder, revision) on `data` (dataset repo id
+    or folder, revision), read back from the hub by version.
+
+    The recipe YAML (`settings["config"]`) and the demo's overrides become the same config objects
+    `recipes/stage1.py` / `stage2.py` parse. A finished run (its final folder exists) is not trained again;
+    an interrupted one resumes from its last checkpoint.
+    """
+    out = Path(cfg.output_dir) / name
+    summary_file = out / "final" / "train_summary.json"
+    recipe = recipe_path(settings.get("config", f"recipes/smollm2/{name}.yaml"))
+    overrides = {k: v for k, v in settings.items() if k != "config"}
+    overrides.update(
+        model_name_or_path=model[0],
+        model_revision=model[1],
+        chat=cfg.chat,
+        dataset_name=data[0],
+        dataset_revision=data[1],
+        output_dir=str(out),
+        hub=cfg.hub,
+    )
+    # parsed here too: a bad field stops the run now, before anything is launched
+    script_args, training_args, model_args = config_from_dict(
+        module.CONFIG_TYPES, overrides, yaml_file=recipe
+    )
+    if summary_file.exists():
+        pass
+    elif cfg.launch:
+        launched(module, {**read_yaml(recipe), **overrides}, cfg.launch, out)
+    else:
+        module.main(script_args, training_args, model_args)
+    trained = json.loads(summary_file.read_text())
+    return {
+        "steps": trained["global_step"],
+        "publish_repo": script_args.publish_repo,
+        "publish_version": script_args.publish_version,
+        **trained["summary"],
+    }
+
+
+def launched(module, values: dict[str, Any], launch: dict[str, Any], out: Path) -> None:
+    """A training run as its own `accelerate launch` (all of a node's GPUs, DeepSpeed or FSDP), from the
+    recipe's values and the run's overrides written as one YAML next to its output. A resumed run launches
+    again and resumes from its last checkpoint."""
+    out.mkdir(parents=True, exist_ok=True)
+    config = out / "launch_config.yaml"
+    atomic_write_text(config, yaml.safe_dump(values, sort_keys=False))
+    accelerate_config = launch.get("config_file")
+    command = [
+        str(Path(sys.executable).parent / "accelerate"), "launch",
+        *(["--config_file", str(recipe_path(accelerate_config))] if accelerate_config else []),
+        "--num_processes", str(launch.get("num_processes", 1)),
+        "-m", "medssr_hub.cli", "sft" if module is sft else "stage1", "--config", str(config),
+    ]  # fmt: skip
+    logger.info("Launching %s", " ".join(command[1:]))
+    proc = subprocess.run(
+        command, env={**os.environ, **{k: str(v) for k, v in launch.get("env", {}).items()}}
+    )
+    if proc.returncode:
+        raise TrainingLaunchError(
+            f"{out.name}: the launched training exited with {proc.returncode} (its log is above)"
+        )
+
+
+def benchmark_files(cfg: RunConfig) -> list[str]:
+    """Every benchmark file in the folder (the shipped samples when none is configured)."""
+    bench_dir = benchmarks_dir(cfg.benchmarks_dir)
+    if bench_dir is None:
+        raise FileNotFoundError(
+            f"No benchmarks folder: set {BENCHMARKS_ENV} (or benchmarks_dir in the config) to a folder of "
+            "MedSSR-format JSON files (id, question with 'A. ...' option lines, gold)"
+        )
+    files = sorted(str(p) for p in bench_dir.glob("*.json"))
+    if not files:
+        raise FileNotFoundError(f"{bench_dir} holds no benchmark JSON files")
+    return files
+
+
+def rare_subset_file(cfg: RunConfig) -> str:
+    """The catalogue-matched rare-disease items of every benchmark file, built once into the output."""
+    out = Path(cfg.output_dir) / "raredis"
+    if not (out / SUBSET_FILE).exists():
+        benchmarks = [(Path(f).stem, load_records(f)[0]) for f in benchmark_files(cfg)]
+        stats = build_subset(benchmarks, out, RareDiseaseCatalog())
+        logger.info("Rare-disease subset: %d catalogue-matched items %s", stats["items"], stats["selected"])
+    return str(out / SUBSET_FILE)
+
+
+def eval_config(
+    cfg: RunConfig, folder: str, model: str, name: str, benchmarks: list[str] | None = None
+) -> EvalConfig:
+    """Step 5's settings for one model: every benchmark file in the folder, a few items each, and the
+    catalogue-matched rare-disease subset; or (step 5a) the keyed vignettes, all of them."""
+    keyed = benchmarks is not None
+    if benchmarks is None:
+        benchmarks = benchmark_files(cfg) + ([rare_subset_file(cfg)] if cfg.rare_subset else [])
+    return EvalConfig(
+        model=model,
+        display_name=name,
+        backend=cfg.backend,
+        vllm=cfg.vllm,
+        chat=cfg.chat,
+        benchmarks=benchmarks,
+        max_items=None if keyed else cfg.items_per_benchmark,
+        extraction=cfg.extraction,
+        num_samples=(cfg.keyed_num_samples or cfg.num_samples) if keyed else cfg.num_samples,
+        temperature=cfg.temperature,
+        top_p=cfg.top_p,
+        top_k=cfg.top_k,
+        max_tokens=(cfg.keyed_max_tokens or cfg.max_tokens) if keyed else cfg.max_tokens,
+        seed=cfg.seed,
+        batch_size=cfg.batch_size,
+        output_dir=str(Path(cfg.output_dir) / ("eval-keyed" if keyed else "eval") / folder),
+        hub=cfg.hub,
+    )
