@@ -36,7 +36,8 @@ class TrainingLaunchError(ServiceError):
 
 
 def shared_settings(cfg: RunConfig) -> dict[str, Any]:
-    """What every generating step of the run shares: the hub, the base model and the engine."""
+    """What the generating steps take from the run unless a step sets its own (e.g. synthesis with another
+    generator on a server): the hub, the base model and the engine."""
     return {"hub": cfg.hub, "model": cfg.model, "backend": cfg.backend, "vllm": cfg.vllm}
 
 
@@ -47,7 +48,7 @@ def labeled_data(cfg: RunConfig) -> dict[str, Any]:
         return results
     out, shared = Path(cfg.output_dir), shared_settings(cfg)
     (syn_cfg,) = config_from_dict(
-        [SynthesisConfig], {**cfg.synthesis, **shared, "output_dir": str(out / "synthesis")}
+        [SynthesisConfig], {**shared, **cfg.synthesis, "output_dir": str(out / "synthesis")}
     )
     results["synthesis"] = run_synthesis(syn_cfg)
     if cfg.labeling:
@@ -55,7 +56,7 @@ def labeled_data(cfg: RunConfig) -> dict[str, Any]:
         source = {"input": syn_cfg.output_dir, "output_dir": str(out / "labeling"), "chat": cfg.chat}
         if syn_cfg.publish_repo:
             source["input"], source["input_revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
-        (label_cfg,) = config_from_dict([LabelConfig], {**cfg.labeling, **shared, **source})
+        (label_cfg,) = config_from_dict([LabelConfig], {**shared, **cfg.labeling, **source})
         results["labeling"] = run_labeling(label_cfg)
         if label_cfg.publish_repo:
             results["labeled"] = (label_cfg.publish_repo, label_cfg.publish_version)
@@ -66,7 +67,7 @@ def heldout_data(cfg: RunConfig) -> tuple[dict[str, Any], tuple[str, str | None]
     """Step 4a: stage 2's gold-keyed questions (held-out vignettes), and where stage 2 reads them."""
     (held_cfg,) = config_from_dict(
         [SynthesisConfig],
-        {**cfg.heldout, **shared_settings(cfg), "output_dir": str(Path(cfg.output_dir) / "heldout")},
+        {**shared_settings(cfg), **cfg.heldout, "output_dir": str(Path(cfg.output_dir) / "heldout")},
     )
     stats = run_synthesis(held_cfg)
     data = (held_cfg.publish_repo, held_cfg.publish_version) if held_cfg.publish_repo else None
