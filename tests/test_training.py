@@ -151,6 +151,24 @@ def test_format_length_registry_and_errors():
         MedSSRScriptArguments(dataset_name="x.json", chat=False, target="gold")
 
 
+def test_evaluation_during_training_is_refused_where_no_process_holds_the_whole_model(monkeypatch):
+    from trl import GRPOConfig
+
+    from medssr_hub.checkpoint_eval import CheckpointEvaluation, checkpoint_callbacks
+
+    args = MedSSRScriptArguments(dataset_name="x.json", chat=True, eval_benchmarks=["bioasq"])
+    training = GRPOConfig(output_dir="unused", use_cpu=True, report_to=[])
+    assert [type(c) for c in checkpoint_callbacks(args, training)] == [CheckpointEvaluation]
+    assert checkpoint_callbacks(MedSSRScriptArguments(dataset_name="x.json", chat=True), training) == []
+    for variable, value in (("ACCELERATE_USE_FSDP", "true"), ("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")):
+        with monkeypatch.context() as m:
+            m.setenv(variable, value)
+            with pytest.raises(ValueError, match="not with FSDP or ZeRO-3"):
+                checkpoint_callbacks(args, training)
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")  # ZeRO-2: every process holds the weights
+    assert checkpoint_callbacks(args, training)
+
+
 def test_datasets_for_each_stage(tmp_path, benchmarks_dir):
     bioasq = str(benchmarks_dir / "bioasq.json")
     # An evaluation benchmark is refused as training data (13-gram overlap), unless explicitly allowed.

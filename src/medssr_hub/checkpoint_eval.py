@@ -23,7 +23,7 @@ from medssr_hub.evaluation.config import EvalConfig
 from medssr_hub.evaluation.evaluate import Evaluator
 from medssr_hub.generation.embedded import EmbeddedBackend
 from medssr_hub.training.hubsync import EVALUATION_FILE
-from medssr_hub.training.precision import uses_deepspeed
+from medssr_hub.training.precision import sharded_weights
 from medssr_hub.training.runner import TrainerBound
 
 logger = logging.getLogger(__name__)
@@ -33,9 +33,7 @@ class CheckpointEvaluation(TrainerBound):
     """Scores each checkpoint at its save (main process only); bound to the trainer once it is built."""
 
     def __init__(self, script_args, training_args):
-        if getattr(training_args, "fsdp", None) or (
-            uses_deepspeed(training_args) and "zero3" in str(training_args.deepspeed).replace("_", "")
-        ):
+        if sharded_weights(training_args):
             raise InputError(
                 "eval_benchmarks scores the model the main process holds: not with FSDP or ZeRO-3, whose "
                 "weights are sharded; evaluate the published checkpoints with `medssr-hub evaluate` instead"
@@ -46,10 +44,9 @@ class CheckpointEvaluation(TrainerBound):
 
     def config(self, checkpoint: Path, step: int) -> EvalConfig:
         args = self.script_args
+        # The model scored is the weights this checkpoint holds (a local path: never published).
         return EvalConfig(
-            model=str(
-                checkpoint
-            ),  # what is scored: the weights this checkpoint holds (a local path: not published)
+            model=str(checkpoint),
             display_name=f"checkpoint-{step}",
             chat=args.chat,
             benchmarks=list(args.eval_benchmarks),

@@ -27,6 +27,18 @@ def uses_deepspeed(training_args) -> bool:
     )
 
 
+def sharded_weights(training_args) -> bool:
+    """Whether no single process holds the whole model: FSDP (TrainingArguments or an accelerate FSDP
+    config) or DeepSpeed ZeRO-3 (a `deepspeed` config of stage 3, or an accelerate DeepSpeed config)."""
+    env = os.environ
+    if getattr(training_args, "fsdp", None) or env.get("ACCELERATE_USE_FSDP", "").lower() in ("1", "true"):
+        return True
+    if env.get("ACCELERATE_DEEPSPEED_ZERO_STAGE") == "3":
+        return True
+    deepspeed = getattr(training_args, "deepspeed", None)
+    return bool(deepspeed) and '"stage": 3' in str(deepspeed).replace("'", '"')
+
+
 def weights_dtype(model_args, training_args) -> str | None:
     """The dtype to load the trained model's weights in: the config's, except half precision for full
     fine-tuning outside DeepSpeed, which becomes float32 master weights (the compute stays bf16 when
