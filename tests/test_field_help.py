@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from medssr_hub.ablation import AblationConfig
-from medssr_hub.cli import STAGES, main
+from medssr_hub.cli import STAGES, main, stage_config
 from medssr_hub.config import ConfigParser
 from medssr_hub.evaluation.evaluate import EvalConfig
 from medssr_hub.evaluation.leaderboard import LeaderboardConfig
@@ -20,7 +20,7 @@ from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.training import grpo, sft
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = [cls for cls, _, _ in STAGES.values()]
+CONFIGS = [stage_config(name) for name in STAGES]
 TRAINING = {"grpo": grpo.CONFIG_TYPES, "sft": sft.CONFIG_TYPES}
 # Which config each shipped recipe folder is read as (recipes/lighteval holds lighteval's own YAML).
 RECIPES = {

@@ -142,7 +142,8 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
         card = (hub.pull(repo, "v0.1.0") / "README.md").read_text()
         assert str(tmp_path) not in card and "output_dir" not in card, repo
     published = hub.pull("medssr-hub/demo-leaderboard", "v0.1.0")
-    assert (published / "README.md").read_text().count("| `base (embedded)` |") == 1
+    # one row per model in each of the card's two tables: accuracy, then maj@k / pass@k
+    assert (published / "README.md").read_text().count("| `base (embedded)` |") == 2
     assert (published / "data" / "details-00000.parquet").exists()
 
     # The evaluation, killed with SIGKILL once some questions are on disk.

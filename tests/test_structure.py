@@ -37,6 +37,7 @@ LAYERS = {
     "medssr_hub.pipeline": 5,
     "medssr_hub.checkpoint_eval": 5,
     "medssr_hub.steps": 5,
+    "medssr_hub.commands": 5,
     "medssr_hub.ablation": 5,
     "medssr_hub.method_check": 5,
     "medssr_hub.cli": 5,

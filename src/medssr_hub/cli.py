@@ -11,131 +11,22 @@ import argparse
 import shutil
 import sys
 import tempfile
-import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from importlib import import_module
 from pathlib import Path
 
 from tqdm.auto import tqdm
 
 from medssr_hub import __version__
-from medssr_hub.ablation import AblationConfig, run_ablation
-from medssr_hub.checkpoint_eval import checkpoint_callbacks
+from medssr_hub.commands import STAGES, TRAINING, stage_config
 from medssr_hub.config import ConfigError, parse_config
 from medssr_hub.errors import MedSSRError
-from medssr_hub.evaluation.evaluate import EvalConfig, run_evaluation
-from medssr_hub.evaluation.leaderboard import LeaderboardConfig, run_leaderboard
-from medssr_hub.evaluation.registry import load_benchmark
 from medssr_hub.hub import open_hub, publish
-from medssr_hub.labeling.label import LabelConfig, run_labeling
-from medssr_hub.modeling import ensure_embedded_model
 from medssr_hub.paths import package_data
-from medssr_hub.pipeline import DemoConfig, render_summary, run_demo
-from medssr_hub.records import load_records
-from medssr_hub.synthesis.catalog import RareDiseaseCatalog
-from medssr_hub.synthesis.config import SynthesisConfig
-from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
-from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, SUBSET_NAME, build_subset
-from medssr_hub.synthesis.synthesize import run_synthesis
-from medssr_hub.training import grpo, sft
 from medssr_hub.utils import setup_logging
 
 HUB_HELP = "a local hub folder, 'hf' (the Hub at HF_ENDPOINT), or an http(s) endpoint; default: local hub"
-
-
-def _synthesize(cfg: SynthesisConfig) -> int:
-    stats = run_synthesis(cfg)
-    print(
-        f"{stats['num_questions']} questions in {cfg.output_dir}/dataset: rare {stats['rare_ratio']:.1%} "
-        f"(alpha {cfg.alpha}); acceptance {stats['acceptance']}; rejections {stats['rejections']}"
-    )
-    if stats.get("published"):
-        print(f"Published as {stats['published']}")
-    return 0
-
-
-def _label(cfg: LabelConfig) -> int:
-    stats = run_labeling(cfg)
-    accuracy = stats.get("label_accuracy")
-    print(
-        f"{stats['questions']} questions labeled by majority of {cfg.n}: kept {stats['kept']} in band {cfg.band}, "
-        f"discarded {stats['discarded']}; mean agreement {stats['mean_agreement']:.2f}"
-        + (
-            f"; label accuracy {accuracy:.1%} on {stats['reference_questions']} questions with keys"
-            if accuracy is not None
-            else ""
-        )
-    )
-    print(f"Results in {cfg.output_dir}/dataset (data/, stats.json, plots/labeling.png)")
-    if stats.get("published"):
-        print(f"Published as {stats['published']}")
-    return 0
-
-
-def _evaluate(cfg: EvalConfig) -> int:
-    results = run_evaluation(cfg)
-    print((Path(cfg.output_dir) / "results.md").read_text())
-    for why in results["unavailable"].values():
-        print(f"not run: {why}", file=sys.stderr)
-    print(f"Results in {cfg.output_dir}/ (results.json, results.md, details/*.parquet)")
-    return 0
-
-
-def _leaderboard(cfg: LeaderboardConfig) -> int:
-    _, files, published = run_leaderboard(cfg)
-    print(files["md"].read_text())
-    print("Wrote " + ", ".join(str(f) for f in files.values()))
-    if published is not None:
-        print(f"Published {published.repo_id}@{published.version} ({published.location})")
-    return 0
-
-
-def _demo(cfg: DemoConfig) -> int:
-    start = time.monotonic()
-    summary = run_demo(cfg)
-    print(render_summary(summary))
-    print(f"Results in {cfg.output_dir}/ (summary.md, leaderboard/, eval/<model>/details/, stage*/final/)")
-    if summary.get("published"):
-        print(f"Published the leaderboard as {summary['published']}")
-    minutes, seconds = divmod(round(time.monotonic() - start), 60)
-    print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
-    return 0
-
-
-def _ablation(cfg: AblationConfig) -> int:
-    start = time.monotonic()
-    summary = run_ablation(cfg)
-    print((Path(cfg.output_dir) / "ablation.md").read_text())
-    print(f"Results in {cfg.output_dir}/ (ablation.md, .csv, .json, .png; leaderboard/; <row>/final/)")
-    if summary.get("published"):
-        print(f"Published the rows' leaderboard as {summary['published']}")
-    minutes, seconds = divmod(round(time.monotonic() - start), 60)
-    print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
-    return 0
-
-
-# Stage subcommands: the config dataclass and what runs it. Training takes TRL's three dataclasses.
-STAGES: dict[str, tuple[type, Callable[..., int], str]] = {
-    "synthesize": (
-        SynthesisConfig,
-        _synthesize,
-        "knowledge-enhanced question synthesis (rho < alpha injection)",
-    ),
-    "label": (LabelConfig, _label, "pseudo-labels by majority vote of the policy's answers"),
-    "evaluate": (EvalConfig, _evaluate, "score a model on the benchmarks with the paper's protocol"),
-    "leaderboard": (
-        LeaderboardConfig,
-        _leaderboard,
-        "join evaluation runs into md/csv/json tables and a chart",
-    ),
-    "demo": (DemoConfig, _demo, "run the main job on the embedded default model"),
-    "ablation": (AblationConfig, _ablation, "train and evaluate the ablation rows side by side, one table"),
-}
-TRAINING = {
-    "stage1": (grpo, "stage 1: self-supervised GRPO on pseudo-labels"),
-    "stage2": (grpo, "stage 2: supervised GRPO on gold answers"),
-    "sft": (sft, "SFT distillation baseline"),
-}
 
 
 def _publish(args: argparse.Namespace) -> int:
@@ -162,6 +53,10 @@ def _pull(args: argparse.Namespace) -> int:
 
 
 def _rare_ratio(args: argparse.Namespace) -> int:
+    from medssr_hub.records import load_records
+    from medssr_hub.synthesis.catalog import RareDiseaseCatalog
+    from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
+
     catalog = RareDiseaseCatalog(extra=args.catalog or [])
     matcher = RareDiseaseMatcher(catalog)
     for dataset in args.datasets:
@@ -199,6 +94,10 @@ def _space(args: argparse.Namespace) -> int:
 
 
 def _raredis_subset(args: argparse.Namespace) -> int:
+    from medssr_hub.evaluation.registry import load_benchmark
+    from medssr_hub.synthesis.catalog import RareDiseaseCatalog
+    from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, SUBSET_NAME, build_subset
+
     catalog = RareDiseaseCatalog(extra=args.catalog or [])
     benchmarks = []
     for item in args.benchmarks:
@@ -215,6 +114,8 @@ def _raredis_subset(args: argparse.Namespace) -> int:
 
 
 def _embedded_model(args: argparse.Namespace) -> int:
+    from medssr_hub.modeling import ensure_embedded_model
+
     print(ensure_embedded_model())
     return 0
 
@@ -269,7 +170,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="the benchmark items that name a catalogue rare disease (an offline rare-disease row)",
     )
     rs.add_argument("benchmarks", nargs="+", help="benchmark names (medqa, ...) or MCQ files")
-    rs.add_argument("--output", required=True, help=f"folder for {SUBSET_FILE} and stats.json")
+    rs.add_argument(
+        "--output", required=True, help="folder for the subset file (raredis_catalogue.json) and stats.json"
+    )
     rs.add_argument("--catalog", action="append", help="extra catalogue JSONL (repeatable)")
     rs.add_argument("--hub", help=HUB_HELP)
     rs.set_defaults(func=_raredis_subset)
@@ -312,11 +215,12 @@ def run_command(argv: Sequence[str]) -> int:
     setup_logging(args.log_level)
     prog = f"medssr-hub {args.command}"
     if args.command in STAGES:
-        config_cls, run, _ = STAGES[args.command]
-        (cfg,) = parse_config([config_cls], rest, prog=prog)
-        return run(cfg)
+        (cfg,) = parse_config([stage_config(args.command)], rest, prog=prog)
+        return STAGES[args.command][1](cfg)
     if args.command in TRAINING:
-        module = TRAINING[args.command][0]
+        from medssr_hub.checkpoint_eval import checkpoint_callbacks
+
+        module = import_module(TRAINING[args.command][0])
         script_args, training_args, model_args = module.parse_args(rest, prog=prog)
         evaluation = checkpoint_callbacks(script_args, training_args)  # eval_benchmarks: scored checkpoints
         module.main(script_args, training_args, model_args, callbacks=evaluation)
