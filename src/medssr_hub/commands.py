@@ -77,6 +77,11 @@ def _leaderboard(cfg: LeaderboardConfig) -> int:
     return 0
 
 
+def print_wall_time(start: float) -> None:
+    minutes, seconds = divmod(round(time.monotonic() - start), 60)
+    print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
+
+
 def _demo(cfg: DemoConfig) -> int:
     from medssr_hub.pipeline import render_summary, run_demo
 
@@ -86,8 +91,7 @@ def _demo(cfg: DemoConfig) -> int:
     print(f"Results in {cfg.output_dir}/ (summary.md, leaderboard/, eval/<model>/details/, stage*/final/)")
     if summary.get("published"):
         print(f"Published the leaderboard as {summary['published']}")
-    minutes, seconds = divmod(round(time.monotonic() - start), 60)
-    print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
+    print_wall_time(start)
     return 0
 
 
@@ -100,8 +104,7 @@ def _ablation(cfg: AblationConfig) -> int:
     print(f"Results in {cfg.output_dir}/ (ablation.md, .csv, .json, .png; leaderboard/; <row>/final/)")
     if summary.get("published"):
         print(f"Published the rows' leaderboard as {summary['published']}")
-    minutes, seconds = divmod(round(time.monotonic() - start), 60)
-    print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
+    print_wall_time(start)
     return 0
 
 
