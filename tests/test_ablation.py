@@ -54,6 +54,9 @@ def test_rows_run_after_the_row_they_start_from_and_bad_rows_are_refused(tmp_pat
     assert cfg.rows == ["base", "sft", "stage2_only", "medssr", "ttrl", "oracle", "medssr_stage2"]
     with pytest.raises(ConfigError, match="unknown"):
         AblationConfig(chat=True, rows=["base", "grpo"], synthesis={}, labeling={}, keyed_eval={})
+    with pytest.raises(ConfigError, match="row medssr trains stage1"):  # the row stage 2 starts from
+        AblationConfig(chat=True, rows=["medssr_stage2"], synthesis={"a": 1}, labeling={"a": 1},
+                       keyed_eval={"a": 1}, stage2={"max_steps": 1})  # fmt: skip
     with pytest.raises(ConfigError, match="set `sft`"):
         AblationConfig(chat=True, rows=["sft"], synthesis={"a": 1}, labeling={"a": 1}, keyed_eval={"a": 1})
     table = {"base": {"title": "base", "keyed": {"mean": 0.5, "ci95": [0.25, 0.75], "n": 4}}}

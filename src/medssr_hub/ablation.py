@@ -106,8 +106,8 @@ class AblationConfig(DemoConfig):
         unknown = [r for r in self.rows if r not in BY_NAME]
         if unknown:
             raise ConfigError(f"rows: unknown {unknown}; choose from {', '.join(BY_NAME)}")
-        for name in self.rows:
-            row = BY_NAME[name]
+        for row in plan(self.rows):  # with the rows they start from
+            name = row.name
             settings = {"stage1": self.stage1, "stage2": self.stage2, "sft": self.sft}.get(row.stage or "")
             if row.stage and not settings:
                 raise ConfigError(f"row {name} trains {row.stage}: set `{row.stage}` in the config")
