@@ -250,7 +250,8 @@ def cells(bench_out: Path, keyed_out: Path) -> dict[str, Any]:
     results = json.loads((bench_out / "results.json").read_text())["benchmarks"]
     rare = {name for name, b in results.items() if b.get("rare")}
     keyed = per_item(keyed_out).get(Path(KEYED_FILE).stem, [])
-    out = {"keyed": cell(keyed), "rare": cell([v for name in rare for v in per_item(bench_out)[name]])}
+    items = per_item(bench_out)  # read once: the rare column's questions
+    out = {"keyed": cell(keyed), "rare": cell([v for name in rare for v in items[name]])}
     for rule in ("official", "lenient"):
         groups = {k: v for k, v in per_item(bench_out, f"{rule}_correct").items() if k not in rare}
         if groups:
