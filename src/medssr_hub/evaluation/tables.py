@@ -116,6 +116,11 @@ def _pct(mean: float | None, std: float | None = None) -> str:
     return f"{100 * mean:.1f} ± {100 * std:.1f}" if std is not None else f"{100 * mean:.1f}"
 
 
+def model_cell(model: str) -> str:
+    """A model's name as a table cell: user text, so one cell, no markup, no code-span break."""
+    return "`" + md_cell(model).replace("`", "'") + "`"
+
+
 def render_markdown(runs: list[Run]) -> str:
     names = benchmark_order(runs)
     rows = table_rows(runs)
@@ -123,8 +128,7 @@ def render_markdown(runs: list[Run]) -> str:
     head += ["recovered", "maj@n", "pass@n", "from"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" + "---:|" * (len(head) - 2) + "---|"]
     for row in rows:
-        model = md_cell(row["model"]).replace("`", "'")  # user text: one cell, no markup, no code-span break
-        cells = [f"`{model}`", *(_pct(row[f"{n}_mean"], row[f"{n}_std"]) for n in names)]
+        cells = [model_cell(row["model"]), *(_pct(row[f"{n}_mean"], row[f"{n}_std"]) for n in names)]
         cells += [_pct(row["average"]), _pct(row["rare_disease"]), _pct(row["average_official"])]
         cells += [_pct(row["average_lenient"]), _pct(row["recovery_rate"])]
         cells += [_pct(row["maj_at_n"]), _pct(row["pass_at_n"]), md_cell(row["from"])]
@@ -161,7 +165,7 @@ def render_at_k(rows: list[dict[str, Any]]) -> str:
     head = ["model", *(f"maj@{k}" for k in ks), *(f"pass@{k}" for k in ks)]
     lines = ["", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for row in rows:
-        cells = [f"`{md_cell(row['model']).replace('`', chr(39))}`"]
+        cells = [model_cell(row["model"])]
         cells += [_pct(row.get(f"{m}@{k}")) for m in AT_K for k in ks]
         lines.append("| " + " | ".join(cells) + " |")
     note = "\nmaj@k / pass@k (%) for k = 1 to the samples, average over the non-rare benchmarks.\n"
