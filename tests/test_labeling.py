@@ -197,19 +197,37 @@ def test_diagnostics_on_known_votes():
 
 
 def test_cards_name_the_model_never_a_server_url():
-    from medssr_hub.generation import model_label
+    from medssr_hub.generation import stage_model_id
 
     url = {"base_url": "http://127.0.0.1:8000"}
-    assert model_label("embedded", "embedded", {}) == "embedded"
-    assert model_label("endpoint", "embedded", {**url, "model": "Qwen/Qwen3-8B"}) == "Qwen/Qwen3-8B"
-    assert model_label("endpoint", "embedded", url, served="served/model") == "served/model"
-    assert model_label("endpoint", "embedded", {**url, "tokenizer": "org/tok"}) == "org/tok"
-    assert model_label("endpoint", "org/policy", url) == "org/policy"
-    assert "127.0.0.1" not in model_label("endpoint", "embedded", url)
+    assert stage_model_id("embedded", "embedded", {}) == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert stage_model_id("endpoint", "embedded", {**url, "model": "Qwen/Qwen3-8B"}) == "Qwen/Qwen3-8B"
+    assert stage_model_id("endpoint", "embedded", url, served="served/model") == "served/model"
+    assert stage_model_id("endpoint", "embedded", {**url, "tokenizer": "org/tok"}) == "org/tok"
+    assert stage_model_id("endpoint", "org/policy", url) == "org/policy"
+    assert "127.0.0.1" not in stage_model_id("endpoint", "embedded", url)
     # A vLLM server started on a folder names the model by its path: cards get the folder's name only.
     served = "/home/me/models/SmolLM2-135M-Instruct"
-    assert model_label("endpoint", "embedded", url, served=served) == "SmolLM2-135M-Instruct"
-    assert model_label("vllm", "/home/me/ckpt/final", {}) == "final"
+    assert stage_model_id("endpoint", "embedded", url, served=served) == "SmolLM2-135M-Instruct"
+    assert stage_model_id("vllm", "/home/me/ckpt/final", {}) == "final"
+
+
+def test_one_name_per_model_concept(tmp_path):
+    """Issue 23: the model a stage runs (`model`), the string the official rules read (`path_string`: the
+    whole path, where the script matches family names), the id in cards (`model_id`: never a local path),
+    and the name in tables (`display_name`: a local folder by its name)."""
+    from medssr_hub.evaluation.config import EvalConfig
+    from medssr_hub.modeling import model_id, path_string
+
+    folder = tmp_path / "Qwen3-8B-run" / "final"
+    folder.mkdir(parents=True)
+    assert path_string("embedded") == model_id("embedded") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert path_string(str(folder)) == str(folder) and "qwen3" in path_string(str(folder)).lower()
+    assert model_id(str(folder)) == "final" and model_id("Qwen/Qwen3-8B") == "Qwen/Qwen3-8B"
+    cfg = EvalConfig(model=str(folder), chat=True)
+    assert cfg.display_name == "final" and cfg.path_string == str(folder)
+    assert EvalConfig(model="org/m", model_revision="v1", chat=True).display_name == "org/m@v1"
+    assert EvalConfig(model="org/m", display_name="mine", chat=True).display_name == "mine"
 
 
 def test_published_configs_mask_server_addresses_and_local_paths():

@@ -78,7 +78,7 @@ def test_user_strings_are_escaped_in_tables_and_cards(tmp_path, embedded_backend
     evaluate, the leaderboard and a publish: every table keeps its shape and no raw tag is published."""
     import yaml
 
-    from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
+    from medssr_hub.evaluation.leaderboard import leaderboard_release, push_leaderboard, write_leaderboard
     from medssr_hub.evaluation.runs import Run
     from medssr_hub.hub import LocalHub
 
@@ -90,7 +90,9 @@ def test_user_strings_are_escaped_in_tables_and_cards(tmp_path, embedded_backend
     )  # fmt: skip
     run = Run.from_folder(tmp_path / "o", Evaluator(cfg, embedded_backend).run())
     files = write_leaderboard([run], tmp_path / "lb")
-    push_leaderboard([run], files, "medssr/inject", "v1.0.0", hub=str(tmp_path / "hub"))
+    push_leaderboard(
+        [run], files, leaderboard_release([run], "medssr/inject", "v1.0.0", str(tmp_path / "hub"))
+    )
     card = (LocalHub(tmp_path / "hub").pull("medssr/inject", "v1.0.0") / "README.md").read_text()
     for text in (files["md"].read_text(), card, (tmp_path / "o" / "results.md").read_text()):
         # Outside fenced code blocks (the card's YAML config quotes the string, line breaks escaped).

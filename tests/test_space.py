@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
-from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
+from medssr_hub.evaluation.leaderboard import leaderboard_release, push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.runs import Run
 from medssr_hub.hub import LocalHub
 
@@ -50,7 +50,7 @@ def leaderboards(tmp_path_factory, benchmarks_dir):
         )
         runs = [Run.from_folder(cfg.output_dir, Evaluator(cfg).run())]
         files = write_leaderboard(runs, root / f"board{k}")
-        push_leaderboard(runs, files, f"medssr-test/board{k}", "v0.1.0", hub=str(hub))
+        push_leaderboard(runs, files, leaderboard_release(runs, f"medssr-test/board{k}", "v0.1.0", str(hub)))
         sources.append(f"medssr-test/board{k}@v0.1.0")
     return hub, sources, root
 
@@ -73,6 +73,30 @@ def test_publishing_a_leaderboard_publishes_its_space(leaderboards):
 @pytest.mark.skipif(
     CHROMIUM is None, reason="no system Chromium (make install-test installs Debian's package)"
 )
+def test_a_leaderboard_version_from_other_runs_is_refused_before_any_file(leaderboards):
+    """The leaderboard publishes through the stages' release: its settings (the runs' configs) are checked
+    before a file is written, and the same runs again are a no-op."""
+    from medssr_hub.evaluation.leaderboard import LeaderboardConfig, run_leaderboard
+    from medssr_hub.hub.common import RUN_CONFIG, VersionExistsError
+
+    hub, _, root = leaderboards
+    published = json.loads((LocalHub(hub).pull("medssr-test/board0", "v0.1.0") / RUN_CONFIG).read_text())
+    assert list(published) == [MODELS[0]] and published[MODELS[0]]["temperature"] == 0.6
+    out = root / "refused"
+    other = LeaderboardConfig(
+        results=[str(root / "eval1")], output_dir=str(out), publish_repo="medssr-test/board0", hub=str(hub)
+    )
+    with pytest.raises(VersionExistsError, match=r"board0@v0.1.0 is already published from other settings"):
+        run_leaderboard(other)
+    assert not out.exists()
+    same = LeaderboardConfig(
+        results=[str(root / "eval0")], output_dir=str(out), publish_repo="medssr-test/board0", hub=str(hub)
+    )
+    before = LocalHub(hub).versions("medssr-test/board0", "dataset")
+    assert run_leaderboard(same)[2].version == "v0.1.0"
+    assert LocalHub(hub).versions("medssr-test/board0", "dataset") == before
+
+
 def test_the_space_in_a_real_browser(leaderboards):
     from playwright.sync_api import expect, sync_playwright
 

@@ -509,12 +509,18 @@ def test_two_processes_shard_the_data_publish_once_and_resume_after_kill(tmp_pat
 
 
 @pytest.mark.slow
-def test_online_votes_are_per_prompt_across_two_processes(tmp_path, labeled):
-    """`target: vote` (TTRL) under 2 processes with 2 completions each per step and groups of 4: every group
-    spans both ranks, and both vote on all 4 of its completions (gathered), not on their own 2."""
+def test_online_votes_and_checkpoint_evaluation_across_two_processes(tmp_path, labeled, benchmarks_dir):
+    """Two processes, one launch, two checks (issue 25).
+    1. `target: vote` (TTRL) with 2 completions per rank per step and groups of 4: every group spans both
+       ranks, and both vote on all 4 of its completions (gathered), not on their own 2.
+    2. Evaluation during training: only the main process scores each checkpoint and publishes it; the other
+       rank waits for it (the run finishes, both ranks trained the same steps) and scores nothing."""
     trace = tmp_path / "votes"
-    args = [*stage1_args(labeled, 2, tmp_path / "vote"), "--target", "vote", "--save_steps", "10"]
+    args = [*stage1_args(labeled, 2, tmp_path / "vote"), "--target", "vote"]
     args += ["--per_device_train_batch_size", "2", "--num_generations", "4", "--max_completion_length", "16"]
+    args += ["--publish_repo", "medssr/vote2", "--push_checkpoints", "true"]
+    args += ["--eval_benchmarks", str(benchmarks_dir / "bioasq.json"), "--eval_max_items", "2"]
+    args += ["--eval_max_tokens", "16"]
     command = launch_command(
         "stage1.py", "smollm2/stage1.yaml", *args, num_processes=2, accelerate_config="ddp.yaml"
     )
@@ -540,6 +546,20 @@ def test_online_votes_are_per_prompt_across_two_processes(tmp_path, labeled):
     logged = [h for h in summary["log_history"] if "medssr/label_accuracy" in h]
     assert len(logged) == 2 and all(0 <= h["medssr/reward_accuracy"] <= 1 for h in logged)
     assert "label_accuracy, mean" in summary["summary"]
+    # 2. Each checkpoint scored once, by the main process, and published once with its score on its card.
+    out = proc.stdout + proc.stderr
+    assert out.count("Checkpoint 1 scored") == out.count("Checkpoint 2 scored") == 1, out[-3000:]
+    assert out.count("Published model medssr/vote2@v0.1.0") == 1
+    hub = LocalHub(labeled)
+    for step in (1, 2):
+        scored = json.loads(
+            (tmp_path / "vote" / f"checkpoint-{step}" / "evaluation" / "results.json").read_text()
+        )
+        assert scored["benchmarks"]["bioasq"]["items"] == 2
+        card = (hub.pull("medssr/vote2", f"checkpoint-{step}", "model") / "README.md").read_text()
+        assert f"| `checkpoint-{step}` |" in card
+        (row,) = [h for h in summary["log_history"] if "eval/average" in h and h["step"] == step]
+        assert row["eval/bioasq"] == scored["benchmarks"]["bioasq"]["mean"]
 
 
 @pytest.mark.slow
@@ -662,9 +682,11 @@ def test_a_resume_onto_other_training_data_or_model_is_refused(tmp_path):
     guard_training_resume(args, None, "embedded-dir", None, data)  # a new run records what it trains on
     checkpoint = str(tmp_path / "run" / "checkpoint-2")
     guard_training_resume(args, checkpoint, "embedded-dir", None, data)  # the same: resumes
-    with pytest.raises(ConfigError, match=r"trained on other data: set fresh_start: true .* or use another"):
+    with pytest.raises(
+        ConfigError, match=r"other settings \(data\); set fresh_start: true .* or use another"
+    ):
         guard_training_resume(args, checkpoint, "embedded-dir", None, changed)
-    with pytest.raises(ConfigError, match="trained on other model and model_revision"):
+    with pytest.raises(ConfigError, match=r"other settings \(model, model_revision\)"):
         guard_training_resume(args, checkpoint, "other-model", "v2", data)
     guard_training_resume(args, None, "embedded-dir", None, changed)  # fresh_start: no checkpoint taken
     guard_training_resume(

@@ -52,7 +52,7 @@ def test_offline_engine_equals_the_vllm_server_on_greedy_prompts(
 
     chat = EndpointBackend(vllm_server.url, route="chat")
     assert [c.texts[0] for c in chat.generate(chats, GREEDY, progress=False)] == offline_chat
-    assert chat.model_id() == VLLM_SERVED_NAME
+    assert chat.identity() == VLLM_SERVED_NAME
 
 
 def test_vllm_server_takes_n_seeds_logit_bias_and_structured_outputs(vllm_server, embedded_dir):

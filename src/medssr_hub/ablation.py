@@ -22,6 +22,7 @@ of the rows (published with per-item details) and resumes after an interrupt: ev
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -33,16 +34,20 @@ from typing import Any
 import pandas as pd
 
 from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume
-from medssr_hub.evaluation.evaluate import Evaluator
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
-from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.stats import bootstrap_ci, stratified_bootstrap_ci
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import build_backend
 from medssr_hub.method_check import KEYED_FILE, keyed_vignettes_file
 from medssr_hub.pipeline import DemoConfig
 from medssr_hub.records import load_records
-from medssr_hub.steps import eval_config, heldout_data, labeled_data, train_stage
+from medssr_hub.steps import (
+    base_backend,
+    evaluate_model,
+    heldout_data,
+    labeled_data,
+    leaderboard_release,
+    train_stage,
+)
 from medssr_hub.training import grpo, sft
 from medssr_hub.utils import atomic_write_json, atomic_write_text, read_jsonl
 
@@ -178,6 +183,7 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_resume(out, cfg.run_fingerprint(), "ablation")
+    release = leaderboard_release(cfg)
     data = labeled_data(cfg)
     if "labeled" not in data:
         raise ConfigError("labeling.publish_repo must be set: the training rows read the labels by version")
@@ -189,25 +195,15 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
         data["heldout"], heldout = heldout_data(cfg)
     trained = train_rows(cfg, rows, data["labeled"], heldout)
 
-    keyed = keyed_vignettes_file(cfg)
-    backend = build_backend(
-        cfg.backend, model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size,
-        torch_threads=cfg.torch_threads, vllm=cfg.vllm,
-    )  # fmt: skip
+    backend, keyed = base_backend(cfg), keyed_vignettes_file(cfg)
     runs, table = [], {}
     for row in (BY_NAME[name] for name in cfg.rows):
         model = cfg.model if row.stage is None else str(out / row.name / "final")
-        shared = backend if row.stage is None else None
-        evaluator = Evaluator(eval_config(cfg, row.name, model, row.title), backend=shared)
-        runs.append(Run.from_folder(evaluator.out, evaluator.run()))
-        keyed_eval = Evaluator(
-            eval_config(cfg, row.name, model, row.title, benchmarks=[keyed]),
-            backend=shared or evaluator.backend,
-        )
-        keyed_eval.run()
+        done = evaluate_model(cfg, row.name, model, row.title, keyed, backend if row.stage is None else None)
+        runs.append(done.run)
         table[row.name] = {
             "title": row.title,
-            **cells(evaluator.out, keyed_eval.out),
+            **cells(done.out, done.keyed_out),
             "label_accuracy": label_cell(row, cfg, trained),
         }
     files = write_leaderboard(runs, out / "leaderboard")
@@ -218,7 +214,7 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
         "labeling": data.get("labeling"),
     }
     if cfg.publish_repo:
-        result = push_leaderboard(runs, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
+        result = push_leaderboard(runs, files, release)
         summary["published"] = f"{result.repo_id}@{result.version} ({result.location})"
     atomic_write_json(out / "ablation.json", summary)
     atomic_write_text(out / "ablation.md", render_table(table))
@@ -276,10 +272,17 @@ def label_cell(row: Row, cfg: AblationConfig, trained: dict[str, dict[str, Any]]
             [h["medssr/label_accuracy"] for h in summary["log_history"] if "medssr/label_accuracy" in h]
         )
     if first.target == "label" or first.stage == "sft":
-        repo, version = cfg.labeling["publish_repo"], cfg.labeling.get("publish_version")
-        records = load_records(repo, revision=version, hub=cfg.hub, split="train")[0]
-        return cell([float(r.columns.get("label") == r.key) for r in records if r.key])
+        return offline_label_accuracy(
+            cfg.labeling["publish_repo"], cfg.labeling.get("publish_version"), cfg.hub
+        )
     return None
+
+
+@functools.cache
+def offline_label_accuracy(repo: str, version: str | None, hub: str | None) -> dict[str, Any] | None:
+    """The published pseudo-labels against the keys, read once for every row that trained on them."""
+    records = load_records(repo, revision=version, hub=hub, split="train")[0]
+    return cell([float(r.columns.get("label") == r.key) for r in records if r.key])
 
 
 def _fmt(c: dict[str, Any] | None) -> str:

@@ -97,17 +97,19 @@ def model_family(model_type: str | None) -> str:
     return "other"
 
 
-def extract_official(text: str | None, model_name: str | None = None, bold: bool | None = None) -> str | None:
+def extract_official(
+    text: str | None, path_string: str | None = None, bold: bool | None = None
+) -> str | None:
     """The letter the official MedSSR script reads from a generation, or None (then it recovers).
 
     Any capital letter counts, offered or not ("The answer is F" is read, and scored wrong). The bold
-    form is tried for Gemma models: `bold`, else (as the script decides) "gemma" in `model_name`.
+    form is tried for Gemma models: `bold`, else (as the script decides) "gemma" in `path_string`.
     """
     text = (text or "").strip()
     if not text:
         return None
     if bold is None:
-        bold = "gemma" in (model_name or "").lower()
+        bold = "gemma" in (path_string or "").lower()
     for pattern in [*OFFICIAL_PATTERNS, *([OFFICIAL_BOLD] if bold else [])]:
         found = pattern.findall(text)
         if found:
@@ -149,7 +151,7 @@ class Recovery:
 def official_recovery(
     tokenizer,
     letters: Sequence[str],
-    model_name: str = "",
+    path_string: str = "",
     *,
     rule: str = "script_path_string",
     model_type: str | None = None,
@@ -158,7 +160,7 @@ def official_recovery(
 
     The ids are the first id of `tokenizer.encode(letter)` (special tokens included, as the script calls
     it: for tokenizers that prepend BOS, that is BOS) and, for the dot families, every id of
-    `encode(letter + ".")`. `script_path_string` decides the family from `model_name` as the script does;
+    `encode(letter + ".")`. `script_path_string` decides the family from `path_string` as the script does;
     `family` from `model_type` (see `model_family`).
     """
     if rule not in RECOVERY_RULES:
@@ -168,8 +170,8 @@ def official_recovery(
         dots = family in ("llama", "gemma")
         max_tokens = 2 if dots else 1
     else:
-        dot_names = [f for f in OFFICIAL_DOT_FAMILIES if f in model_name.lower()]
-        one_token_names = [name for name in OFFICIAL_ONE_TOKEN if name in model_name]
+        dot_names = [f for f in OFFICIAL_DOT_FAMILIES if f in path_string.lower()]
+        one_token_names = [name for name in OFFICIAL_ONE_TOKEN if name in path_string]
         family = "+".join(dot_names + one_token_names) or "none"
         dots, max_tokens = bool(dot_names), 1 if one_token_names else 2
     ids: set[int] = set()
@@ -189,11 +191,11 @@ class Extraction:
 
     The official rule's model-family choices (Gemma's bold form; the recovery pass's ids and length) follow
     `recovery_rule`: `family` reads them from `model_type` (the model's config), `script_path_string`
-    from `model_name` exactly as the script does.
+    from `path_string` exactly as the script does.
     """
 
     mode: str = "lenient"
-    model_name: str = ""
+    path_string: str = ""
     recovery_rule: str = "family"
     model_type: str | None = None
 
@@ -210,7 +212,7 @@ class Extraction:
         """Whether the official first pass reads Gemma's "The answer is **X**"."""
         if self.recovery_rule == "family":
             return model_family(self.model_type) == "gemma"
-        return "gemma" in self.model_name.lower()
+        return "gemma" in self.path_string.lower()
 
     def first_pass(self, text: str | None, letters: Sequence[str]) -> str | None:
         if self.mode == "official":
@@ -227,7 +229,7 @@ class Extraction:
 
     def recovery(self, tokenizer, letters: Sequence[str]) -> Recovery:
         return official_recovery(
-            tokenizer, letters, self.model_name, rule=self.recovery_rule, model_type=self.model_type
+            tokenizer, letters, self.path_string, rule=self.recovery_rule, model_type=self.model_type
         )
 
     def other(self) -> Extraction:

@@ -298,22 +298,35 @@ def resume_fingerprint(
 
 
 def guard_resume(
-    output_dir: str | Path, fingerprint: dict[str, Any], what: str, error: type[Exception] = ConfigError
+    output_dir: str | Path,
+    fingerprint: dict[str, Any],
+    what: str,
+    error: type[Exception] = ConfigError,
+    *,
+    resuming: bool = True,
+    record: bool = True,
+    file: str = "run.json",
+    fix: str = "use another output folder or delete it",
 ) -> None:
-    """Refuse to resume into a folder written with other settings; record the settings of a new run."""
-    run_file = Path(output_dir) / "run.json"
+    """Every stage's resume check: refuse to resume into a folder written with other settings (naming the
+    settings that changed, and `fix`); record this run's settings.
+
+    `resuming`: whether this run reuses the folder's work (a training run only when it resumes a
+    checkpoint: a fresh start overwrites the record). `record`: whether this process writes it (under
+    accelerate, the main process only)."""
+    run_file = Path(output_dir) / file
     fingerprint = json.loads(json.dumps(fingerprint, default=str))
-    if run_file.exists():
+    if resuming and run_file.exists():
         previous = json.loads(run_file.read_text())
         if previous != fingerprint:
             changed = sorted(
                 k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k)
             )
             raise error(
-                f"{output_dir} holds a run of {what} with other settings ({', '.join(changed)}); "
-                "use another output folder or delete it"
+                f"{output_dir} holds a run of {what} with other settings ({', '.join(changed)}); {fix}"
             )
-    atomic_write_json(run_file, fingerprint)
+    if record:
+        atomic_write_json(run_file, fingerprint)
 
 
 # Where a run happens to write or read on this machine: never part of what is published.

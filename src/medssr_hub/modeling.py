@@ -28,9 +28,26 @@ EMBEDDED_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-s
 _COMPLETE_MARKER = ".medssr_complete"
 
 
-def model_id(name: str | None) -> str:
-    """The Hub id a model name stands for: the embedded model's source id, else the name as given."""
-    return EMBEDDED_SOURCE.split(" ")[0] if name in (None, "", EMBEDDED) else name
+# One concept, one name (issue 23). `model` is the model a stage runs, as configured (embedded, a local
+# folder, a repo id); `path_string(model)` the string the official script's rules read (it keys some rules
+# on the model's path); `model_id(model)` the id written into cards, never a machine-local path; and an
+# evaluation's `display_name` the name shown in tables.
+
+
+def path_string(model: str | None) -> str:
+    """The model's path string, as the official script reads it: the embedded model's source id, else the
+    model as configured (a local folder's whole path: the script matches family names anywhere in it)."""
+    return EMBEDDED_SOURCE.split(" ")[0] if model in (None, "", EMBEDDED) else model
+
+
+def is_local_path(model: str) -> bool:
+    return model.startswith(("/", "~", "./", "../")) or Path(model).is_dir()
+
+
+def model_id(model: str | None) -> str:
+    """The id a model goes by in cards: its Hub id, a local folder by its name (no machine-local path)."""
+    path = path_string(model)
+    return Path(path).name if is_local_path(path) else path
 
 
 def find_embedded_gguf() -> Path:

@@ -23,16 +23,21 @@ from medssr_hub.config import (
     guard_resume,
     publishable,
     require_chat,
+    resume_fingerprint,
 )
-from medssr_hub.evaluation.evaluate import Evaluator
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
-from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import build_backend
 from medssr_hub.generation.offline_vllm import native_bf16_cpu
 from medssr_hub.method_check import keyed_vignettes_file, method_check, render_method_check
-from medssr_hub.steps import eval_config, heldout_data, labeled_data, train_stage
+from medssr_hub.steps import (
+    base_backend,
+    evaluate_model,
+    heldout_data,
+    labeled_data,
+    leaderboard_release,
+    train_stage,
+)
 from medssr_hub.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -144,12 +149,13 @@ class DemoConfig:
         require_chat(self.chat)
 
     def run_fingerprint(self) -> dict[str, Any]:
-        """Settings that change results: a resumed run must match them."""
+        """Settings that change results: a resumed run must match them (with the `vllm:` engine's dtype and
+        quantization, as every stage's fingerprint)."""
         keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
         keep = (*keep, "rare_subset", "keyed_eval_size", "keyed_max_tokens", "keyed_num_samples")
         stages = ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval")
         engine = {"backend": self.backend} if self.backend != "embedded" else {}  # embedded: as it always was
-        return {k: getattr(self, k) for k in (*keep, *stages, "max_tokens", "seed")} | engine
+        return resume_fingerprint(self, keep=(*keep, *stages, "max_tokens", "seed")) | engine
 
 
 def faster_backend() -> str:
@@ -190,6 +196,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_resume(out, cfg.run_fingerprint(), "demo")
+    release = leaderboard_release(cfg)
 
     stages = synthesize_and_label(cfg)
     models = [("base", cfg.model, f"base ({cfg.model})")]
@@ -197,24 +204,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         if stage in stages:
             steps = stages[stage]["steps"]
             models.append((stage, str(out / stage / "final"), f"{label} ({steps} GRPO steps)"))
-    backend = build_backend(
-        cfg.backend,
-        model=cfg.model,
-        hub=cfg.hub,
-        batch_size=cfg.batch_size,
-        torch_threads=cfg.torch_threads,
-        vllm=cfg.vllm,
-    )
-    keyed = keyed_vignettes_file(cfg)
+    backend, keyed = base_backend(cfg), keyed_vignettes_file(cfg)
     runs, keyed_runs = [], {}
     for folder, model, name in models:
-        shared_backend = backend if model == cfg.model else None
-        evaluator = Evaluator(eval_config(cfg, folder, model, name), backend=shared_backend)
-        runs.append(Run.from_folder(evaluator.out, evaluator.run()))
-        if keyed is not None:
-            keyed_cfg = eval_config(cfg, folder, model, name, benchmarks=[keyed])
-            keyed_evaluator = Evaluator(keyed_cfg, backend=shared_backend or evaluator.backend)
-            keyed_runs[folder] = (name, keyed_evaluator.run(), keyed_evaluator.out)
+        done = evaluate_model(cfg, folder, model, name, keyed, backend if model == cfg.model else None)
+        runs.append(done.run)
+        if done.keyed is not None:
+            keyed_runs[folder] = (name, done.keyed, done.keyed_out)
     files = write_leaderboard(runs, out / "leaderboard")
     summary = {
         "config": config_dict(cfg),
@@ -226,7 +222,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
         "files": {k: str(v) for k, v in files.items()},
     }
     if cfg.publish_repo:
-        result = push_leaderboard(runs, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
+        result = push_leaderboard(runs, files, release)
         summary["published"] = f"{result.repo_id}@{result.version} ({result.location})"
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "summary.md", render_summary(summary))

@@ -1,5 +1,6 @@
 """The steps the demo and the ablation share: the synthetic and held-out data, a training run from a recipe
-YAML, and the evaluation settings of one model. `cfg` is a `pipeline.DemoConfig` or an
+YAML, one model's evaluation (its settings, the benchmarks and the keyed vignettes), and the leaderboard's
+release. `cfg` is a `pipeline.DemoConfig` or an
 `ablation.AblationConfig` (the same fields)."""
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,10 @@ import yaml
 from medssr_hub.config import config_from_dict, read_yaml
 from medssr_hub.errors import ServiceError
 from medssr_hub.evaluation.config import EvalConfig
+from medssr_hub.evaluation.evaluate import Evaluator
+from medssr_hub.evaluation.runs import Run
+from medssr_hub.generation import build_backend
+from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
 from medssr_hub.records import load_records
@@ -197,3 +203,44 @@ def eval_config(
         output_dir=str(Path(cfg.output_dir) / ("eval-keyed" if keyed else "eval") / folder),
         hub=cfg.hub,
     )
+
+
+def base_backend(cfg: RunConfig):
+    """The base model's backend, built once for every evaluation of the base model."""
+    return build_backend(
+        cfg.backend, model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size,
+        torch_threads=cfg.torch_threads, vllm=cfg.vllm,
+    )  # fmt: skip
+
+
+@dataclass
+class Evaluated:
+    """One model's step 5: its benchmark run, and its keyed vignettes' results when they were evaluated."""
+
+    run: Run
+    out: Path  # the benchmarks' evaluation folder
+    keyed: dict[str, Any] | None
+    keyed_out: Path | None
+
+
+def evaluate_model(
+    cfg: RunConfig, folder: str, model: str, name: str, keyed: str | None, backend=None
+) -> Evaluated:
+    """Step 5 for one model: the benchmarks, then (when `keyed` names their file) the keyed vignettes, both
+    on one backend: `backend` when given (the base model's), else the one the first evaluation builds."""
+    evaluator = Evaluator(eval_config(cfg, folder, model, name), backend=backend)
+    run = Run.from_folder(evaluator.out, evaluator.run())
+    if keyed is None:
+        return Evaluated(run, evaluator.out, None, None)
+    keyed_eval = Evaluator(
+        eval_config(cfg, folder, model, name, benchmarks=[keyed]), backend=evaluator.backend
+    )
+    return Evaluated(run, evaluator.out, keyed_eval.run(), keyed_eval.out)
+
+
+def leaderboard_release(cfg: RunConfig) -> StageRelease:
+    """The run's leaderboard release under the run's own config, checked now (before the first step): a
+    version published from other settings stops the run here, not after hours of training."""
+    release = StageRelease.of(cfg)
+    release.check()
+    return release

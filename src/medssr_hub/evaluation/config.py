@@ -4,6 +4,7 @@ fingerprint. The run loop is `evaluate.py`, scoring `scoring.py`."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
@@ -11,7 +12,7 @@ from medssr_hub.config import ConfigError, JsonDict, default_chat, require_chat,
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend
-from medssr_hub.modeling import model_id
+from medssr_hub.modeling import is_local_path, path_string
 
 
 @documented
@@ -26,7 +27,9 @@ class EvalConfig:
     )
     model_revision: str | None = None
     display_name: str | None = arg(
-        "the model's name in tables and leaderboards; null: model@model_revision", None
+        "the model's name in tables and leaderboards; null: model@model_revision (a local folder by its "
+        "name, never its path)",
+        None,
     )
     backend: str = "embedded"
     endpoint: JsonDict = field(default_factory=JsonDict)
@@ -85,6 +88,9 @@ class EvalConfig:
         self.vllm = JsonDict(self.vllm)
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
+        if not self.display_name:
+            shown = Path(self.model).name if is_local_path(self.model) else self.model
+            self.display_name = f"{shown}@{self.model_revision}" if self.model_revision else shown
         self.chat = default_chat(self.chat, self.model, self.backend)
         require_chat(self.chat, self.backend, self.endpoint)
         if self.mode not in ("generative", "loglikelihood"):
@@ -111,17 +117,11 @@ class EvalConfig:
             )
 
     @property
-    def name(self) -> str:
-        return self.display_name or (
-            f"{self.model}@{self.model_revision}" if self.model_revision else self.model
-        )
-
-    @property
-    def model_name(self) -> str:
-        """The name the official rule matches model families in: the served or loaded model's id."""
+    def path_string(self) -> str:
+        """The string the official rule matches model families in: the served or loaded model's path."""
         if self.backend == "endpoint" and self.endpoint.get("model"):
             return str(self.endpoint["model"])
-        return model_id(self.model)
+        return path_string(self.model)
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("model", "model_revision", "backend", "chat", "num_samples", "temperature", "top_p", "top_k")

@@ -77,7 +77,7 @@ class Evaluator:
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "evaluation")
         results: dict[str, Any] = {
-            "model": cfg.name,
+            "model": cfg.display_name,
             "extraction": cfg.extraction,
             "config": publishable(redact(config_dict(cfg))),  # no credentials, no local paths
             "benchmarks": {},
@@ -103,7 +103,9 @@ class Evaluator:
         lighteval_scores = self.lighteval_generate(loaded) if cfg.engine == "lighteval" else {}
         per_item = cfg.num_samples if cfg.mode == "generative" else 1
         total = per_item * sum(len(records) for records, _ in loaded.values())
-        self.bar = tqdm(total=total, desc=f"evaluate {cfg.name}", unit="sample" if per_item > 1 else "item")
+        self.bar = tqdm(
+            total=total, desc=f"evaluate {cfg.display_name}", unit="sample" if per_item > 1 else "item"
+        )
         for name, (records, source) in loaded.items():
             self.bar.set_postfix_str(name)
             metrics = self.run_benchmark(name, records)
@@ -129,14 +131,16 @@ class Evaluator:
         scores = results["benchmarks"].values()
         logger.info(
             "Evaluated %s: %d benchmarks, mean accuracy %.1f%% (%s), in %s",
-            cfg.name,
+            cfg.display_name,
             len(results["benchmarks"]),
             100 * sum(b["mean"] for b in scores) / len(results["benchmarks"]),
             cfg.extraction if cfg.mode == "generative" else "loglikelihood",
             self.out,
         )
         metrics = {f"{name}/{k}": b[k] for name, b in results["benchmarks"].items() for k in ("mean", "std")}
-        tracking.log_summary(cfg.trackio_project, f"eval-{cfg.name}", metrics, {"extraction": cfg.extraction})
+        tracking.log_summary(
+            cfg.trackio_project, f"eval-{cfg.display_name}", metrics, {"extraction": cfg.extraction}
+        )
         return results
 
     def lighteval_generate(self, loaded: dict[str, tuple[list[MCQRecord], str]]) -> dict[str, float]:
@@ -169,14 +173,14 @@ class Evaluator:
         """Each item's identity for resuming: its prompt and the model answering it. A logged generation is
         reused only for the same identity: a changed question (same id) or another served model is
         generated again."""
-        model = self.backend.model_id()
+        model = self.backend.identity()
         return {r.id: content_hash([answer_prompt(r, chat=self.cfg.chat), model]) for r in records}
 
     def extraction(self) -> Extraction:
         """The configured rule for this model; the family rule reads the model's own config."""
         cfg = self.cfg
         model_type = self.backend.model_type if cfg.recovery_rule == "family" else None
-        return Extraction(cfg.extraction, cfg.model_name, cfg.recovery_rule, model_type)
+        return Extraction(cfg.extraction, cfg.path_string, cfg.recovery_rule, model_type)
 
     def run_benchmark(self, name: str, records: list[MCQRecord]) -> dict[str, Any]:
         cfg = self.cfg

@@ -21,7 +21,7 @@ from medssr_hub.evaluation.runs import Run, load_runs
 from medssr_hub.evaluation.space import push_space
 from medssr_hub.evaluation.tables import benchmark_order, render_csv, render_markdown, result_rows, table_rows
 from medssr_hub.field_help import arg, documented
-from medssr_hub.hub import publish
+from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
@@ -58,11 +58,22 @@ class LeaderboardConfig:
 def run_leaderboard(cfg: LeaderboardConfig) -> tuple[list[Run], dict[str, Path], Any]:
     """Join the runs into the leaderboard files; publish them when `publish_repo` is set."""
     runs = [run for source in cfg.results for run in load_runs(source, cfg.hub)]
+    release = leaderboard_release(runs, cfg.publish_repo, cfg.publish_version, cfg.hub)
+    release.check()  # a version published from other runs stops here, before any file is written
     files = write_leaderboard(runs, cfg.output_dir)
-    published = None
-    if cfg.publish_repo:
-        published = push_leaderboard(runs, files, cfg.publish_repo, cfg.publish_version, hub=cfg.hub)
+    published = push_leaderboard(runs, files, release) if cfg.publish_repo else None
     return runs, files, published
+
+
+def run_configs(runs: list[Run]) -> dict[str, Any]:
+    """Each run's evaluation settings, by model: what the card shows."""
+    return {r.model: publishable(r.result.get("config", {})) for r in runs}
+
+
+def leaderboard_release(runs: list[Run], repo_id: str | None, version: str, hub: str | None) -> StageRelease:
+    """The release of a leaderboard that is the whole job: its settings are its runs' configs. (The demo
+    and the ablation publish theirs under their own config, checked before their first step.)"""
+    return StageRelease(repo_id, version, run_configs(runs), hub)
 
 
 def plot(runs: list[Run], path: Path) -> Path:
@@ -104,26 +115,22 @@ def write_leaderboard(runs: list[Run], output: str | Path) -> dict[str, Path]:
     return {k: Path(v) for k, v in files.items()}
 
 
-def push_leaderboard(
-    runs: list[Run],
-    files: dict[str, Path],
-    repo_id: str,
-    version: str,
-    hub: str | None = None,
-):
-    """Publish the table and every run's per-item details as a dataset with a card.
+def push_leaderboard(runs: list[Run], files: dict[str, Path], release: StageRelease):
+    """Publish the table and every run's per-item details as a dataset with a card, through `release`
+    (checked by the caller before its work).
 
     `files` is what `write_leaderboard` wrote for these results; the release goes beside them.
     """
-    release = files["png"].parent / "release"
-    atomic_write_parquet(release / "data" / "results-00000.parquet", result_rows(runs), RESULTS_FEATURES)
+    repo_id, version = release.repo_id, release.version
+    folder = files["png"].parent / "release"
+    atomic_write_parquet(folder / "data" / "results-00000.parquet", result_rows(runs), RESULTS_FEATURES)
     details = [r.details.assign(model=r.model) for r in runs if r.details is not None and len(r.details)]
     if details:
         frame = pd.concat(details, ignore_index=True)
         atomic_write_parquet(
-            release / "data" / "details-00000.parquet", frame.to_dict("records"), LEADERBOARD_DETAILS_FEATURES
+            folder / "data" / "details-00000.parquet", frame.to_dict("records"), LEADERBOARD_DETAILS_FEATURES
         )
-    (release / "leaderboard.png").write_bytes(files["png"].read_bytes())
+    (folder / "leaderboard.png").write_bytes(files["png"].read_bytes())
     splits = ["results", *(["details"] if details else [])]
     card = dataset_card(
         repo_id=repo_id,
@@ -144,10 +151,10 @@ def push_leaderboard(
         },
         evaluation=render_markdown(runs),
         plots={"Leaderboard": "leaderboard.png"},
-        config={r.model: publishable(r.result.get("config", {})) for r in runs},
+        config=run_configs(runs),
         tags=["evaluation", "leaderboard"],
     )
-    result = publish(release, repo_id, version, card=card, hub=hub)
+    result = release.publish(folder, card)
     # The same leaderboard as an app: a Gradio Space of the same name and version reading this dataset.
-    push_space(repo_id, version, [f"{repo_id}@{version}"], hub=hub)
+    push_space(repo_id, version, [f"{repo_id}@{version}"], hub=release.hub)
     return result

@@ -254,7 +254,7 @@ def run_lighteval(
     from lighteval.pipeline import ParallelismManager, Pipeline, PipelineParameters
 
     model_type = model_type_of(model_path) if cfg.recovery_rule == "family" else None
-    extraction = Extraction(cfg.extraction, cfg.model_name, cfg.recovery_rule, model_type)
+    extraction = Extraction(cfg.extraction, cfg.path_string, cfg.recovery_rule, model_type)
     module = tasks_module(
         benchmarks, out / "lighteval" / "data", cfg.chat, cfg.num_samples, cfg.max_tokens, extraction
     )

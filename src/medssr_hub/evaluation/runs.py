@@ -37,8 +37,9 @@ class Run:
         """An evaluation output folder (or its results.json); `result` when the caller already holds it."""
         path = Path(path)
         file = path / "results.json" if path.is_dir() else path
-        if result is None:
-            result = _read_result(file)
+        # A result held in memory is taken as its results.json holds it (keys sorted): a run published
+        # straight after its evaluation and the same run read back later publish the same bytes.
+        result = _read_result(file) if result is None else json.loads(json.dumps(result, sort_keys=True))
         parts = [pd.read_parquet(f) for f in sorted((file.parent / "details").glob("*.parquet"))]
         details = pd.concat(parts, ignore_index=True) if parts else None
         return cls(result, details, f"run {file.parent.name}")

@@ -61,7 +61,7 @@ def score(
                 references=[r.answer for r in records],
                 recovered=[a[j].letter if a[j].recovered else None for a in answers],
                 letters=["".join(r.letters) for r in records],
-                model_name=extraction.model_name,
+                path_string=extraction.path_string,
                 model_type=extraction.model_type,
                 recovery_rule=extraction.recovery_rule,
             )["accuracy"]

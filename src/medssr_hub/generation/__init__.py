@@ -10,7 +10,7 @@ from medssr_hub.generation.base import (
     sample_seed,
 )
 from medssr_hub.generation.builder import BACKENDS, backend_for, build_backend, check_backend
-from medssr_hub.generation.labels import model_label
+from medssr_hub.generation.labels import stage_model_id
 
 __all__ = [
     "BACKENDS",
@@ -23,6 +23,6 @@ __all__ = [
     "backend_for",
     "build_backend",
     "check_backend",
-    "model_label",
+    "stage_model_id",
     "sample_seed",
 ]

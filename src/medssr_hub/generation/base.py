@@ -129,6 +129,11 @@ class GenerationBackend(Protocol):
         progress: bool = True,
     ) -> list[Completion]: ...
 
+    def identity(self) -> str:
+        """What answers the requests (a loaded folder, a served model's name), part of every resumed
+        item's identity. Not the id in cards: that is `modeling.model_id`."""
+        ...
+
 
 def sample_seed(prompt_seed: int, sample_index: int) -> int:
     """A 63-bit seed for sample j of a prompt, independent of how prompts are batched.

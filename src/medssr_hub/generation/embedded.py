@@ -175,7 +175,7 @@ class EmbeddedBackend:
             eos = [*eos, self.tokenizer.eos_token_id]
         self.eos_ids = sorted({int(e) for e in eos if e is not None})
 
-    def model_id(self) -> str:
+    def identity(self) -> str:
         """What answers the requests, part of a resumed item's identity: the model folder it was loaded from
         (`embedded` and the converted folder are one model; a hub model's folder names its commit)."""
         return self._identity

@@ -235,7 +235,7 @@ class EndpointBackend:
         self.stats.prompts += len(prompts)
         return [results[i] for i in range(len(prompts))]
 
-    def model_id(self) -> str:
+    def identity(self) -> str:
         """What answers the requests: `endpoint.model`, else the model the server says it serves, else its
         URL (TGI's native route names no model). Part of every resumed item's identity."""
         if self._must_ask_model():

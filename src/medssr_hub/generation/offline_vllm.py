@@ -131,7 +131,7 @@ class VLLMBackend:
         self.batch_size = max(1, batch_size)
         self.stats = BackendStats()
 
-    def model_id(self) -> str:
+    def identity(self) -> str:
         """What answers the requests: the folder vLLM loaded (a hub model's folder names its commit)."""
         return self._identity
 

@@ -38,7 +38,7 @@ from medssr_hub.generation import (
     SamplingParams,
     backend_for,
     check_backend,
-    model_label,
+    stage_model_id,
 )
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
@@ -186,11 +186,11 @@ class Labeler:
 
     def served_model(self) -> str | None:
         """The endpoint's model, as the server names it (None on the embedded backend)."""
-        return self.backend.model_id() if self.cfg.backend == "endpoint" else None
+        return self.backend.identity() if self.cfg.backend == "endpoint" else None
 
     def item_hash(self, record: MCQRecord) -> str:
         """A question's identity for resuming: its prompt and the model that votes on it."""
-        return content_hash([answer_prompt(record, chat=self.cfg.chat), self.backend.model_id()])
+        return content_hash([answer_prompt(record, chat=self.cfg.chat), self.backend.identity()])
 
     def vote(self, chunk: list[MCQRecord]) -> list[dict[str, Any]]:
         """The policy's n answers to each question of a chunk: the rows one votes shard holds."""
@@ -279,7 +279,7 @@ class Labeler:
             pretty_name="MedSSR pseudo-labeled synthetic questions",
             summary=(
                 f"Synthetic questions with pseudo-labels: the majority of {cfg.n} answers of the policy "
-                f"({model_label(cfg.backend, cfg.model, cfg.endpoint, self.served_model())}). Split `train` keeps "
+                f"({stage_model_id(cfg.backend, cfg.model, cfg.endpoint, self.served_model())}). Split `train` keeps "
                 f"questions whose agreement lies in [{cfg.band[0]}, {cfg.band[1]}]; `discarded` holds the rest."
             ),
             stage="labeling",
@@ -289,7 +289,7 @@ class Labeler:
             else {"train": "data/train-*.parquet"},
             provenance={
                 "input": f"{publishable(cfg.input)}@{cfg.input_revision or 'latest'}",
-                "policy model": model_label(cfg.backend, cfg.model, cfg.endpoint, self.served_model()),
+                "policy model": stage_model_id(cfg.backend, cfg.model, cfg.endpoint, self.served_model()),
                 "samples per question (n)": cfg.n,
                 "sampling": f"T={cfg.temperature}, top_p={cfg.top_p}, top_k={cfg.top_k}, max {cfg.max_tokens} tokens",
                 "seed": cfg.seed,

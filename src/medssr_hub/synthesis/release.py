@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 from medssr_hub.config import config_dict, publishable
-from medssr_hub.generation import model_label
+from medssr_hub.generation import stage_model_id
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.records import MCQRecord, record_from_row
@@ -98,7 +98,7 @@ def publish_release(synth, stats: dict[str, Any]) -> str:
         num_rows=stats["num_questions"],
         data_files={"train": "data/train-*.parquet"},
         provenance={
-            "generator": model_label(cfg.backend, cfg.model, cfg.endpoint),
+            "generator": stage_model_id(cfg.backend, cfg.model, cfg.endpoint),
             "rare branch": cfg.rare_generator,
             "seed branch": cfg.seed_generator,
             "seed": cfg.seed,

@@ -28,7 +28,7 @@ from medssr_hub.config import (
     guard_resume,
 )
 from medssr_hub.decontamination import Decontaminator
-from medssr_hub.generation import SamplingParams, backend_for, model_label
+from medssr_hub.generation import SamplingParams, backend_for, stage_model_id
 from medssr_hub.hub import StageRelease
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
 from medssr_hub.records import MCQRecord, load_records
@@ -141,7 +141,7 @@ class Synthesizer:
             branch=branch,
             generator="vignette"
             if generator == "vignette"
-            else f"llm:{model_label(self.cfg.backend, self.cfg.model, self.cfg.endpoint)}",
+            else f"llm:{stage_model_id(self.cfg.backend, self.cfg.model, self.cfg.endpoint)}",
         )
         if branch == "rare" or generator == "vignette":
             eligible, weights = self.diseases[generator == "vignette"]

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from trl import GRPOConfig, ModelConfig
 
 from medssr_hub.config import parse_config
-from medssr_hub.modeling import model_id
+from medssr_hub.modeling import path_string
 from medssr_hub.training import runner
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import grpo_dataset
@@ -45,7 +45,7 @@ def main(
         script_args.reward_funcs,
         script_args,
         training_args.max_completion_length,
-        model_name=model_id(model_args.model_name_or_path),
+        path_string=path_string(model_args.model_name_or_path),
         num_generations=training_args.num_generations,
     )
 

@@ -15,9 +15,9 @@ from medssr_hub.voting import VOTE_READING
 
 
 def build_reward_funcs(
-    names: Sequence[str], args, max_completion_length: int, model_name: str = "", num_generations: int = 1
+    names: Sequence[str], args, max_completion_length: int, path_string: str = "", num_generations: int = 1
 ) -> list[Callable]:
-    """Reward callables by registry name or dotted import path (`my_pkg.rewards.fn`). `model_name` is the
+    """Reward callables by registry name or dotted import path (`my_pkg.rewards.fn`). `path_string` is the
     policy's id, which `recovery_rule: script_path_string` matches families in. With `target: vote` the
     accuracy reward votes online within each group of `num_generations` (`training.online_vote`)."""
     from trl.rewards import get_soft_overlong_punishment
@@ -25,7 +25,7 @@ def build_reward_funcs(
     funcs = []
     for name in names:
         if name == "accuracy":
-            extraction = Extraction(args.extraction, model_name, recovery_rule=args.recovery_rule)
+            extraction = Extraction(args.extraction, path_string, recovery_rule=args.recovery_rule)
             recovery = PolicyRecovery(chat=args.chat, extraction=extraction) if args.recovery else None
             if args.target == "vote":
                 vote_recovery = PolicyRecovery(args.chat, VOTE_READING) if args.recovery else None

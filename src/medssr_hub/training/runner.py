@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,9 +12,9 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
 from medssr_hub import tracking
-from medssr_hub.config import ConfigError, content_hash, publishable
+from medssr_hub.config import content_hash, guard_resume, publishable
 from medssr_hub.hub import open_hub
-from medssr_hub.modeling import model_id
+from medssr_hub.modeling import path_string
 from medssr_hub.resolve import resolve_model
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.checkpoints import DiskPlan, check_disk, count_parameters, disk_plan, planned_steps
@@ -23,7 +22,6 @@ from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
 from medssr_hub.training.precision import uses_deepspeed, weights_dtype
 from medssr_hub.training.vllm_sync import reload_colocated_layerwise, require_vllm, trace_sync
-from medssr_hub.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -61,17 +59,15 @@ def guard_training_resume(training_args, checkpoint: str | None, model_path: str
         "model_revision": revision,
         "data": content_hash(dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)),
     }
-    record = Path(training_args.output_dir) / RESUME_FILE
-    if checkpoint and record.is_file():
-        previous = json.loads(record.read_text())
-        changed = sorted(k for k in fingerprint if previous.get(k) != fingerprint[k])
-        if changed:
-            raise ConfigError(
-                f"{training_args.output_dir} holds checkpoints trained on other {' and '.join(changed)}: "
-                "set fresh_start: true to start over there, or use another output_dir"
-            )
-    if training_args.process_index == 0:
-        atomic_write_json(record, fingerprint)
+    guard_resume(
+        training_args.output_dir,
+        fingerprint,
+        "training",
+        resuming=checkpoint is not None,
+        record=training_args.process_index == 0,
+        file=RESUME_FILE,
+        fix="set fresh_start: true to start over there, or use another output_dir",
+    )
 
 
 def plan_disk(
@@ -110,7 +106,7 @@ def card_context(script_args, training_args, model_args, info: DataInfo) -> Card
         repo_id=script_args.publish_repo,
         version=script_args.publish_version,
         stage=script_args.stage,
-        base_model=publishable(model_id(model_args.model_name_or_path)),
+        base_model=publishable(path_string(model_args.model_name_or_path)),
         datasets=[(publishable(script_args.dataset_name), dataset_revision)],
         config=publishable(run_config(script_args, training_args, model_args)),
         hub=script_args.hub,

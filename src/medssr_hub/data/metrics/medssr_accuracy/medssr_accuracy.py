@@ -22,10 +22,10 @@ Args:
         first pass could not read, else None.
     letters: optional, one per prediction: the offered letters ("ABCD"); the lenient rule reads only
         those (default: A-Z).
-    model_name: optional: the model's id (the official script keys its Gemma form on it).
+    path_string: optional: the model's path or id (the official script keys its Gemma form on it).
     model_type: optional: the model's `model_type` (`gemma3`, ...), for the family rule's Gemma form.
     recovery_rule: optional: `family` (default: families by model_type) or `script_path_string` (by
-        model_name, as the official script).
+        path_string, as the official script).
     samples_per_item: optional, n: predictions are items' n samples in a row (item 1's n, then item 2's,
         ...; each with its item's reference), and maj@k and pass@k are returned for k = 1..n.
 Returns:
@@ -71,12 +71,12 @@ class MedssrAccuracy(evaluate.Metric):
         references,
         recovered=None,
         letters=None,
-        model_name="",
+        path_string="",
         model_type=None,
         recovery_rule="family",
         samples_per_item=None,
     ):
-        extraction = Extraction(self.extraction_mode, model_name or "", recovery_rule, model_type)
+        extraction = Extraction(self.extraction_mode, path_string or "", recovery_rule, model_type)
         recovered = recovered or [None] * len(predictions)
         letters = letters or [ALL_LETTERS] * len(predictions)
         correct = parsed = 0
