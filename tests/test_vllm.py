@@ -4,6 +4,7 @@ engine and one server serve the whole session (conftest), each serving the embed
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -151,9 +152,16 @@ def test_evaluate_cli_picks_the_offline_engine_from_the_config(
 
     made = []
 
+    class Borrowed:  # the session's engine, lent: the evaluation closes the backend it built, not this one
+        def __getattr__(self, name):
+            return getattr(vllm_backend, name)
+
+        def close(self):
+            made.append("closed")
+
     def engine(**kwargs):
         made.append(kwargs)
-        return vllm_backend
+        return Borrowed()
 
     monkeypatch.setattr("medssr_hub.generation.offline_vllm.VLLMBackend", engine)
     code = main(
@@ -171,7 +179,8 @@ def test_evaluate_cli_picks_the_offline_engine_from_the_config(
             "hub": None,
             "batch_size": 64,
             "engine": {"dtype": "bfloat16"},
-        }
+        },
+        "closed",  # the command closes the engine it built when it is done
     ]
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["config"]["backend"] == "vllm" and results["benchmarks"]["medqa"]["items"] == 2
@@ -278,7 +287,7 @@ def test_synthesis_runs_on_the_offline_engine_with_the_layout_as_a_structured_ou
         max_attempts_per_question=24, output_dir=str(tmp_path / "synthesis"),
     )  # fmt: skip
     synth = Synthesizer(cfg)
-    synth.__dict__["backend"] = vllm_backend  # the session's engine (building one costs a minute)
+    synth._backend = vllm_backend  # the session's engine (building one costs a minute)
     stats = synth.run()
     assert stats["num_questions"] == 1 and stats["rare_ratio"] == 1.0
     table = pd.read_parquet(synth.release / "data" / "train-00000.parquet")
@@ -287,3 +296,39 @@ def test_synthesis_runs_on_the_offline_engine_with_the_layout_as_a_structured_ou
     raws = [r["raw"].strip() for r in rejected if r.get("raw")]
     finished = [raw for raw in raws if "\nAnswer: " in raw]  # the others ran out of max_tokens mid-question
     assert finished and all(re.fullmatch(LAYOUT_REGEX, raw) for raw in finished), finished[:2]
+
+
+def test_a_closed_engine_frees_its_process_and_the_next_engine_starts(embedded_dir):
+    """The demo and the ablation evaluate several models in one process, each on its own engine: `close()`
+    stops the engine's core process (where its weights and KV cache live; on a GPU node, the GPU memory)
+    and a second engine then starts and answers in the same process."""
+    import psutil
+
+    from medssr_hub.generation.offline_vllm import VLLMBackend
+    from tests.conftest import VLLM_KV_BYTES, VLLM_TEST_DTYPE
+
+    engine = {"kv_cache_memory_bytes": int(VLLM_KV_BYTES), "max_model_len": 1024, "dtype": VLLM_TEST_DTYPE}
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    params = SamplingParams(max_tokens=4, temperature=0.0)
+
+    def engine_processes() -> list[psutil.Process]:
+        """This engine's processes (VLLM::EngineCore and its VLLM::Worker). Python's multiprocessing
+        resource tracker, also a child, lives as long as this process, by design."""
+        found = []
+        for p in me.children(recursive=True):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                if p.pid not in before and p.name().startswith("VLLM::"):
+                    found.append(p)
+        return found
+
+    for attempt in range(2):
+        backend = VLLMBackend(model=str(embedded_dir), batch_size=4, engine=engine)
+        started = engine_processes()
+        assert {p.name() for p in started} >= {"VLLM::EngineCore"}, started
+        (out,) = backend.generate(["The capital of France is"], params, progress=False)
+        assert out.samples[0].text.strip(), attempt
+        backend.close()
+        gone, alive = psutil.wait_procs(started, timeout=60)
+        assert not alive, f"engine processes still alive after close(): {[p.pid for p in alive]}"
+        assert backend.llm is None

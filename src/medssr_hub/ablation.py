@@ -197,15 +197,19 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
 
     backend, keyed = base_backend(cfg), keyed_vignettes_file(cfg)
     runs, table = [], {}
-    for row in (BY_NAME[name] for name in cfg.rows):
-        model = cfg.model if row.stage is None else str(out / row.name / "final")
-        done = evaluate_model(cfg, row.name, model, row.title, keyed, backend if row.stage is None else None)
-        runs.append(done.run)
-        table[row.name] = {
-            "title": row.title,
-            **cells(done.out, done.keyed_out),
-            "label_accuracy": label_cell(row, cfg, trained),
-        }
+    try:
+        for row in (BY_NAME[name] for name in cfg.rows):
+            model = cfg.model if row.stage is None else str(out / row.name / "final")
+            shared = backend if row.stage is None else None
+            done = evaluate_model(cfg, row.name, model, row.title, keyed, shared)
+            runs.append(done.run)
+            table[row.name] = {
+                "title": row.title,
+                **cells(done.out, done.keyed_out),
+                "label_accuracy": label_cell(row, cfg, trained),
+            }
+    finally:
+        backend.close()
     files = write_leaderboard(runs, out / "leaderboard")
     summary = {
         "config": config_dict(cfg),
@@ -330,11 +334,11 @@ def plot_table(table: dict[str, dict[str, Any]], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(10, 4))
+    fig, ax = plt.subplots(figsize=(12, 4))
     width = 0.8 / max(1, len(table))
     for i, row in enumerate(table.values()):
         xs = [j + i * width for j in range(len(COLUMNS))]
-        means = [100 * row[c]["mean"] if row[c] else 0.0 for c in COLUMNS]
+        means = [100 * row[c]["mean"] if row[c] else float("nan") for c in COLUMNS]  # "–": no bar
         errs = [
             [100 * (row[c]["mean"] - row[c]["ci95"][0]) if row[c] else 0.0 for c in COLUMNS],
             [100 * (row[c]["ci95"][1] - row[c]["mean"]) if row[c] else 0.0 for c in COLUMNS],
@@ -343,7 +347,8 @@ def plot_table(table: dict[str, dict[str, Any]], path: Path) -> Path:
     ax.set_xticks([j + width * (len(table) - 1) / 2 for j in range(len(COLUMNS))])
     ax.set_xticklabels([TITLES[c] for c in COLUMNS], rotation=15, ha="right")
     ax.set_ylabel("accuracy (%), 95% CI")
-    ax.legend(fontsize=7, ncol=2)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))  # beside the bars, never over them
+    ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -206,11 +206,14 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
             models.append((stage, str(out / stage / "final"), f"{label} ({steps} GRPO steps)"))
     backend, keyed = base_backend(cfg), keyed_vignettes_file(cfg)
     runs, keyed_runs = [], {}
-    for folder, model, name in models:
-        done = evaluate_model(cfg, folder, model, name, keyed, backend if model == cfg.model else None)
-        runs.append(done.run)
-        if done.keyed is not None:
-            keyed_runs[folder] = (name, done.keyed, done.keyed_out)
+    try:
+        for folder, model, name in models:
+            done = evaluate_model(cfg, folder, model, name, keyed, backend if model == cfg.model else None)
+            runs.append(done.run)
+            if done.keyed is not None:
+                keyed_runs[folder] = (name, done.keyed, done.keyed_out)
+    finally:
+        backend.close()
     files = write_leaderboard(runs, out / "leaderboard")
     summary = {
         "config": config_dict(cfg),

@@ -227,15 +227,18 @@ def evaluate_model(
     cfg: RunConfig, folder: str, model: str, name: str, keyed: str | None, backend=None
 ) -> Evaluated:
     """Step 5 for one model: the benchmarks, then (when `keyed` names their file) the keyed vignettes, both
-    on one backend: `backend` when given (the base model's), else the one the first evaluation builds."""
+    on one backend: `backend` when given (the base model's, its caller's to close), else the one the first
+    evaluation builds, closed here so the next model's engine fits."""
     evaluator = Evaluator(eval_config(cfg, folder, model, name), backend=backend)
-    run = Run.from_folder(evaluator.out, evaluator.run())
-    if keyed is None:
-        return Evaluated(run, evaluator.out, None, None)
-    keyed_eval = Evaluator(
-        eval_config(cfg, folder, model, name, benchmarks=[keyed]), backend=evaluator.backend
-    )
-    return Evaluated(run, evaluator.out, keyed_eval.run(), keyed_eval.out)
+    try:
+        run = Run.from_folder(evaluator.out, evaluator.run())
+        if keyed is None:
+            return Evaluated(run, evaluator.out, None, None)
+        keyed_cfg = eval_config(cfg, folder, model, name, benchmarks=[keyed])
+        keyed_eval = Evaluator(keyed_cfg, backend=evaluator.backend)
+        return Evaluated(run, evaluator.out, keyed_eval.run(), keyed_eval.out)
+    finally:
+        evaluator.close()
 
 
 def leaderboard_release(cfg: RunConfig) -> StageRelease:

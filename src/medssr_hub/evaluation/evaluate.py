@@ -64,13 +64,21 @@ class Evaluator:
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self._backend = backend
+        self._built_backend = False  # whether close() frees it: one handed in stays its owner's
         self.bar = tqdm(disable=True)  # run's one bar, in samples (items in mode loglikelihood)
 
     @property
     def backend(self):
         if self._backend is None:
             self._backend = backend_for(self.cfg)
+            self._built_backend = True
         return self._backend
+
+    def close(self) -> None:
+        """Free the backend this evaluator built (one handed in stays its owner's)."""
+        if self._built_backend:
+            self._backend.close()
+            self._backend, self._built_backend = None, False
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -299,4 +307,8 @@ class Evaluator:
 
 
 def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
-    return Evaluator(cfg).run()
+    evaluator = Evaluator(cfg)
+    try:
+        return evaluator.run()
+    finally:
+        evaluator.close()

@@ -134,6 +134,22 @@ class GenerationBackend(Protocol):
         item's identity. Not the id in cards: that is `modeling.model_id`."""
         ...
 
+    def close(self) -> None:
+        """Free what the backend holds (a vLLM engine, a model on a GPU) so the next model fits; the backend
+        is unusable afterwards. Whoever built a backend closes it."""
+        ...
+
+
+def release_memory() -> None:
+    """Hand freed tensors back: Python's cycles collected, then CUDA's cache emptied (on a GPU)."""
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
 
 def sample_seed(prompt_seed: int, sample_index: int) -> int:
     """A 63-bit seed for sample j of a prompt, independent of how prompts are batched.

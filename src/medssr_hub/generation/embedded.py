@@ -26,6 +26,7 @@ from medssr_hub.generation.base import (
     encode_prompt,
     first_token_ids,
     prompt_seeds,
+    release_memory,
     sample_seed,
 )
 from medssr_hub.generation.layout import LayoutLogitsProcessor
@@ -174,6 +175,11 @@ class EmbeddedBackend:
         if self.tokenizer.eos_token_id is not None:
             eos = [*eos, self.tokenizer.eos_token_id]
         self.eos_ids = sorted({int(e) for e in eos if e is not None})
+
+    def close(self) -> None:
+        """Drop the model (on a GPU, its memory goes back). A model handed in by a caller stays theirs."""
+        self.model = None
+        release_memory()
 
     def identity(self) -> str:
         """What answers the requests, part of a resumed item's identity: the model folder it was loaded from

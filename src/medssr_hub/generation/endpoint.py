@@ -235,6 +235,9 @@ class EndpointBackend:
         self.stats.prompts += len(prompts)
         return [results[i] for i in range(len(prompts))]
 
+    def close(self) -> None:
+        """Nothing to free: connections live inside each call (or a `session()` block)."""
+
     def identity(self) -> str:
         """What answers the requests: `endpoint.model`, else the model the server says it serves, else its
         URL (TGI's native route names no model). Part of every resumed item's identity."""

@@ -28,6 +28,7 @@ from medssr_hub.generation.base import (
     encode_prompt,
     first_token_ids,
     prompt_seeds,
+    release_memory,
 )
 from medssr_hub.resolve import resolve_model
 
@@ -130,6 +131,23 @@ class VLLMBackend:
         self.model_type: str | None = getattr(self.llm.llm_engine.model_config.hf_config, "model_type", None)
         self.batch_size = max(1, batch_size)
         self.stats = BackendStats()
+
+    def close(self) -> None:
+        """Stop the engine and free its memory, so the next model's engine fits on the same devices (the
+        demo and the ablation evaluate several models in one process). vLLM 0.30's `LLM` has no shutdown()
+        (upstream added one later, vllm#36283): its engine core client's shutdown() stops the engine process
+        (or, in-process, its executor), then the model-parallel groups go, as vLLM's own tests clean up
+        between engines. The process's torch.distributed group, if any, is left alone: it may be a trainer's."""
+        llm, self.llm = self.llm, None
+        if llm is None:
+            return
+        llm.llm_engine.engine_core.shutdown()
+        del llm
+        from vllm.distributed.parallel_state import destroy_model_parallel
+
+        destroy_model_parallel()
+        release_memory()
+        logger.info("Stopped vLLM's offline engine on %s", self._identity)
 
     def identity(self) -> str:
         """What answers the requests: the folder vLLM loaded (a hub model's folder names its commit)."""

@@ -145,6 +145,12 @@ class Labeler:
             self._backend = backend_for(self.cfg)
         return self._backend
 
+    def close(self) -> None:
+        """Free the policy's backend, if it was built: the next stage's model needs the memory."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
     def load(self) -> list[MCQRecord]:
         records, report = load_records(
             self.cfg.input, revision=self.cfg.input_revision, split=self.cfg.split, hub=self.cfg.hub
@@ -310,4 +316,8 @@ class Labeler:
 
 
 def run_labeling(cfg: LabelConfig) -> dict[str, Any]:
-    return Labeler(cfg).run()
+    labeler = Labeler(cfg)
+    try:
+        return labeler.run()
+    finally:
+        labeler.close()

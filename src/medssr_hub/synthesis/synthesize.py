@@ -67,6 +67,7 @@ class Synthesizer:
         self.shards = self.out / "shards"  # one atomic file per chunk of attempts: what a resume replays
         self.release = self.out / "dataset"  # what is published: data/, rejected.jsonl, stats.json, README.md
         self._catalog: RareDiseaseCatalog | None = None
+        self._backend = None
 
     # -- resources, built only when a branch needs them ---------------------------------------------
     @property
@@ -124,9 +125,18 @@ class Synthesizer:
         )
         return Decontaminator(records, n=self.cfg.decontam_ngram)
 
-    @cached_property
+    @property
     def backend(self):
-        return backend_for(self.cfg)
+        """The generator's backend, built on first use (a vignette-only run never builds one)."""
+        if self._backend is None:
+            self._backend = backend_for(self.cfg)
+        return self._backend
+
+    def close(self) -> None:
+        """Free the generator's backend, if it was built: the next stage's model needs the memory."""
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
 
     # -- one chunk of attempts -----------------------------------------------------------------------
     def _attempt_rng(self, branch: str, attempt: int) -> random.Random:
@@ -370,4 +380,8 @@ class Synthesizer:
 
 
 def run_synthesis(cfg: SynthesisConfig) -> dict[str, Any]:
-    return Synthesizer(cfg).run()
+    synth = Synthesizer(cfg)
+    try:
+        return synth.run()
+    finally:
+        synth.close()
