@@ -289,6 +289,11 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
         branch = f"checkpoint-{step}"
         ckpt = hub.pull("medssr/stage1", branch, "model")
         assert (ckpt / "model.safetensors").exists() and not (ckpt / "optimizer.pt").exists()
+        # The pickled TrainingArguments (this machine's paths, any hub_token) stay local.
+        assert (
+            not (ckpt / "training_args.bin").exists()
+            and (tmp_path / "s1" / branch / "training_args.bin").exists()
+        )
         # The checkpoint's score: in its folder, on its card, and in the training log at its step.
         scored = json.loads((tmp_path / "s1" / branch / "evaluation" / "results.json").read_text())
         ((name, bench),) = scored["benchmarks"].items()
@@ -298,6 +303,8 @@ def test_stage1_publishes_checkpoints_and_card_then_stage2_starts_from_it(tmp_pa
         assert logged[f"eval/{name}"] == bench["mean"] == logged["eval/average"]
     final = hub.pull("medssr/stage1", "v0.1.0", "model")
     card = (final / "README.md").read_text()
+    assert not (final / "training_args.bin").exists() and (final / "model.safetensors").exists()
+    assert (tmp_path / "s1" / "final" / "training_args.bin").exists()  # kept where it was trained
     assert "base_model: HuggingFaceTB/SmolLM2-135M-Instruct" in card
     assert "`medssr/synth-labeled` @ `v1.0.0`" in card and "- medssr/synth-labeled" in card
     assert "reward, first / last logged" in card and "training_curves.png" in card

@@ -25,6 +25,10 @@ logger = logging.getLogger(__name__)
 EVALUATION_FILE = "evaluation.md"
 # Checkpoint files that only resuming needs: never published.
 RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "rng_state", "scaler.pt", "global_step")
+# Trainer files that stay on this machine: `training_args.bin` pickles the TrainingArguments, with this
+# machine's paths (output_dir, logging_dir) and any hub_token. The card and medssr_config.json publish the
+# config, credentials redacted and local paths masked.
+LOCAL_ONLY = ("training_args.bin",)
 
 
 def run_config(*dataclass_args) -> dict[str, Any]:
@@ -94,11 +98,12 @@ def plot_curves(log_history: list[dict[str, Any]], path: Path) -> Path | None:
 
 
 def _stage_checkpoint(checkpoint: Path, staging: Path) -> Path:
-    """Hard-link the publishable files of a checkpoint (weights, tokenizer, trainer state)."""
+    """Hard-link the publishable files of a checkpoint or the final model (weights, tokenizer, trainer
+    state, card files) into `staging`: never what only resuming needs, never what stays on this machine."""
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     for src in checkpoint.iterdir():
-        if src.is_file() and not src.name.startswith(RESUME_ONLY):
+        if src.is_file() and not src.name.startswith((*RESUME_ONLY, *LOCAL_ONLY)):
             try:
                 os.link(src, staging / src.name)
             except OSError:
@@ -242,6 +247,10 @@ def finish(trainer, args, context: CardContext | None, output_dir: str | Path, p
             plots=plots,
             evaluation=evaluation,
         )
-        result = context.release().publish(final, card)
+        staging = _stage_checkpoint(final, Path(output_dir) / "publish-staging" / "final")
+        try:
+            result = context.release().publish(staging, card)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
         logger.info("Published %s@%s (%s)", result.repo_id, result.version, result.location)
     return final
