@@ -48,7 +48,7 @@ class CountingBackend:
     def __init__(self, inner):
         self.inner, self.prompts = inner, 0
         self.model, self.tokenizer, self.encode = inner.model, inner.tokenizer, inner.encode
-        self.model_id, self.model_type = inner.model_id, inner.model_type
+        self.identity, self.model_type = inner.identity, inner.model_type
 
     def generate(self, prompts, params, **kw):
         if params.max_tokens > 2:  # not the 1-token recovery pass

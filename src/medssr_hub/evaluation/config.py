@@ -12,7 +12,7 @@ from medssr_hub.config import ConfigError, JsonDict, default_chat, require_chat,
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend
-from medssr_hub.modeling import is_local_path, path_string
+from medssr_hub.modeling import EMBEDDED, is_local_path, path_string
 
 
 @documented
@@ -89,7 +89,8 @@ class EvalConfig:
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
         if not self.display_name:
-            shown = Path(self.model).name if is_local_path(self.model) else self.model
+            model = str(self.model or EMBEDDED)
+            shown = Path(model).name if is_local_path(model) else model
             self.display_name = f"{shown}@{self.model_revision}" if self.model_revision else shown
         self.chat = default_chat(self.chat, self.model, self.backend)
         require_chat(self.chat, self.backend, self.endpoint)
