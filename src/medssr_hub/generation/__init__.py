@@ -9,11 +9,12 @@ from medssr_hub.generation.base import (
     SamplingParams,
     sample_seed,
 )
-from medssr_hub.generation.builder import BACKENDS, backend_for, build_backend, check_backend
+from medssr_hub.generation.builder import BACKENDS, BackendOwner, backend_for, build_backend, check_backend
 from medssr_hub.generation.labels import stage_model_id
 
 __all__ = [
     "BACKENDS",
+    "BackendOwner",
     "Completion",
     "GenerationBackend",
     "GenerationError",

@@ -74,3 +74,23 @@ def backend_for(cfg) -> GenerationBackend:
         vllm=cfg.vllm,
         dtype=cfg.dtype,
     )
+
+
+class BackendOwner:
+    """A stage that builds its backend from its config (`self.cfg`) on first use and frees it with
+    `close()`: the next stage's model needs the memory (vLLM on a GPU). A run that never generates (a
+    vignette-only synthesis) never builds one."""
+
+    cfg: Any
+    _backend: GenerationBackend | None = None
+
+    @property
+    def backend(self) -> GenerationBackend:
+        if self._backend is None:
+            self._backend = backend_for(self.cfg)
+        return self._backend
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None

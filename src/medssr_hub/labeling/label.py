@@ -34,9 +34,9 @@ from medssr_hub.config import (
 from medssr_hub.errors import ServiceError
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import (
+    BackendOwner,
     GenerationError,
     SamplingParams,
-    backend_for,
     check_backend,
     stage_model_id,
 )
@@ -131,25 +131,12 @@ def question_seed(seed: int, question_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{question_id}".encode(), digest_size=6).digest(), "little")
 
 
-class Labeler:
+class Labeler(BackendOwner):
     def __init__(self, cfg: LabelConfig):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self.shards = self.out / "shards"
         self.release = self.out / "dataset"
-        self._backend = None
-
-    @property
-    def backend(self):
-        if self._backend is None:
-            self._backend = backend_for(self.cfg)
-        return self._backend
-
-    def close(self) -> None:
-        """Free the policy's backend, if it was built: the next stage's model needs the memory."""
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
 
     def load(self) -> list[MCQRecord]:
         records, report = load_records(

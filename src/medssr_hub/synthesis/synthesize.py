@@ -28,7 +28,7 @@ from medssr_hub.config import (
     guard_resume,
 )
 from medssr_hub.decontamination import Decontaminator
-from medssr_hub.generation import SamplingParams, backend_for, stage_model_id
+from medssr_hub.generation import BackendOwner, SamplingParams, stage_model_id
 from medssr_hub.hub import StageRelease
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
 from medssr_hub.records import MCQRecord, load_records
@@ -60,14 +60,13 @@ from medssr_hub.utils import atomic_write_jsonl, read_jsonl
 logger = logging.getLogger(__name__)
 
 
-class Synthesizer:
+class Synthesizer(BackendOwner):
     def __init__(self, cfg: SynthesisConfig):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
         self.shards = self.out / "shards"  # one atomic file per chunk of attempts: what a resume replays
         self.release = self.out / "dataset"  # what is published: data/, rejected.jsonl, stats.json, README.md
         self._catalog: RareDiseaseCatalog | None = None
-        self._backend = None
 
     # -- resources, built only when a branch needs them ---------------------------------------------
     @property
@@ -124,19 +123,6 @@ class Synthesizer:
             "Decontaminating against %d evaluation questions from %d sources", len(records), len(sources)
         )
         return Decontaminator(records, n=self.cfg.decontam_ngram)
-
-    @property
-    def backend(self):
-        """The generator's backend, built on first use (a vignette-only run never builds one)."""
-        if self._backend is None:
-            self._backend = backend_for(self.cfg)
-        return self._backend
-
-    def close(self) -> None:
-        """Free the generator's backend, if it was built: the next stage's model needs the memory."""
-        if self._backend is not None:
-            self._backend.close()
-            self._backend = None
 
     # -- one chunk of attempts -----------------------------------------------------------------------
     def _attempt_rng(self, branch: str, attempt: int) -> random.Random:
