@@ -232,8 +232,10 @@ def _numbers(types: Sequence[type], data: dict[str, Any], where: str | Path | No
 
 
 def config_dict(config: Any) -> dict[str, Any]:
-    """A config as plain data (JSON round trip: tuples and JsonDicts become lists and dicts)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+    """A config (a dataclass or a mapping) as plain data (JSON round trip: tuples and JsonDicts become
+    lists and dicts)."""
+    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
+    return json.loads(json.dumps(values, default=str))
 
 
 def content_hash(value: Any) -> str:
@@ -281,11 +283,13 @@ def resume_fingerprint(
     keep: Sequence[str] | None = None,
     skip: Sequence[str] = (),
     inputs: Sequence[str | None] | None = None,
+    data: Any = None,
 ) -> dict[str, Any]:
     """What a resumed run of a stage must match, in one shape for every stage: its settings (the fields in
-    `keep`, or every field but those in `skip`), the endpoint it generated with (servers, served model,
-    route), what changes the vLLM engine's numbers, and the content of its local input files (`inputs`).
-    Work items are matched one by one as well (each stage hashes an item's prompt and model)."""
+    `keep`, or every field but those in `skip`, of a config dataclass or mapping), the endpoint it
+    generated with (servers, served model, route), what changes the vLLM engine's numbers, the content of
+    its local input files (`inputs`) and of rows already loaded (`data`: a training set read by name from
+    the Hub). Work items are matched one by one as well (each stage hashes an item's prompt and model)."""
     values = config_dict(config)
     names = keep if keep is not None else [k for k in values if k not in set(skip)]
     out = {k: values[k] for k in names}
@@ -294,6 +298,8 @@ def resume_fingerprint(
     out |= engine_fingerprint(getattr(config, "vllm", None))
     if inputs is not None:
         out["inputs"] = local_inputs_fingerprint(inputs)
+    if data is not None:
+        out["data"] = content_hash(data)
     return out
 
 

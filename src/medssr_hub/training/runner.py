@@ -12,7 +12,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
 from medssr_hub import tracking
-from medssr_hub.config import content_hash, guard_resume, publishable
+from medssr_hub.config import guard_resume, publishable, resume_fingerprint
 from medssr_hub.hub import open_hub
 from medssr_hub.modeling import path_string
 from medssr_hub.resolve import resolve_model
@@ -54,11 +54,8 @@ RESUME_FILE = "medssr_resume.json"
 def guard_training_resume(training_args, checkpoint: str | None, model_path: str, revision, dataset) -> None:
     """A run resumes from a checkpoint only for the same model and the same training data (content, not
     name): else it stops with the fix named. The main process records what this run trains on."""
-    fingerprint = {
-        "model": model_path,
-        "model_revision": revision,
-        "data": content_hash(dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)),
-    }
+    rows = dataset.to_list() if hasattr(dataset, "to_list") else list(dataset)
+    fingerprint = resume_fingerprint({"model": model_path, "model_revision": revision}, data=rows)
     guard_resume(
         training_args.output_dir,
         fingerprint,
