@@ -73,10 +73,11 @@ def test_paper_configs_in_data_order(tmp_path, llama_server, benchmarks_dir):
         "--output_dir", str(tmp_path / "gold"), env=env,
     )  # fmt: skip
 
-    # 1. Synthesis with an LLM generator behind a server (config_tgi.yaml).
+    # 1. Synthesis with an LLM generator behind a server (config_tgi.yaml); chunks of 2, since this server
+    # answers one request at a time: a branch stops as soon as its quota is filled.
     cli(
         "synthesize", "--config", "recipes/synthesis/config_tgi.yaml", "--endpoint", server, "--hub", "local",
-        "--num_questions", "3", "--max_tokens", "400", "--chunk_size", "6", "--max_attempts_per_question", "6",
+        "--num_questions", "3", "--max_tokens", "400", "--chunk_size", "2", "--max_attempts_per_question", "6",
         "--output_dir", str(tmp_path / "synthesis"), env=env,
     )  # fmt: skip
     hub = LocalHub(hub_root)
