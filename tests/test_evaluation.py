@@ -46,13 +46,15 @@ class CountingBackend:
     """The real embedded backend, counting the prompts it is asked to generate for."""
 
     def __init__(self, inner):
-        self.inner, self.prompts = inner, 0
+        self.inner, self.prompts, self.recoveries = inner, 0, 0
         self.model, self.tokenizer, self.encode = inner.model, inner.tokenizer, inner.encode
         self.identity, self.model_type = inner.identity, inner.model_type
 
     def generate(self, prompts, params, **kw):
-        if params.max_tokens > 2:  # not the 1-token recovery pass
+        if params.max_tokens > 2:  # not the 1-2 token recovery pass
             self.prompts += len(prompts)
+        else:
+            self.recoveries += len(prompts)
         return self.inner.generate(prompts, params, **kw)
 
 
@@ -223,6 +225,9 @@ def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend,
     )
     again = Evaluator(cfg, backend=counting).run()
     assert counting.prompts == 1
+    # The second pass is kept too: the regenerated item's text is the same, so no recovery is redone.
+    assert details["recovered"].any() and (out / "recovered" / "medqa.jsonl").read_text().strip()
+    assert counting.recoveries == 0
     assert again["benchmarks"]["medqa"]["per_sample"] == results["benchmarks"]["medqa"]["per_sample"]
     assert set(results["benchmarks"]["medqa"]["pass@k"]) == {"1", "2"}  # in results.json, k = 1..samples
     pd.testing.assert_frame_equal(pd.read_parquet(out / "details" / "medqa.parquet"), details)

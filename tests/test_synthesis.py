@@ -297,8 +297,8 @@ def test_llm_branches_with_the_embedded_model(tmp_path, embedded_dir):
         num_questions=4,
         alpha=0.5,
         max_tokens=96,
-        chunk_size=6,
-        batch_size=12,
+        chunk_size=3,
+        batch_size=6,
         output_dir=str(tmp_path / "o"),
         model=str(embedded_dir),
     )

@@ -8,7 +8,8 @@ std (population, ddof=0) of the 4 per-sample accuracies. `mode: loglikelihood` i
 option letters by their probability after "The answer is " (one deterministic pass).
 
 Output folder: `generations/<bench>.jsonl` (append-only, one line per finished item: what makes a run
-resumable), `details/<bench>.parquet` (one row per item and sample: id, gold, generation, pred,
+resumable), `recovered/<bench>.jsonl` (the second pass's answers, by the hash of their inputs: a resumed
+or repeated run redoes none), `details/<bench>.parquet` (one row per item and sample: id, gold, generation, pred,
 recovered, correct), `results.json` and `results.md`.
 """
 
@@ -39,6 +40,7 @@ from medssr_hub.config import (
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.config import EvalConfig
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
+from medssr_hub.evaluation.recorded import RecordedGreedy
 from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_benchmark, parse_spec, title
 from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.scoring import score
@@ -197,7 +199,8 @@ class Evaluator:
             metrics, rows = score(records, answers, texts, None)
         else:
             texts = self.generate(name, records)
-            backend = self.backend if cfg.recovery else None
+            recorded = self.out / "recovered" / f"{name}.jsonl"
+            backend = RecordedGreedy(self.backend, recorded) if cfg.recovery else None
             # Both rules on the same generations (each with its own recovery pass): the configured one
             # makes `mean`, `std` and the details; the other is reported beside it.
             configured = self.extraction()
