@@ -9,8 +9,8 @@ option letters by their probability after "The answer is " (one deterministic pa
 
 Output folder: `generations/<bench>.jsonl` (append-only, one line per finished item: what makes a run
 resumable), `recovered/<bench>.jsonl` (the second pass's answers, by the hash of their inputs: a resumed
-or repeated run redoes none), `details/<bench>.parquet` (one row per item and sample: id, gold, generation, pred,
-recovered, correct), `results.json` and `results.md`.
+or repeated run redoes none), `details/<bench>.parquet` (one row per item and sample: id, gold,
+generation, pred, recovered, correct), `results.json` and `results.md`.
 """
 
 from __future__ import annotations

@@ -24,7 +24,6 @@ class RecordedGreedy:
     def __init__(self, backend: GenerationBackend, path: str | Path):
         self.backend = backend
         self.path = Path(path)
-        self.generated = 0  # prompts this object sent to the backend (the rest were read back)
 
     @property
     def tokenizer(self):
@@ -51,5 +50,4 @@ class RecordedGreedy:
                 self.backend.generate(
                     [prompts[i] for i in todo], params, on_complete=persist, progress=progress
                 )
-            self.generated += len(todo)
         return [Completion([Sample(done[k], "stop")]) for k in keys]
