@@ -10,11 +10,10 @@ import time
 
 import pandas as pd
 import pytest
-import yaml
 from datasets import load_dataset
 
 from medssr_hub.cli import main
-from medssr_hub.config import ConfigError, config_from_dict
+from medssr_hub.config import ConfigError, config_from_dict, parse_config
 from medssr_hub.hub import LocalHub
 from medssr_hub.pipeline import DemoConfig
 from medssr_hub.schema import (
@@ -32,14 +31,14 @@ SMALL = ["--items-per-benchmark", "2", "--num-samples", "2", "--max-tokens", "24
 FASTER = ["--labeling", '{"max_tokens": 32}', "--keyed_max_tokens", "32"]
 
 
-def demo_cmd(out, benchmarks_dir, *extra, config="recipes/demo.yaml"):
+def demo_cmd(out, benchmarks_dir, *extra):
     return [
         sys.executable,
         "-m",
         "medssr_hub.cli",
         "demo",
         "--config",
-        str(config),
+        "recipes/demo.yaml",
         "--output_dir",
         str(out),
         "--benchmarks-dir",
@@ -149,13 +148,10 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
 
     # The evaluation, killed with SIGKILL once some questions are on disk.
     cut = tmp_path / "cut"
-    # Steps 1-4 and 5a off (CI time; their resume is tested stage by stage): the base model's evaluation
+    # Steps 2-4 and 5a off (CI time; their resume is tested stage by stage): the base model's evaluation
     # is killed and resumed.
-    with open(os.path.join(root, "recipes", "demo.yaml")) as f:
-        recipe = yaml.safe_load(f)
-    evaluation_only = tmp_path / "evaluation_only.yaml"
-    evaluation_only.write_text(yaml.safe_dump({**recipe, "labeling": None, "keyed_eval": None}))
-    cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", config=evaluation_only)
+    evaluation_only = ["--labeling", "null", "--keyed_eval", "null"]
+    cut_cmd = demo_cmd(cut, benchmarks_dir, "--batch-size", "4", *evaluation_only)
     proc = subprocess.Popen(
         cut_cmd, cwd=root, env=cut_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
@@ -169,7 +165,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     assert not (cut / "summary.json").exists()
 
     # The resumed run (other batch size: other batch composition) generates only what is missing.
-    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6", config=evaluation_only)
+    resume = demo_cmd(cut, benchmarks_dir, "--batch-size", "6", *evaluation_only)
     result = subprocess.run(resume, cwd=root, env=cut_env, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "items already generated" in result.stderr
@@ -195,6 +191,16 @@ def test_changed_settings_are_refused_on_resume(tmp_path, benchmarks_dir):
         ["demo", "--chat", "true", "--output_dir", str(tmp_path), "--benchmarks-dir", str(benchmarks_dir)]
     )
     assert code == 2
+
+
+def test_a_step_is_skipped_with_null_on_the_command_line_as_in_yaml():
+    argv = ["--config", "recipes/demo.yaml", "--labeling", "null", "--keyed-eval", "None"]
+    (cfg,) = parse_config([DemoConfig], argv)
+    assert cfg.labeling is None and cfg.keyed_eval is None and cfg.synthesis["num_questions"] == 12
+    (cfg,) = parse_config([DemoConfig], ["--config", "recipes/demo.yaml", "--labeling", '{"n": 2}'])
+    assert cfg.labeling["n"] == 2 and cfg.labeling["shard_size"] == 6  # a mapping still updates the YAML's
+    with pytest.raises(ConfigError, match="--vllm: a mapping is required here, not null"):
+        parse_config([DemoConfig], ["--config", "recipes/demo.yaml", "--vllm", "null"])
 
 
 def test_clear_errors(tmp_path, capsys):

@@ -91,6 +91,15 @@ def _dict_fields(types: Sequence[type]) -> set[str]:
     }
 
 
+def _optional_fields(types: Sequence[type]) -> set[str]:
+    """Fields whose null means "skip this step" (e.g. the demo's `labeling: null`): those defaulting to
+    None (the argument parser strips `| None` from the types it reads)."""
+    return {f.name for t in types for f in dataclasses.fields(t) if f.default is None}
+
+
+NULLS = ("null", "none", "~")
+
+
 def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """The dataclasses `types` from `--config FILE` plus command-line overrides."""
     argv = list(argv or [])
@@ -101,10 +110,20 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog:
         argv[at] = config_file = str(find_config(argv[at]))
     from_yaml = read_yaml(config_file) if config_file else {}
     check_keys(types, from_yaml, config_file)
-    # A dict field on the command line updates the YAML's dict, before the dataclass checks it.
+    # A dict field on the command line updates the YAML's dict, before the dataclass checks it; `null`
+    # (as in YAML) unsets it, where the field allows that.
+    nulls = set()
     for name in _dict_fields(types):
         for flag in (f"--{name}", f"--{name.replace('_', '-')}"):
-            if flag in argv[:-1] and isinstance(from_yaml.get(name), dict):
+            if flag in argv[:-1] and argv[argv.index(flag) + 1].strip().lower() in NULLS:
+                if name not in _optional_fields(types):
+                    raise ConfigError(
+                        f"{flag}: a mapping is required here, not null (an empty one is '{{}}')"
+                    )
+                at = argv.index(flag)
+                del argv[at : at + 2]
+                nulls.add(name)
+            elif flag in argv[:-1] and isinstance(from_yaml.get(name), dict):
                 at = argv.index(flag) + 1
                 try:
                     given = JsonDict(argv[at])
@@ -113,6 +132,13 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog:
                 argv[at] = json.dumps({**from_yaml[name], **given})
     try:
         parsed = parser.parse_args_and_config(argv)
+        # Rebuilt with the nulls, so that the dataclass's own checks see them.
+        parsed = [
+            dataclasses.replace(c, **{f.name: None for f in dataclasses.fields(c) if f.name in nulls})
+            if nulls & {f.name for f in dataclasses.fields(c)}
+            else c
+            for c in parsed
+        ]
     except ConfigError:
         raise
     except (ValueError, TypeError) as e:
