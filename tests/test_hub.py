@@ -12,7 +12,7 @@ import pytest
 from datasets import load_dataset
 
 from medssr_hub.hub import HubError, LocalHub, VersionExistsError, open_hub, publish
-from medssr_hub.hub.cards import card_problems, dataset_card, model_card
+from medssr_hub.hub.cards import card_problems, dataset_card, model_card, redact
 from medssr_hub.records import load_records, records_to_dataset
 from tests.fake_hub import FakeHub
 
@@ -206,6 +206,18 @@ def test_a_symlinked_repo_folder_is_no_way_out(tmp_path, dataset_folder):
 
 
 # -- cards ----------------------------------------------------------------------------------------------
+def test_redact_hides_credentials_and_keeps_token_counts_and_the_tokenizer():
+    config = {"hub_token": "x", "HF_TOKEN": "x", "token": "x", "access-token": "x", "api_key": "x",
+              "OPENAI_API_KEY": "x", "client_secret": "x", "password": "x", "headers": {"Authorization": "x"},
+              "max_tokens": 96, "eval_max_tokens": 16, "num_tokens": 3, "tokenizer": "embedded",
+              "include_num_input_tokens_seen": "no"}  # fmt: skip
+    shown = redact(config)
+    assert {k for k, v in shown.items() if v == "<redacted>"} == {
+        "hub_token", "HF_TOKEN", "token", "access-token", "api_key", "OPENAI_API_KEY", "client_secret", "password",
+    }  # fmt: skip
+    assert shown["headers"] == {"Authorization": "<redacted>"} and shown["max_tokens"] == 96
+
+
 def test_cards_carry_metadata_and_never_secrets(dataset_folder, fake_hub, monkeypatch):
     folder, _ = dataset_folder
     card = card_for(folder, rejections={"no_options": 2}, rare_ratio=0.031)

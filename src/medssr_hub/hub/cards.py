@@ -23,7 +23,13 @@ from medssr_hub.hub.common import REPO_ID_RE
 from medssr_hub.paths import package_data
 
 CARDS_ENV = "MEDSSR_CARDS_DIR"
-SECRET_KEY = re.compile(r"token|secret|password|api[_-]?key|authorization", re.I)
+# A credential's key: `token` as a word of it (hub_token, HF_TOKEN, access-token), a secret, a password, an
+# API key, an authorization header. Not a count or a tool that has "token" inside a word: `max_tokens`,
+# `num_tokens`, `tokenizer` are settings a reader needs to reproduce a run.
+SECRET_KEY = re.compile(
+    r"(?:^|[_\W])(?:token|secret|secrets|password|passwd|credentials?|authorization)(?:$|[_\W])|api[_-]?key",
+    re.I,
+)
 TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 SIZE_CATEGORIES = [
     (1_000, "n<1K"),
