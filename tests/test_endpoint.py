@@ -259,7 +259,7 @@ def test_base_model_evaluation_sends_the_papers_raw_template_as_completions(
     recovery = [b for b in proxy.bodies if b["max_tokens"] == 2]
     details = pd.read_parquet(tmp_path / "ev" / "details" / "medqa.parquet")
     unparsed = details[details["recovered"]]
-    assert len(recovery) == len(unparsed) > 0
+    assert len(unparsed) > 0
     continued = {
         OFFICIAL_BASE_TEMPLATE.format(question=questions[row.id])
         + row.generation.strip()
@@ -267,7 +267,8 @@ def test_base_model_evaluation_sends_the_papers_raw_template_as_completions(
         + "\nRespond with one option only.\nThe answer is "
         for row in unparsed.itertuples()
     }
-    assert {b["prompt"] for b in recovery} == continued
+    # Once per distinct prompt: two samples with the same text share their (greedy) answer.
+    assert sorted(b["prompt"] for b in recovery) == sorted(continued)
     assert all(b["temperature"] == 0.0 and b["logit_bias"] and "top_p" not in b for b in recovery)
     assert results["benchmarks"]["medqa"]["samples"] == 2
 
