@@ -24,7 +24,7 @@ from trl import TrlParser
 from medssr_hub.errors import InputError
 from medssr_hub.names import check_repo, check_version
 from medssr_hub.paths import recipe_path
-from medssr_hub.utils import atomic_write_json
+from medssr_hub.utils import atomic_write_json, local_inputs_fingerprint
 
 
 class ConfigError(InputError):
@@ -268,25 +268,6 @@ def content_hash(value: Any) -> str:
     """A short sha256 of a JSON-able value (a prompt, the model that answers it): what resumed work is
     matched on, so that finished work is reused only for the same input and the same model."""
     return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def local_inputs_fingerprint(sources: Sequence[str | None]) -> dict[str, str]:
-    """The content of each local file or folder among `sources`, as a short hash (a Hub repo id is
-    matched by the revision in the config instead): a resume into the same folder after a file changed
-    under the same name is then another run."""
-    digests = {}
-    for source in sources:
-        path = Path(source).expanduser() if source else None
-        if path is None or not path.exists():
-            continue
-        h = hashlib.sha256()
-        for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-            with f.open("rb") as handle:
-                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                    h.update(block)
-        digests[str(source)] = h.hexdigest()[:16]
-    return digests
 
 
 def endpoint_fingerprint(endpoint: dict[str, Any] | None) -> dict[str, Any]:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,3 +181,22 @@ def setup_logging(level: str | int = "INFO") -> None:
     datasets.disable_progress_bars()
     huggingface_hub.utils.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
+
+
+def local_inputs_fingerprint(sources: Sequence[str | None]) -> dict[str, str]:
+    """The content of each local file or folder among `sources`, as a short hash (a Hub repo id is
+    matched by the revision in the config instead): a resume into the same folder after a file changed
+    under the same name is then another run."""
+    digests = {}
+    for source in sources:
+        path = Path(source).expanduser() if source else None
+        if path is None or not path.exists():
+            continue
+        h = hashlib.sha256()
+        for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+            with f.open("rb") as handle:
+                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                    h.update(block)
+        digests[str(source)] = h.hexdigest()[:16]
+    return digests
