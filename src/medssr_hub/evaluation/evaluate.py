@@ -45,7 +45,7 @@ from medssr_hub.evaluation.registry import BenchmarkUnavailable, is_rare, load_b
 from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.scoring import score
 from medssr_hub.evaluation.tables import render_markdown
-from medssr_hub.generation import SamplingParams, backend_for
+from medssr_hub.generation import BackendOwner, SamplingParams
 from medssr_hub.hub.cards import redact
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
@@ -61,26 +61,12 @@ from medssr_hub.utils import (
 logger = logging.getLogger(__name__)
 
 
-class Evaluator:
+class Evaluator(BackendOwner):
     def __init__(self, cfg: EvalConfig, backend=None):
         self.cfg = cfg
         self.out = Path(cfg.output_dir)
-        self._backend = backend
-        self._built_backend = False  # whether close() frees it: one handed in stays its owner's
+        self._backend = backend  # one handed in stays its owner's: close() frees only one it built
         self.bar = tqdm(disable=True)  # run's one bar, in samples (items in mode loglikelihood)
-
-    @property
-    def backend(self):
-        if self._backend is None:
-            self._backend = backend_for(self.cfg)
-            self._built_backend = True
-        return self._backend
-
-    def close(self) -> None:
-        """Free the backend this evaluator built (one handed in stays its owner's)."""
-        if self._built_backend:
-            self._backend.close()
-            self._backend, self._built_backend = None, False
 
     def run(self) -> dict[str, Any]:
         cfg = self.cfg

@@ -79,18 +79,20 @@ def backend_for(cfg) -> GenerationBackend:
 class BackendOwner:
     """A stage that builds its backend from its config (`self.cfg`) on first use and frees it with
     `close()`: the next stage's model needs the memory (vLLM on a GPU). A run that never generates (a
-    vignette-only synthesis) never builds one."""
+    vignette-only synthesis) never builds one; a backend handed in (`_backend` set) stays its owner's."""
 
     cfg: Any
     _backend: GenerationBackend | None = None
+    _built_backend: bool = False  # whether close() frees it
 
     @property
     def backend(self) -> GenerationBackend:
         if self._backend is None:
             self._backend = backend_for(self.cfg)
+            self._built_backend = True
         return self._backend
 
     def close(self) -> None:
-        if self._backend is not None:
+        if self._built_backend:
             self._backend.close()
-            self._backend = None
+            self._backend, self._built_backend = None, False
