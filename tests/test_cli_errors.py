@@ -282,23 +282,36 @@ def test_the_project_errors_share_one_base_and_a_bug_keeps_its_traceback(monkeyp
 
 @pytest.fixture
 def read_only(tmp_path):
-    """A folder on a read-only file system: a read-only bind mount of a writable one (root writes through
-    permissions, so chmod would prove nothing). Skipped where this sandbox may not mount."""
+    """A folder that refuses writes, as the kernel refuses them: a read-only bind mount of a writable one
+    (root writes through permissions, so chmod alone would prove nothing for root), or, for a user who may
+    not mount, the folder itself with its write permissions taken away."""
     import subprocess
 
     source, view = tmp_path / "source", tmp_path / "read-only"
     source.mkdir()
     view.mkdir()
-    yield source, view  # the test fills `source` first, then mounts
+    yield source, view  # the test fills `source` first, then calls _mount_read_only
     subprocess.run(["umount", str(view)], capture_output=True)
+    subprocess.run(["chmod", "-R", "u+w", str(tmp_path)])  # so that pytest can remove it
 
 
-def _mount_read_only(source, view) -> None:
+def _mount_read_only(source, view) -> str:
+    """Make `view` show `source` read-only; returns the error text a write there gets."""
+    import errno
+    import os
     import subprocess
 
     done = subprocess.run(["mount", "--bind", "-o", "ro", str(source), str(view)], capture_output=True)
-    if done.returncode != 0 or _writable(view):
-        pytest.skip(f"no read-only bind mount here: {done.stderr.decode().strip()}")
+    if done.returncode == 0 and not _writable(view):
+        return os.strerror(errno.EROFS)
+    if os.geteuid() != 0:  # permissions bind every user but root: `view` is the folder, `source` a link
+        view.rmdir()
+        source.rename(view)
+        source.symlink_to(view, target_is_directory=True)
+        subprocess.run(["chmod", "-R", "a-w", str(view)], check=True)
+        assert not _writable(view)
+        return os.strerror(errno.EACCES)
+    pytest.skip(f"root without the right to mount here: {done.stderr.decode().strip()}")
 
 
 def _writable(folder) -> bool:
@@ -311,8 +324,9 @@ def _writable(folder) -> bool:
 
 
 def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, capsys, benchmarks_dir):
-    """Outputs and a hub root on a read-only file system: evaluate and synthesize outputs, a publish that
-    would be a no-op and a new one; a pull still reads."""
+    """Outputs and a hub root on a read-only file system (or, for a user who may not mount, a folder
+    without write permission): evaluate and synthesize outputs, a publish that would be a no-op and a new
+    one; a pull still reads."""
     source, view = read_only
     data = source / "data"
     data.mkdir()
@@ -323,7 +337,7 @@ def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, cap
         )
         == 0
     )
-    _mount_read_only(source, view)
+    refused = _mount_read_only(source, view)
     hub = str(view / "hub")
     for argv in (
         ["publish", str(data), "--repo-id", "org/x", "--version", "v1.0.0", "--hub", hub],  # a no-op
@@ -340,7 +354,7 @@ def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, cap
         ["synthesize", "--rare_generator", "vignette", "--alpha", "1.0", "--output_dir", str(view / "s")],
     ):
         line = run(capsys, *argv)
-        assert "Read-only file system" in line and str(view) in line, (argv[0], line)
+        assert refused in line and str(view) in line, (argv[0], line)
     assert main(["pull", "org/x", "--revision", "v1.0.0", "--hub", hub]) == 0  # reading needs no write
 
 
