@@ -354,3 +354,31 @@ def test_the_gpu_smoke_script_rehearses_on_cpu_with_a_tiny_model_of_the_same_cod
     generation = summary["embedded_generation"]
     assert generation["sequences"] == 4 and generation["completion_tokens"] > 0
     assert generation["dtype"] == "float32" and generation["device"] == "cpu"
+
+
+def test_a_training_without_vllm_rollouts_does_not_import_vllm():
+    """TRL's GRPOTrainer imports an installed vLLM on its own import; a `use_vllm: false` training process
+    (the `medssr-hub stage1|stage2|sft` commands) keeps it out, and the trainer still imports."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from medssr_hub.training.grpo import parse_args\n"
+        "from medssr_hub.training.vllm_sync import keep_vllm_out\n"
+        f"_, args, _ = parse_args({[*PAPER_STAGE1, '--use_cpu', 'true', '--use_vllm', 'false']!r})\n"
+        "keep_vllm_out(args)\n"
+        "from medssr_hub.training.stops import MedSSRGRPOTrainer\n"
+        "from trl.import_utils import is_vllm_available\n"
+        "print(sys.modules['vllm'], is_vllm_available())\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["None", "False"]
+    _, args, _ = parse_args([*PAPER_STAGE1, "--use_cpu", "true"])  # the paper recipe rolls out on vLLM
+    assert args.use_vllm
+    from medssr_hub.training.vllm_sync import keep_vllm_out
+
+    before = sys.modules.get("vllm", "absent")
+    keep_vllm_out(args)
+    assert sys.modules.get("vllm", "absent") is before

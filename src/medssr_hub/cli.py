@@ -219,9 +219,11 @@ def run_command(argv: Sequence[str]) -> int:
         return STAGES[args.command][1](cfg)
     if args.command in TRAINING:
         from medssr_hub.checkpoint_eval import checkpoint_callbacks
+        from medssr_hub.training.vllm_sync import keep_vllm_out
 
         module = import_module(TRAINING[args.command][0])
         script_args, training_args, model_args = module.parse_args(rest, prog=prog)
+        keep_vllm_out(training_args)  # before TRL's trainer is imported; this process only trains
         evaluation = checkpoint_callbacks(script_args, training_args)  # eval_benchmarks: scored checkpoints
         module.main(script_args, training_args, model_args, callbacks=evaluation)
         return 0

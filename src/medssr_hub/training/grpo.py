@@ -20,7 +20,6 @@ from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import grpo_dataset
 from medssr_hub.training.reward_registry import build_reward_funcs
 from medssr_hub.training.rewards import AccuracyReward
-from medssr_hub.training.stops import MedSSRGRPOTrainer, add_stop_kwargs, rollout_stops
 from medssr_hub.utils import setup_logging
 
 CONFIG_TYPES = (MedSSRScriptArguments, GRPOConfig, ModelConfig)
@@ -37,6 +36,10 @@ def main(
     model_args: ModelConfig,
     callbacks: Sequence = (),
 ):
+    # Imported here, not at the top: TRL's GRPOTrainer imports vLLM when it is installed, and a training
+    # process that uses no vLLM rollouts keeps it out first (`vllm_sync.keep_vllm_out`, before this import).
+    from medssr_hub.training.stops import MedSSRGRPOTrainer, add_stop_kwargs, rollout_stops
+
     setup_logging()
     dataset, info = grpo_dataset(script_args)
     stops = rollout_stops(script_args)

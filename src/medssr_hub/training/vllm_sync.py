@@ -15,6 +15,7 @@ import importlib.util
 import json
 import logging
 import os
+import sys
 from pathlib import Path
 
 import torch
@@ -41,6 +42,22 @@ def require_vllm(training_args) -> None:
             "vllm_mode server syncs weights to `trl vllm-serve` over NCCL, which needs "
             "CUDA GPUs; on this machine use vllm_mode: colocate"
         )
+
+
+def keep_vllm_out(training_args) -> None:
+    """In a process that runs one training without vLLM rollouts, TRL does not import vLLM.
+
+    TRL's GRPOTrainer imports vLLM at its own import whenever vLLM is installed, to build rollouts that a
+    `use_vllm: false` run never makes: 5-7 s of every rank's start on 2 CPU cores. Marking `vllm` absent
+    in `sys.modules` (where Python's import system reads None as "not importable") makes TRL's
+    `is_vllm_available()` false. Only the one-training commands call this (`medssr-hub stage1|stage2|sft`,
+    which `accelerate launch recipes/*.py` runs); the demo trains in its own process and then evaluates on
+    vLLM, so it never does. A no-op where vLLM is used or already imported.
+    """
+    if getattr(training_args, "use_vllm", False) or "vllm" in sys.modules:
+        return
+    sys.modules["vllm"] = None
+    logger.debug("use_vllm is false: vLLM is not imported in this process")
 
 
 def digest(tensor: torch.Tensor, dtype: torch.dtype) -> str:
