@@ -50,9 +50,9 @@ def keep_vllm_out(training_args) -> None:
     TRL's GRPOTrainer imports vLLM at its own import whenever vLLM is installed, to build rollouts that a
     `use_vllm: false` run never makes: 5 s of every rank's start on 2 CPU cores (bench/training_startup.py).
     Marking `vllm` absent in `sys.modules` (where Python's import system reads None as "not importable")
-    makes TRL's `is_vllm_available()` false. Only the one-training commands call this (`medssr-hub stage1|stage2|sft`,
-    which `accelerate launch recipes/*.py` runs); the demo trains in its own process and then evaluates on
-    vLLM, so it never does. A no-op where vLLM is used or already imported.
+    makes TRL's `is_vllm_available()` false. Only the one-training commands call this (`medssr-hub
+    stage1|stage2|sft`, which `accelerate launch recipes/*.py` runs); the demo trains in its own process and
+    then evaluates on vLLM, so it never does. A no-op where vLLM is used or already imported.
     """
     if getattr(training_args, "use_vllm", False) or "vllm" in sys.modules:
         return
