@@ -5,8 +5,8 @@
 Each repeat starts two fresh interpreters side by side in time (alternating which goes first), both
 parsing the shipped stage 1 recipe with `use_vllm: false` and importing the GRPO trainer: one as the
 `medssr-hub stage1` command does (`keep_vllm_out` first), one as it did before (TRL imports vLLM). It
-prints each pair and the ratio of the medians, after one uncounted warm-up start. Only the import: the model and data load are the same
-either way.
+prints each pair and the ratio of the medians, after one uncounted warm-up start. Only the import: the
+model and data load are the same either way.
 """
 
 import argparse
