@@ -195,8 +195,15 @@ def local_inputs_fingerprint(sources: Sequence[str | None]) -> dict[str, str]:
         h = hashlib.sha256()
         for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
             h.update(str(f.relative_to(path)).encode() + b"\0")
-            with f.open("rb") as handle:
-                for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
-                    h.update(block)
+            hash_file(f, h)
         digests[str(source)] = h.hexdigest()[:16]
     return digests
+
+
+def hash_file(path: str | Path, h=None):
+    """`h` (a new sha256 if none) updated with the file's bytes, read in 1 MiB blocks; returns `h`."""
+    h = hashlib.sha256() if h is None else h
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h

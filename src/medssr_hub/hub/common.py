@@ -17,6 +17,7 @@ from medssr_hub.names import (  # re-exported: the one name check, also used by 
     check_repo,
     check_version,
 )
+from medssr_hub.utils import hash_file
 
 MANIFEST = "medssr_manifest.json"  # written into every published folder: the content id of the version
 RUN_CONFIG = "medssr_config.json"  # the publishable settings a stage's release was made with
@@ -29,14 +30,6 @@ class HubError(ServiceError):
 
 class VersionExistsError(HubError):
     """The version is already published with other content: versions are immutable."""
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def folder_files(folder: Path) -> list[Path]:
@@ -55,7 +48,7 @@ def build_manifest(folder: str | Path) -> dict:
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: not a folder")
     files = {
-        p.relative_to(folder).as_posix(): {"sha256": _sha256(p), "size": p.stat().st_size}
+        p.relative_to(folder).as_posix(): {"sha256": hash_file(p).hexdigest(), "size": p.stat().st_size}
         for p in folder_files(folder)
     }
     if not files:
