@@ -290,12 +290,12 @@ def read_only(tmp_path):
     source, view = tmp_path / "source", tmp_path / "read-only"
     source.mkdir()
     view.mkdir()
-    yield source, view  # the test fills `source` first, then calls _mount_read_only
+    yield source, view  # the test fills `source` first, then calls _make_read_only
     subprocess.run(["umount", str(view)], capture_output=True)
     subprocess.run(["chmod", "-R", "u+w", str(tmp_path)])  # so that pytest can remove it
 
 
-def _mount_read_only(source, view) -> str:
+def _make_read_only(source, view) -> str:
     """Make `view` show `source` read-only; returns the error text a write there gets."""
     import errno
     import os
@@ -337,7 +337,7 @@ def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, cap
         )
         == 0
     )
-    refused = _mount_read_only(source, view)
+    refused = _make_read_only(source, view)
     hub = str(view / "hub")
     for argv in (
         ["publish", str(data), "--repo-id", "org/x", "--version", "v1.0.0", "--hub", hub],  # a no-op
