@@ -1,12 +1,16 @@
-"""Shared fixtures: the real embedded model, the shared benchmark files, real llama.cpp and vLLM servers."""
+"""Shared fixtures: each test's own world (hub, caches, HOME), the real embedded model, the shared
+benchmark files, real llama.cpp and vLLM servers."""
 
 from __future__ import annotations
 
+import atexit
 import http.server
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -17,22 +21,90 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
+# Where a user's machine keeps what the suite must never read or write: the default local hub and the
+# medssr-hub cache (under HF_HOME, under XDG_CACHE_HOME, under HOME), the Hugging Face token and caches,
+# trackio's projects. Each test gets all of them anew (`own_world`); `MEDSSR_BENCHMARKS_DIR` is an input
+# the suite is given, not state, and stays.
+# Unset in every test: the user's own hub and token are theirs (a test that needs a token sets its own).
+UNSET_ENV = ("MEDSSR_HUB_ROOT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT")
+
+
+def _world_env(world: Path) -> dict[str, str]:
+    home = world / "home"
+    return {
+        "HOME": str(home),
+        "XDG_CACHE_HOME": str(home / ".cache"),
+        "XDG_CONFIG_HOME": str(home / ".config"),
+        "XDG_DATA_HOME": str(home / ".local" / "share"),
+        "HF_HOME": str(world / "hf-home"),
+        "HF_HUB_CACHE": str(world / "hf-home" / "hub"),
+        "HF_DATASETS_CACHE": str(world / "hf-home" / "datasets"),
+        "HF_XET_CACHE": str(world / "hf-home" / "xet"),
+        "HF_ASSETS_CACHE": str(world / "hf-home" / "assets"),
+        "HUGGINGFACE_HUB_CACHE": str(world / "hf-home" / "hub"),
+        "HF_TOKEN_PATH": str(world / "hf-home" / "token"),
+        "MEDSSR_HUB_CACHE": str(world / "medssr-cache"),
+        "TRACKIO_DIR": str(world / "trackio"),
+    }
+
+
+# Set before any test module imports huggingface_hub, datasets or trackio, which read these locations once,
+# at import: what the suite imports in-process is pointed at a world of the session's own, never the user's.
+_SESSION_WORLD = Path(tempfile.mkdtemp(prefix="medssr-tests-"))
+atexit.register(shutil.rmtree, _SESSION_WORLD, True)
+for _name in UNSET_ENV:
+    os.environ.pop(_name, None)
+os.environ.update(_world_env(_SESSION_WORLD))
+(_SESSION_WORLD / "home").mkdir()
+# Caches of the tools' own, not of the user's work, shared by the session's tests: matplotlib's font list and
+# vLLM's compile cache would otherwise be rebuilt in every test's HOME.
+os.environ["MPLCONFIGDIR"] = str(_SESSION_WORLD / "matplotlib")
+os.environ["VLLM_CACHE_ROOT"] = str(_SESSION_WORLD / "vllm")
+
+
+@pytest.fixture(scope="session")
+def shared_embedded_model(request) -> Path:
+    """The embedded model, converted once per checkout into pytest's cache folder (not the user's cache)
+    and shared read-only by every test's world."""
+    from medssr_hub import modeling
+
+    folder = request.config.cache.mkdir("medssr-embedded") if request.config.cache else _SESSION_WORLD
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MEDSSR_HUB_CACHE", str(folder))
+    try:
+        return modeling.ensure_embedded_model()
+    finally:
+        mp.undo()
+
 
 @pytest.fixture(autouse=True)
-def isolated_hub_cache(tmp_path_factory, monkeypatch):
-    """Each test downloads from test Hub servers into its own caches: a snapshot cached by an earlier run
-    (same repo id and commit) would otherwise stand in for what this test published."""
+def own_world(tmp_path_factory, monkeypatch, shared_embedded_model):
+    """Each test's own hub root, Hugging Face home and caches, medssr-hub cache, trackio folder and HOME,
+    for itself and every process it starts: what a user published or cached never changes a test's result,
+    and no test changes it. The default local hub (the medssr-hub cache's `hub/`) is the world's own."""
     import datasets.config
     from huggingface_hub import constants
 
-    cache = tmp_path_factory.mktemp("hf-hub-cache")
-    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
-    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache))
+    world = tmp_path_factory.mktemp("world")
+    env = _world_env(world)
+    for name in UNSET_ENV:
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    for name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HOME"):
+        Path(env[name]).mkdir(parents=True, exist_ok=True)
+    models = Path(env["MEDSSR_HUB_CACHE"]) / "models"
+    models.mkdir(parents=True)
+    (models / shared_embedded_model.name).symlink_to(shared_embedded_model, target_is_directory=True)
+    # huggingface_hub and datasets read these once, at import: the test's own, in this process too.
+    for name in ("HF_HOME", "HF_HUB_CACHE", "HF_ASSETS_CACHE", "HF_XET_CACHE", "HF_TOKEN_PATH"):
+        monkeypatch.setattr(constants, name, env[name])
+    stored = Path(env["HF_TOKEN_PATH"]).with_name("stored_tokens")
+    monkeypatch.setattr(constants, "HF_STORED_TOKENS_PATH", str(stored))
     # datasets caches a local folder's tables by the folder's name and config (see README): its own
     # cache per test, so a table prepared by an earlier run never stands in for this test's.
-    datasets_cache = tmp_path_factory.mktemp("hf-datasets-cache")
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(datasets_cache))
-    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", datasets_cache)
+    monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", Path(env["HF_DATASETS_CACHE"]))
+    return world
 
 
 @pytest.fixture(scope="session")
@@ -44,10 +116,8 @@ def benchmarks_dir() -> Path:
 
 
 @pytest.fixture(scope="session")
-def embedded_dir() -> Path:
-    from medssr_hub.modeling import ensure_embedded_model
-
-    return ensure_embedded_model()
+def embedded_dir(shared_embedded_model) -> Path:
+    return shared_embedded_model
 
 
 @pytest.fixture(scope="session")

@@ -42,6 +42,7 @@ from medssr_hub.pipeline import DemoConfig
 from medssr_hub.records import load_records
 from medssr_hub.steps import (
     base_backend,
+    benchmark_files,
     evaluate_model,
     heldout_data,
     labeled_data,
@@ -180,6 +181,7 @@ def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[s
 
 
 def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
+    benchmark_files(cfg)  # a missing input is reported first, before the resume and publish checks
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_resume(out, cfg.run_fingerprint(), "ablation")

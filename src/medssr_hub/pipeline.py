@@ -32,6 +32,7 @@ from medssr_hub.generation.offline_vllm import native_bf16_cpu
 from medssr_hub.method_check import keyed_vignettes_file, method_check, render_method_check
 from medssr_hub.steps import (
     base_backend,
+    benchmark_files,
     evaluate_model,
     heldout_data,
     labeled_data,
@@ -193,6 +194,7 @@ def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
 
 
 def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+    benchmark_files(cfg)  # a missing input is reported first, before the resume and publish checks
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_resume(out, cfg.run_fingerprint(), "demo")
