@@ -619,6 +619,74 @@ def test_colocated_vllm_rollouts_come_from_the_updated_weights(tmp_path, labeled
     assert "v0.1.0" in LocalHub(labeled).versions("medssr/colocate", "model")
 
 
+# Questions asked after four answered ones in the raw template's own layout, so that a model, having answered
+# (or not), goes on to a question of its own: most rollouts end at the stop rule's "\nQuestion:".
+SHOTS = [
+    ("What is 2+2?", ("3", "4"), "B"),
+    ("Which organ pumps blood?", ("Heart", "Liver"), "A"),
+    ("Which gas do we breathe in to live?", ("Oxygen", "Helium"), "A"),
+    ("How many legs does a spider have?", ("Six", "Eight"), "B"),
+]
+ASKED = [
+    ("Which vitamin deficiency causes scurvy?", {"A": "Vitamin C", "B": "Vitamin D"}, "A"),
+    ("Which organ makes insulin?", {"A": "Spleen", "B": "Pancreas"}, "B"),
+    ("Which blood cells carry oxygen?", {"A": "Red blood cells", "B": "Platelets"}, "A"),
+    ("Which bone is in the thigh?", {"A": "Humerus", "B": "Femur"}, "B"),
+]
+
+
+@pytest.mark.vllm
+@pytest.mark.slow
+def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
+    """The base template with the stop rule, vLLM colocated, TRL's default importance sampling (per
+    sequence, masked above 3.0): a rollout cut at "\nQuestion:" ends with an EOS the engine never sampled.
+    Scored as if sampled with certainty, that EOS pulls the stopped rollout's ratio to about 0 (and its
+    gradient with it); scored as not sampled, the ratio reflects the sampled tokens only. Sampling as the
+    paper-scale recipe does (no top-k, top-p 1), so vLLM's processed logprobs are the trainer's own. The
+    rewards read each completion without the stop string."""
+    answered = "".join(f"{q}\nA. {a}\nB. {b}\n\nThe answer is {g}.\n\nQuestion:\n" for q, (a, b), g in SHOTS)
+    data, seen = tmp_path / "answered.jsonl", tmp_path / "completions.jsonl"
+    data.write_text(
+        "".join(
+            json.dumps({"id": f"q{i}", "question": answered + stem, "options": options, "answer": gold})
+            + "\n"
+            for i, (stem, options, gold) in enumerate(ASKED)
+        )
+    )
+    out = run_ok(
+        "stage1.py", "smollm2/stage1.yaml", "--dataset_name", str(data), "--target", "answer",
+        "--hub", str(tmp_path / "hub"), "--max_steps", "2", "--output_dir", str(tmp_path / "s1"),
+        "--per_device_train_batch_size", "16", "--num_generations", "4", "--max_completion_length", "32",
+        "--chat", "false", "--stop_at_next_question", "true", "--recovery", "false",
+        "--reward_funcs", "format", "tests.reward_probe.record_completions", "--reward_weights", "1.0", "0.0",
+        "--temperature", "0.7", "--top_p", "1.0", "--top_k", "0", "--dtype", "bfloat16", "--bf16", "true",
+        "--use_vllm", "true", "--vllm_mode", "colocate", "--vllm_max_model_length", "1024",
+        "--publish_repo", "medssr/stopped",
+        env_extra={"VLLM_CPU_CI_ENV": "1", "MEDSSR_TEST_COMPLETIONS": str(seen), "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    history = json.loads((tmp_path / "s1" / "final" / "train_summary.json").read_text())["log_history"]
+    steps = [h for h in history if "sampling/importance_sampling_ratio/min" in h]
+    assert [h["step"] for h in steps] == [1, 2], out[-3000:]
+    stopped = [h["medssr/stopped_at_next_question"] for h in steps]
+    assert all(share > 0 for share in stopped) and sum(stopped) / len(stopped) > 0.5, stopped
+    for h in steps:
+        assert h["sampling/importance_sampling_ratio/min"] >= 0.5, h
+    completions = [json.loads(line) for line in seen.read_text().splitlines()]
+    assert len(completions) == 32 and not any("\nQuestion:" in c for c in completions), completions
+
+
+def test_vllm_rollouts_with_top_k_or_top_p_warn_that_the_importance_ratio_is_biased(caplog):
+    from types import SimpleNamespace
+
+    from medssr_hub.training.vllm_sync import require_vllm
+
+    args = dict(use_vllm=True, vllm_mode="colocate", vllm_importance_sampling_correction=True)
+    require_vllm(SimpleNamespace(**args, top_k=0, top_p=1.0))
+    assert "biased low" not in caplog.text
+    require_vllm(SimpleNamespace(**args, top_k=20, top_p=0.95))
+    assert "TRL's importance-sampling ratio is biased low" in caplog.text
+
+
 def test_use_vllm_never_falls_back_silently(monkeypatch):
     import importlib.util
     from types import SimpleNamespace

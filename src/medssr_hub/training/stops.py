@@ -12,8 +12,19 @@ at the first stop string, on either engine:
 Either engine leaves a stopped completion without an end-of-sequence token, and TRL reads a completion
 without one as truncated (`completions/clipped_ratio`, and `mask_truncated_completions` would drop it
 from the loss). So the trainer cuts each stopped completion right after its stop string and appends EOS:
-a completion that stopped is a finished one. The appended EOS was chosen by the rule, not sampled: its
-sampling logprob (vLLM's importance-sampling correction) is 0, the rule's certainty.
+a completion that stopped is a finished one.
+
+The appended EOS was chosen by the rule, not sampled, so it has no sampling logprob. It must not get one:
+TRL 1.16 corrects for vLLM's sampling with a per-sequence ratio `exp(sum(old_logp - sampling_logp))`
+(`vllm_importance_sampling_mode: sequence_mask`, masked above a cap of 3.0 and never below), and a
+sampling logprob of 0 for the EOS would add `log p(EOS | "...\nQuestion:")`, very negative under a base
+model, to every stopped rollout's sum: its ratio goes to about 0 and its gradient with it. TRL reads a
+missing logprob (`None`, as vLLM reports one it could not compute) as NaN and gives that token a
+difference of 0 (`grpo_trainer.py`, `_generate_and_score_completions`): the ratio then reflects only the
+tokens the engine sampled.
+
+The rewards read a stopped completion as the answer ended, without the stop string it ran into
+(`MedSSRGRPOTrainer._calculate_rewards`): "The answer is B.\nQuestion:" is "The answer is B.".
 """
 
 from __future__ import annotations
@@ -59,15 +70,21 @@ def _stop_length(ids: list[int], stops: Sequence[str], tokenizer) -> int | None:
     return lo
 
 
+def before_stop(text: str, stops: Sequence[str]) -> str:
+    """The text up to the first stop string it holds (the text itself when it holds none)."""
+    cut = min((i for i in (text.find(s) for s in stops) if i >= 0), default=len(text))
+    return text[:cut]
+
+
 def end_at_stop(
     completion_ids: list[list[int]],
-    logprobs: list[list[float]] | None,
+    logprobs: list[list[float | None]] | None,
     stops: Sequence[str],
     tokenizer,
     eos_ids: Sequence[int],
-) -> tuple[list[list[int]], list[list[float]] | None, int]:
-    """Each completion that holds a stop string, cut after it and ended with the first of `eos_ids`; how
-    many were.
+) -> tuple[list[list[int]], list[list[float | None]] | None, int]:
+    """Each completion that holds a stop string, cut after it and ended with the first of `eos_ids` (whose
+    sampling logprob is None: not sampled); how many were.
 
     A completion already ending in EOS is finished and kept as it is. Trailing pad tokens (transformers pads
     a row that stopped early, which TRL keeps when pad is not EOS) are dropped first.
@@ -84,7 +101,7 @@ def end_at_stop(
         cut = None if (ids and ids[-1] in eos_ids) else _stop_length(ids, stops, tokenizer)
         if cut is not None:
             ids, stopped = [*ids[:cut], eos_ids[0]], stopped + 1
-            lps = [*lps[:cut], 0.0] if lps is not None else None
+            lps = [*lps[:cut], None] if lps is not None else None  # not sampled: no correction (above)
         out_ids.append(ids)
         if out_lp is not None:
             out_lp.append(lps)
@@ -125,3 +142,10 @@ class MedSSRGRPOTrainer(GRPOTrainer):
             mode = "train" if self.model.training else "eval"
             self._metrics[mode]["medssr/stopped_at_next_question"].append(stopped / len(completion_ids))
         return completion_ids, logprobs
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        """TRL's reward step, each reward reading a stopped completion without its stop string (raw
+        completions are strings; the stops apply to the raw template only)."""
+        if self.stops:
+            completions = [before_stop(c, self.stops) if isinstance(c, str) else c for c in completions]
+        return super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)

@@ -42,6 +42,17 @@ def require_vllm(training_args) -> None:
             "vllm_mode server syncs weights to `trl vllm-serve` over NCCL, which needs "
             "CUDA GPUs; on this machine use vllm_mode: colocate"
         )
+    top_k, top_p = getattr(training_args, "top_k", 0) or 0, getattr(training_args, "top_p", 1.0)
+    if getattr(training_args, "vllm_importance_sampling_correction", False) and (top_k > 0 or top_p < 1.0):
+        # TRL 1.16 asks vLLM for `processed_logprobs` (renormalised over what top-k/top-p kept) and computes
+        # the trainer's logprobs over the whole vocabulary, so each token's ratio is below 1 and the
+        # per-sequence ratio of a long rollout goes to 0 (grpo_trainer.py; vllm sampler, topk_topp_sampler).
+        logger.warning(
+            "use_vllm with top_k %s / top_p %s: TRL's importance-sampling ratio is biased low (its trainer "
+            "logprobs ignore top-k/top-p); sample with top_k: 0 and top_p: 1.0 as the 8B recipes do",
+            top_k,
+            top_p,
+        )
 
 
 def keep_vllm_out(training_args) -> None:
