@@ -4,6 +4,7 @@ training ranks' path, the embedded backend's on-device sampling, and the Slurm l
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -146,7 +147,7 @@ def test_end_at_stop_cuts_after_the_stop_keeps_finished_rows_and_drops_trailing_
     )
     assert stopped == 1
     assert tokenizer.decode(ids[0], skip_special_tokens=True) == "The answer is C.\nQuestion:"
-    assert ids[0][-1] == eos and logprobs[0][-1] == 0.0 and len(logprobs[0]) == len(ids[0])
+    assert ids[0][-1] == eos and logprobs[0][-1] is None and len(logprobs[0]) == len(ids[0])
     assert ids[1] == finished and ids[2] == answer  # finished, and truncated without a stop: unchanged
 
 
@@ -195,8 +196,17 @@ def test_the_paper_configs_checkpoints_fit_a_1_tb_disk(tmp_path):
         plan, steps = _paper_plan(recipe, tmp_path)
         assert steps == 768  # 43K prompts / (8 x 8 x 7 completions / 8 per prompt)
         total += sum(plan.needs.values())
-    # Two kept ZeRO-2 checkpoints (~115 GB each), the final model, and the pushed weights, per stage.
+    # Two kept ZeRO-2 checkpoints (~131 GB each), the final model, and the pushed weights, per stage.
     assert total < TB, f"{total / 1e9:.0f} GB"
+
+
+def test_a_deepspeed_checkpoint_counts_16_bytes_a_parameter(tmp_path):
+    """bf16 weights (2) + DeepSpeed's bf16 module (2) + fp32 master weights and Adam's moments (12)."""
+    plan, _ = _paper_plan("qwen3-8b-base/stage1.yaml", tmp_path)
+    (kept,) = [line for line in plan.lines if "kept checkpoint" in line]
+    per_checkpoint = float(kept.split(" of ")[1].split(" GB")[0].replace(",", ""))
+    params = 8.19e9  # Qwen3-8B
+    assert 15.5 * params / 1e9 < per_checkpoint < 16.5 * params / 1e9, kept
 
 
 def test_a_run_that_cannot_fit_its_disk_stops_before_training_naming_the_fix(tmp_path):
@@ -268,7 +278,43 @@ COLOCATE_FIELDS = {
     "vllm_gpu_memory_utilization",
     "vllm_enable_sleep_mode",
     "vllm_server_timeout",
+    "vllm_max_model_length",
 }
+
+
+# Per token of KV cache in bf16 (2 x layers x KV heads x head dim x 2 bytes) and bf16 weights, from each
+# model's config.json: Qwen3-8B (bench/qwen3-8b-config.json), Llama-3.1-8B (32 layers, 8 KV heads, head dim
+# 128, 8.03e9 parameters).
+KV_BYTES_PER_TOKEN = {"qwen3-8b-base": 2 * 36 * 8 * 128 * 2, "llama3.1-8b": 2 * 32 * 8 * 128 * 2}
+WEIGHT_BYTES = {"qwen3-8b-base": 2 * 8.19e9, "llama3.1-8b": 2 * 8.03e9}
+
+
+def test_every_recipe_that_starts_vllm_bounds_its_context_within_the_memory_it_gives_the_engine():
+    """Unbounded, vLLM reserves KV cache for the model's whole context (131,072 tokens for Llama-3.1: 16 GiB
+    for one sequence) and refuses to start at a colocated memory share. Colocated: the trainer's
+    `vllm_max_model_length` holds a prompt and the whole completion, and one such sequence fits beside the
+    weights in the share the header names as the floor (0.35 of an 80 GB GPU, 2 GB for the engine's own
+    buffers). Server: the header's and the Slurm script's `trl vllm-serve` pass `--max_model_len`."""
+    import yaml
+
+    recipes = sorted((ROOT / "src" / "medssr_hub" / "data" / "recipes").rglob("*.yaml"))
+    starting = [(p, yaml.safe_load(p.read_text())) for p in recipes]
+    starting = [(p, c) for p, c in starting if isinstance(c, dict) and c.get("use_vllm")]
+    assert len(starting) == 8
+    for path, config in starting:
+        family = path.parent.name
+        if config["vllm_mode"] == "colocate":
+            length = config["vllm_max_model_length"]
+            assert config["max_completion_length"] + 1024 <= length <= 8192, path
+            for share in (config["vllm_gpu_memory_utilization"], 0.35):
+                free = share * 80e9 - WEIGHT_BYTES[family] - 2e9
+                assert free > length * KV_BYTES_PER_TOKEN[family], (path, share)
+        else:
+            assert re.search(r"trl vllm-serve --model \S+ --max_model_len 4096 &", path.read_text()), path
+    slurm = (ROOT / "recipes" / "slurm" / "train.slurm").read_text()
+    assert '--max_model_len "$MAX_MODEL_LEN"' in slurm
+    (serve, *_) = _slurm(1, "stage1", "qwen3-8b-base/stage1.yaml")
+    assert "--max_model_len 4096" in serve
 
 
 @pytest.mark.parametrize("name", SERVER_CONFIGS)

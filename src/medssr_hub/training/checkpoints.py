@@ -1,7 +1,9 @@
 """Checkpoints that fit: the disk a run will fill, estimated and checked before the first step.
 
-A ZeRO-2 checkpoint of an 8B model is about 130 GB (bf16 weights, plus fp32 master weights and Adam's two
-moments, 14 bytes a parameter); `save_total_limit` of them are kept, the final model is written beside them,
+A ZeRO-2 checkpoint of an 8B model is about 130 GB: the bf16 weights the Trainer saves, and DeepSpeed's
+own `global_step*/` folder with the bf16 module again (`mp_rank_00_model_states.pt`) and the fp32 master
+weights and Adam's two moments (`*_optim_states.pt`), 16 bytes a parameter (ZeRO-3 shards the module file,
+so it writes about 14: the plan counts 16 for both); `save_total_limit` of them are kept, the final model is written beside them,
 and with `push_checkpoints` on a local hub every saved checkpoint's weights are copied into the hub too. A
 run that fills its disk dies at a save, hours in, with a half-written checkpoint. So the estimate is
 checked against the free space of each disk before any model loads, and a run that cannot fit stops with
@@ -106,8 +108,8 @@ def disk_plan(
         saved, optimizer = 0.05 * weight_bytes, 0.0
     else:
         saved = weight_bytes
-        # Adam's two fp32 moments; DeepSpeed keeps an fp32 master copy beside bf16 weights as well.
-        optimizer = 0.0 if training_args.save_only_model else params * (12 if deepspeed else 8)
+        # Adam's two fp32 moments; DeepSpeed saves its fp32 master copy and the bf16 module as well.
+        optimizer = 0.0 if training_args.save_only_model else params * (12 + 2 if deepspeed else 8)
     saves = planned_saves(training_args, steps)
     kept = min(saves, training_args.save_total_limit or saves)
     if kept:
