@@ -670,7 +670,7 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
     stopped = [h["medssr/stopped_at_next_question"] for h in steps]
     assert all(share > 0 for share in stopped) and sum(stopped) / len(stopped) > 0.5, stopped
     # With the EOS scored as sampled the minimum was 3e-06 and 0.0; scored as not sampled, 0.49-0.74 over
-    # four runs here: the rest is the CPU engine's bf16 against the trainer's bf16 autocast, which vary
+    # three runs here: the rest is the CPU engine's bf16 against the trainer's bf16 autocast, which vary
     # from run to run, so the bound sits at 0.25 rather than the 0.5.
     for h in steps:
         assert h["sampling/importance_sampling_ratio/min"] >= 0.25, h
