@@ -21,17 +21,17 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).parent / "data"
 
-# Where a user's machine keeps what the suite must never read or write: the default local hub and the
-# medssr-hub cache (under HF_HOME, under XDG_CACHE_HOME, under HOME), the Hugging Face token and caches,
-# trackio's projects. Each test gets all of them anew (`own_world`); `MEDSSR_BENCHMARKS_DIR` is an input
-# the suite is given, not state, and stays.
 # Unset in every test: the user's own hub and token are theirs (a test that needs a token sets its own).
 UNSET_ENV = ("MEDSSR_HUB_ROOT", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT")
 
 
 def _world_env(world: Path) -> dict[str, str]:
+    """Where a user's machine keeps what the suite must never read or write, moved under `world` (its
+    folders made): the default local hub and the medssr-hub cache (under HF_HOME, under XDG_CACHE_HOME, under
+    HOME), the Hugging Face token and caches, trackio's projects. `MEDSSR_BENCHMARKS_DIR` is an input the
+    suite is given, not state, and stays."""
     home = world / "home"
-    return {
+    env = {
         "HOME": str(home),
         "XDG_CACHE_HOME": str(home / ".cache"),
         "XDG_CONFIG_HOME": str(home / ".config"),
@@ -46,6 +46,9 @@ def _world_env(world: Path) -> dict[str, str]:
         "MEDSSR_HUB_CACHE": str(world / "medssr-cache"),
         "TRACKIO_DIR": str(world / "trackio"),
     }
+    for name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HOME"):
+        Path(env[name]).mkdir(parents=True, exist_ok=True)
+    return env
 
 
 # Set before any test module imports huggingface_hub, datasets or trackio, which read these locations once,
@@ -55,7 +58,6 @@ atexit.register(shutil.rmtree, _SESSION_WORLD, True)
 for _name in UNSET_ENV:
     os.environ.pop(_name, None)
 os.environ.update(_world_env(_SESSION_WORLD))
-(_SESSION_WORLD / "home").mkdir()
 # Caches of the tools' own, not of the user's work, shared by the session's tests: matplotlib's font list and
 # vLLM's compile cache would otherwise be rebuilt in every test's HOME.
 os.environ["MPLCONFIGDIR"] = str(_SESSION_WORLD / "matplotlib")
@@ -91,8 +93,6 @@ def own_world(tmp_path_factory, monkeypatch, shared_embedded_model):
         monkeypatch.delenv(name, raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    for name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "HF_HOME"):
-        Path(env[name]).mkdir(parents=True, exist_ok=True)
     models = Path(env["MEDSSR_HUB_CACHE"]) / "models"
     models.mkdir(parents=True)
     (models / shared_embedded_model.name).symlink_to(shared_embedded_model, target_is_directory=True)

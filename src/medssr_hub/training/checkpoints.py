@@ -3,11 +3,11 @@
 A ZeRO-2 checkpoint of an 8B model is about 130 GB: the bf16 weights the Trainer saves, and DeepSpeed's
 own `global_step*/` folder with the bf16 module again (`mp_rank_00_model_states.pt`) and the fp32 master
 weights and Adam's two moments (`*_optim_states.pt`), 16 bytes a parameter (ZeRO-3 shards the module file,
-so it writes about 14: the plan counts 16 for both); `save_total_limit` of them are kept, the final model is written beside them,
-and with `push_checkpoints` on a local hub every saved checkpoint's weights are copied into the hub too. A
-run that fills its disk dies at a save, hours in, with a half-written checkpoint. So the estimate is
-checked against the free space of each disk before any model loads, and a run that cannot fit stops with
-the numbers and the fixes named.
+so it writes about 14: the plan counts 16 for both); `save_total_limit` of them are kept, the final model
+is written beside them, and with `push_checkpoints` on a local hub every saved checkpoint's weights are
+copied into the hub too. A run that fills its disk dies at a save, hours in, with a half-written
+checkpoint. So the estimate is checked against the free space of each disk before any model loads, and a
+run that cannot fit stops with the numbers and the fixes named.
 """
 
 from __future__ import annotations
