@@ -204,3 +204,26 @@ def test_medssr_hub_lighteval_reports_usage_errors_as_lighteval_does(capsys):
 
     assert main(["lighteval", "accelerate"]) == 2
     assert "Missing argument 'model_args'" in capsys.readouterr().err
+
+
+def test_our_loggers_still_report_after_lighteval_s_command_line_is_imported(monkeypatch):
+    """Importing `lighteval.__main__` configures logging with dictConfig's default, which disables every
+    existing logger: a warning of ours issued afterwards in the same process must still be handled."""
+    import logging
+    import sys
+
+    from medssr_hub.evaluation.lighteval_tasks import lighteval_cli
+
+    ours = logging.getLogger("medssr_hub.training.vllm_sync")
+    monkeypatch.delitem(sys.modules, "lighteval.__main__", raising=False)  # its import-time config runs
+    assert lighteval_cli(["--help"]) == 0
+    assert "lighteval.__main__" in sys.modules and not ours.disabled
+    heard: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = heard.append  # on our logger itself: lighteval's config replaced the root's handlers
+    ours.addHandler(listener)
+    try:
+        ours.warning("still heard")
+    finally:
+        ours.removeHandler(listener)
+    assert [r.getMessage() for r in heard] == ["still heard"]

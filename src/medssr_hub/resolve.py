@@ -56,6 +56,13 @@ def resolve_model(
     return name, revision
 
 
+def model_identity(path: str, revision: str | None) -> str:
+    """What a loaded model is, for resuming: a local folder by its real path (a link to the folder is the
+    same model), a repo id with the revision read."""
+    name = str(Path(path).resolve()) if Path(path).is_dir() else path
+    return f"{name}@{revision}" if revision else name
+
+
 def resolve_dataset(source: str | Path, revision: str | None = None, hub: str | None = None) -> Path:
     """A local file or folder holding the dataset: the path itself, or the repo's files at `revision`."""
     name = str(source)

@@ -18,7 +18,10 @@ which runs lighteval's own command line with the static suite in `lighteval_suit
 - its prediction cache is keyed on the model config, not the weights (two checkpoints at one path
   would share predictions): it is disabled, our generation logs make runs resumable;
 - it never sets `do_sample`, so with transformers 5 it would decode greedily: set from temperature;
-- its details logger hashes strings with xxhash, which needs xxhash<4 (pinned in pyproject).
+- its details logger hashes strings with xxhash, which needs xxhash<4 (pinned in pyproject);
+- importing its command line (`lighteval.__main__`) runs `logging.config.dictConfig` without
+  `disable_existing_loggers=False`, which disables every logger created before it (ours too: later
+  warnings of the same process were lost): `lighteval_cli` imports it with them kept enabled.
 """
 
 from __future__ import annotations
@@ -129,13 +132,27 @@ LIGHTEVAL_BACKENDS = ("accelerate", "vllm", "endpoint", "sglang", "custom", "nan
 SUITE_MODULE = "medssr_hub.evaluation.lighteval_suite"
 
 
+def _import_lighteval_app():
+    """`lighteval.__main__.app`, with every logger that was enabled before its import still enabled."""
+    enabled = [
+        logger
+        for logger in logging.root.manager.loggerDict.values()
+        if isinstance(logger, logging.Logger) and not logger.disabled
+    ]
+    from lighteval.__main__ import app
+
+    for logger in enabled:
+        logger.disabled = False
+    return app
+
+
 def lighteval_cli(argv: list[str]) -> int:
     """lighteval's own command line (`lighteval.__main__.app`), run with `lighteval_workarounds()` and
     our task suite as `--custom-tasks` unless another module is named: `medssr-hub lighteval ARGS` is
     `lighteval ARGS` with the defects above worked around."""
     import typer
-    from lighteval.__main__ import app
 
+    app = _import_lighteval_app()
     argv = list(argv)
     if argv and argv[0] == "vllm":
         print(f"medssr-hub: error: lighteval vllm: {LIGHTEVAL_VLLM_UNSUPPORTED}", file=sys.stderr)

@@ -31,7 +31,7 @@ from medssr_hub.generation.base import (
 )
 from medssr_hub.generation.layout import LayoutLogitsProcessor
 from medssr_hub.modeling import load_model_and_tokenizer
-from medssr_hub.resolve import resolve_model
+from medssr_hub.resolve import model_identity, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -159,7 +159,7 @@ class EmbeddedBackend:
         else:
             path, revision = resolve_model(model, revision, hub)
             self.model, self.tokenizer = load_model_and_tokenizer(path, revision, dtype=dtype, device=device)
-            self._identity = f"{path}@{revision}" if revision else path
+            self._identity = model_identity(path, revision)
             weights = str(self.model.dtype).removeprefix("torch.")
             if weights != "float32":  # other numbers: another identity (float32 keeps the one it had)
                 self._identity += f" ({weights})"

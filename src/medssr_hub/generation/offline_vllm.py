@@ -30,7 +30,7 @@ from medssr_hub.generation.base import (
     prompt_seeds,
     release_memory,
 )
-from medssr_hub.resolve import resolve_model
+from medssr_hub.resolve import model_identity, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -127,7 +127,7 @@ class VLLMBackend:
         # VLLM_ENABLE_V1_MULTIPROCESSING=0 (callers must then guard `if __name__ == "__main__"`; ours do).
         self.llm = LLM(model=path, revision=revision, tokenizer_revision=revision, **args)
         self.tokenizer = self.llm.get_tokenizer()
-        self._identity = f"{path}@{revision}" if revision else path
+        self._identity = model_identity(path, revision)
         self.model_type: str | None = getattr(self.llm.llm_engine.model_config.hf_config, "model_type", None)
         self.batch_size = max(1, batch_size)
         self.stats = BackendStats()
