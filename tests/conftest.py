@@ -70,7 +70,8 @@ def shared_embedded_model(request) -> Path:
     and shared read-only by every test's world."""
     from medssr_hub import modeling
 
-    folder = request.config.cache.mkdir("medssr-embedded") if request.config.cache else _SESSION_WORLD
+    cache = getattr(request.config, "cache", None)  # None under `-p no:cacheprovider`
+    folder = cache.mkdir("medssr-embedded") if cache is not None else _SESSION_WORLD
     mp = pytest.MonkeyPatch()
     mp.setenv("MEDSSR_HUB_CACHE", str(folder))
     try:

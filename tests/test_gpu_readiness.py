@@ -224,6 +224,67 @@ def test_a_run_that_cannot_fit_its_disk_stops_before_training_naming_the_fix(tmp
         check_disk(plan)
 
 
+def _qwen3_8b_shaped(folder: Path, embedded_dir: Path) -> Path:
+    """Qwen3-8B's config beside the embedded tokenizer: what the launch reads before any model loads."""
+    folder.mkdir()
+    for f in embedded_dir.iterdir():
+        if f.name not in ("config.json", "model.safetensors", "generation_config.json"):
+            (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "config.json").write_text(QWEN3_8B.read_text())
+    return folder
+
+
+def test_a_full_fine_tune_that_cannot_fit_a_process_is_refused_before_the_model_loads(tmp_path, embedded_dir):
+    """`accelerate launch` with the DDP config, two processes on this host: an 8B full fine-tune
+    (16 bytes a parameter in every process) is refused in one line naming the ZeRO-2 config, before
+    any weights load."""
+    import json
+    import subprocess
+
+    from medssr_hub.training.launch import launch_command
+
+    model = _qwen3_8b_shaped(tmp_path / "qwen3-8b", embedded_dir)
+    rows = [{"question": f"Q{i}?\nA. x\nB. y", "answer": "A", "reasoning": "x fits."} for i in range(4)]
+    (tmp_path / "r.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    argv = launch_command(
+        "sft.py", "smollm2/sft.yaml", "--model_name_or_path", str(model), "--dataset_name",
+        str(tmp_path / "r.jsonl"), "--output_dir", str(tmp_path / "out"), num_processes=2,
+        accelerate_config="ddp.yaml",
+    )  # fmt: skip
+    out = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert out.returncode != 0
+    refusals = [line for line in out.stderr.splitlines() if "without sharding needs about" in line]
+    assert refusals and all("--config_file recipes/accelerate_configs/zero2.yaml" in r for r in refusals)
+    assert "8.19B parameters" in refusals[0] and "shared by 2 processes" in refusals[0], refusals[0]
+    assert "Loading weights" not in out.stderr and not (tmp_path / "out" / "model.safetensors").exists()
+
+
+def test_the_fit_check_leaves_sharded_and_adapter_runs_alone(monkeypatch, tmp_path):
+    from types import SimpleNamespace
+
+    from medssr_hub.config import ConfigError
+    from medssr_hub.training.checkpoints import count_parameters
+    from medssr_hub.training.precision import check_fits, replica_bytes
+
+    folder = tmp_path / "qwen3-8b"
+    folder.mkdir()
+    (folder / "config.json").write_text(QWEN3_8B.read_text())
+    params = count_parameters(str(folder))
+    full, lora = SimpleNamespace(use_peft=False), SimpleNamespace(use_peft=True)
+    ddp = SimpleNamespace(deepspeed=None, fsdp=None, use_cpu=True, beta=0.0)
+    for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "8")
+    with pytest.raises(ConfigError, match="zero2.yaml"):
+        check_fits(params, full, ddp)
+    assert replica_bytes(params, SimpleNamespace(beta=0.04)) == 20 * params  # TRL's reference model too
+    check_fits(params, lora, ddp)  # LoRA: frozen base, small adapters
+    check_fits(None, full, ddp)  # unknown size: nothing to refuse
+    check_fits(135_000_000, full, ddp)  # SmolLM2 fits
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")  # accelerate launch --config_file zero2.yaml
+    check_fits(params, full, ddp)
+
+
 def test_checkpoints_publish_in_the_background_and_the_end_of_training_waits_for_them(tmp_path):
     """The main process hands each checkpoint to one background thread: `on_save` returns while the
     publish is still copying (here held back until released), and the end of training waits for it."""
@@ -428,3 +489,20 @@ def test_a_training_without_vllm_rollouts_does_not_import_vllm():
     before = sys.modules.get("vllm", "absent")
     keep_vllm_out(args)
     assert sys.modules.get("vllm", "absent") is before
+
+
+def test_every_training_recipe_header_names_the_launch_it_needs():
+    """A recipe's header names its `--config_file` (one that exists), or says why it needs none; an 8B
+    model's is a DeepSpeed config (DDP cannot hold an 8B full fine-tune per GPU)."""
+    import yaml
+
+    for path in sorted((ROOT / "recipes").glob("*/*.yaml")):
+        config = yaml.safe_load(path.read_text())
+        if not isinstance(config, dict) or "stage" not in config:
+            continue
+        header = "".join(line for line in path.read_text().splitlines(keepends=True) if line.startswith("#"))
+        named = re.findall(r"--config_file (recipes/accelerate_configs/\S+\.yaml)", header)
+        assert named or "No --config_file" in header, path
+        assert all((ROOT / f).is_file() for f in named), path
+        if "8b" in path.parent.name and not config.get("use_peft"):
+            assert named and all("zero" in f for f in named), path

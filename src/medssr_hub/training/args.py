@@ -114,6 +114,13 @@ class MedSSRScriptArguments(ScriptArguments):
             "the final model, local-hub copies) and stop if a disk lacks the room"
         },
     )
+    check_memory: bool = field(
+        default=True,
+        metadata={
+            "help": "before any model loads, refuse a full fine-tune that no process shards (DDP, one device) "
+            "whose replica (16 bytes a parameter) exceeds a process's GPU, or its share of host memory on CPU"
+        },
+    )
     eval_benchmarks: list[str] | None = field(
         default=None,
         metadata={

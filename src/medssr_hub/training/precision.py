@@ -61,3 +61,65 @@ def weights_dtype(model_args, training_args) -> str | None:
             dtype,
         )
     return "float32"
+
+
+GIB = 2**30
+ZERO2 = "recipes/accelerate_configs/zero2.yaml"
+# A full fine-tune's replica under our rule, per process: float32 weights (4 bytes a parameter), their
+# float32 gradients (4) and AdamW's two float32 moments (8). Activations and the CUDA context come on top.
+REPLICA_BYTES = 16
+
+
+def replica_bytes(params: int, training_args) -> int:
+    """Bytes one process holds for a full fine-tune that no process shards (DDP, one device): the replica,
+    plus TRL's float32 reference model where `beta` is not 0 (grpo_trainer.py builds it then)."""
+    reference = 4 if getattr(training_args, "beta", 0.0) else 0
+    return params * (REPLICA_BYTES + reference)
+
+
+def device_memory(training_args) -> tuple[int, str] | None:
+    """(bytes, what) each process may use: its GPU's total memory, or on CPU the host's memory shared by
+    the processes this node starts (LOCAL_WORLD_SIZE); None where neither is known."""
+    import torch
+
+    if torch.cuda.is_available() and not getattr(training_args, "use_cpu", False):
+        index = int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count()
+        props = torch.cuda.get_device_properties(index)
+        return props.total_memory, f"GPU {index} ({props.name})"
+    try:
+        host = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        return None
+    local = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
+    return host // local, f"this host's memory shared by {local} process{'es' if local > 1 else ''}"
+
+
+def check_fits(params: int | None, model_args, training_args) -> None:
+    """Refuse, before any model loads, a full fine-tune whose replica cannot fit one process's device: DDP
+    holds the whole model, its gradients and its optimizer state on every GPU; DeepSpeed ZeRO shards them.
+    Nothing is checked for LoRA, DeepSpeed or FSDP, or where the parameter count is unknown."""
+    from medssr_hub.config import ConfigError
+
+    if (
+        params is None
+        or model_args.use_peft
+        or uses_deepspeed(training_args)
+        or sharded_weights(training_args)
+    ):
+        return
+    memory = device_memory(training_args)
+    if memory is None:
+        return
+    have, where = memory
+    need = replica_bytes(params, training_args)
+    logger.info(
+        "Memory: a full replica needs about %.1f GiB where %s has %.1f GiB", need / GIB, where, have / GIB
+    )
+    if need > have:
+        raise ConfigError(
+            f"a full fine-tune of {params / 1e9:,.2f}B parameters without sharding needs about {need / GIB:,.0f} "
+            f"GiB a process (float32 weights, gradients and AdamW moments: {REPLICA_BYTES} bytes a parameter"
+            f"{', and the reference model of beta != 0' if need > params * REPLICA_BYTES else ''}; activations "
+            f"on top) where {where} has {have / GIB:,.0f} GiB: launch with `accelerate launch --config_file "
+            f"{ZERO2}` (DeepSpeed shards the gradients and optimizer state), or set use_peft: true"
+        )

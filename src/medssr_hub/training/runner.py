@@ -20,7 +20,7 @@ from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.checkpoints import DiskPlan, check_disk, count_parameters, disk_plan, planned_steps
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
-from medssr_hub.training.precision import uses_deepspeed, weights_dtype
+from medssr_hub.training.precision import check_fits, uses_deepspeed, weights_dtype
 from medssr_hub.training.vllm_sync import reload_colocated_layerwise, require_vllm, trace_sync
 
 logger = logging.getLogger(__name__)
@@ -68,11 +68,10 @@ def guard_training_resume(training_args, checkpoint: str | None, model_path: str
 
 
 def plan_disk(
-    script_args, training_args, model_args, model_path: str, revision, dtype, rows: int
+    script_args, training_args, model_args, params: int | None, dtype, rows: int
 ) -> DiskPlan | None:
     """What this run will write to disk (checkpoints, final model, local-hub copies), from the model's
-    config alone; every rank checks it, so a shortfall stops them all before any model loads."""
-    params = count_parameters(model_path, revision)
+    parameter count; every rank checks it, so a shortfall stops them all before any model loads."""
     if params is None:
         return None
     local_hub = None
@@ -152,10 +151,14 @@ def train(
         context.release().check()
     checkpoint = resume_checkpoint(script_args, training_args)
     guard_training_resume(training_args, checkpoint, model_path, revision, dataset)  # before any model loads
+    # Every rank checks what the run needs before any model loads (from the config alone), so all stop.
+    params = (
+        count_parameters(model_path, revision) if script_args.check_disk or script_args.check_memory else None
+    )
+    if script_args.check_memory:
+        check_fits(params, model_args, training_args)
     if script_args.check_disk:
-        check_disk(
-            plan_disk(script_args, training_args, model_args, model_path, revision, dtype, len(dataset))
-        )
+        check_disk(plan_disk(script_args, training_args, model_args, params, dtype, len(dataset)))
     publisher = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
     trainer = trainer_cls(
         model=model_path,
