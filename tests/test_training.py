@@ -575,6 +575,7 @@ def test_fsdp_two_processes_on_cpu(tmp_path, labeled):
     the main process publishes one full model that loads."""
     args = [*stage1_args(labeled, 2, tmp_path / "fsdp"), "--publish_repo", "medssr/fsdp"]
     args += ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "16"]
+    args += ["--recovery", "false"]  # sharded weights: see test_recovery_is_refused_where_weights_are_sharded
     command = launch_command(
         "stage1.py", "smollm2/stage1.yaml", *args, num_processes=2, accelerate_config="fsdp.yaml"
     )
@@ -586,6 +587,57 @@ def test_fsdp_two_processes_on_cpu(tmp_path, labeled):
     assert out.count("Training on 6 questions") == 2 and out.count("Published model medssr/fsdp@v0.1.0") == 1
     weights = load_file(LocalHub(labeled).pull("medssr/fsdp", "v0.1.0", "model") / "model.safetensors")
     assert "model.embed_tokens.weight" in weights and len(weights) > 100
+
+
+def test_recovery_is_refused_where_weights_are_sharded(monkeypatch):
+    from medssr_hub.errors import InputError
+    from medssr_hub.training.grpo import parse_args, refuse_recovery_on_sharded_weights
+
+    script_args, training_args, _ = parse_args(
+        ["--config", "recipes/smollm2/stage1.yaml", "--use_cpu", "true"]
+    )
+    assert script_args.recovery
+    refuse_recovery_on_sharded_weights(script_args, training_args)  # every process holds the policy
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "3")  # accelerate launch --config_file zero3.yaml
+    with pytest.raises(InputError, match="recovery: true needs every process.*--recovery false"):
+        refuse_recovery_on_sharded_weights(script_args, training_args)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("zero", ["zero2.yaml", "zero3.yaml"])
+def test_deepspeed_zero_trains_saves_and_resumes_on_two_cpu_processes(tmp_path, labeled, zero):
+    """recipes/accelerate_configs/zero2.yaml and zero3.yaml as shipped, through `accelerate launch
+    --num_processes 2` on CPU: DeepSpeed's CPU accelerator with gloo. Two steps, each saved with
+    DeepSpeed's own per-rank optimizer shards; a second launch resumes from the last and trains a third.
+    Each publishes its final model (ZeRO-3 gathers the shards), which loads."""
+    name = zero.removesuffix(".yaml")
+    out = tmp_path / name
+    small = ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "16"]
+
+    def run(steps: int) -> str:
+        command = launch_command(
+            "stage1.py", "smollm2/stage1.yaml", *stage1_args(labeled, steps, out), *small,
+            "--publish_repo", f"medssr/{name}", "--publish_version", f"v0.{steps}.0",
+            *(["--recovery", "false"] if zero == "zero3.yaml" else []),  # see the refusal's test
+            num_processes=2, accelerate_config=zero,
+        )  # fmt: skip
+        env = {**os.environ, "HF_TOKEN": FAKE_TOKEN}
+        done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=900)
+        log = done.stdout + done.stderr
+        assert done.returncode == 0, log[-4000:]
+        return log
+
+    first = run(2)
+    assert "DeepSpeed" in first and "Training on 6 questions" in first, first[-3000:]
+    shards = sorted(p.name for p in (out / "checkpoint-2" / "global_step2").glob("*optim_states.pt"))
+    assert len(shards) == 2, shards  # one optimizer shard per rank: ZeRO partitioned the Adam state
+    again = run(3)
+    assert f"Resuming from {out / 'checkpoint-2'}" in again
+    state = json.loads((out / "checkpoint-3" / "trainer_state.json").read_text())
+    assert state["global_step"] == 3 and (out / "checkpoint-3" / "global_step3").is_dir()
+    for version in ("v0.2.0", "v0.3.0"):
+        weights = load_file(LocalHub(labeled).pull(f"medssr/{name}", version, "model") / "model.safetensors")
+        assert weights["model.embed_tokens.weight"].shape[0] == 49152, version  # the whole model
 
 
 # -- TRL's vLLM rollouts ---------------------------------------------------------------------------------

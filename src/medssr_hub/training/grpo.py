@@ -14,10 +14,12 @@ from collections.abc import Sequence
 from trl import GRPOConfig, ModelConfig
 
 from medssr_hub.config import parse_config
+from medssr_hub.errors import InputError
 from medssr_hub.modeling import path_string
 from medssr_hub.training import runner
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import grpo_dataset
+from medssr_hub.training.precision import sharded_weights
 from medssr_hub.training.reward_registry import build_reward_funcs
 from medssr_hub.training.rewards import AccuracyReward
 from medssr_hub.utils import setup_logging
@@ -28,6 +30,18 @@ CONFIG_TYPES = (MedSSRScriptArguments, GRPOConfig, ModelConfig)
 def parse_args(argv: Sequence[str] | None = None, prog: str | None = None):
     """(script arguments, GRPOConfig, ModelConfig) from `--config FILE.yaml` plus command-line overrides."""
     return parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
+
+
+def refuse_recovery_on_sharded_weights(script_args: MedSSRScriptArguments, training_args) -> None:
+    """The recovery pass runs the policy on the ranks whose completions need it, each on its own. Under
+    ZeRO-3 or FSDP every forward gathers the shards, a collective all ranks must join: a rank alone stalls,
+    and DeepSpeed's gather under the pass's inference mode leaves weights autograd refuses."""
+    if script_args.recovery and "accuracy" in script_args.reward_funcs and sharded_weights(training_args):
+        raise InputError(
+            "recovery: true needs every process to hold the whole policy: not with ZeRO-3 or FSDP, whose "
+            "weights are sharded. Set --recovery false (letters from the completions alone), or launch with "
+            "--config_file recipes/accelerate_configs/zero2.yaml"
+        )
 
 
 def main(
@@ -41,6 +55,7 @@ def main(
     from medssr_hub.training.stops import MedSSRGRPOTrainer, add_stop_kwargs, rollout_stops
 
     setup_logging()
+    refuse_recovery_on_sharded_weights(script_args, training_args)
     dataset, info = grpo_dataset(script_args)
     stops = rollout_stops(script_args)
     add_stop_kwargs(training_args, stops)
