@@ -335,3 +335,28 @@ def publish_vignettes(root: Path, count: int = 6) -> Path:
         )
     )
     return hub
+
+
+@pytest.fixture(scope="session")
+def labeled(tmp_path_factory):
+    """Six catalogue vignettes with keys, pseudo-labeled by the embedded policy, on a local hub (once per
+    session; each test publishes under its own repo names)."""
+    from medssr_hub.labeling.label import LabelConfig, run_labeling
+
+    root = tmp_path_factory.mktemp("training")
+    hub = publish_vignettes(root)
+    run_labeling(
+        LabelConfig(
+            input="medssr/synth",
+            input_revision="v1.0.0",
+            chat=True,
+            hub=str(hub),
+            n=4,
+            max_tokens=40,
+            band=[0.0, 1.0],
+            output_dir=str(root / "labels"),
+            publish_repo="medssr/synth-labeled",
+            publish_version="v1.0.0",
+        )
+    )
+    return hub

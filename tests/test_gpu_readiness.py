@@ -420,10 +420,12 @@ def test_the_slurm_script_parses_and_prints_the_commands_for_one_and_several_nod
     assert (
         "--num_processes 7" in train and "--num_machines 1" in train and "--vllm_server_host node0" in train
     )
-    # Three nodes: the last serves with 8 data-parallel engines (from the base model: the trainer sends the
-    # stage 1 weights), the first two train on 16 GPUs; overrides reach the recipe.
+    # Three nodes: the last serves with tensor parallelism over its 8 GPUs (vLLM 0.30 refuses data
+    # parallelism for dense models), from the base model (the trainer sends the stage 1 weights); the first
+    # two train on 16 GPUs; overrides reach the recipe.
     serve, _, *trainers = _slurm(3, "stage2", "qwen3-8b-base/stage2.yaml", "zero3.yaml", "--max_steps", "10")
-    assert serve.startswith("[node2]") and "--data_parallel_size 8" in serve and "Qwen/Qwen3-8B-Base" in serve
+    assert serve.startswith("[node2]") and "Qwen/Qwen3-8B-Base" in serve
+    assert "--tensor_parallel_size 8 --data_parallel_size 1" in serve
     assert [t.split("]")[0] for t in trainers] == ["[node0", "[node1"]
     for rank, line in enumerate(trainers):
         assert f"--machine_rank {rank} --num_processes 16" in line and "--num_machines 2" in line

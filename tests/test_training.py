@@ -14,7 +14,6 @@ from safetensors.torch import load_file
 
 from medssr_hub.answers import Extraction
 from medssr_hub.hub import LocalHub
-from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.resolve import resolve_model
 from medssr_hub.training import launch_command
 from medssr_hub.training.args import MedSSRScriptArguments
@@ -23,34 +22,11 @@ from medssr_hub.training.hubsync import reward_summary
 from medssr_hub.training.reward_registry import build_reward_funcs
 from medssr_hub.training.rewards import AccuracyReward, format_reward
 from medssr_hub.voting import majority_vote
-from tests.conftest import publish_vignettes
 
 ROOT = Path(__file__).resolve().parents[1]
 FAKE_TOKEN = "hf_medssrTestTokenNeverWritten0123456789"
 # Small enough for 2 cores: 1 question x 4 completions of 32 tokens per step.
 SMALL = ["--per_device_train_batch_size", "4", "--num_generations", "4", "--max_completion_length", "32"]
-
-
-@pytest.fixture(scope="module")
-def labeled(tmp_path_factory):
-    """Six catalogue vignettes with keys, pseudo-labeled by the embedded policy, on a local hub."""
-    root = tmp_path_factory.mktemp("training")
-    hub = publish_vignettes(root)
-    run_labeling(
-        LabelConfig(
-            input="medssr/synth",
-            input_revision="v1.0.0",
-            chat=True,
-            hub=str(hub),
-            n=4,
-            max_tokens=40,
-            band=[0.0, 1.0],
-            output_dir=str(root / "labels"),
-            publish_repo="medssr/synth-labeled",
-            publish_version="v1.0.0",
-        )
-    )
-    return hub
 
 
 def launch(recipe, config, *args, env_extra=None, **popen):
@@ -604,12 +580,12 @@ def test_recovery_is_refused_where_weights_are_sharded(monkeypatch):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("zero", ["zero2.yaml", "zero3.yaml"])
-def test_deepspeed_zero_trains_saves_and_resumes_on_two_cpu_processes(tmp_path, labeled, zero):
-    """recipes/accelerate_configs/zero2.yaml and zero3.yaml as shipped, through `accelerate launch
-    --num_processes 2` on CPU: DeepSpeed's CPU accelerator with gloo. Two steps, each saved with
-    DeepSpeed's own per-rank optimizer shards; a second launch resumes from the last and trains a third.
-    Each publishes its final model (ZeRO-3 gathers the shards), which loads."""
+def test_deepspeed_zero3_trains_saves_and_resumes_on_two_cpu_processes(tmp_path, labeled):
+    """recipes/accelerate_configs/zero3.yaml as shipped, through `accelerate launch --num_processes 2` on
+    CPU: DeepSpeed's CPU accelerator with gloo. Two steps, each saved with DeepSpeed's own per-rank shards;
+    a second launch resumes from the last and trains a third. Each publishes its final model (gathered from
+    the shards), which loads. ZeRO-2 runs the same way under Slurm (tests/test_slurm.py)."""
+    zero = "zero3.yaml"
     name = zero.removesuffix(".yaml")
     out = tmp_path / name
     small = ["--per_device_train_batch_size", "2", "--num_generations", "2", "--max_completion_length", "16"]
@@ -618,7 +594,7 @@ def test_deepspeed_zero_trains_saves_and_resumes_on_two_cpu_processes(tmp_path, 
         command = launch_command(
             "stage1.py", "smollm2/stage1.yaml", *stage1_args(labeled, steps, out), *small,
             "--publish_repo", f"medssr/{name}", "--publish_version", f"v0.{steps}.0",
-            *(["--recovery", "false"] if zero == "zero3.yaml" else []),  # see the refusal's test
+            "--recovery", "false",  # sharded weights: see test_recovery_is_refused_where_weights_are_sharded
             num_processes=2, accelerate_config=zero,
         )  # fmt: skip
         env = {**os.environ, "HF_TOKEN": FAKE_TOKEN}
