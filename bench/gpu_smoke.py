@@ -5,14 +5,21 @@ GPU machine); `--tiny --device cpu` rehearses the same code on a CPU with a 2-la
 What it measures: peak GPU memory, the step's time, and the rollouts' and the embedded backend's tokens per
 second. What it does not: DeepSpeed (ZeRO-2 shards optimizer state over 8 GPUs; one GPU holds all of it, in
 fp32 master weights, 16 bytes a parameter), vLLM rollouts, or anything about quality (random weights).
-Prints one JSON summary and writes it to OUT/gpu_smoke.json.
+
+The model keeps Qwen3-8B's width and as many of its layers as one card holds by arithmetic: 16 bytes a
+parameter (fp32 weights, gradients, AdamW's moments) within FIT_SHARE of the card's memory, the rest left
+for activations, rollouts and the CUDA context. An out-of-memory error still retries at half the layers,
+with the failed attempt's memory freed first. OUT/gpu_smoke.json is written after every phase, so a later
+failure keeps what was measured.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -20,6 +27,31 @@ import torch
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
+FIT_SHARE = 0.7  # of the card's memory for the 16 bytes a parameter of training state
+TRAIN_BYTES_PER_PARAM = 16
+
+
+def parameters_per_layer(shape: dict) -> tuple[int, int]:
+    """(parameters outside the decoder layers, parameters of one layer), counted on meta tensors."""
+    from accelerate import init_empty_weights
+    from transformers import AutoConfig
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    counts = []
+    for layers in (1, 2):
+        config = AutoConfig.for_model(**{**shape, "num_hidden_layers": layers})
+        with init_empty_weights():
+            model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)](config)
+        counts.append(sum(p.numel() for p in model.parameters()))
+    per_layer = counts[1] - counts[0]
+    return counts[0] - per_layer, per_layer
+
+
+def layers_that_fit(shape: dict, memory_bytes: int) -> int:
+    """The most layers (at most the config's) whose training state fits FIT_SHARE of the card."""
+    base, per_layer = parameters_per_layer(shape)
+    budget = FIT_SHARE * memory_bytes / TRAIN_BYTES_PER_PARAM
+    return max(1, min(shape["num_hidden_layers"], int((budget - base) // per_layer)))
 
 
 def build_model(
@@ -50,9 +82,17 @@ def build_model(
 
 
 def _free(device: str) -> None:
+    """Hand back what nothing references any more: Python's cycles first (a failed step's trainer and
+    model), then CUDA's cache."""
+    gc.collect()
     if device.startswith("cuda"):
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
+
+
+def _write(summary: dict, out: Path) -> None:
+    """The summary so far, after each phase: a later failure keeps what was measured."""
+    (out / "gpu_smoke.json").write_text(json.dumps(summary, indent=2))
 
 
 def _peak_gb(device: str) -> float | None:
@@ -152,34 +192,42 @@ def main() -> int:
         summary["gpu"] = torch.cuda.get_device_name()
     model_dir = args.work / "model"
     layers = args.layers
-    for attempt in range(2):  # a full-shape step that does not fit one GPU is retried at half the layers
-        params, build_s = build_model(args.config, args.tokenizer, model_dir, layers, args.tiny, args.device)
-        summary["model"] = {
-            "parameters": params,
-            "layers": layers or "as configured",
-            "build_and_save_s": round(build_s, 1),
-        }
+    if layers is None and not args.tiny and args.device.startswith("cuda"):
+        total = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+        layers = layers_that_fit(json.loads(args.config.read_text()), total)
+        summary["sizing"] = {"gpu_memory_gib": round(total / 2**30, 1), "layers_that_fit": layers}
+    _write(summary, args.out)
+    for _ in range(3):  # out of memory anyway: half the layers, the failed attempt freed first
+        failed = None
         try:
+            params, build_s = build_model(args.config, args.tokenizer, model_dir, layers, args.tiny, args.device)
+            summary["model"] = {
+                "parameters": params,
+                "layers": layers or "as configured",
+                "build_and_save_s": round(build_s, 1),
+            }
+            _write(summary, args.out)
             data = training_data(args.work / "train.json", 16)
             summary["stage1_step"] = stage1_step(
                 model_dir, data, args.work, args.device, args.completion_tokens
             )
-            break
         except torch.OutOfMemoryError as e:
-            summary.setdefault("out_of_memory", []).append(
-                {"parameters": params, "error": str(e).splitlines()[0]}
-            )
-            _free(args.device)
-            if attempt == 1:
-                break
-            layers = json.loads(args.config.read_text())["num_hidden_layers"] // 2
+            failed = {"layers": layers, "error": str(e).splitlines()[0]}
+        # Outside the handler: the exception and its traceback, which hold the model, are gone by now.
+        shutil.rmtree(args.work / "stage1" / "final", ignore_errors=True)  # the step's final save: not needed
+        _free(args.device)
+        if failed is None:
+            break
+        summary.setdefault("out_of_memory", []).append(failed)
+        _write(summary, args.out)
+        layers = max(1, (layers or json.loads(args.config.read_text())["num_hidden_layers"]) // 2)
+    _write(summary, args.out)
     summary["embedded_generation"] = embedded_generation(
         model_dir, args.device, args.gen_prompts, args.gen_samples, args.gen_tokens
     )
-    text = json.dumps(summary, indent=2)
-    (args.out / "gpu_smoke.json").write_text(text)
-    print(text)
-    return 0
+    _write(summary, args.out)
+    print(json.dumps(summary, indent=2))
+    return 0 if "stage1_step" in summary else 1
 
 
 if __name__ == "__main__":

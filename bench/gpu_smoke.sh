@@ -8,8 +8,17 @@
 #   bash bench/gpu_smoke.sh run       # there: installs the wheels into /tmp/site, runs bench/gpu_smoke.py
 #
 # With the workplace's device tool: run `bash bench/gpu_smoke.sh run` with carry [".whl", ".smoke"] and
-# timeout_s 560; the summary comes back as $OUT/gpu_smoke.json. Budget: about 9 minutes from a bare machine.
+# timeout_s 560; the summary comes back as $OUT/gpu_smoke.json, written after every phase.
 # Extra arguments after `run` go to bench/gpu_smoke.py (`--layers 18`, `--completion-tokens 128`, ...).
+#
+# Expected wall time on one H100 (80 GB), by estimate, after the machine has started: about 6 minutes.
+#   wheels install and import check     ~0.5 min
+#   model: Qwen3-8B's width, 13 of its 36 layers (3.75B parameters: 16 bytes each fit 70% of 80 GiB),
+#     random init on the GPU and a 7.5 GB bf16 save                                         ~1 min
+#   stage 1 step: fp32 load (15 GB read), 8 rollouts of 256 tokens with transformers' generate,
+#     backward and AdamW; its 15 GB final save, deleted after                                ~3 min
+#   embedded generation: load, 32 prompts x 4 samples x 128 tokens                           ~1 min
+# Disk: the bf16 model and the step's final save, about 23 GB at most (the 8B shape asked for 49).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -40,6 +49,14 @@ run)
   "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1
   export MEDSSR_HUB_ROOT=/tmp/medssr-smoke-hub OUT=${OUT:-/tmp/medssr-smoke}
+  mkdir -p "$OUT"
+  # The carried wheels beside the image's torch and transformers: they import together, or one line says why.
+  if ! err=$("$PY" -c "import torch, transformers, accelerate, datasets, trl; import medssr_hub.training.grpo" 2>&1); then
+    line="the carried wheels do not import beside this image's packages: $(tail -n1 <<<"$err")"
+    echo "gpu_smoke.sh: $line" >&2
+    "$PY" -c 'import json, sys; print(json.dumps({"error": sys.argv[1]}))' "$line" >"$OUT/gpu_smoke.json"
+    exit 3
+  fi
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   "$PY" bench/gpu_smoke.py --tokenizer .smoke/tokenizer "$@"
   ;;

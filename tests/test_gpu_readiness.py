@@ -463,6 +463,27 @@ def test_the_gpu_smoke_script_rehearses_on_cpu_with_a_tiny_model_of_the_same_cod
     generation = summary["embedded_generation"]
     assert generation["sequences"] == 4 and generation["completion_tokens"] > 0
     assert generation["dtype"] == "float32" and generation["device"] == "cpu"
+    assert not (tmp_path / "work" / "stage1" / "final").exists()  # the step's final save is not kept
+
+
+def test_the_smoke_model_is_sized_by_arithmetic_to_fit_the_card():
+    """Qwen3-8B's width with the most layers whose 16 bytes a parameter fit 70% of the card."""
+    import importlib.util
+    import json
+
+    spec = importlib.util.spec_from_file_location("gpu_smoke", ROOT / "bench" / "gpu_smoke.py")
+    smoke = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(smoke)
+    shape = json.loads(QWEN3_8B.read_text())
+    base, per_layer = smoke.parameters_per_layer(shape)
+    assert base + 36 * per_layer == 8_190_735_360  # Qwen3-8B, counted the same way as the disk plan
+    for gib, expected in ((80, 13), (141, 27)):  # H100, H200
+        layers = smoke.layers_that_fit(shape, gib * 2**30)
+        budget = smoke.FIT_SHARE * gib * 2**30
+        assert (
+            layers == expected
+            and (base + layers * per_layer) * 16 <= budget < (base + (layers + 1) * per_layer) * 16
+        )
 
 
 def test_a_training_without_vllm_rollouts_does_not_import_vllm():
@@ -508,3 +529,17 @@ def test_every_training_recipe_header_names_the_launch_it_needs():
         assert all((ROOT / f).is_file() for f in named), path
         if "8b" in path.parent.name and not config.get("use_peft"):
             assert named and all("zero" in f for f in named), path
+
+
+def test_paper_scale_evaluation_uses_every_gpu():
+    """The offline config runs one engine per GPU (not tensor parallelism 8); the endpoint config keeps one
+    vLLM server's default batch full (1024 sequences on an H100: max_num_seqs, vLLM 0.30's arg_utils)."""
+    import yaml
+
+    from medssr_hub.generation.parallel_vllm import split_engines
+
+    offline = yaml.safe_load((ROOT / "recipes" / "evaluation" / "config_paper_vllm.yaml").read_text())
+    engines, options = split_engines(offline["vllm"])
+    assert engines == 8 and options.get("tensor_parallel_size", 1) == 1 and "engines" not in options
+    served = yaml.safe_load((ROOT / "recipes" / "evaluation" / "config_paper.yaml").read_text())
+    assert served["endpoint"]["max_concurrency"] * served["num_samples"] == 1024

@@ -335,3 +335,30 @@ def test_a_closed_engine_frees_its_process_and_the_next_engine_starts(embedded_d
         gone, alive = psutil.wait_procs(started, timeout=60)
         assert not alive, f"engine processes still alive after close(): {[p.pid for p in alive]}"
         assert backend.llm is None
+
+
+@pytest.mark.slow
+def test_two_data_parallel_engines_give_what_one_engine_gives(vllm_backend, embedded_dir, benchmarks_dir):
+    """`vllm: {engines: 2}`: two engine processes (on CPU, each on its own core), each on every other prompt,
+    give the samples the session's one engine gives: each prompt keeps its seed, wherever it runs."""
+    from tests.conftest import VLLM_KV_BYTES, VLLM_TEST_DTYPE
+
+    chats, raws = medqa_prompts(benchmarks_dir)
+    prompts = [*chats, *raws]
+    sampled = SamplingParams(n=2, max_tokens=16, temperature=0.6, top_p=0.95, top_k=20, seed=42)
+    seeds = [42 + i for i in range(len(prompts))]
+    one = [c.texts for c in vllm_backend.generate(prompts, sampled, seeds=seeds, progress=False)]
+    engine = {"engines": 2, "kv_cache_memory_bytes": int(VLLM_KV_BYTES), "max_model_len": 4096,
+              "dtype": VLLM_TEST_DTYPE}  # fmt: skip
+    two = build_backend("vllm", model=str(embedded_dir), batch_size=16, vllm=engine)
+    try:
+        assert two.identity() == vllm_backend.identity()  # generation logs resume across engine counts
+        order = []
+        out = two.generate(
+            prompts, sampled, seeds=seeds, on_complete=lambda i, c: order.append(i), progress=False
+        )
+        assert [c.texts for c in out] == one and sorted(order) == list(range(len(prompts)))
+        assert two.stats.samples == 2 * len(prompts)
+    finally:
+        two.close()
+    assert not two.procs  # both engine processes stopped

@@ -46,9 +46,16 @@ def build_backend(
 
         return EndpointBackend(**(endpoint or {}))
     if kind == "vllm":
+        from medssr_hub.generation.parallel_vllm import DataParallelVLLM, split_engines
+
+        engines, options = split_engines(vllm)
+        if engines > 1:  # one engine per GPU (`vllm: {engines: N}`)
+            return DataParallelVLLM(
+                engines, model=model, revision=revision, hub=hub, batch_size=batch_size, engine=options
+            )
         from medssr_hub.generation.offline_vllm import VLLMBackend
 
-        return VLLMBackend(model=model, revision=revision, hub=hub, batch_size=batch_size, engine=vllm)
+        return VLLMBackend(model=model, revision=revision, hub=hub, batch_size=batch_size, engine=options)
     from medssr_hub.generation.embedded import EmbeddedBackend
 
     return EmbeddedBackend(
