@@ -200,7 +200,9 @@ def main() -> int:
     for _ in range(3):  # out of memory anyway: half the layers, the failed attempt freed first
         failed = None
         try:
-            params, build_s = build_model(args.config, args.tokenizer, model_dir, layers, args.tiny, args.device)
+            params, build_s = build_model(
+                args.config, args.tokenizer, model_dir, layers, args.tiny, args.device
+            )
             summary["model"] = {
                 "parameters": params,
                 "layers": layers or "as configured",
