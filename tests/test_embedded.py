@@ -165,3 +165,34 @@ def test_on_device_sampling_in_the_backend_is_seeded_per_prompt(embedded_backend
     together = device_way.generate(CHATS, params, seeds=[11, 12, 13], progress=False)
     alone = device_way.generate(CHATS[1:2], params, seeds=[12], progress=False)
     assert alone[0].texts == together[1].texts and len(set(together[1].texts)) > 1
+
+
+def test_min_tokens_keeps_an_end_of_sequence_from_ending_the_first_token(embedded_backend):
+    """The official recovery pass's `min_tokens=1`: even with the end-of-sequence token pushed to the top,
+    the sample has a first token; without it the sample is empty."""
+    from medssr_hub.answers import Extraction, extract_or_recover
+    from medssr_hub.records import MCQRecord
+
+    eos = tuple(embedded_backend.eos_ids)
+    pushed = dict(n=1, temperature=0.0, max_tokens=2, bias_ids=eos)
+    prompt = [{"role": "user", "content": "Which letter? A. x B. y"}]
+    assert embedded_backend.generate([prompt], SamplingParams(**pushed), progress=False)[0].texts == [""]
+    (kept,) = embedded_backend.generate([prompt], SamplingParams(**pushed, min_tokens=1), progress=False)
+    assert kept.samples[0].completion_tokens >= 1 and kept.texts[0] != ""
+    with pytest.raises(ValueError, match="min_tokens"):
+        SamplingParams(max_tokens=2, min_tokens=3)
+
+    seen = []
+
+    class Recording:  # the real backend, its sampling settings recorded
+        tokenizer = embedded_backend.tokenizer
+
+        def generate(self, prompts, params, **kw):
+            seen.append(params)
+            return embedded_backend.generate(prompts, params, **kw)
+
+    record = MCQRecord(id="q", question="Which?", options={"A": "x", "B": "y"}, answer="A")
+    extract_or_recover(
+        [record], [["no letter here"]], Recording(), chat=True, extraction=Extraction("official")
+    )
+    assert [p.min_tokens for p in seen] == [1]  # as the script's recovery pass (vllm_logitsbias_multi.py:217)

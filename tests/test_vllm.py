@@ -362,3 +362,21 @@ def test_two_data_parallel_engines_give_what_one_engine_gives(vllm_backend, embe
     finally:
         two.close()
     assert not two.procs  # both engine processes stopped
+
+
+@pytest.mark.vllm
+def test_a_prompt_that_does_not_fit_the_engine_context_stops_the_run_naming_the_benchmark(
+    vllm_backend, tmp_path
+):
+    """vLLM would end such an answer at the context's end without a word (finish "length"): the run stops
+    before generating, naming the benchmark, the count and the longest prompt."""
+    from medssr_hub.config import ConfigError
+
+    limit = vllm_backend.max_model_len
+    cfg = EvalConfig(chat=True, benchmarks="medqa", max_items=2, num_samples=1, max_tokens=limit - 10,
+                     output_dir=str(tmp_path / "eval"))  # fmt: skip
+    with pytest.raises(
+        ConfigError, match=rf"benchmark medqa: 2 of 2 prompts do not fit max_model_len {limit}"
+    ):
+        Evaluator(cfg, backend=vllm_backend).run()
+    assert not (tmp_path / "eval" / "generations" / "medqa.jsonl").exists()

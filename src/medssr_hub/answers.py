@@ -313,7 +313,10 @@ def extract_or_recover(
         if tokenizer is None:
             raise InputError("extraction official recovers with token ids: the backend needs a tokenizer")
         recovery = extraction.recovery(tokenizer, official_letters(records))
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=recovery.max_tokens, bias_ids=recovery.ids)
+        # min_tokens=1, as the script's recovery pass (tdlhl/MedSSR@e560f5a vllm_logitsbias_multi.py:217).
+        params = SamplingParams(
+            n=1, temperature=0.0, max_tokens=recovery.max_tokens, min_tokens=1, bias_ids=recovery.ids
+        )
         prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in pending]
         completions = backend.generate(prompts, params, progress=progress)
         for (i, j), completion in zip(pending, completions, strict=True):

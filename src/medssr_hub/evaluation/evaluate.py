@@ -46,6 +46,7 @@ from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.scoring import score
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.generation import BackendOwner, SamplingParams
+from medssr_hub.generation.base import encode_prompt
 from medssr_hub.hub.cards import redact
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
@@ -241,6 +242,7 @@ class Evaluator(BackendOwner):
                 else "",
             )
         if todo:
+            self.check_context(name, todo)
             params = SamplingParams(
                 n=cfg.num_samples,
                 temperature=cfg.temperature,
@@ -271,6 +273,23 @@ class Evaluator(BackendOwner):
                     progress=False,
                 )
         return [done[r.id]["samples"] for r in records]
+
+    def check_context(self, name: str, records: list[MCQRecord]) -> None:
+        """Every prompt with its max_tokens fits the engine's context (vLLM's max_model_len), or the run stops
+        naming the benchmark: past it vLLM would end the answer at the context's end, silently."""
+        limit = getattr(self.backend, "max_model_len", None)
+        tokenizer = getattr(self.backend, "tokenizer", None)
+        if not limit or tokenizer is None:
+            return
+        lengths = [len(encode_prompt(tokenizer, answer_prompt(r, chat=self.cfg.chat))) for r in records]
+        over = [n for n in lengths if n + self.cfg.max_tokens > limit]
+        if over:
+            raise ConfigError(
+                f"benchmark {name}: {len(over)} of {len(records)} prompts do not fit max_model_len {limit} with "
+                f"max_tokens {self.cfg.max_tokens} (longest prompt: {max(over)} tokens); their answers would be "
+                "cut at the context's end. Raise vllm.max_model_len (the official script's is 16,000) or lower "
+                "max_tokens"
+            )
 
     def loglikelihood(self, records: list[MCQRecord]) -> tuple[list[list[Answer]], list[list[str]]]:
         """The letter with the highest next-token score after "The answer is " (backends that declare

@@ -29,6 +29,9 @@ class SamplingParams:
     top_p: float = 0.95
     top_k: int = 20
     max_tokens: int = 512
+    # Tokens generated before an end-of-sequence may end a sample (vLLM's `min_tokens`; transformers'
+    # `min_new_tokens`); the official recovery pass sets 1.
+    min_tokens: int = 0
     seed: int = 42
     stop: tuple[str, ...] = ()
     # Constrained answers: generation is biased towards the first token of each of these strings
@@ -52,6 +55,8 @@ class SamplingParams:
             raise InputError(f"n must be >= 1, got {self.n}")
         if self.max_tokens < 1:
             raise InputError(f"max_tokens must be >= 1, got {self.max_tokens}")
+        if not 0 <= self.min_tokens <= self.max_tokens:
+            raise InputError(f"min_tokens must be in [0, max_tokens], got {self.min_tokens}")
         if self.temperature < 0:
             raise InputError(f"temperature must be >= 0, got {self.temperature}")
         if not 0 < self.top_p <= 1:

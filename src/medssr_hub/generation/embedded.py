@@ -305,6 +305,7 @@ class EmbeddedBackend:
         config = GenerationConfig(
             do_sample=False,
             max_new_tokens=params.max_tokens,
+            min_new_tokens=params.min_tokens or None,
             eos_token_id=self.eos_ids,
             pad_token_id=self.tokenizer.pad_token_id,
             stop_strings=list(params.stop) or None,

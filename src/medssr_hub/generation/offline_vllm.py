@@ -91,6 +91,7 @@ def vllm_sampling(params: SamplingParams, tokenizer, seed: int | None):
         top_p=1.0 if params.greedy else params.top_p,
         top_k=-1 if params.greedy or not params.top_k else params.top_k,
         max_tokens=params.max_tokens,
+        min_tokens=params.min_tokens,
         seed=None if params.greedy else seed,
         stop=list(params.stop) or None,
         logit_bias=bias or None,
@@ -129,6 +130,8 @@ class VLLMBackend:
         self.tokenizer = self.llm.get_tokenizer()
         self._identity = model_identity(path, revision)
         self.model_type: str | None = getattr(self.llm.llm_engine.model_config.hf_config, "model_type", None)
+        # A prompt with its max_tokens must fit: past it vLLM ends the sample at the context's end ("length").
+        self.max_model_len: int = self.llm.llm_engine.model_config.max_model_len
         self.batch_size = max(1, batch_size)
         self.stats = BackendStats()
 

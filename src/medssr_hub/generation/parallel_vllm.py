@@ -86,7 +86,7 @@ def _serve(rank: int, env: dict[str, str], build: dict[str, Any], requests, resu
     except Exception as e:  # reported to the parent, which stops the others
         results.put(("error", rank, f"{type(e).__name__}: {e}"))
         return
-    results.put(("ready", rank, None))
+    results.put(("ready", rank, backend.max_model_len))
     try:
         while (job := requests.get()) is not None:
             prompts, params, seeds, indices = job
@@ -128,6 +128,7 @@ class DataParallelVLLM:
         self.batch_size = max(1, batch_size)
         self.stats = BackendStats()
         self.model_type: str | None = None
+        self.max_model_len: int | None = None  # the engines' (one config: the same for each)
         context = mp.get_context("spawn")  # vLLM and CUDA do not survive fork
         self.results = context.Queue()
         self.requests = [context.Queue() for _ in range(engines)]
@@ -148,7 +149,9 @@ class DataParallelVLLM:
             if kind == "error":
                 self.close()
                 raise GenerationError(f"vLLM engine {rank} failed to start: {detail}")
-            ready += kind == "ready"
+            if kind == "ready":
+                ready += 1
+                self.max_model_len = detail
         from transformers import AutoConfig
 
         self.model_type = getattr(AutoConfig.from_pretrained(path, revision=revision), "model_type", None)

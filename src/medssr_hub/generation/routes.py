@@ -86,8 +86,11 @@ class Route(ABC):
         }
 
     def extra_body(self, params: SamplingParams) -> dict | None:
-        """Server-specific fields of an OpenAI request: top_k, and the constraint in the server's dialect."""
+        """Server-specific fields of an OpenAI request: top_k, min_tokens (vLLM's; servers without it ignore
+        it), and the constraint in the server's dialect."""
         body = {"top_k": params.top_k} if params.top_k and not params.greedy else {}
+        if params.min_tokens:
+            body["min_tokens"] = params.min_tokens
         letters = sorted({t.strip() for t in params.allowed_tokens or ()})
         if self.backend.constraint == "gbnf":
             if letters:
