@@ -11,10 +11,10 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
+from medssr_hub.answers import NEXT_QUESTION
 from medssr_hub.training.grpo import parse_args
 from medssr_hub.training.precision import weights_dtype
 from medssr_hub.training.stops import (
-    NEXT_QUESTION,
     MedSSRGRPOTrainer,
     add_stop_kwargs,
     end_at_stop,

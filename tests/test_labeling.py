@@ -244,3 +244,25 @@ def test_published_configs_mask_server_addresses_and_local_paths():
         "model": "<local path>",
         "n": 8,
     }
+
+
+@pytest.mark.slow
+def test_base_template_votes_stop_where_training_rollouts_stop(tmp_path, synthetic, embedded_dir):
+    """chat: false, the embedded model: votes that go on to a question of their own are cut at its
+    "\\nQuestion:" (the stop training rollouts use), so the vote reads the answer to the question asked.
+    With the stop off, the same seeds write such questions."""
+
+    def votes(folder, **kw) -> list[dict]:
+        Labeler(config(folder, synthetic, chat=False, max_tokens=96, band=[0.0, 1.0], **kw)).run()
+        return [json.loads(line) for f in sorted((folder / "labels" / "shards").glob("*.jsonl"))
+                for line in f.read_text().splitlines()]  # fmt: skip
+
+    free = votes(tmp_path / "free", stop_at_next_question=False)
+    went_on = sum("\nQuestion:" in t for row in free for t in row["texts"])
+    assert went_on > 0  # the base model writes its own next question
+    stopped = votes(tmp_path / "stopped")
+    texts = [t for row in stopped for t in row["texts"]]
+    assert not any("\nQuestion:" in t for t in texts)
+    cut = [(a, b) for r1, r2 in zip(free, stopped, strict=True) for a, b in zip(r1["texts"], r2["texts"], strict=True)
+           if "\nQuestion:" in a]  # fmt: skip
+    assert all(a.startswith(b) and a[len(b) :].startswith("\nQuestion:") for a, b in cut)  # cut right there

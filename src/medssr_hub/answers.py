@@ -41,6 +41,17 @@ ANSWER_PATTERNS = (
 )
 
 
+# Where a base-template answer ends: a base model that has answered goes on to write a question of its own
+# ("\nQuestion: ...") and answer it, and the last-answer rule would read that one. Training rollouts and
+# labeling votes both stop there (`stop_at_next_question`, on by default); a chat template ends its turn.
+NEXT_QUESTION = ("\nQuestion:",)
+
+
+def answer_stops(chat: bool | None, stop_at_next_question: bool = True) -> tuple[str, ...]:
+    """The stop strings of an answer: the next question, on the base template only."""
+    return NEXT_QUESTION if stop_at_next_question and chat is False else ()
+
+
 def extract_answer(text: str | None, letters: Sequence[str]) -> str | None:
     """The letter a free-text answer commits to, or None.
 

@@ -19,7 +19,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medssr_hub import tracking
-from medssr_hub.answers import answer_prompt, extract_or_recover
+from medssr_hub.answers import answer_prompt, answer_stops, extract_or_recover
 from medssr_hub.config import (
     ConfigError,
     JsonDict,
@@ -87,6 +87,11 @@ class LabelConfig:
     top_p: float = 0.95
     top_k: int = 20
     max_tokens: int = 512
+    stop_at_next_question: bool = arg(
+        "base template (chat: false): a vote ends at the next '\\nQuestion:' it writes, where training "
+        "rollouts end (the model's own next question is not voted on); chat: true ignores it",
+        True,
+    )
     seed: int = 42
     band: list[float] = arg(
         "[low, high]: keep a question when the share of votes agreeing with its label is in [low, high] "
@@ -195,6 +200,7 @@ class Labeler(BackendOwner):
             top_k=cfg.top_k,
             max_tokens=cfg.max_tokens,
             seed=cfg.seed,
+            stop=answer_stops(cfg.chat, cfg.stop_at_next_question),  # where training rollouts stop
         )
         prompts = [answer_prompt(r, chat=cfg.chat) for r in chunk]
         seeds = [question_seed(cfg.seed, r.id) for r in chunk]

@@ -34,15 +34,15 @@ from collections.abc import Sequence
 
 from trl import GRPOTrainer
 
-logger = logging.getLogger(__name__)
+from medssr_hub.answers import answer_stops
 
-NEXT_QUESTION = ("\nQuestion:",)
+logger = logging.getLogger(__name__)
 
 
 def rollout_stops(script_args) -> tuple[str, ...]:
-    """The stop strings of a run: the next question, for the base template only (a chat template ends its
-    turn with its own token)."""
-    return NEXT_QUESTION if script_args.stop_at_next_question and script_args.chat is False else ()
+    """The stop strings of a run: the next question, for the base template only (`answers.answer_stops`:
+    labeling votes stop at the same place)."""
+    return answer_stops(script_args.chat, script_args.stop_at_next_question)
 
 
 def add_stop_kwargs(training_args, stops: Sequence[str]) -> None:
