@@ -166,6 +166,13 @@ PROBES = [
         "num_questions must be between 1 and 10,000,000",
     ),
     ("label", ["--chat", "true", "--temperature", "inf"], {}, "temperature must be a finite number"),
+    ("evaluate", ["--chat", "true", "--top_k", "-5"], {}, "top_k must be 0 (off) or a count of tokens"),
+    (
+        "label",
+        ["--chat", "true", "--input", "{tmp}/empty.json"],
+        {"empty.json": "[]"},
+        "no questions to label",
+    ),
     (
         "synthesize",
         ["--rare_generator", "vignette", "--publish_repo", "../.."],

@@ -385,3 +385,50 @@ def test_a_publish_killed_mid_copy_leaves_no_litter(tmp_path, dataset_folder):
     result = LocalHub(root).publish(folder, "medssr/ds", "v1.0.0")
     assert result.created and not list(snapshots.glob(".tmp-*"))
     assert sorted(p.name for p in snapshots.iterdir()) == [result.commit]
+
+
+def test_publish_refuses_a_link_that_leads_outside_the_folder(tmp_path, dataset_folder):
+    """`ln -s /etc/passwd art/leak.txt; medssr-hub publish art ...`: one line, exit 2, nothing published.
+    A link to a file inside the folder is carried as that file."""
+    folder, _ = dataset_folder
+    secret = tmp_path / "secret.txt"
+    secret.write_text("not for the hub\n")
+    (folder / "data" / "copy.parquet").symlink_to(folder / "data" / "train-00000.parquet")  # inside: fine
+    hub = tmp_path / "hub"
+    publish(folder, "medssr/inside-link", "v1.0.0", card=card_for(folder), hub=str(hub))
+    pulled = LocalHub(hub).pull("medssr/inside-link", "v1.0.0")
+    assert (pulled / "data" / "copy.parquet").read_bytes() == (
+        folder / "data" / "train-00000.parquet"
+    ).read_bytes()
+
+    (folder / "leak.txt").symlink_to(secret)
+    cli = [sys.executable, "-m", "medssr_hub.cli", "publish", str(folder), "--repo-id", "medssr/leak",
+           "--version", "v1.0.0", "--hub", str(hub)]  # fmt: skip
+    out = subprocess.run(cli, capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "leak.txt leads outside the folder" in out.stderr
+    assert not LocalHub(hub).exists("medssr/leak") and "not for the hub" not in "".join(
+        p.read_text(errors="ignore") for p in hub.rglob("*") if p.is_file()
+    )
+
+
+def test_a_hand_edited_ref_never_becomes_a_path(tmp_path, dataset_folder):
+    """refs.json naming "../../../../outside" as a tag's commit: pull stops in one line (exit 2), and
+    nothing outside the hub is read into --output."""
+    folder, _ = dataset_folder
+    hub = tmp_path / "hub"
+    publish(folder, "medssr/refs", "v1.0.0", card=card_for(folder), hub=str(hub))
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "planted.txt").write_text("planted")
+    refs_file = hub / "datasets" / "medssr" / "refs" / "refs.json"
+    refs = json.loads(refs_file.read_text())
+    refs["tags"]["v1.0.0"] = "../../../../outside"
+    refs_file.write_text(json.dumps(refs))
+    with pytest.raises(HubError, match="not a commit id"):
+        LocalHub(hub).pull("medssr/refs", "v1.0.0")
+    cli = [sys.executable, "-m", "medssr_hub.cli", "pull", "medssr/refs", "--revision", "v1.0.0", "--hub", str(hub),
+           "--output", str(tmp_path / "got")]  # fmt: skip
+    out = subprocess.run(cli, capture_output=True, text=True)
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert "not a commit id" in out.stderr and not (tmp_path / "got" / "planted.txt").exists()

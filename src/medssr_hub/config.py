@@ -176,6 +176,8 @@ def _check_numbers(config: Any, where: str | Path | None) -> None:
             continue
         if isinstance(value, float) and not math.isfinite(value):
             raise ConfigError(f"{where or 'config'}: {f.name} must be a finite number, got {value}")
+        if f.name == "top_k" and isinstance(value, int) and value < 0:
+            raise ConfigError(f"{where or 'config'}: top_k must be 0 (off) or a count of tokens, got {value}")
         if isinstance(value, int):
             limit = MAX_TOKENS if "tokens" in f.name or f.name.endswith("_length") else MAX_INT
             if abs(value) > limit:

@@ -59,6 +59,8 @@ class SamplingParams:
             raise InputError(f"min_tokens must be in [0, max_tokens], got {self.min_tokens}")
         if self.temperature < 0:
             raise InputError(f"temperature must be >= 0, got {self.temperature}")
+        if self.top_k < 0:
+            raise InputError(f"top_k must be 0 (off) or a count of tokens, got {self.top_k}")
         if not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
 

@@ -33,12 +33,25 @@ class VersionExistsError(HubError):
 
 
 def folder_files(folder: Path) -> list[Path]:
-    """Files a publish carries: everything below the folder but the manifest and hidden/cache entries."""
+    """Files a publish carries: everything below the folder but the manifest and hidden/cache entries.
+
+    A link is carried as the file it points to only when that file is inside the folder, or in the blobs
+    of the Hugging Face cache repo whose snapshot the folder is (a pulled snapshot is links to blobs):
+    `ln -s /etc/passwd art/leak.txt` is refused, never published."""
+    root = folder.resolve()
+    blobs = root.parent.parent / "blobs" if root.parent.name == "snapshots" else None
     files = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder)
-        if p.is_file() and rel.name != MANIFEST and not any(part.startswith(".") for part in rel.parts):
-            files.append(p)
+        if not p.is_file() or rel.name == MANIFEST or any(part.startswith(".") for part in rel.parts):
+            continue
+        target = p.resolve()
+        if not (target.is_relative_to(root) or (blobs is not None and target.is_relative_to(blobs))):
+            raise InputError(
+                f"{folder}: {rel.as_posix()} leads outside the folder (a link): refusing to publish what it "
+                "points to; copy the file in if it belongs there"
+            )
+        files.append(p)
     return files
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -33,6 +34,8 @@ from medssr_hub.hub.common import (
 from medssr_hub.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
+
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
 
 class LocalHub:
@@ -173,6 +176,13 @@ class LocalHub:
             known = sorted(refs["tags"]) + sorted(refs["branches"])
             raise HubError(
                 f"{repo_type} {repo_id} has no revision {revision!r} in {self.root}; known: {known}"
+            )
+        # refs.json is a file anyone with write access may edit: what it names is a commit id (40 hex
+        # characters, as our publishes write them) or it never becomes a path.
+        if not isinstance(commit, str) or not COMMIT_ID.fullmatch(commit):
+            raise HubError(
+                f"local hub {self.root}: {repo_type} {repo_id}@{revision} points at {str(commit)[:80]!r}, "
+                "not a commit id (40 hex characters): refs.json was edited by hand or corrupted"
             )
         return commit
 

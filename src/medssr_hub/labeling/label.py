@@ -128,7 +128,16 @@ class LabelConfig:
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("input", "input_revision", "split", "model", "model_revision", "backend", "chat", "n")
-        keep = (*keep, "temperature", "top_p", "top_k", "max_tokens", "seed", "shard_size")
+        keep = (
+            *keep,
+            "temperature",
+            "top_p",
+            "top_k",
+            "max_tokens",
+            "stop_at_next_question",
+            "seed",
+            "shard_size",
+        )
         return resume_fingerprint(self, keep=keep)
 
 
@@ -149,6 +158,11 @@ class Labeler(BackendOwner):
         )
         if report.rejected:
             logger.warning("Input rows rejected: %s", report.summary())
+        if not records:  # as evaluate refuses an empty benchmark: an empty labeled set helps nobody
+            raise ConfigError(
+                f"input {publishable(str(self.cfg.input))}: no questions to label"
+                + (f" ({report.summary()})" if report.rejected else "")
+            )
         self.input_report = report
         return records
 
