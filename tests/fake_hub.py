@@ -50,6 +50,8 @@ class FakeHub:
         self.faults: dict[str, list[int | str]] = {}  # route -> scripted faults, one per request
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: list[str] = []
+        # What a hostile hub answers instead of the truth: {"etag": ..., "sha": ...} (tests of our guards).
+        self.hostile: dict[str, str] = {}
         self.lock = threading.Lock()
         hub = self
 
@@ -295,7 +297,7 @@ class FakeHub:
             {
                 "id": repo_id,
                 "_id": repo_id,
-                "sha": oid,
+                "sha": self.hostile.get("sha", oid),
                 "private": repo.private,
                 "siblings": [{"rfilename": p} for p in sorted(repo.commits[oid])],
                 "tags": [],
@@ -320,7 +322,7 @@ class FakeHub:
         if path not in repo.commits[oid]:
             return self._error(h, 404, "EntryNotFound", f"{path} not found", head)
         data = repo.commits[oid][path]
-        etag = f'"{hashlib.sha1(data).hexdigest()}"'
+        etag = f'"{self.hostile.get("etag") or hashlib.sha1(data).hexdigest()}"'
         self._send(
             h,
             200,

@@ -432,3 +432,17 @@ def test_a_hand_edited_ref_never_becomes_a_path(tmp_path, dataset_folder):
     out = subprocess.run(cli, capture_output=True, text=True)
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
     assert "not a commit id" in out.stderr and not (tmp_path / "got" / "planted.txt").exists()
+
+
+@pytest.mark.parametrize("field", ["etag", "sha"])
+def test_a_hostile_hub_answer_never_becomes_a_path(tmp_path, dataset_folder, fake_hub, field):
+    """A hub answering a download's ETag, or a revision's commit, with "../../.." and a target: pull stops
+    naming what it was sent, and nothing is written there (huggingface_hub 2.4.0 would join either into
+    a cache path unchecked)."""
+    folder, _ = dataset_folder
+    publish(folder, "medssr/hostile", "v1.0.0", card=card_for(folder), hub=fake_hub.url, token=TOKEN)
+    target = tmp_path / "planted"
+    fake_hub.hostile[field] = "../" * 12 + str(target).lstrip("/")
+    with pytest.raises(HubError, match="not a (hex digest|commit id)"):
+        open_hub(fake_hub.url, token=TOKEN).pull("medssr/hostile", "v1.0.0", output=tmp_path / "got")
+    assert not target.exists() and not list(tmp_path.glob("planted*"))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from contextlib import contextmanager
 from pathlib import Path
 
 from huggingface_hub import (
@@ -16,6 +18,7 @@ from huggingface_hub import (
     CommitOperationDelete,
     HfApi,
     constants,
+    file_download,
     hf_hub_download,
     set_client_factory,
 )
@@ -51,6 +54,38 @@ KEEP_ON_HUB = {".gitattributes"}
 # forever (`timeout=None`): a hub that accepts the connection and never answers would hang a publish.
 TIMEOUT_ENV = "MEDSSR_HUB_TIMEOUT"
 DEFAULT_TIMEOUT_S = 60.0
+
+
+# What a hub answers that huggingface_hub turns into cache paths: a commit id (snapshots/<commit>,
+# trees/<commit>.json) and a file's ETag (blobs/<etag>). The Hub's are hex digests: a commit 40 characters,
+# an ETag a git blob's sha1 (40) or an LFS file's sha256 (64).
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
+
+
+@contextmanager
+def checked_downloads(endpoint: str):
+    """huggingface_hub 2.4.0 joins a file's ETag and commit id, as the hub sent them, into the cache path
+    it writes (`file_download.py`: `os.path.join(storage_folder, "blobs", etag)`), unchecked: an ETag of
+    "../../x" writes outside the cache. For the duration of a pull, every file's metadata is checked before
+    huggingface_hub uses it (its own `get_hf_file_metadata`, wrapped)."""
+    original = file_download.get_hf_file_metadata
+
+    def checked(*args, **kwargs):
+        metadata = original(*args, **kwargs)
+        for what, value, pattern in (
+            ("ETag", metadata.etag, ETAG),
+            ("commit", metadata.commit_hash, COMMIT_ID),
+        ):
+            if value is not None and not pattern.fullmatch(value):
+                raise HubError(f"{endpoint} answered a file with the {what} {value[:80]!r}, not a hex digest")
+        return metadata
+
+    file_download.get_hf_file_metadata = checked
+    try:
+        yield
+    finally:
+        file_download.get_hf_file_metadata = original
 
 
 def hub_timeout() -> float:
@@ -101,14 +136,15 @@ class RemoteHub:
     def read_text(self, repo_id: str, revision: str, filename: str, repo_type: str = "dataset") -> str | None:
         """One file of a revision (None if the revision has no such file), without the rest of the repo."""
         try:
-            path = hf_hub_download(
-                repo_id,
-                filename,
-                repo_type=repo_type,
-                revision=revision,
-                endpoint=self.endpoint,
-                token=self._token,
-            )
+            with checked_downloads(self.endpoint):
+                path = hf_hub_download(
+                    repo_id,
+                    filename,
+                    repo_type=repo_type,
+                    revision=revision,
+                    endpoint=self.endpoint,
+                    token=self._token,
+                )
         except EntryNotFoundError:
             return None
         except HUB_FAILURES as e:
@@ -234,14 +270,22 @@ class RemoteHub:
             repo_type, repo_id, revision or "main", self.endpoint, hub_timeout(),
         )  # fmt: skip
         try:
-            path = hf_snapshot_download(
-                repo_id,
-                repo_type=repo_type,
-                revision=revision or "main",
-                local_dir=output,
-                endpoint=self.endpoint,
-                token=self._token,
-            )
+            # The revision resolved and checked here: handed a commit id, huggingface_hub does not ask again.
+            commit = self.api.repo_info(repo_id, repo_type=repo_type, revision=revision or "main").sha
+            if not isinstance(commit, str) or not COMMIT_ID.fullmatch(commit):
+                raise HubError(
+                    f"{self.endpoint} answered {repo_type} {repo_id}@{revision} with the commit "
+                    f"{str(commit)[:80]!r}, not a commit id (40 hex characters)"
+                )
+            with checked_downloads(self.endpoint):
+                path = hf_snapshot_download(
+                    repo_id,
+                    repo_type=repo_type,
+                    revision=commit,
+                    local_dir=output,
+                    endpoint=self.endpoint,
+                    token=self._token,
+                )
         except (RepositoryNotFoundError, RevisionNotFoundError) as e:
             raise HubError(
                 f"{repo_type} {repo_id}@{revision} not found on {self.endpoint}: {describe_error(e)}"
