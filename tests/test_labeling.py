@@ -247,22 +247,35 @@ def test_published_configs_mask_server_addresses_and_local_paths():
 
 
 @pytest.mark.slow
-def test_base_template_votes_stop_where_training_rollouts_stop(tmp_path, synthetic, embedded_dir):
+def test_base_template_votes_stop_where_training_rollouts_stop(tmp_path, synthetic, embedded_backend):
     """chat: false, the embedded model: votes that go on to a question of their own are cut at its
     "\\nQuestion:" (the stop training rollouts use), so the vote reads the answer to the question asked.
-    With the stop off, the same seeds write such questions."""
+    The same prompts and seeds without the stop write such questions."""
+    from medssr_hub.answers import answer_prompt
+    from medssr_hub.generation import SamplingParams
+    from medssr_hub.labeling.label import question_seed
 
-    def votes(folder, **kw) -> list[dict]:
-        Labeler(config(folder, synthetic, chat=False, max_tokens=96, band=[0.0, 1.0], **kw)).run()
-        return [json.loads(line) for f in sorted((folder / "labels" / "shards").glob("*.jsonl"))
-                for line in f.read_text().splitlines()]  # fmt: skip
-
-    free = votes(tmp_path / "free", stop_at_next_question=False)
-    went_on = sum("\nQuestion:" in t for row in free for t in row["texts"])
-    assert went_on > 0  # the base model writes its own next question
-    stopped = votes(tmp_path / "stopped")
-    texts = [t for row in stopped for t in row["texts"]]
-    assert not any("\nQuestion:" in t for t in texts)
-    cut = [(a, b) for r1, r2 in zip(free, stopped, strict=True) for a, b in zip(r1["texts"], r2["texts"], strict=True)
-           if "\nQuestion:" in a]  # fmt: skip
-    assert all(a.startswith(b) and a[len(b) :].startswith("\nQuestion:") for a, b in cut)  # cut right there
+    cfg = config(tmp_path, synthetic, chat=False, max_tokens=64, band=[0.0, 1.0])
+    labeler = Labeler(cfg)
+    labeler.run()
+    stopped = {json.loads(line)["id"]: json.loads(line)["texts"]
+               for f in sorted((tmp_path / "labels" / "shards").glob("*.jsonl")) for line in f.read_text().splitlines()}  # fmt: skip
+    assert not any("\nQuestion:" in t for texts in stopped.values() for t in texts)
+    records = labeler.load()
+    free = embedded_backend.generate(
+        [answer_prompt(r, chat=False) for r in records],
+        SamplingParams(n=cfg.n, temperature=cfg.temperature, top_p=cfg.top_p, top_k=cfg.top_k,
+                       max_tokens=cfg.max_tokens, seed=cfg.seed),
+        seeds=[question_seed(cfg.seed, r.id) for r in records], progress=False,
+    )  # fmt: skip
+    pairs = [
+        (a, b)
+        for r, c in zip(records, free, strict=True)
+        for a, b in zip(c.texts, stopped[r.id], strict=True)
+    ]
+    went_on = [(a, b) for a, b in pairs if "\nQuestion:" in a]
+    assert went_on  # the base model writes its own next question (2 of 24 here)
+    assert all(
+        a.startswith(b) and a[len(b) :].startswith("\nQuestion:") for a, b in went_on
+    )  # cut right there
+    assert all(a == b for a, b in pairs if "\nQuestion:" not in a)  # the others are untouched
