@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -63,29 +64,35 @@ COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
+_ORIGINAL_METADATA = file_download.get_hf_file_metadata
+_checking = {"depth": 0}
+_checking_lock = threading.Lock()
+
+
+def _checked_metadata(*args, **kwargs):
+    metadata = _ORIGINAL_METADATA(*args, **kwargs)
+    for what, value, pattern in (("ETag", metadata.etag, ETAG), ("commit", metadata.commit_hash, COMMIT_ID)):
+        if value is not None and not pattern.fullmatch(value):
+            raise HubError(f"the hub answered a file with the {what} {value[:80]!r}, not a hex digest")
+    return metadata
+
+
 @contextmanager
-def checked_downloads(endpoint: str):
+def checked_downloads():
     """huggingface_hub 2.4.0 joins a file's ETag and commit id, as the hub sent them, into the cache path
     it writes (`file_download.py`: `os.path.join(storage_folder, "blobs", etag)`), unchecked: an ETag of
-    "../../x" writes outside the cache. For the duration of a pull, every file's metadata is checked before
-    huggingface_hub uses it (its own `get_hf_file_metadata`, wrapped)."""
-    original = file_download.get_hf_file_metadata
-
-    def checked(*args, **kwargs):
-        metadata = original(*args, **kwargs)
-        for what, value, pattern in (
-            ("ETag", metadata.etag, ETAG),
-            ("commit", metadata.commit_hash, COMMIT_ID),
-        ):
-            if value is not None and not pattern.fullmatch(value):
-                raise HubError(f"{endpoint} answered a file with the {what} {value[:80]!r}, not a hex digest")
-        return metadata
-
-    file_download.get_hf_file_metadata = checked
+    "../../x" writes outside the cache. While any pull runs (threads included), every file's metadata is
+    checked before huggingface_hub uses it (its own `get_hf_file_metadata`, wrapped)."""
+    with _checking_lock:
+        _checking["depth"] += 1
+        file_download.get_hf_file_metadata = _checked_metadata
     try:
         yield
     finally:
-        file_download.get_hf_file_metadata = original
+        with _checking_lock:
+            _checking["depth"] -= 1
+            if not _checking["depth"]:
+                file_download.get_hf_file_metadata = _ORIGINAL_METADATA
 
 
 def hub_timeout() -> float:
@@ -136,7 +143,7 @@ class RemoteHub:
     def read_text(self, repo_id: str, revision: str, filename: str, repo_type: str = "dataset") -> str | None:
         """One file of a revision (None if the revision has no such file), without the rest of the repo."""
         try:
-            with checked_downloads(self.endpoint):
+            with checked_downloads():
                 path = hf_hub_download(
                     repo_id,
                     filename,
@@ -277,7 +284,7 @@ class RemoteHub:
                     f"{self.endpoint} answered {repo_type} {repo_id}@{revision} with the commit "
                     f"{str(commit)[:80]!r}, not a commit id (40 hex characters)"
                 )
-            with checked_downloads(self.endpoint):
+            with checked_downloads():
                 path = hf_snapshot_download(
                     repo_id,
                     repo_type=repo_type,

@@ -4,9 +4,9 @@
 master copies of bf16 weights, so loading bf16 is right. Anywhere else (DDP, FSDP, one GPU, CPU) the
 optimizer would update the bf16 tensors themselves: bf16 has 8 bits of mantissa, so an Adam step at
 lr 1e-6 (our recipes' rate; no source we can read gives the paper's) is below half a unit in the last
-place for almost every weight, rounds away, and the model never changes. There we load fp32 weights and let `bf16: true` autocast the compute, which is
-what transformers' Trainer and accelerate do for mixed precision. LoRA keeps bf16: the base weights are
-frozen and PEFT keeps its adapters in fp32.
+place for almost every weight, rounds away, and the model never changes. There we load fp32 weights and
+let `bf16: true` autocast the compute, which is what transformers' Trainer and accelerate do for mixed
+precision. LoRA keeps bf16: the base weights are frozen and PEFT keeps its adapters in fp32.
 """
 
 from __future__ import annotations
