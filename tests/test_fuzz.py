@@ -27,14 +27,15 @@ option_list = st.lists(st.fixed_dictionaries({"letter": text, "text": text}), ma
 options = st.one_of(
     st.none(), scalar, st.dictionaries(text, text, max_size=6), st.lists(text, max_size=6), option_list
 )
-question = st.one_of(
-    scalar,
-    st.builds(
-        lambda stem, opts: stem + "\n" + "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(opts)),
-        text,
-        st.lists(text, max_size=6),
-    ),
+lettered = st.builds(
+    lambda stem, opts: stem + "\n" + "\n".join(f"{chr(65 + i)}. {o}" for i, o in enumerate(opts)),
+    text,
+    st.lists(text, max_size=6),
 )
+question = st.one_of(scalar, lettered)
+# Strings only (a parquet column of questions), drawn, not filtered: filtering `question` for strings
+# discarded most draws, and Hypothesis's health check failed the test now and then.
+question_text = st.one_of(text, lettered)
 row = st.one_of(
     scalar,
     st.lists(scalar, max_size=3),
@@ -77,7 +78,7 @@ def test_json_and_jsonl_loaders(tmp_path_factory, rows):
 @given(
     rows=st.lists(
         st.fixed_dictionaries(
-            {"id": st.one_of(st.none(), text), "question": st.one_of(st.none(), question.filter(lambda q: isinstance(q, str))),
+            {"id": st.one_of(st.none(), text), "question": st.one_of(st.none(), question_text),
              "options": st.one_of(st.none(), option_list), "answer": st.one_of(st.none(), text)}
         ),
         min_size=1,
