@@ -274,7 +274,8 @@ class FakeHub:
             steps = rest.split("/")
             ends = range(1, len(steps) + 1) if recursive else [1]
             paths.update("/".join(([prefix] if prefix else []) + steps[:n]) for n in ends)
-        self._send(h, 200, [self._entry(files, p) for p in sorted(paths)])
+        link = {"Link": f'<{self.hostile["next_page"]}>; rel="next"'} if "next_page" in self.hostile else {}
+        self._send(h, 200, [self._entry(files, p) for p in sorted(paths)], link)
 
     def _paths_info(self, h, method, parts, body, query):
         repo, _ = self._repo(parts)

@@ -446,3 +446,39 @@ def test_a_hostile_hub_answer_never_becomes_a_path(tmp_path, dataset_folder, fak
     with pytest.raises(HubError, match="not a (hex digest|commit id)"):
         open_hub(fake_hub.url, token=TOKEN).pull("medssr/hostile", "v1.0.0", output=tmp_path / "got")
     assert not target.exists() and not list(tmp_path.glob("planted*"))
+
+
+def test_a_listing_that_points_elsewhere_never_gets_the_token(tmp_path, dataset_folder, fake_hub):
+    """A hub's tree listing answering `Link: <other origin>; rel="next"`: huggingface_hub follows it with
+    the same headers; the other server gets the request without the token, and the pull still completes."""
+    import http.server
+    import threading
+
+    seen: list[str | None] = []
+
+    class Other(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            seen.append(self.headers.get("Authorization"))
+            body = b"[]"
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    other = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Other)
+    threading.Thread(target=other.serve_forever, daemon=True).start()
+    try:
+        folder, _ = dataset_folder
+        publish(folder, "medssr/paged", "v1.0.0", card=card_for(folder), hub=fake_hub.url, token=TOKEN)
+        fake_hub.hostile["next_page"] = f"http://127.0.0.1:{other.server_address[1]}/api/page2"
+        pulled = open_hub(fake_hub.url, token=TOKEN).pull("medssr/paged", "v1.0.0", output=tmp_path / "got")
+    finally:
+        other.shutdown()
+        other.server_close()
+    assert seen and seen == [None] * len(seen)  # followed, without the token
+    assert (pulled / "data" / "train-00000.parquet").exists()
+    assert any(TOKEN in h for h in fake_hub.auth_headers)  # the configured hub still got it

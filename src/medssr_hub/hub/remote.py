@@ -13,6 +13,7 @@ import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from huggingface_hub import (
     CommitOperationAdd,
@@ -65,8 +66,8 @@ ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 
 _ORIGINAL_METADATA = file_download.get_hf_file_metadata
-_checking = {"depth": 0}
-_checking_lock = threading.Lock()
+_guard_lock = threading.Lock()
+_active: dict[tuple[str, str, int], int] = {}  # the hubs whose operations are running, counted
 
 
 def _checked_metadata(*args, **kwargs):
@@ -77,22 +78,46 @@ def _checked_metadata(*args, **kwargs):
     return metadata
 
 
+def _origin(url) -> tuple[str, str, int]:
+    parts = urlsplit(str(url))
+    scheme = (parts.scheme or "").lower()
+    return scheme, (parts.hostname or "").lower(), parts.port or (443 if scheme == "https" else 80)
+
+
 @contextmanager
-def checked_downloads():
-    """huggingface_hub 2.4.0 joins a file's ETag and commit id, as the hub sent them, into the cache path
-    it writes (`file_download.py`: `os.path.join(storage_folder, "blobs", etag)`), unchecked: an ETag of
-    "../../x" writes outside the cache. While any pull runs (threads included), every file's metadata is
-    checked before huggingface_hub uses it (its own `get_hf_file_metadata`, wrapped)."""
-    with _checking_lock:
-        _checking["depth"] += 1
+def guarded(endpoint: str):
+    """What a hub answers is untrusted while one of our hub operations runs (threads included):
+    - huggingface_hub 2.4.0 joins a file's ETag and commit id, as the hub sent them, into the cache path it
+      writes (`file_download.py`: `os.path.join(storage_folder, "blobs", etag)`), unchecked: an ETag of
+      "../../x" writes outside the cache. Each file's metadata is checked first (its own
+      `get_hf_file_metadata`, wrapped).
+    - it follows a listing's `Link: <URL>; rel="next"` with the same headers, so a hub could name another
+      server and receive the token there (redirects already drop it): `drop_token_elsewhere`.
+    Outside our operations huggingface_hub behaves as it always does."""
+    origin = _origin(endpoint)
+    with _guard_lock:
+        _active[origin] = _active.get(origin, 0) + 1
         file_download.get_hf_file_metadata = _checked_metadata
     try:
         yield
     finally:
-        with _checking_lock:
-            _checking["depth"] -= 1
-            if not _checking["depth"]:
+        with _guard_lock:
+            _active[origin] -= 1
+            if not _active[origin]:
+                del _active[origin]
+            if not _active:
                 file_download.get_hf_file_metadata = _ORIGINAL_METADATA
+
+
+def drop_token_elsewhere(request) -> None:
+    """While our hub operations run, a request to any other origin (HF_ENDPOINT aside) goes without the
+    token."""
+    if not _active or "authorization" not in request.headers:
+        return
+    origin = _origin(request.url)
+    if origin not in {_origin(constants.ENDPOINT), *_active}:
+        del request.headers["authorization"]
+        logger.warning("Sent a request to %s://%s:%d without the token: not the configured hub", *origin)
 
 
 def hub_timeout() -> float:
@@ -109,7 +134,7 @@ def _client_with_timeouts():
         current = request.extensions.get("timeout") or {}
         request.extensions["timeout"] = {k: current.get(k) or v for k, v in bound.items()}
 
-    client.event_hooks["request"] = [fill_in_timeouts, *client.event_hooks["request"]]
+    client.event_hooks["request"] = [fill_in_timeouts, drop_token_elsewhere, *client.event_hooks["request"]]
     return client
 
 
@@ -143,7 +168,7 @@ class RemoteHub:
     def read_text(self, repo_id: str, revision: str, filename: str, repo_type: str = "dataset") -> str | None:
         """One file of a revision (None if the revision has no such file), without the rest of the repo."""
         try:
-            with checked_downloads():
+            with guarded(self.endpoint):
                 path = hf_hub_download(
                     repo_id,
                     filename,
@@ -168,6 +193,10 @@ class RemoteHub:
         branch: str | None = None,
         message: str | None = None,
     ) -> PublishResult:
+        with guarded(self.endpoint):  # listings it reads may point elsewhere: the token stays with the hub
+            return self._publish(folder, repo_id, version, repo_type, private, branch, message)
+
+    def _publish(self, folder, repo_id, version, repo_type, private, branch, message) -> PublishResult:
         check_version(version, branch)
         check_repo(repo_id, repo_type)
         logger.info(
@@ -284,7 +313,7 @@ class RemoteHub:
                     f"{self.endpoint} answered {repo_type} {repo_id}@{revision} with the commit "
                     f"{str(commit)[:80]!r}, not a commit id (40 hex characters)"
                 )
-            with checked_downloads():
+            with guarded(self.endpoint):
                 path = hf_snapshot_download(
                     repo_id,
                     repo_type=repo_type,
