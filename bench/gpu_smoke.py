@@ -33,16 +33,11 @@ TRAIN_BYTES_PER_PARAM = 16
 
 def parameters_per_layer(shape: dict) -> tuple[int, int]:
     """(parameters outside the decoder layers, parameters of one layer), counted on meta tensors."""
-    from accelerate import init_empty_weights
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
-    counts = []
-    for layers in (1, 2):
-        config = AutoConfig.for_model(**{**shape, "num_hidden_layers": layers})
-        with init_empty_weights():
-            model = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)](config)
-        counts.append(sum(p.numel() for p in model.parameters()))
+    from medssr_hub.training.checkpoints import config_parameters
+
+    counts = [config_parameters(AutoConfig.for_model(**{**shape, "num_hidden_layers": n})) for n in (1, 2)]
     per_layer = counts[1] - counts[0]
     return counts[0] - per_layer, per_layer
 

@@ -168,14 +168,19 @@ QWEN3_8B = ROOT / "bench" / "qwen3-8b-config.json"
 TB = 1e12
 
 
+def _qwen3_8b_folder(folder: Path) -> Path:
+    """A folder holding Qwen3-8B's config alone (bench/qwen3-8b-config.json): what parameter counts read."""
+    folder.mkdir(exist_ok=True)
+    (folder / "config.json").write_text(QWEN3_8B.read_text())
+    return folder
+
+
 def _paper_plan(recipe: str, tmp_path, rows: int = 43_000, world: int = 7):
     """The disk plan of a shipped 8B recipe at paper scale: the 43K synthetic questions, the trainer on 7
     GPUs under ZeRO-2, the hub local (its checkpoint copies counted)."""
     from medssr_hub.training.checkpoints import count_parameters, disk_plan, planned_steps
 
-    folder = tmp_path / "qwen3-8b"
-    folder.mkdir(exist_ok=True)
-    (folder / "config.json").write_text(QWEN3_8B.read_text())
+    folder = _qwen3_8b_folder(tmp_path / "qwen3-8b")
     _, training_args, _ = parse_args(
         ["--config", f"recipes/{recipe}", "--use_cpu", "true", "--output_dir", str(tmp_path / "out")]
     )
@@ -226,11 +231,10 @@ def test_a_run_that_cannot_fit_its_disk_stops_before_training_naming_the_fix(tmp
 
 def _qwen3_8b_shaped(folder: Path, embedded_dir: Path) -> Path:
     """Qwen3-8B's config beside the embedded tokenizer: what the launch reads before any model loads."""
-    folder.mkdir()
+    _qwen3_8b_folder(folder)
     for f in embedded_dir.iterdir():
         if f.name not in ("config.json", "model.safetensors", "generation_config.json"):
             (folder / f.name).write_bytes(f.read_bytes())
-    (folder / "config.json").write_text(QWEN3_8B.read_text())
     return folder
 
 
@@ -266,10 +270,7 @@ def test_the_fit_check_leaves_sharded_and_adapter_runs_alone(monkeypatch, tmp_pa
     from medssr_hub.training.checkpoints import count_parameters
     from medssr_hub.training.precision import check_fits, replica_bytes
 
-    folder = tmp_path / "qwen3-8b"
-    folder.mkdir()
-    (folder / "config.json").write_text(QWEN3_8B.read_text())
-    params = count_parameters(str(folder))
+    params = count_parameters(str(_qwen3_8b_folder(tmp_path / "qwen3-8b")))
     full, lora = SimpleNamespace(use_peft=False), SimpleNamespace(use_peft=True)
     ddp = SimpleNamespace(deepspeed=None, fsdp=None, use_cpu=True, beta=0.0)
     for name in ("ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP", "ACCELERATE_DEEPSPEED_ZERO_STAGE"):

@@ -210,3 +210,8 @@ class BackendStats:
     samples: int = 0
     completion_tokens: int = 0
     retries: int = 0
+
+    def count(self, samples: Sequence[Sample]) -> None:
+        """One prompt's finished samples and the tokens they report."""
+        self.samples += len(samples)
+        self.completion_tokens += sum(s.completion_tokens or 0 for s in samples)

@@ -190,8 +190,7 @@ class VLLMBackend:
                     for o in output.outputs
                 ]
                 results[i] = Completion(samples=samples, prompt_tokens=len(encoded[i]))
-                self.stats.samples += len(samples)
-                self.stats.completion_tokens += sum(s.completion_tokens or 0 for s in samples)
+                self.stats.count(samples)
                 bar.update(len(samples))
                 if on_complete is not None:
                     on_complete(i, results[i])

@@ -202,8 +202,7 @@ class DataParallelVLLM:
                 busy -= 1
                 continue
             results[key] = detail
-            self.stats.samples += len(detail.samples)
-            self.stats.completion_tokens += sum(s.completion_tokens or 0 for s in detail.samples)
+            self.stats.count(detail.samples)
             bar.update(len(detail.samples))
             if on_complete is not None:
                 on_complete(key, detail)

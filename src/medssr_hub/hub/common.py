@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -19,6 +20,9 @@ from medssr_hub.names import (  # re-exported: the one name check, also used by 
 )
 from medssr_hub.utils import hash_file
 
+# A commit id, as the Hub writes them and as our local hub names its snapshots: 40 hex characters. What a
+# hub or a refs file names as a commit becomes a path only if it is one.
+COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 MANIFEST = "medssr_manifest.json"  # written into every published folder: the content id of the version
 RUN_CONFIG = "medssr_config.json"  # the publishable settings a stage's release was made with
 __all__ = ["REPO_ID_RE", "REPO_TYPES", "VERSION_RE", "check_branch", "check_repo", "check_version"]

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import tempfile
 import time
@@ -22,6 +21,7 @@ from filelock import Timeout as LockTimeout
 
 from medssr_hub.errors import InputError
 from medssr_hub.hub.common import (
+    COMMIT_ID,
     MANIFEST,
     HubError,
     PublishResult,
@@ -34,8 +34,6 @@ from medssr_hub.hub.common import (
 from medssr_hub.utils import atomic_write_json
 
 logger = logging.getLogger(__name__)
-
-COMMIT_ID = re.compile(r"[0-9a-f]{40}")
 
 
 class LocalHub:

@@ -35,6 +35,7 @@ from huggingface_hub.utils._http import default_client_factory
 
 from medssr_hub.errors import MedSSRError
 from medssr_hub.hub.common import (
+    COMMIT_ID,
     MANIFEST,
     HubError,
     PublishResult,
@@ -59,9 +60,8 @@ DEFAULT_TIMEOUT_S = 60.0
 
 
 # What a hub answers that huggingface_hub turns into cache paths: a commit id (snapshots/<commit>,
-# trees/<commit>.json) and a file's ETag (blobs/<etag>). The Hub's are hex digests: a commit 40 characters,
-# an ETag a git blob's sha1 (40) or an LFS file's sha256 (64).
-COMMIT_ID = re.compile(r"[0-9a-f]{40}")
+# trees/<commit>.json, checked by common.COMMIT_ID) and a file's ETag (blobs/<etag>), a git blob's sha1
+# (40 hex characters) or an LFS file's sha256 (64).
 ETAG = re.compile(r"[0-9a-f]{40}|[0-9a-f]{64}")
 
 

@@ -30,20 +30,25 @@ BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 def count_parameters(model_path: str, revision: str | None = None) -> int | None:
     """The model's parameter count, from its config alone (meta tensors: nothing is allocated or read);
     None where the config cannot be built that way (remote code, an unknown architecture)."""
-    from accelerate import init_empty_weights
     from transformers import AutoConfig
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
 
     try:
-        config = AutoConfig.from_pretrained(model_path, revision=revision)
-        # The class itself, not `from_config`: in a ZeRO-3 launch that enters DeepSpeed's `zero.Init`, which
-        # cannot partition meta tensors ("Cannot copy out of meta tensor").
-        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
-        with init_empty_weights():
-            model = model_class(config)
+        return config_parameters(AutoConfig.from_pretrained(model_path, revision=revision))
     except (OSError, ValueError, KeyError, ImportError) as e:
         logger.warning("No disk estimate for %s (its parameter count is unknown: %s)", model_path, e)
         return None
+
+
+def config_parameters(config) -> int:
+    """The parameter count of a causal LM built from `config` on meta tensors (nothing allocated)."""
+    from accelerate import init_empty_weights
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    # The class itself, not `from_config`: in a ZeRO-3 launch that enters DeepSpeed's `zero.Init`, which
+    # cannot partition meta tensors ("Cannot copy out of meta tensor").
+    model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    with init_empty_weights():
+        model = model_class(config)
     return sum(p.numel() for p in model.parameters())
 
 
