@@ -670,8 +670,9 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
     sequence, masked above 3.0): a rollout cut at "\nQuestion:" ends with an EOS the engine never sampled.
     Scored as if sampled with certainty, that EOS pulls the stopped rollout's ratio to about 0 (and its
     gradient with it); scored as not sampled, the ratio reflects the sampled tokens only. Sampling as the
-    paper-scale recipe does (no top-k, top-p 1), so vLLM's processed logprobs are the trainer's own. The
-    rewards read each completion without the stop string."""
+    8B recipes do (no top-k, top-p 1), so vLLM's processed logprobs are the trainer's own, in the recipe's
+    float32, which the engine now computes in too (`vllm_sync.match_colocated_dtype`). The rewards read each
+    completion without the stop string."""
     answered = "".join(f"{q}\nA. {a}\nB. {b}\n\nThe answer is {g}.\n\nQuestion:\n" for q, (a, b), g in SHOTS)
     data, seen = tmp_path / "answered.jsonl", tmp_path / "completions.jsonl"
     data.write_text(
@@ -687,7 +688,7 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
         "--per_device_train_batch_size", "16", "--num_generations", "4", "--max_completion_length", "32",
         "--chat", "false", "--stop_at_next_question", "true", "--recovery", "false",
         "--reward_funcs", "format", "tests.reward_probe.record_completions", "--reward_weights", "1.0", "0.0",
-        "--temperature", "0.7", "--top_p", "1.0", "--top_k", "0", "--dtype", "bfloat16", "--bf16", "true",
+        "--temperature", "0.7", "--top_p", "1.0", "--top_k", "0",
         "--use_vllm", "true", "--vllm_mode", "colocate", "--vllm_max_model_length", "1024",
         "--publish_repo", "medssr/stopped",
         env_extra={"VLLM_CPU_CI_ENV": "1", "MEDSSR_TEST_COMPLETIONS": str(seen), "PYTHONPATH": str(ROOT)},
@@ -697,11 +698,11 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
     assert [h["step"] for h in steps] == [1, 2], out[-3000:]
     stopped = [h["medssr/stopped_at_next_question"] for h in steps]
     assert all(share > 0 for share in stopped) and sum(stopped) / len(stopped) > 0.5, stopped
-    # With the EOS scored as sampled the minimum was 3e-06 and 0.0; scored as not sampled, 0.49-0.74 over
-    # three runs here: the rest is the CPU engine's bf16 against the trainer's bf16 autocast, which vary
-    # from run to run, so the bound sits at 0.25 rather than the issue's 0.5.
+    # Measured here: 0.99994 and 0.9973. With the EOS scored as sampled: 3e-06 and 0.0. With the engine in
+    # vLLM's own pick (bfloat16) against a float32 trainer: below 0.25; both in bfloat16: 0.50 and 0.74.
+    # The issue asks for 0.5; 0.9 also catches an engine that computes in another dtype than the trainer.
     for h in steps:
-        assert h["sampling/importance_sampling_ratio/min"] >= 0.25, h
+        assert h["sampling/importance_sampling_ratio/min"] >= 0.9, h
     completions = [json.loads(line) for line in seen.read_text().splitlines()]
     assert len(completions) == 32 and not any("\nQuestion:" in c for c in completions), completions
 
