@@ -122,3 +122,18 @@ def test_majority_vote(letters, label, count, tie):
     vote = majority_vote(letters)
     assert (vote.label, vote.count, vote.tie, vote.n) == (label, count, tie, len(letters))
     assert vote.agreement == pytest.approx(count / len(letters))
+
+
+def test_every_stage_reads_answers_by_one_rule_set_in_one_place():
+    """Labeling votes, the online vote, the accuracy reward and the evaluation default to `answers.READING`
+    (the official rule), so a pseudo-label and the rollout compared with it are read alike."""
+    from medssr_hub.answers import READING
+    from medssr_hub.evaluation.config import EvalConfig
+    from medssr_hub.labeling.label import LabelConfig
+    from medssr_hub.training.args import MedSSRScriptArguments
+    from medssr_hub.training.online_vote import OnlineVoteReward
+
+    assert READING == "official"
+    assert LabelConfig().extraction == EvalConfig().extraction == READING
+    assert MedSSRScriptArguments(dataset_name="q.jsonl", chat=False).extraction == READING
+    assert OnlineVoteReward(num_generations=2).extraction.mode == READING

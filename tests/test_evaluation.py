@@ -20,6 +20,7 @@ from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 from medssr_hub.evaluation.registry import (
     BENCHMARKS,
     MMLU_MEDICAL,
+    BenchmarkCountMismatch,
     BenchmarkUnavailable,
     load_benchmark,
     locate,
@@ -517,7 +518,11 @@ def test_registry_reads_each_benchmarks_hub_dataset_through_its_column_mapping(t
         assert xpert.answer == "E" and len(xpert.options) == 5
         asked = {path for _, path in hub.requests}
         assert all(any(b.revision in path and b.hub_id in path for path in asked) for b in pinned)
-        (rare,) = load("raredis")
+        # RareDis-Sub as the registry reads it must hold its card's 2,122 items (this one holds 1); a
+        # revision the user names is read as it is.
+        with pytest.raises(BenchmarkCountMismatch, match=r"holds 1 items, its card states 2,122"):
+            load("raredis")
+        _, (rare,), _ = load_benchmark("raredis", {"raredis": "tdlhl/RareDis-Sub@main"}, hub=hub.url)
         assert rare.options == {"A": "Fabry disease", "B": "Gout"} and rare.answer == "A"
         # A config the repo does not have is named, with the ones it has.
         with pytest.raises(RecordFormatError, match=r"has no config 'nope'; it has \['Text'\]"):

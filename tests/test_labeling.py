@@ -261,6 +261,15 @@ def test_base_template_votes_stop_where_training_rollouts_stop(tmp_path, synthet
     stopped = {json.loads(line)["id"]: json.loads(line)["texts"]
                for f in sorted((tmp_path / "labels" / "shards").glob("*.jsonl")) for line in f.read_text().splitlines()}  # fmt: skip
     assert not any("\nQuestion:" in t for texts in stopped.values() for t in texts)
+    # One reading: a vote's letter is what the evaluation's official rule (the rewards' default) reads; the
+    # rest came from the official recovery pass for the model's family (Llama: letter and "X." ids).
+    reading = labeler.reading()
+    assert (reading.mode, reading.model_type) == ("official", "llama")
+    rows = [json.loads(line) for f in sorted((tmp_path / "labels" / "shards").glob("*.jsonl"))
+            for line in f.read_text().splitlines()]  # fmt: skip
+    for row in rows:
+        for text, letter, recovered in zip(row["texts"], row["letters"], row["recovered"], strict=True):
+            assert recovered or letter == reading.first_pass(text, "ABCDE"), (text, letter)
     records = labeler.load()
     free = embedded_backend.generate(
         [answer_prompt(r, chat=False) for r in records],

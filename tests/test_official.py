@@ -231,7 +231,9 @@ def test_evaluator_official_by_default_and_lenient_as_option(tmp_path, embedded_
     assert lenient["benchmarks"]["medqa"]["lenient_mean"] == bench["lenient_mean"]
     assert all(p is None or len(p) == 1 for p in again[again["recovered"]]["pred"])
     md = (tmp_path / "run" / "results.md").read_text()
-    assert "Answers read by the lenient rule." in md and "family rule, family llama, 2 token(s)" in md
+    assert (
+        "Answers read by: lenient extraction (ours)." in md and "family rule, family llama, 2 token(s)" in md
+    )
 
 
 def test_script_path_string_reproduces_the_scripts_two_letter_answers(

@@ -11,8 +11,8 @@ from medssr_hub.training.reward_registry import build_reward_funcs
 from medssr_hub.training.rewards import AccuracyReward
 
 LETTERS = ["A", "B", "C", "D"]
-# Two groups of 4. q1 (key B): votes B, B, C ("Answer: C" is read by the votes' lenient rule, not by the
-# reward's official one), A -> label B. q2 (key C): votes C, D, -, - -> a tie: no majority, no reward.
+# Two groups of 4, read by one rule (the reward's, official by default). q1 (key B): votes B, B, - ("Answer: C"
+# is not the official form), A -> label B. q2 (key C): votes C, D, -, - -> a tie: no majority, no reward.
 COMPLETIONS = [
     "Reasoning. The answer is B.",
     "The answer is B.",
@@ -42,7 +42,7 @@ def test_each_group_is_rewarded_against_its_own_majority_and_ties_earn_nothing()
     # q1's label is its key, q2 has none: 1 of 2. The reward disagrees with the key's only on q2's "C".
     assert metrics["medssr/label_accuracy"] == 0.5
     assert metrics["medssr/reward_accuracy"] == 7 / 8
-    assert metrics["medssr/parse_rate"] == 5 / 8  # the reward's official reading misses "Answer: C"
+    assert metrics["medssr/parse_rate"] == 5 / 8  # the official reading misses "Answer: C"
 
 
 def test_groups_follow_the_global_order_and_never_mix_prompts():

@@ -8,7 +8,7 @@ Two rules read the letter a generation commits to (`Extraction`):
   of the benchmark's gold letters (and "X." tokens for some model families) for 1 or 2 tokens. The script
   picks the family from the model's path string; by default (`recovery_rule: family`) we read it from the
   model's config, and keep the script's string rule as `recovery_rule: script_path_string`.
-- `lenient` (`extract_answer`; labeling votes use it, training rewards on request) also reads "The correct answer is D",
+- `lenient` (`extract_answer`; any stage on request: `extraction: lenient`) also reads "The correct answer is D",
   "Answer: C", bold, boxed and bracketed forms, restricted to the question's own letters; its recovery
   pass biases those letters for one token.
 """
@@ -194,6 +194,10 @@ def official_recovery(
 
 
 EXTRACTIONS = ("official", "lenient")
+# The rule every stage reads answers by unless its config says otherwise: the one the evaluation calls
+# official. A pseudo-label's votes (labeling, the online vote), the reward that compares a rollout with it,
+# and the score at the end then read a completion alike. `extraction:` in each config overrides it.
+READING = "official"
 
 
 @dataclass(frozen=True)
@@ -243,6 +247,18 @@ class Extraction:
             tokenizer, letters, self.path_string, rule=self.recovery_rule, model_type=self.model_type
         )
 
+    @property
+    def protocol(self) -> str:
+        """What a score was read by, in words, as results and leaderboards name it: the script's rule with
+        its own recovery pass is "official script, exactly"; with ours by model family it is "official
+        extraction, family recovery" (equal for models named as the authors named theirs); never one for
+        the other."""
+        if self.mode == "lenient":
+            return "lenient extraction (ours)"
+        if self.recovery_rule == "script_path_string":
+            return "official script, exactly"
+        return "official extraction, family recovery"
+
     def other(self) -> Extraction:
         """The same model's settings under the other rule (results show both)."""
         return replace(self, mode="lenient" if self.mode == "official" else "official")
@@ -284,8 +300,11 @@ class Answer:
 
 def official_letters(records: Sequence[MCQRecord]) -> tuple[str, ...]:
     """The letters the official recovery pass biases: every gold letter of the benchmark file (here, of
-    the items evaluated), as the script collects them."""
-    return tuple(sorted({r.answer.upper() for r in records if r.answer}))
+    the items evaluated), as the script collects them. A question without gold (a synthetic one being
+    voted on) adds its offered letters instead: ours, as the script only reads benchmarks with gold."""
+    letters = {r.answer.upper() for r in records if r.answer}
+    letters.update(letter for r in records if not r.answer for letter in r.letters)
+    return tuple(sorted(letters))
 
 
 def _first_offered(text: str, letters: Sequence[str]) -> str | None:

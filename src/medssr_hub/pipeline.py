@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medssr_hub.answers import READING
 from medssr_hub.config import (
     ConfigError,
     JsonDict,
@@ -121,9 +122,9 @@ class DemoConfig:
         True,
     )
     extraction: str = arg(
-        "how answers are read (evaluate's extraction): official (the paper's script) or lenient (ours); a "
-        "change rescores the saved generations",
-        "official",
+        "how answers are read, by every stage alike (labeling's votes, the accuracy reward, evaluation): "
+        "official (the official script's rule) or lenient (ours)",
+        READING,
     )
     launch: JsonDict | None = arg(
         "run each training as its own `accelerate launch` (a node's GPUs): num_processes, config_file (an "

@@ -87,6 +87,9 @@ RESULTS_FEATURES = Features(
         "rare": Value("bool"),
         "source": Value("string"),
         "extraction": Value("string"),  # official | lenient | loglikelihood: how answers were read
+        "protocol": Value(
+            "string"
+        ),  # the same in words, with the recovery rule (`answers.Extraction.protocol`)
         "items": Value("int64"),
         "samples": Value("int64"),
         "mean": Value("float64"),

@@ -60,6 +60,7 @@ def labeled_data(cfg: RunConfig) -> dict[str, Any]:
     if cfg.labeling:
         # Read it back the way stage 1 will: from the hub, pinned to its version (else the folder it wrote).
         source = {"input": syn_cfg.output_dir, "output_dir": str(out / "labeling"), "chat": cfg.chat}
+        source["extraction"] = cfg.extraction  # votes read as the rewards and the evaluation read answers
         if syn_cfg.publish_repo:
             source["input"], source["input_revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
         (label_cfg,) = config_from_dict([LabelConfig], {**shared, **cfg.labeling, **source})
@@ -104,6 +105,7 @@ def train_stage(
         model_name_or_path=model[0],
         model_revision=model[1],
         chat=cfg.chat,
+        extraction=cfg.extraction,  # the reward reads as the votes and the evaluation do
         dataset_name=data[0],
         dataset_revision=data[1],
         output_dir=str(out),

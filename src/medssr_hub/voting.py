@@ -1,6 +1,7 @@
 """Majority voting, the TTRL way: the estimated label, its agreement ratio, and whether it was a tie.
 
 One rule for both uses: offline pseudo-labels (`labeling`) and the online vote reward (`training.online_vote`).
+Both read each vote by their config's `extraction` (default `answers.READING`, the evaluation's official rule).
 
 Gold answers never enter a vote; they only measure it (label accuracy) where they exist.
 """
@@ -10,12 +11,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-
-from medssr_hub.answers import Extraction
-
-# How a vote reads an answer: the lenient first pass (and, where a stage runs it, the lenient recovery pass:
-# one token, the offered letters). Offline pseudo-labels and the online vote reward read votes alike.
-VOTE_READING = Extraction("lenient")
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
+from medssr_hub.answers import EXTRACTIONS, READING, RECOVERY_RULES, Extraction
 from medssr_hub.config import ConfigError, JsonDict, default_chat, require_chat, resume_fingerprint
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
@@ -66,10 +66,10 @@ class EvalConfig:
         True,
     )
     extraction: str = arg(
-        "how answers are read: official (the MedSSR evaluation script's rule and recovery pass, exactly) or "
-        "lenient (ours: more forms on the first pass, the question's own letters on the second); a change "
-        "rescores the saved generations, nothing is generated again",
-        "official",
+        "how answers are read: official (the MedSSR evaluation script's first-pass rule; its recovery pass as "
+        "recovery_rule says) or lenient (ours: more forms on the first pass, the question's own letters on the "
+        "second); a change rescores the saved generations, nothing is generated again",
+        READING,
     )
     recovery_rule: str = arg(
         "how the official recovery pass picks the model family (biased ids, 1 or 2 tokens): family (from the "
@@ -116,6 +116,13 @@ class EvalConfig:
             raise ConfigError(
                 "engine lighteval runs the generative protocol on a local model (backend embedded)"
             )
+
+    @property
+    def protocol(self) -> str:
+        """How this run's answers are read, in words (`answers.Extraction.protocol`)."""
+        if self.mode != "generative":
+            return "loglikelihood"
+        return Extraction(self.extraction, recovery_rule=self.recovery_rule).protocol
 
     @property
     def path_string(self) -> str:

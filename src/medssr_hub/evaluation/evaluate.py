@@ -73,9 +73,11 @@ class Evaluator(BackendOwner):
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "evaluation")
+        protocol = cfg.protocol
         results: dict[str, Any] = {
             "model": cfg.display_name,
             "extraction": cfg.extraction,
+            "protocol": protocol,
             "config": publishable(redact(config_dict(cfg))),  # no credentials, no local paths
             "benchmarks": {},
             "unavailable": {},
@@ -111,6 +113,7 @@ class Evaluator(BackendOwner):
             results["benchmarks"][name] = {
                 "title": title(name),
                 "extraction": cfg.extraction if cfg.mode == "generative" else "loglikelihood",
+                "protocol": protocol,
                 "source": source,
                 "rare": is_rare(name),
                 **metrics,
@@ -131,7 +134,7 @@ class Evaluator(BackendOwner):
             cfg.display_name,
             len(results["benchmarks"]),
             100 * sum(b["mean"] for b in scores) / len(results["benchmarks"]),
-            cfg.extraction if cfg.mode == "generative" else "loglikelihood",
+            protocol,
             self.out,
         )
         metrics = {f"{name}/{k}": b[k] for name, b in results["benchmarks"].items() for k in ("mean", "std")}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pandas as pd
 
-from medssr_hub.config import ConfigError, publishable
+from medssr_hub.config import ConfigError, JsonDict, config_from_dict, publishable
 from medssr_hub.evaluation.registry import title
 from medssr_hub.evaluation.runs import Run, load_runs
 from medssr_hub.evaluation.space import push_space
@@ -23,6 +23,7 @@ from medssr_hub.evaluation.tables import benchmark_order, render_csv, render_mar
 from medssr_hub.field_help import arg, documented
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
+from medssr_hub.paths import recipe_path
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
 
@@ -39,6 +40,19 @@ class LeaderboardConfig:
         "ORG/NAME@version (merged)",
         default_factory=list,
     )
+    evaluate: list[str] = arg(
+        "evaluation configs (YAML) to run first, one after the other, each resuming where it stopped; their "
+        "output folders join `results` (recipes/leaderboard/paper_table.yaml: the paper's comparison)",
+        default_factory=list,
+    )
+    evaluate_overrides: JsonDict = arg(
+        "fields set on every config of `evaluate` (a rehearsal: {model: embedded, backend: embedded, "
+        "max_items: 2}); each row keeps its display_name",
+        default_factory=JsonDict,
+    )
+    evaluate_root: str | None = arg(
+        "write each evaluation of `evaluate` to ROOT/<config file stem> instead of its own output_dir", None
+    )
     output_dir: str = arg(
         "the folder the leaderboard's md, csv, json and png are written to", "outputs/leaderboard"
     )
@@ -51,13 +65,41 @@ class LeaderboardConfig:
     hub: str | None = None
 
     def __post_init__(self) -> None:
-        if not self.results:
-            raise ConfigError("results: name at least one evaluation output folder or results.json")
+        self.evaluate_overrides = JsonDict(self.evaluate_overrides)
+        if not self.results and not self.evaluate:
+            raise ConfigError(
+                "results: name at least one evaluation output folder or results.json (or evaluate: configs)"
+            )
+
+    def evaluations(self) -> list:
+        """The `evaluate` configs as EvalConfigs, overrides applied: every one is read (and refused on a bad
+        field) before the first one runs."""
+        from medssr_hub.evaluation.config import EvalConfig
+
+        configs = []
+        for name in self.evaluate:
+            path = recipe_path(name)
+            values = dict(self.evaluate_overrides)
+            if self.evaluate_root:
+                values["output_dir"] = str(Path(self.evaluate_root) / path.stem)
+            (cfg,) = config_from_dict([EvalConfig], values, yaml_file=path)
+            configs.append(cfg)
+        names = [cfg.display_name for cfg in configs]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"evaluate: two configs share a display_name ({names}); rows must differ")
+        return configs
 
 
 def run_leaderboard(cfg: LeaderboardConfig) -> tuple[list[Run], dict[str, Path], Any]:
     """Join the runs into the leaderboard files; publish them when `publish_repo` is set."""
-    runs = [run for source in cfg.results for run in load_runs(source, cfg.hub)]
+    from medssr_hub.evaluation.evaluate import run_evaluation
+
+    evaluated = []
+    for evaluation in cfg.evaluations():
+        logger.info("Evaluating %s into %s", evaluation.display_name, evaluation.output_dir)
+        run_evaluation(evaluation)
+        evaluated.append(evaluation.output_dir)
+    runs = [run for source in [*evaluated, *cfg.results] for run in load_runs(source, cfg.hub)]
     release = leaderboard_release(runs, cfg.publish_repo, cfg.publish_version, cfg.hub)
     release.check()  # a version published from other runs stops here, before any file is written
     files = write_leaderboard(runs, cfg.output_dir)

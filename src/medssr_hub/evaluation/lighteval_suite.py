@@ -39,7 +39,7 @@ from typing import Any
 from lighteval.tasks.lighteval_task import LightevalTaskConfig
 from lighteval.tasks.requests import Doc
 
-from medssr_hub.answers import Extraction
+from medssr_hub.answers import READING, Extraction
 from medssr_hub.evaluation.lighteval_tasks import make_metric, record_doc
 from medssr_hub.evaluation.registry import BENCHMARKS, Benchmark
 from medssr_hub.records import LoadReport, normalize_row
@@ -50,7 +50,7 @@ SETTINGS = "MEDSSR_LIGHTEVAL_"
 NUM_SAMPLES = int(os.environ.get(f"{SETTINGS}SAMPLES", "4"))
 # The first pass's one family rule (Gemma's bold form), keyed on this name as the official script keys it.
 EXTRACTION = Extraction(
-    os.environ.get(f"{SETTINGS}EXTRACTION", "official"),
+    os.environ.get(f"{SETTINGS}EXTRACTION", READING),
     os.environ.get(f"{SETTINGS}MODEL_FAMILY", ""),
     recovery_rule="script_path_string",
 )

@@ -45,6 +45,9 @@ class Benchmark:
     split: str | None = None  # None: test, else train, else the only split
     columns: ColumnMap | None = None  # None: the record schema or the MedSSR evaluation format
     rare: bool = False  # the leaderboard's rare-disease column
+    # The item count its source states: a read of its Hub dataset at `revision` with another count is an
+    # error naming both (a revision that moved, a partial download). None: no count stated.
+    items: int | None = None
 
 
 # Column mappings of the Hub datasets (column names from their dataset cards and public loaders).
@@ -110,8 +113,16 @@ BENCHMARKS: dict[str, Benchmark] = {
             split="test",
             columns=ColumnMap(options="options", answer="label"),
         ),
-        Benchmark(  # the MedSSR evaluation format: option lines inside the question, `gold`
-            "raredis", "RareDis-Sub", "raredis.json", hub_id="tdlhl/RareDis-Sub", revision="main", rare=True
+        Benchmark(  # the MedSSR evaluation format: option lines inside the question, `gold`. 2,122 items: its
+            # dataset card, as issue 37 quotes it (the card is not readable from this offline machine, and
+            # so `main` is not yet pinned to a commit: the count check guards what `main` serves).
+            "raredis",
+            "RareDis-Sub",
+            "raredis.json",
+            hub_id="tdlhl/RareDis-Sub",
+            revision="main",
+            rare=True,
+            items=2122,
         ),
         # Offline stand-in, never called RareDis-Sub: `medssr-hub raredis-subset` (catalogue name matches).
         Benchmark("raredis_catalogue", "Rare (catalogue-matched)", "raredis_catalogue.json", rare=True),
@@ -125,6 +136,10 @@ PAPER_BENCHMARKS = tuple(name for name in BENCHMARKS if name != "raredis_catalog
 
 class BenchmarkUnavailable(ServiceError):
     pass
+
+
+class BenchmarkCountMismatch(ServiceError):
+    """The registry's Hub dataset, read at its revision, does not hold the items its source states."""
 
 
 def parse_spec(spec: str | list[str] | None) -> list[str]:
@@ -185,6 +200,7 @@ def load_benchmark(
     bench = BENCHMARKS.get(name)
     entry = bench if bench is not None and bench.hub_id == source else None  # its Hub dataset: mapped
     records: list[MCQRecord] = []
+    rejected = 0
     for subset in entry.subsets if entry and entry.subsets else (None,):
         try:
             part, report = load_records(
@@ -204,6 +220,15 @@ def load_benchmark(
         if report.rejected:
             logger.warning("%s", report.summary())
         records += part
+        rejected += sum(report.rejected.values())
+    if entry is not None and entry.items is not None and name not in (paths or {}):  # the registry's read
+        read = len(records) + rejected
+        if read != entry.items:
+            raise BenchmarkCountMismatch(
+                f"{name}: {source}@{revision} holds {read:,} items, its card states {entry.items:,}; not the "
+                f"benchmark the paper evaluates (pin another revision with benchmark_paths: "
+                f"{{{name}: {source}@REVISION}}, or pass the file by path)"
+            )
     if item.startswith(PREFIX):
         described = source_name(name)
     else:

@@ -133,7 +133,13 @@ def render_markdown(runs: list[Run]) -> str:
         cells += [_pct(row["average_lenient"]), _pct(row["recovery_rate"])]
         cells += [_pct(row["maj_at_n"]), _pct(row["pass_at_n"]), md_cell(row["from"])]
         lines.append("| " + " | ".join(cells) + " |")
-    read = sorted({b.get("extraction") or "unrecorded" for r in runs for b in r.benchmarks.values()})
+    read = sorted(
+        {
+            b.get("protocol") or b.get("extraction") or "unrecorded"
+            for r in runs
+            for b in r.benchmarks.values()
+        }
+    )
     rare = sorted({md_cell(title(n)) for r in runs for n, b in r.benchmarks.items() if b.get("rare")}) or [
         "RareDis-Sub"
     ]
@@ -148,8 +154,8 @@ def render_markdown(runs: list[Run]) -> str:
     note = (
         "\nAccuracy (%), mean ± std over samples; average over the non-rare benchmarks; rare-disease: "
         f"{' and '.join(rare)}; official / lenient: the average under each rule, on the same generations; "
-        "recovered: share of answers from the constrained second pass. Answers read by the "
-        f"{' / '.join(read)} rule{' (mixed: rows are not comparable)' if len(read) > 1 else ''}."
+        "recovered: share of answers from the constrained second pass. Answers read by: "
+        f"{' / '.join(read)}{' (mixed: rows are not comparable)' if len(read) > 1 else ''}."
         + (f" Official recovery pass: {'; '.join(passes)}." if passes else "")
         + " maj@n / pass@n: over each question's n samples, the majority answer is gold / the unbiased "
         "estimate that at least one is (Chen et al. 2021); averaged like `average`.\n"

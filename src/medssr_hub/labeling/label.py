@@ -19,7 +19,15 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from medssr_hub import tracking
-from medssr_hub.answers import answer_prompt, answer_stops, extract_or_recover
+from medssr_hub.answers import (
+    EXTRACTIONS,
+    READING,
+    RECOVERY_RULES,
+    Extraction,
+    answer_prompt,
+    answer_stops,
+    extract_or_recover,
+)
 from medssr_hub.config import (
     ConfigError,
     JsonDict,
@@ -49,10 +57,11 @@ from medssr_hub.labeling.diagnostics import (
     plot_diagnostics,
     render_diagnostics,
 )
+from medssr_hub.modeling import path_string
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.schema import LABELED_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
-from medssr_hub.voting import VOTE_READING, majority_vote
+from medssr_hub.voting import majority_vote
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +101,17 @@ class LabelConfig:
         "rollouts end (the model's own next question is not voted on); chat: true ignores it",
         True,
     )
+    extraction: str = arg(
+        "how a vote's letter is read: official (the evaluation's rule, and what the accuracy reward reads by "
+        "default, so a label and the rollout compared with it read alike) or lenient (more forms, offered "
+        "letters only)",
+        READING,
+    )
+    recovery_rule: str = arg(
+        "official recovery pass for votes the first pass cannot read: family (ids and length by the model's "
+        "model_type) or script_path_string (by the model's name, as the official script)",
+        "family",
+    )
     seed: int = 42
     band: list[float] = arg(
         "[low, high]: keep a question when the share of votes agreeing with its label is in [low, high] "
@@ -119,6 +139,12 @@ class LabelConfig:
         self.band = [float(x) for x in self.band]
         if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
             raise ConfigError(f"band must be [low, high] with 0 <= low <= high <= 1, got {self.band}")
+        if self.extraction not in EXTRACTIONS:
+            raise ConfigError(f"extraction must be one of {', '.join(EXTRACTIONS)}, got {self.extraction!r}")
+        if self.recovery_rule not in RECOVERY_RULES:
+            raise ConfigError(
+                f"recovery_rule must be one of {', '.join(RECOVERY_RULES)}, got {self.recovery_rule!r}"
+            )
         if self.reference not in ("construction", "all", "none"):
             raise ConfigError(f"reference must be construction, all or none, got {self.reference!r}")
         for name in ("n", "shard_size", "batch_size", "max_tokens"):
@@ -135,6 +161,8 @@ class LabelConfig:
             "top_k",
             "max_tokens",
             "stop_at_next_question",
+            "extraction",
+            "recovery_rule",
             "seed",
             "shard_size",
         )
@@ -204,9 +232,21 @@ class Labeler(BackendOwner):
         """A question's identity for resuming: its prompt and the model that votes on it."""
         return content_hash([answer_prompt(record, chat=self.cfg.chat), self.backend.identity()])
 
+    def reading(self) -> Extraction:
+        """How votes are read: the configured rule; the family rule reads the voting model's own config."""
+        cfg = self.cfg
+        if cfg.extraction == "official" and getattr(self.backend, "tokenizer", None) is None:
+            raise ConfigError(
+                "extraction official recovers unread votes with the model's token ids: set endpoint.tokenizer "
+                "to the served model's tokenizer, or extraction: lenient"
+            )
+        model_type = self.backend.model_type if cfg.recovery_rule == "family" else None
+        return Extraction(cfg.extraction, path_string(cfg.model), cfg.recovery_rule, model_type)
+
     def vote(self, chunk: list[MCQRecord]) -> list[dict[str, Any]]:
         """The policy's n answers to each question of a chunk: the rows one votes shard holds."""
         cfg = self.cfg
+        reading = self.reading()  # before any generation: a setting it refuses costs nothing
         params = SamplingParams(
             n=cfg.n,
             temperature=cfg.temperature,
@@ -220,7 +260,7 @@ class Labeler(BackendOwner):
         seeds = [question_seed(cfg.seed, r.id) for r in chunk]
         completions = self.backend.generate(prompts, params, seeds=seeds, progress=False)
         texts = [c.texts for c in completions]
-        answers = extract_or_recover(chunk, texts, self.backend, chat=cfg.chat, extraction=VOTE_READING)
+        answers = extract_or_recover(chunk, texts, self.backend, chat=cfg.chat, extraction=reading)
         return [
             {
                 "id": record.id,

@@ -31,7 +31,9 @@ class SynthesisError(ServiceError):
 class SynthesisConfig:
     """`medssr-hub synthesize --config recipes/synthesis/config_demo.yaml [--field value ...]`."""
 
-    num_questions: int = arg("questions to synthesize (accepted ones; MedSSR synthesized 43K)", 100)
+    num_questions: int = arg(
+        "questions to synthesize (accepted ones; the released MedSSR set holds 43K after filtering)", 100
+    )
     alpha: float = arg(
         "the rare-disease share: question slot i takes the knowledge-injected branch when its rho_i ~ U(0,1) "
         "is below alpha (0: seed branch only, 1: rare branch only; seed sets hold about 0.03)",
@@ -128,7 +130,7 @@ class SynthesisConfig:
         self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
         if not 1 <= self.num_questions <= MAX_QUESTIONS:
             raise ConfigError(
-                f"num_questions must be between 1 and {MAX_QUESTIONS:,} (MedSSR synthesized 43K), "
+                f"num_questions must be between 1 and {MAX_QUESTIONS:,} (the released MedSSR set holds 43K), "
                 f"got {self.num_questions:,}"
             )
         for name in ("chunk_size", "batch_size", "max_attempts_per_question", "max_tokens"):

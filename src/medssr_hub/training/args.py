@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 
 from trl import ScriptArguments
 
-from medssr_hub.answers import EXTRACTIONS, RECOVERY_RULES
+from medssr_hub.answers import EXTRACTIONS, READING, RECOVERY_RULES
 from medssr_hub.config import JsonDict
 from medssr_hub.errors import InputError
 
@@ -58,7 +58,7 @@ class MedSSRScriptArguments(ScriptArguments):
         metadata={"help": "names from the reward registry (accuracy, format, length) or dotted import paths"},
     )
     extraction: str = field(
-        default="official",
+        default=READING,
         metadata={
             "help": "how the accuracy reward reads a completion's letter: official (the evaluation's rule, "
             "tdlhl/MedSSR's script: 'The answer is X', case-sensitive first) or lenient (also 'Answer: C', "

@@ -1,9 +1,9 @@
 """The online majority-vote reward (TTRL, PRIME-RL/TTRL): at every step, the majority of each GRPO group's
 own answers is that group's label (`target: vote`).
 
-The votes are read by the offline pseudo-labels' rule (`voting.VOTE_READING`, with the recovery pass when
-`recovery` is on) and counted by the same `majority_vote`; each completion is then rewarded as the accuracy
-reward rewards it (its letter by the reward's `extraction`, equal to the label). A group with no letter, or a
+Each completion is read once, by the reward's `extraction` (the rule offline pseudo-labels are read by, with
+the recovery pass when `recovery` is on): that letter is its vote, counted by the offline labels'
+`majority_vote`, and the letter the accuracy reward compares with the label. A group with no letter, or a
 tie at the top, has no majority: all its completions earn 0, and such groups are counted.
 
 A group is `num_generations` consecutive completions of the global batch, as TRL forms groups for the
@@ -27,10 +27,9 @@ from medssr_hub.training.rewards import (
     AccuracyReward,
     PolicyRecovery,
     completion_text,
-    read_letters,
     trace_batch,
 )
-from medssr_hub.voting import VOTE_READING, majority_vote
+from medssr_hub.voting import majority_vote
 
 # A folder: each process appends, per step, the groups it voted on and its own completions' (id, letter,
 # recovered, reward) (`rank-<RANK>.jsonl`), to check that votes are per prompt across processes (diagnostics).
@@ -78,15 +77,9 @@ class OnlineVoteReward(AccuracyReward):
         recovery: PolicyRecovery | None = None,
         recovered_credit: float = 0.0,
         extraction: Extraction = OFFICIAL,
-        vote_recovery: PolicyRecovery | None = None,
     ):
         super().__init__(recovery, recovered_credit, extraction)
         self.num_generations = num_generations
-        self.vote_recovery = vote_recovery
-
-    @property
-    def recoveries(self) -> list[PolicyRecovery]:
-        return [*super().recoveries, *([self.vote_recovery] if self.vote_recovery is not None else [])]
 
     def __call__(
         self, prompts, completions, letters, key=None, record=None, log_metric=None, id=None, **kwargs
@@ -96,8 +89,8 @@ class OnlineVoteReward(AccuracyReward):
         ids = list(id) if id is not None else [str(p) for p in prompts]
         keys = list(key) if key is not None else [""] * n
         texts = [completion_text(c) for c in completions]
-        votes, _, _ = read_letters(texts, letters, record, VOTE_READING, self.vote_recovery)
         preds, recovered, missed = self.read(texts, letters, record)
+        votes = preds  # one reading: a completion votes for the letter it is rewarded for
 
         state = PartialState()
         local = list(zip(ids, votes, preds, keys, strict=True))

@@ -11,7 +11,6 @@ from medssr_hub.answers import Extraction
 from medssr_hub.errors import InputError
 from medssr_hub.training.online_vote import OnlineVoteReward
 from medssr_hub.training.rewards import AccuracyReward, PolicyRecovery, format_reward
-from medssr_hub.voting import VOTE_READING
 
 
 def build_reward_funcs(
@@ -28,12 +27,7 @@ def build_reward_funcs(
             extraction = Extraction(args.extraction, path_string, recovery_rule=args.recovery_rule)
             recovery = PolicyRecovery(chat=args.chat, extraction=extraction) if args.recovery else None
             if args.target == "vote":
-                vote_recovery = PolicyRecovery(args.chat, VOTE_READING) if args.recovery else None
-                funcs.append(
-                    OnlineVoteReward(
-                        num_generations, recovery, args.recovered_credit, extraction, vote_recovery
-                    )
-                )
+                funcs.append(OnlineVoteReward(num_generations, recovery, args.recovered_credit, extraction))
             else:
                 funcs.append(AccuracyReward(recovery, args.recovered_credit, extraction))
         elif name == "format":
