@@ -47,6 +47,14 @@ def _publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def _hub_serve(args: argparse.Namespace) -> int:
+    from medssr_hub.hub.publishing import default_hub_root
+    from medssr_hub.hub.serve import serve
+
+    serve(args.root or default_hub_root(), args.host, args.port)
+    return 0
+
+
 def _pull(args: argparse.Namespace) -> int:
     print(open_hub(args.hub).pull(args.repo_id, args.revision, repo_type=args.repo_type, output=args.output))
     return 0
@@ -191,6 +199,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--port", type=int, default=7860, help="port to listen on")
     sp.add_argument("--hub", help=HUB_HELP)
     sp.set_defaults(func=_space)
+
+    hs = sub.add_parser(
+        "hub-serve",
+        help="serve the local hub read-only over the Hub's HTTP API: with HF_ENDPOINT set to it, "
+        "load_dataset, snapshot_download, `hf download` and from_pretrained read our repos",
+    )
+    hs.add_argument("--root", help="the local hub folder (default: $MEDSSR_HUB_ROOT, else the cache's hub/)")
+    hs.add_argument("--host", default="127.0.0.1", help="interface to listen on")
+    hs.add_argument("--port", type=int, default=8090, help="port to listen on")
+    hs.set_defaults(func=_hub_serve)
 
     em = sub.add_parser("embedded-model", help="convert the embedded SmolLM2 GGUF once and print its folder")
     em.set_defaults(func=_embedded_model)
