@@ -50,7 +50,8 @@ class FakeHub:
         self.faults: dict[str, list[int | str]] = {}  # route -> scripted faults, one per request
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: list[str] = []
-        # What a hostile hub answers instead of the truth: {"etag": ..., "sha": ...} (tests of our guards).
+        # What a hostile hub answers instead of the truth: {"etag": ..., "sha": ..., "next_page": URL,
+        # "truncate": PATH (that file sent without Content-Length, cut in half)} (tests of our guards).
         self.hostile: dict[str, str] = {}
         self.lock = threading.Lock()
         hub = self
@@ -324,6 +325,15 @@ class FakeHub:
             return self._error(h, 404, "EntryNotFound", f"{path} not found", head)
         data = repo.commits[oid][path]
         etag = f'"{self.hostile.get("etag") or hashlib.sha1(data).hexdigest()}"'
+        if self.hostile.get("truncate") == path:  # no Content-Length, half the body, then the connection ends
+            h.send_response(200)
+            for k, v in {"X-Repo-Commit": oid, "ETag": etag, "Connection": "close"}.items():
+                h.send_header(k, v)
+            h.end_headers()
+            if not head:
+                h.wfile.write(data[: len(data) // 2])
+            h.close_connection = True
+            return
         self._send(
             h,
             200,

@@ -380,3 +380,45 @@ def test_the_embedded_default_runs_without_chat_set(tmp_path, capsys, benchmarks
     )
     with pytest.raises(ValueError, match="chat"):
         EvalConfig(model="org/another-model")
+
+
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{n}: &{n} [{', '.join(['*' + p] * 10)}]\n" for p, n in zip("abcdefgh", "bcdefghi", strict=True)
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        (BILLION_LAUGHS, "expands to more than"),  # 1 KB, 10^9 values once expanded
+        ("a: &x [1, *x]\n", "nested deeper than"),  # an alias inside itself: endless depth
+        ("a: " + "[" * 5000 + "]" * 5000 + "\n", "nested"),  # 5,000 levels
+    ],
+)
+def test_yaml_bombs_are_one_line_not_memory_or_a_traceback(tmp_path, capsys, text, says):
+    (tmp_path / "bomb.yaml").write_text(text)
+    assert says in run(capsys, "evaluate", "--config", str(tmp_path / "bomb.yaml"))
+    # The same on the command line (argparse words it as an invalid value): one line, no traceback.
+    run(capsys, "evaluate", "--chat", "true", "--benchmark_paths", text)
+
+
+def test_a_published_leaderboard_with_a_nan_score_or_other_columns_is_one_line(tmp_path, capsys):
+    import pandas as pd
+
+    from medssr_hub.errors import InputError
+    from medssr_hub.evaluation.runs import CORE_RESULTS
+    from medssr_hub.evaluation.space import check_results_table
+    from medssr_hub.hub import LocalHub
+
+    row = {c: "x" for c in CORE_RESULTS} | {"rare": False, "items": 2, "samples": 1, "mean": float("nan")}
+    row |= {"std": 0.0, "parse_rate": 1.0, "recovery_rate": 0.0}
+    folder = tmp_path / "board"
+    (folder / "data").mkdir(parents=True)
+    pd.DataFrame([row]).to_parquet(folder / "data" / "results-00000.parquet")
+    LocalHub(tmp_path / "hub").publish(folder, "medssr/nan-board", "v0.1.0")
+    said = run(capsys, "leaderboard", "--results", "medssr/nan-board@v0.1.0", "--hub", str(tmp_path / "hub"),
+               "--output_dir", str(tmp_path / "out"))  # fmt: skip
+    assert "has mean None, not a score in [0, 1]" in said
+    pd.DataFrame([{"model": "m", "score": 1.0}]).to_parquet(folder / "data" / "results-00000.parquet")
+    with pytest.raises(InputError, match=r"not a leaderboard's results table: it lacks \['benchmark'"):
+        check_results_table("board", folder)

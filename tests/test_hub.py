@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from datasets import load_dataset
@@ -446,6 +447,28 @@ def test_a_hostile_hub_answer_never_becomes_a_path(tmp_path, dataset_folder, fak
     with pytest.raises(HubError, match="not a (hex digest|commit id)"):
         open_hub(fake_hub.url, token=TOKEN).pull("medssr/hostile", "v1.0.0", output=tmp_path / "got")
     assert not target.exists() and not list(tmp_path.glob("planted*"))
+
+
+@pytest.mark.parametrize("output", [False, True])
+def test_a_download_cut_short_is_an_error_naming_the_file_and_leaves_no_partial_file(
+    tmp_path, dataset_folder, fake_hub, output
+):
+    """A hub sending a file without Content-Length and cut in half (huggingface_hub cannot tell): the pull
+    checks every file against the version's manifest, names the one that differs, and removes it; once the
+    hub answers whole again, the same pull reads the whole file."""
+    folder, records = dataset_folder
+    publish(folder, "medssr/cut", "v1.0.0", card=card_for(folder), hub=fake_hub.url, token=TOKEN)
+    fake_hub.hostile["truncate"] = "data/train-00000.parquet"
+    hub, where = open_hub(fake_hub.url, token=TOKEN), (tmp_path / "got" if output else None)
+    with pytest.raises(HubError, match=r"data/train-00000\.parquet has [\d,]+ bytes, the manifest says"):
+        hub.pull("medssr/cut", "v1.0.0", output=where)
+    cache = tmp_path / "got" if output else Path(os.environ["HF_HUB_CACHE"])
+    whole = (folder / "data" / "train-00000.parquet").stat().st_size
+    partial = [p for p in cache.rglob("*") if p.is_file() and p.stat().st_size == whole // 2]
+    assert not partial, partial  # no half file under any name
+    del fake_hub.hostile["truncate"]
+    got = hub.pull("medssr/cut", "v1.0.0", output=where)
+    assert len(load_records(got)[0]) == len(records)
 
 
 def test_a_listing_that_points_elsewhere_never_gets_the_token(tmp_path, dataset_folder, fake_hub):

@@ -12,6 +12,7 @@ import dataclasses
 import hashlib
 import json
 import math
+import os
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -31,18 +32,58 @@ class ConfigError(InputError):
     """A config that cannot work: unknown key, bad value, malformed YAML. One line, no traceback."""
 
 
+# A config is small: these bound what a YAML file or a command-line mapping may expand to (aliases count
+# every time they are used: a 1 KB "billion laughs" file expands past any memory) and how deep it nests.
+MAX_CONFIG_NODES = int(os.environ.get("MEDSSR_MAX_CONFIG_NODES", "100000"))
+MAX_CONFIG_DEPTH = int(os.environ.get("MEDSSR_MAX_CONFIG_DEPTH", "64"))
+
+
+def bounded(value: Any, where: str) -> Any:
+    """`value` (parsed YAML or JSON) if it has at most MAX_CONFIG_NODES values, aliases expanded, nested at
+    most MAX_CONFIG_DEPTH deep; else a ConfigError naming `where`. Iterative: a self-referencing alias, or
+    5,000 levels, is counted, never recursed into."""
+    stack, nodes = [(value, 1)], 0
+    while stack:
+        item, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_CONFIG_NODES:
+            raise ConfigError(
+                f"{where}: expands to more than {MAX_CONFIG_NODES:,} values (YAML aliases count each time they "
+                "are used); a config is not that big ($MEDSSR_MAX_CONFIG_NODES)"
+            )
+        if depth > MAX_CONFIG_DEPTH:
+            raise ConfigError(
+                f"{where}: nested deeper than {MAX_CONFIG_DEPTH} levels ($MEDSSR_MAX_CONFIG_DEPTH)"
+            )
+        if isinstance(item, dict):
+            stack.extend((v, depth + 1) for kv in item.items() for v in kv)
+        elif isinstance(item, list | tuple | set):
+            stack.extend((v, depth + 1) for v in item)
+    return value
+
+
+def load_yaml_text(text: str, where: str) -> Any:
+    """yaml.safe_load, bounded (`bounded`); a document nested past Python's recursion limit is a ConfigError."""
+    try:
+        return bounded(yaml.safe_load(text), where)
+    except RecursionError as e:
+        raise ConfigError(f"{where}: nested too deep to read") from e
+
+
 class JsonDict(dict):
     """A dict-valued config field: from YAML as a mapping, on the command line as `'{"key": value}'`."""
 
     def __init__(self, value: Any = None, **kwargs):
         if isinstance(value, str):
             try:  # JSON first: YAML 1.1 reads a number such as 1e-05 as a string
-                value = json.loads(value)
+                value = bounded(json.loads(value), "a mapping on the command line")
+            except RecursionError as e:
+                raise ConfigError("a mapping on the command line: nested too deep to read") from e
             except json.JSONDecodeError:
                 try:
-                    value = yaml.safe_load(value)
+                    value = load_yaml_text(value, "a mapping on the command line")
                 except yaml.YAMLError as e:
-                    raise InputError(f"not a mapping: {value!r}") from e
+                    raise InputError(f"not a mapping: {value[:200]!r}") from e
             if not isinstance(value, dict):
                 raise InputError(f"not a mapping: {value!r}")
         super().__init__(value or {}, **kwargs)
@@ -68,7 +109,7 @@ def find_config(path: str | Path) -> Path:
 def read_yaml(path: str | Path) -> dict[str, Any]:
     path = find_config(path)
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = load_yaml_text(Path(path).read_text(), str(path))
     except FileNotFoundError as e:
         raise ConfigError(f"{path}: no such config file") from e
     except yaml.YAMLError as e:

@@ -109,6 +109,12 @@ def load_runs(source: str | Path, hub: str | None = None) -> list[Run]:
     runs = []
     for model, rows in results.groupby("model", sort=False):
         benchmarks = {row["benchmark"]: _benchmark_from_row(row) for row in rows.to_dict("records")}
+        for bench, entry in benchmarks.items():  # a score is a number in [0, 1]: a table is data, not trusted
+            mean = entry.get("mean")
+            if not isinstance(mean, int | float) or isinstance(mean, bool) or not 0 <= mean <= 1:
+                raise InputError(
+                    f"{name}: results row {model!r} / {bench!r} has mean {mean!r}, not a score in [0, 1]"
+                )
         details = tables["details"]
         if details is not None:
             details = details[details["model"] == model].drop(columns="model").reset_index(drop=True)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 from huggingface_hub import SpaceCard, SpaceCardData
 
+from medssr_hub.errors import InputError
+from medssr_hub.evaluation.runs import CORE_RESULTS
 from medssr_hub.hub import publish
 from medssr_hub.paths import package_data
 from medssr_hub.resolve import is_repo_id, resolve_dataset
@@ -75,4 +77,26 @@ def serve(sources: list[str], hub: str | None = None, host: str = "127.0.0.1", p
                 else resolve_dataset(repo, version or None, hub)
             )
         )
+    for source, folder in zip(sources, folders, strict=True):
+        check_results_table(source, Path(folder))
     load_app().main([*folders, "--labels", *sources, "--host", host, "--port", str(port)])
+
+
+def check_results_table(source: str, folder: Path) -> None:
+    """A leaderboard the app will show has a `results` table with the columns every published one has:
+    another table is one line naming what it lacks, not a KeyError inside the app."""
+    import pyarrow.parquet as pq
+
+    files = sorted((folder / "data").glob("results-*.parquet"))
+    if not files:
+        raise InputError(f"{source}: not a published leaderboard (no data/results-*.parquet)")
+    for file in files:
+        try:
+            columns = set(pq.read_schema(file).names)
+        except Exception as e:  # not parquet at all
+            raise InputError(f"{source}: {file.name} is not a parquet table ({type(e).__name__})") from e
+        missing = sorted(CORE_RESULTS - columns)
+        if missing:
+            raise InputError(
+                f"{source}: {file.name} is not a leaderboard's results table: it lacks {missing}"
+            )

@@ -74,6 +74,54 @@ def build_manifest(folder: str | Path) -> dict:
     return {"content_id": content_id, "files": files}
 
 
+def verify_manifest(folder: str | Path, where: str) -> int:
+    """Check a pulled folder against the manifest it carries: every file it lists is there, with its size
+    and sha256. A file that differs (a download cut short, a body changed on the way) is removed, so that no
+    partial file stays under its final name and the next pull fetches it again, and the pull is an error
+    naming it. Returns the files checked (0: no manifest, as in a repo we did not publish).
+
+    A folder that passed is marked (a hidden file named after the content id), so a pull of the same
+    version does not hash its gigabytes again."""
+    folder = Path(folder)
+    manifest_file = folder / MANIFEST
+    if not manifest_file.is_file():
+        return 0
+    try:
+        manifest = json.loads(manifest_file.read_text())
+        files = manifest["files"]
+        content_id = str(manifest["content_id"])
+        assert isinstance(files, dict) and re.fullmatch(r"[0-9a-f]{64}", content_id)
+    except (json.JSONDecodeError, UnicodeDecodeError, KeyError, TypeError, AssertionError) as e:
+        raise HubError(
+            f"{where}: its {MANIFEST} is not a manifest ({type(e).__name__}); not reading it"
+        ) from e
+    marker = folder / f".medssr-verified-{content_id[:16]}"
+    if marker.exists():
+        return len(files)
+    root = folder.resolve()
+    for name, entry in sorted(files.items()):
+        path = folder / name
+        if not path.resolve().is_relative_to(root) and not path.is_symlink():  # a name that leads outside
+            raise HubError(f"{where}: its manifest names {name!r}, outside the folder")
+        expected = (entry or {}).get("size"), (entry or {}).get("sha256")
+        problem = None
+        if not path.is_file():
+            problem = "is missing"
+        elif path.stat().st_size != expected[0]:
+            problem = f"has {path.stat().st_size:,} bytes, the manifest says {expected[0]:,}"
+        elif hash_file(path).hexdigest() != expected[1]:
+            problem = "has other bytes than the manifest's sha256"
+        if problem:
+            for stale in {path.resolve(), path} if path.exists() or path.is_symlink() else ():
+                stale.unlink(missing_ok=True)
+            raise HubError(
+                f"{where}: {name} {problem} (a download cut short or changed on the way); removed it, so a "
+                "retry fetches it again"
+            )
+    marker.touch()
+    return len(files)
+
+
 @dataclass(frozen=True)
 class PublishResult:
     repo_id: str

@@ -44,6 +44,7 @@ from medssr_hub.hub.common import (
     check_repo,
     check_version,
     folder_files,
+    verify_manifest,
 )
 from medssr_hub.utils import Timeout, TransportError, describe_error, positive_env
 
@@ -328,7 +329,11 @@ class RemoteHub:
             ) from e
         except HUB_FAILURES as e:
             raise self._fail(f"pulling {repo_type} {repo_id}@{revision}", e) from e
-        logger.info("Read %s %s@%s from %s into %s", repo_type, repo_id, revision, self.endpoint, path)
+        checked = verify_manifest(path, f"{repo_type} {repo_id}@{revision} from {self.endpoint}")
+        logger.info(
+            "Read %s %s@%s from %s into %s (%s)", repo_type, repo_id, revision, self.endpoint, path,
+            f"{checked} files checked against its manifest" if checked else "no manifest to check against",
+        )  # fmt: skip
         return Path(path)
 
     def versions(self, repo_id: str, repo_type: str = "dataset") -> dict[str, str]:
