@@ -534,3 +534,28 @@ def test_registry_reads_each_benchmarks_hub_dataset_through_its_column_mapping(t
             load_benchmark("medqa", {"medqa": "GBaker/MedQA-USMLE-4-options@nope"}, hub=hub.url)
     finally:
         hub.close()
+
+
+def test_a_model_we_published_carries_its_chat_mode(tmp_path, embedded_dir):
+    """evaluate and label read `chat` from the run config a model of ours was published with (local folder or
+    local hub), when the config does not set it; a model that says nothing still needs `chat`."""
+    import shutil
+
+    from medssr_hub.config import ConfigError
+    from medssr_hub.hub import RUN_CONFIG, LocalHub
+    from medssr_hub.labeling.label import LabelConfig
+
+    folder = tmp_path / "policy"
+    shutil.copytree(embedded_dir, folder)
+    (folder / RUN_CONFIG).write_text(
+        json.dumps({"MedSSRScriptArguments": {"chat": False, "stage": "stage1"}})
+    )
+    hub = LocalHub(tmp_path / "hub")
+    hub.publish(folder, "medssr/base-policy", "v0.1.0", repo_type="model")
+    settings = {"model": "medssr/base-policy", "model_revision": "v0.1.0", "hub": str(tmp_path / "hub")}
+    assert EvalConfig(**settings).chat is False and LabelConfig(**settings).chat is False
+    assert EvalConfig(model=str(folder)).chat is False
+    assert EvalConfig(**settings, chat=True).chat is True  # given, it wins
+    (folder / RUN_CONFIG).unlink()
+    with pytest.raises(ConfigError, match="set `chat: true`"):
+        EvalConfig(model=str(folder))

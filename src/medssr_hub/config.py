@@ -428,6 +428,6 @@ def require_chat(chat: bool | None, backend: str = "embedded", endpoint: dict | 
     if chat is None:
         raise ConfigError(
             "set `chat: true` (chat template, instruct models) or `chat: false` (raw chain-of-thought "
-            "template, base models); it is never guessed from the model name (only the embedded default "
-            "model carries its own)"
+            "template, base models); it is never guessed from the model name (the embedded default model "
+            "and models medssr-hub trained carry their own)"
         )

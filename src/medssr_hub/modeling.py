@@ -176,5 +176,6 @@ def load_model_and_tokenizer(
     )
     model.eval()
     tokenizer = load_tokenizer(path, revision=revision)
-    logger.info("Loaded model %s (revision %s) on %s, dtype %s", path, revision or "default", device, dtype)
+    at = f" at revision {revision}" if revision else ""  # a repo we manage was pulled at its revision already
+    logger.info("Loaded model %s%s on %s, dtype %s", path, at, device, dtype)
     return model, tokenizer

@@ -8,10 +8,11 @@ the Hub at HF_ENDPOINT.
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
-from medssr_hub.hub import LocalHub, open_hub
+from medssr_hub.hub import RUN_CONFIG, HubError, LocalHub, open_hub
 from medssr_hub.modeling import EMBEDDED, ensure_embedded_model
 
 REPO_ID = re.compile(r"[\w.-]+/[\w.-]+")
@@ -54,6 +55,33 @@ def resolve_model(
     if target is not None:
         return str(target.pull(name, revision or "main", repo_type="model")), None
     return name, revision
+
+
+def published_chat(name: str | None, revision: str | None = None, hub: str | None = None) -> bool | None:
+    """Whether a model we trained was trained on the chat template: `chat` in the run config its release
+    carries (RUN_CONFIG), read from a local folder or the local hub, never over the network. None when it
+    is not a model of ours, or says nothing."""
+    if name in (None, "", EMBEDDED):
+        return None
+    text = None
+    path = Path(name).expanduser()
+    if path.is_dir():
+        text = (path / RUN_CONFIG).read_text() if (path / RUN_CONFIG).is_file() else None
+    elif is_repo_id(name):
+        target = open_hub(hub) if hub is None or not str(hub).startswith(("http://", "https://")) else None
+        if isinstance(target, LocalHub) and target.exists(name, "model"):
+            try:
+                text = target.read_text(name, revision or "main", RUN_CONFIG, "model")
+            except HubError:
+                text = None
+    try:
+        config = json.loads(text) if text else {}
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    for section in config.values() if isinstance(config, dict) else ():
+        if isinstance(section, dict) and isinstance(section.get("chat"), bool):
+            return section["chat"]
+    return None
 
 
 def model_identity(path: str, revision: str | None) -> str:

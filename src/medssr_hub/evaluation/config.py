@@ -13,6 +13,7 @@ from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend
 from medssr_hub.modeling import EMBEDDED, is_local_path, path_string
+from medssr_hub.resolve import published_chat
 
 
 @documented
@@ -93,6 +94,8 @@ class EvalConfig:
             shown = Path(model).name if is_local_path(model) else model
             self.display_name = f"{shown}@{self.model_revision}" if self.model_revision else shown
         self.chat = default_chat(self.chat, self.model, self.backend)
+        if self.chat is None and self.backend != "endpoint":  # a model of ours says how it was trained
+            self.chat = published_chat(self.model, self.model_revision, self.hub)
         require_chat(self.chat, self.backend, self.endpoint)
         if self.mode not in ("generative", "loglikelihood"):
             raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")

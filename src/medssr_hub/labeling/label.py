@@ -59,6 +59,7 @@ from medssr_hub.labeling.diagnostics import (
 )
 from medssr_hub.modeling import path_string
 from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.resolve import published_chat
 from medssr_hub.schema import LABELED_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
 from medssr_hub.voting import majority_vote
@@ -135,6 +136,8 @@ class LabelConfig:
     def __post_init__(self) -> None:
         self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
         self.chat = default_chat(self.chat, self.model, self.backend)
+        if self.chat is None and self.backend != "endpoint":  # a model of ours says how it was trained
+            self.chat = published_chat(self.model, self.model_revision, self.hub)
         require_chat(self.chat, self.backend, self.endpoint)
         self.band = [float(x) for x in self.band]
         if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
