@@ -97,8 +97,34 @@ def test_a_leaderboard_version_from_other_runs_is_refused_before_any_file(leader
     assert LocalHub(hub).versions("medssr-test/board0", "dataset") == before
 
 
+def test_the_space_ranks_as_the_leaderboard_does_and_reads_the_folder_it_writes(leaderboards, tmp_path):
+    """One ranking: the Space's all-benchmarks view takes each model's averages, and their order, from the
+    leaderboard's published `ranking` (`tables.table_rows`, which leaderboard.md, csv, json and png use), and
+    a folder `medssr-hub leaderboard` writes is a source as it is."""
+    from medssr_hub.evaluation.runs import load_runs
+    from medssr_hub.evaluation.space import check_results_table, load_app
+    from medssr_hub.evaluation.tables import table_rows
+
+    hub, sources, root = leaderboards
+    runs = [run for source in sources for run in load_runs(source, str(hub))]
+    write_leaderboard(runs, tmp_path / "board")
+    check_results_table("board", tmp_path / "board")
+    app = load_app()
+    results, _, ranking = app.merge([("board", str(tmp_path / "board"))])
+    expected = table_rows(runs)
+    shown = app.leaderboard_table(results, app.ALL, app.SORTS[0], ranking)
+    assert list(shown["model"]) == [row["model"] for row in expected]
+    assert list(shown["average (%)"]) == [round(100 * row["average"], 1) for row in expected]
+    md = (tmp_path / "board" / "leaderboard.md").read_text().split("\n\n")[0]  # the first table
+    md_rows = [line for line in md.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in md_rows] == list(shown["model"])
+
+
 def test_the_space_in_a_real_browser(leaderboards):
     from playwright.sync_api import expect, sync_playwright
+
+    from medssr_hub.evaluation.runs import load_runs
+    from medssr_hub.evaluation.tables import table_rows
 
     hub, sources, root = leaderboards
     port = free_port()
@@ -133,6 +159,11 @@ def test_the_space_in_a_real_browser(leaderboards):
 
             # The grid's rows as a reader sees them (its hidden width-measuring row left out): header first.
             rows = table.get_by_role("row")
+            # It opens on leaderboard.md's order: its top row is the top row of the merged leaderboard.
+            top = table_rows([run for source in sources for run in load_runs(source, str(hub))])[0]["model"]
+            assert rows.nth(1).inner_text().startswith(top)
+            # Headers on one line at 1,400 px (a header wrapped a letter a line was hundreds of pixels tall).
+            assert rows.nth(0).bounding_box()["height"] < 60, rows.nth(0).bounding_box()
 
             def order() -> list[str]:
                 texts = [rows.nth(i).inner_text() for i in range(1, rows.count())]

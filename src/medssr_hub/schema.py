@@ -117,8 +117,36 @@ RESULTS_FEATURES = Features(
     }
 )
 
+# A leaderboard's ranking: one row per model, in the order leaderboard.md shows them, its averages from
+# `evaluation.tables.table_rows` (the one function every view takes them from: md, csv, json, png, Space).
+RANKING_FEATURES = Features(
+    {
+        "rank": Value("int64"),
+        "model": Value("string"),
+        "average": Value("float64"),  # over the non-rare benchmarks
+        "rare_disease": Value("float64"),
+        "average_official": Value("float64"),
+        "average_lenient": Value("float64"),
+        "recovery_rate": Value("float64"),
+        "maj_at_n": Value("float64"),
+        "pass_at_n": Value("float64"),
+        "benchmarks": Value("int64"),
+        "from": Value("string"),
+    }
+)
+
 SHARD_NAME = re.compile(r"(\w+?)-\d{5}(?:-of-\d{5})?")
-NAMED_SPLITS = ("train", "test", "validation", "dev", "discarded", "rejected", "results", "details")
+NAMED_SPLITS = (
+    "train",
+    "test",
+    "validation",
+    "dev",
+    "discarded",
+    "rejected",
+    "results",
+    "details",
+    "ranking",
+)
 DEFAULT_SPLITS = ("test", "train")  # read when no split is asked for, in this order
 
 

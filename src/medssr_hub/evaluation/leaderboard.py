@@ -19,12 +19,19 @@ from medssr_hub.config import ConfigError, JsonDict, config_from_dict, publishab
 from medssr_hub.evaluation.registry import title
 from medssr_hub.evaluation.runs import Run, load_runs
 from medssr_hub.evaluation.space import push_space
-from medssr_hub.evaluation.tables import benchmark_order, render_csv, render_markdown, result_rows, table_rows
+from medssr_hub.evaluation.tables import (
+    benchmark_order,
+    ranking_rows,
+    render_csv,
+    render_markdown,
+    result_rows,
+    table_rows,
+)
 from medssr_hub.field_help import arg, documented
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.paths import recipe_path
-from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RESULTS_FEATURES
+from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RANKING_FEATURES, RESULTS_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -144,9 +151,28 @@ def plot(runs: list[Run], path: Path) -> Path:
     return path
 
 
+def write_tables(runs: list[Run], folder: Path) -> list[str]:
+    """`data/results-*`, `data/ranking-*` and (where the runs have them) `data/details-*` parquet tables in
+    `folder`: what a leaderboard publishes, and what the Space reads. Returns the configs written."""
+    for stale in (folder / "data").glob("*-00000.parquet"):
+        stale.unlink()
+    atomic_write_parquet(folder / "data" / "results-00000.parquet", result_rows(runs), RESULTS_FEATURES)
+    atomic_write_parquet(folder / "data" / "ranking-00000.parquet", ranking_rows(runs), RANKING_FEATURES)
+    details = [r.details.assign(model=r.model) for r in runs if r.details is not None and len(r.details)]
+    if details:
+        frame = pd.concat(details, ignore_index=True)
+        atomic_write_parquet(
+            folder / "data" / "details-00000.parquet", frame.to_dict("records"), LEADERBOARD_DETAILS_FEATURES
+        )
+    return ["results", "ranking", *(["details"] if details else [])]
+
+
 def write_leaderboard(runs: list[Run], output: str | Path) -> dict[str, Path]:
+    """The leaderboard's md, csv, json and png, and its tables (`write_tables`): the folder is a Space source
+    (`medssr-hub space FOLDER`) as it is."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
+    write_tables(runs, out)
     public = [{**r.result, "from": r.origin} for r in runs]
     files = {
         "md": atomic_write_text(out / "leaderboard.md", render_markdown(runs)),
@@ -165,15 +191,9 @@ def push_leaderboard(runs: list[Run], files: dict[str, Path], release: StageRele
     """
     repo_id, version = release.repo_id, release.version
     folder = files["png"].parent / "release"
-    atomic_write_parquet(folder / "data" / "results-00000.parquet", result_rows(runs), RESULTS_FEATURES)
-    details = [r.details.assign(model=r.model) for r in runs if r.details is not None and len(r.details)]
-    if details:
-        frame = pd.concat(details, ignore_index=True)
-        atomic_write_parquet(
-            folder / "data" / "details-00000.parquet", frame.to_dict("records"), LEADERBOARD_DETAILS_FEATURES
-        )
+    splits = write_tables(runs, folder)
+    details = [r.details for r in runs if r.details is not None and len(r.details)]
     (folder / "leaderboard.png").write_bytes(files["png"].read_bytes())
-    splits = ["results", *(["details"] if details else [])]
     card = dataset_card(
         repo_id=repo_id,
         version=version,
@@ -181,7 +201,8 @@ def push_leaderboard(runs: list[Run], files: dict[str, Path], release: StageRele
         summary=(
             f"Evaluation of {len(runs)} model(s) on {len(benchmark_order(runs))} benchmarks with the "
             "MedSSR protocol: config `results` holds the leaderboard (one row per model and benchmark), "
-            "config `details` one row per item and sample."
+            "config `ranking` one row per model in the table's order with its averages, config `details` one "
+            "row per item and sample."
         ),
         stage="evaluation",
         num_rows=sum(len(d) for d in details) or len(runs),

@@ -13,7 +13,7 @@ from medssr_hub.config import publishable
 from medssr_hub.evaluation.registry import BENCHMARKS, title
 from medssr_hub.evaluation.runs import Run
 from medssr_hub.hub.cards import md_cell
-from medssr_hub.schema import RESULTS_FEATURES
+from medssr_hub.schema import RANKING_FEATURES, RESULTS_FEATURES
 
 
 def benchmark_order(runs: list[Run]) -> list[str]:
@@ -119,6 +119,14 @@ def _pct(mean: float | None, std: float | None = None) -> str:
 def model_cell(model: str) -> str:
     """A model's name as a table cell: user text, so one cell, no markup, no code-span break."""
     return "`" + md_cell(model).replace("`", "'") + "`"
+
+
+def ranking_rows(runs: list[Run]) -> list[dict[str, Any]]:
+    """The published `ranking` table (`schema.RANKING_FEATURES`): `table_rows`' order and averages."""
+    return [
+        {"rank": i, **{k: publishable(row.get(k)) for k in RANKING_FEATURES if k != "rank"}}
+        for i, row in enumerate(table_rows(runs), start=1)
+    ]
 
 
 def render_markdown(runs: list[Run]) -> str:
