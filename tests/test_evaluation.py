@@ -214,6 +214,7 @@ def test_evaluate_cli_details_unavailable_and_resume(tmp_path, embedded_backend,
     )
     bio = results["benchmarks"]["bioasq"]
     assert bio["items"] == 3 and bio["samples"] == 2 and len(bio["per_sample"]) == 2
+    assert results["benchmarks"]["medqa"]["chance"] == 0.25  # four options each: the plot's chance line
     assert "| `embedded` |" in (out / "results.md").read_text()
 
     # Resume: a torn last line and a missing item are regenerated, nothing else; results are identical.

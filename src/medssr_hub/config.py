@@ -12,7 +12,6 @@ import dataclasses
 import hashlib
 import json
 import math
-import os
 import typing
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,6 +21,7 @@ from urllib.parse import urlsplit
 import yaml
 from trl import TrlParser
 
+from medssr_hub.config_limits import bounded, load_yaml_text
 from medssr_hub.errors import InputError
 from medssr_hub.names import check_repo, check_version
 from medssr_hub.paths import recipe_path
@@ -30,44 +30,6 @@ from medssr_hub.utils import atomic_write_json, local_inputs_fingerprint
 
 class ConfigError(InputError):
     """A config that cannot work: unknown key, bad value, malformed YAML. One line, no traceback."""
-
-
-# A config is small: these bound what a YAML file or a command-line mapping may expand to (aliases count
-# every time they are used: a 1 KB "billion laughs" file expands past any memory) and how deep it nests.
-MAX_CONFIG_NODES = int(os.environ.get("MEDSSR_MAX_CONFIG_NODES", "100000"))
-MAX_CONFIG_DEPTH = int(os.environ.get("MEDSSR_MAX_CONFIG_DEPTH", "64"))
-
-
-def bounded(value: Any, where: str) -> Any:
-    """`value` (parsed YAML or JSON) if it has at most MAX_CONFIG_NODES values, aliases expanded, nested at
-    most MAX_CONFIG_DEPTH deep; else a ConfigError naming `where`. Iterative: a self-referencing alias, or
-    5,000 levels, is counted, never recursed into."""
-    stack, nodes = [(value, 1)], 0
-    while stack:
-        item, depth = stack.pop()
-        nodes += 1
-        if nodes > MAX_CONFIG_NODES:
-            raise ConfigError(
-                f"{where}: expands to more than {MAX_CONFIG_NODES:,} values (YAML aliases count each time they "
-                "are used); a config is not that big ($MEDSSR_MAX_CONFIG_NODES)"
-            )
-        if depth > MAX_CONFIG_DEPTH:
-            raise ConfigError(
-                f"{where}: nested deeper than {MAX_CONFIG_DEPTH} levels ($MEDSSR_MAX_CONFIG_DEPTH)"
-            )
-        if isinstance(item, dict):
-            stack.extend((v, depth + 1) for kv in item.items() for v in kv)
-        elif isinstance(item, list | tuple | set):
-            stack.extend((v, depth + 1) for v in item)
-    return value
-
-
-def load_yaml_text(text: str, where: str) -> Any:
-    """yaml.safe_load, bounded (`bounded`); a document nested past Python's recursion limit is a ConfigError."""
-    try:
-        return bounded(yaml.safe_load(text), where)
-    except RecursionError as e:
-        raise ConfigError(f"{where}: nested too deep to read") from e
 
 
 class JsonDict(dict):

@@ -126,5 +126,47 @@ def render_method_check(check: dict[str, Any]) -> list[str]:
     return lines
 
 
+def plot_method_check(check: dict[str, Any], path: Path) -> Path:
+    """The method check as a picture: each model's accuracy with its 95% interval over questions (left), and
+    each trained model's paired difference from the base with its interval (right), 0 marked."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = list(check.values())
+    names = [r["model"] for r in rows]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 0.5 * len(rows) + 2.2), sharey=True)
+    ys = list(range(len(rows)))[::-1]
+    acc = [100 * r["accuracy"] for r in rows]
+    err = [[a - 100 * r["ci95"][0] for a, r in zip(acc, rows, strict=True)],
+           [100 * r["ci95"][1] - a for a, r in zip(acc, rows, strict=True)]]  # fmt: skip
+    left.errorbar(acc, ys, xerr=err, fmt="o", capsize=3)
+    for a, y in zip(acc, ys, strict=True):
+        left.annotate(f"{a:.1f}", (a, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8)
+    left.set_xlim(-3, 103)  # 0 and 100 drawn whole
+    left.set_yticks(ys, names)
+    left.set_xlabel("accuracy (%)")
+    left.set_title(f"{rows[0]['items']} held-out keyed vignettes x {rows[0]['samples']} samples", fontsize=9)
+    left.grid(axis="x", alpha=0.3)
+    right.axvline(0, color="grey", linewidth=1)
+    for r, y in zip(rows, ys, strict=True):
+        vs = r.get("vs base")
+        if vs:
+            d = 100 * vs["diff"]
+            right.errorbar([d], [y], xerr=[[d - 100 * vs["ci95"][0]], [100 * vs["ci95"][1] - d]], fmt="s",
+                           capsize=3, color="tab:red" if vs["significant"] else "tab:blue")  # fmt: skip
+            right.annotate(
+                f"{d:+.1f}", (d, y), textcoords="offset points", xytext=(0, 6), ha="center", fontsize=8
+            )
+    right.set_xlabel("difference from base (points; paired, 95%)")
+    right.set_title("red: the interval excludes 0", fontsize=9)
+    right.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
 def _pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.1f}"

@@ -30,7 +30,7 @@ from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboar
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation.offline_vllm import native_bf16_cpu
-from medssr_hub.method_check import keyed_vignettes_file, method_check, render_method_check
+from medssr_hub.method_check import keyed_vignettes_file, method_check, plot_method_check, render_method_check
 from medssr_hub.steps import (
     base_backend,
     benchmark_files,
@@ -218,10 +218,13 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     finally:
         backend.close()
     files = write_leaderboard(runs, out / "leaderboard")
+    check = method_check(keyed_runs)
+    if check:
+        files["method_check"] = plot_method_check(check, out / "method_check.png")
     summary = {
         "config": config_dict(cfg),
         "stages": {name: _headline(stats) for name, stats in stages.items()},
-        "method check": method_check(keyed_runs),
+        "method check": check,
         "evaluation": {r.model: r.benchmarks for r in runs},
         "benchmarks from": sorted({publishable(b["source"]) for r in runs for b in r.benchmarks.values()}),
         "leaderboard": render_markdown(runs),
@@ -266,6 +269,7 @@ def render_summary(summary: dict[str, Any]) -> str:
         ),
         "",
         *render_method_check(summary.get("method check") or {}),
+        *(["![The method check](method_check.png)", ""] if summary.get("method check") else []),
         summary["leaderboard"],
         "Benchmark items from: " + "; ".join(summary.get("benchmarks from", [])),
     ]

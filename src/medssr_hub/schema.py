@@ -96,6 +96,7 @@ RESULTS_FEATURES = Features(
         "std": Value("float64"),
         "parse_rate": Value("float64"),
         "recovery_rate": Value("float64"),
+        "chance": Value("float64"),  # what guessing scores: mean over items of 1 / options offered
         # Both rules on the same generations (the configured one is `mean` / `std`).
         "official_mean": Value("float64"),
         "official_std": Value("float64"),

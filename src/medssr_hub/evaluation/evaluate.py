@@ -222,6 +222,8 @@ class Evaluator(BackendOwner):
             100 * metrics["parse_rate"],
             100 * metrics["recovery_rate"],
         )
+        # What guessing scores: the mean over items of 1 / the options offered (the plot's chance line).
+        metrics["chance"] = sum(1 / max(1, len(r.options)) for r in records) / len(records)
         return metrics
 
     def generate(self, name: str, records: list[MCQRecord]) -> list[list[str]]:

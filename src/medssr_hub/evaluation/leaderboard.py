@@ -19,6 +19,7 @@ from medssr_hub.config import ConfigError, JsonDict, config_from_dict, publishab
 from medssr_hub.evaluation.registry import title
 from medssr_hub.evaluation.runs import Run, load_runs
 from medssr_hub.evaluation.space import push_space
+from medssr_hub.evaluation.stats import bootstrap_ci
 from medssr_hub.evaluation.tables import (
     benchmark_order,
     ranking_rows,
@@ -125,7 +126,19 @@ def leaderboard_release(runs: list[Run], repo_id: str | None, version: str, hub:
     return StageRelease(repo_id, version, run_configs(runs), hub)
 
 
+def item_scores(run: Run, benchmark: str) -> list[float]:
+    """Each question's accuracy (the mean over its samples) on one benchmark, from the run's details."""
+    details = run.details
+    if details is None or not len(details) or "benchmark" not in details:
+        return []
+    rows = details[details["benchmark"] == benchmark]
+    return [float(v) for v in rows.groupby("id", sort=True)["correct"].mean()] if len(rows) else []
+
+
 def plot(runs: list[Run], path: Path) -> Path:
+    """Accuracy per benchmark and model: bars with 95% bootstrap intervals over questions (`stats`), the
+    number of questions under each benchmark, a dashed chance line (1 / options offered), a fixed 0-100
+    axis, and each bar's value written on it, so that a zero is seen, not missed."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -133,20 +146,48 @@ def plot(runs: list[Run], path: Path) -> Path:
 
     names = benchmark_order(runs)
     rows = table_rows(runs)
+    by_model = {r.model: r for r in runs}
     width = 0.8 / max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(max(6, 1.1 * len(names) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(names) + 2.5), 4.6))
     for k, row in enumerate(rows):
-        xs = [i + k * width for i in range(len(names))]
-        means = [100 * (row[f"{n}_mean"] or 0) for n in names]
-        stds = [100 * (row[f"{n}_std"] or 0) for n in names]
-        ax.bar(xs, means, width, yerr=stds, capsize=2, label=row["model"])
-    ax.set_xticks([i + width * (len(rows) - 1) / 2 for i in range(len(names))])
-    ax.set_xticklabels([title(n) for n in names], rotation=30, ha="right")
+        run = by_model[row["model"]]
+        xs, means, low, high = [], [], [], []
+        for i, name in enumerate(names):
+            if row[f"{name}_mean"] is None:
+                continue
+            mean = 100 * row[f"{name}_mean"]
+            scores = item_scores(run, name)
+            lo, hi = bootstrap_ci(scores) if scores else (mean / 100, mean / 100)
+            xs.append(i + k * width)
+            means.append(mean)
+            low.append(max(0.0, mean - 100 * lo))
+            high.append(max(0.0, 100 * hi - mean))
+        ax.bar(xs, means, width, yerr=[low, high], capsize=2, label=row["model"], edgecolor="black",
+                      linewidth=0.6)  # fmt: skip
+        for x, m in zip(
+            xs, means, strict=True
+        ):  # beside the interval's line, at the bar's top: a 0 shows as 0
+            ax.annotate(f"{m:.0f}", (x, m), textcoords="offset points", xytext=(3, 2), fontsize=7)
+    centre = width * (len(rows) - 1) / 2
+    for i, name in enumerate(names):
+        chances = [r.benchmarks[name]["chance"] for r in runs if r.benchmarks.get(name, {}).get("chance")]
+        if chances:
+            ax.hlines(100 * max(chances), i - width / 2, i + 2 * centre + width / 2, colors="grey",
+                      linestyles="dashed", linewidth=1, label="chance" if i == 0 else None)  # fmt: skip
+    counts = {n: sorted({r.benchmarks[n]["items"] for r in runs if n in r.benchmarks}) for n in names}
+    labels = [
+        f"{title(n)}\n(n={c[0]})" if len(c) == 1 else f"{title(n)}\n(n={c[0]}-{c[-1]})"
+        for n, c in counts.items()
+    ]
+    ax.set_xticks([i + centre for i in range(len(names))])
+    ax.set_xticklabels(labels, rotation=30, ha="right", fontsize=8)
+    ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
-    ax.legend(fontsize=8)
+    ax.set_title("Accuracy, 95% bootstrap intervals over questions (n: questions)", fontsize=9)
+    ax.legend(fontsize=7, loc="upper right")
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
 
