@@ -246,6 +246,9 @@ def test_base_model_evaluation_sends_the_papers_raw_template_as_completions(
     results = Evaluator(
         EvalConfig(**settings, endpoint=endpoint, max_tokens=8, output_dir=str(tmp_path / "ev"))
     ).run()
+    assert results["model"] == "m"  # the model the server serves (endpoint.model), never "embedded"
+    served = {"base_url": proxy.url, "tokenizer": "org/served-tokenizer"}
+    assert EvalConfig(chat=True, backend="endpoint", endpoint=served).display_name == "org/served-tokenizer"
     questions = {
         item["id"]: item["question"] for item in json.loads((benchmarks_dir / "medqa.json").read_text())
     }

@@ -12,7 +12,7 @@ from medssr_hub.config import ConfigError, JsonDict, default_chat, require_chat,
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend
-from medssr_hub.modeling import EMBEDDED, is_local_path, path_string
+from medssr_hub.modeling import EMBEDDED, is_local_path, model_id, path_string
 from medssr_hub.resolve import published_chat
 
 
@@ -27,7 +27,7 @@ class EvalConfig:
         "embedded",
     )
     model_revision: str | None = None
-    display_name: str | None = arg(
+    display_name: str | None = arg(  # None only on an endpoint until the server names its model
         "the model's name in tables and leaderboards; null: model@model_revision (a local folder by its "
         "name, never its path)",
         None,
@@ -89,7 +89,16 @@ class EvalConfig:
         self.vllm = JsonDict(self.vllm)
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
-        if not self.display_name:
+        if not self.display_name and self.backend == "endpoint":
+            # What answers is what the server serves, not the `model` default: endpoint.model or the
+            # tokenizer's model here, else the server's own name, asked at run time (Evaluator.run).
+            named = self.endpoint.get("model") or self.endpoint.get("tokenizer")
+            if named:
+                self.display_name = model_id(str(named))
+            elif self.model not in (None, "", EMBEDDED):
+                shown = model_id(self.model)
+                self.display_name = f"{shown}@{self.model_revision}" if self.model_revision else shown
+        elif not self.display_name:
             model = str(self.model or EMBEDDED)
             shown = Path(model).name if is_local_path(model) else model
             self.display_name = f"{shown}@{self.model_revision}" if self.model_revision else shown

@@ -48,6 +48,7 @@ from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.generation import BackendOwner, SamplingParams
 from medssr_hub.generation.base import encode_prompt
 from medssr_hub.hub.cards import redact
+from medssr_hub.modeling import model_id
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
 from medssr_hub.schema import DETAILS_FEATURES
@@ -73,6 +74,11 @@ class Evaluator(BackendOwner):
         cfg = self.cfg
         self.out.mkdir(parents=True, exist_ok=True)
         guard_resume(self.out, cfg.fingerprint(), "evaluation")
+        if cfg.display_name is None:  # an endpoint that no setting names: the model the server says it serves
+            served = self.backend.identity()
+            cfg.display_name = (
+                model_id(served) if served != getattr(self.backend, "base_url", None) else "endpoint"
+            )
         protocol = cfg.protocol
         results: dict[str, Any] = {
             "model": cfg.display_name,
