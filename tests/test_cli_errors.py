@@ -422,3 +422,17 @@ def test_a_published_leaderboard_with_a_nan_score_or_other_columns_is_one_line(t
     pd.DataFrame([{"model": "m", "score": 1.0}]).to_parquet(folder / "data" / "results-00000.parquet")
     with pytest.raises(InputError, match=r"not a leaderboard's results table: it lacks \['benchmark'"):
         check_results_table("board", folder)
+
+
+def test_null_on_the_command_line_means_null_for_every_field_that_may_be_null(capsys):
+    from medssr_hub.config import parse_config
+    from medssr_hub.evaluation.config import EvalConfig
+    from medssr_hub.labeling.label import LabelConfig
+
+    (label,) = parse_config(
+        [LabelConfig], ["--config", "recipes/labeling/config_demo.yaml", "--publish_repo", "null"]
+    )
+    assert label.publish_repo is None  # the YAML names a repo: null unsets it, never the repo "null"
+    (cfg,) = parse_config([EvalConfig], ["--chat", "true", "--max_items", "null", "--model_revision", "None"])
+    assert cfg.max_items is None and cfg.model_revision is None
+    assert "--n" in run(capsys, "label", "--n", "null")  # a field that cannot be null says what it takes

@@ -9,7 +9,6 @@ A dict field given on the command line (JSON or YAML flow syntax) updates the YA
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import typing
@@ -22,14 +21,17 @@ import yaml
 from trl import TrlParser
 
 from medssr_hub.config_limits import bounded, load_yaml_text
-from medssr_hub.errors import InputError
+from medssr_hub.errors import ConfigError, InputError  # noqa: F401  ConfigError: re-exported
 from medssr_hub.names import check_repo, check_version
 from medssr_hub.paths import recipe_path
-from medssr_hub.utils import atomic_write_json, local_inputs_fingerprint
-
-
-class ConfigError(InputError):
-    """A config that cannot work: unknown key, bad value, malformed YAML. One line, no traceback."""
+from medssr_hub.resume import (  # noqa: F401  re-exported: the stages import them from config
+    config_dict,
+    content_hash,
+    endpoint_fingerprint,
+    engine_fingerprint,
+    guard_resume,
+    resume_fingerprint,
+)
 
 
 class JsonDict(dict):
@@ -103,6 +105,20 @@ def _optional_fields(types: Sequence[type]) -> set[str]:
 NULLS = ("null", "none", "~")
 
 
+def _nullable_fields(types: Sequence[type]) -> set[str]:
+    """Fields that may be null: those defaulting to None, or typed `X | None`."""
+    out = set()
+    for t in types:
+        try:
+            hints = typing.get_type_hints(t)
+        except Exception:  # an annotation this Python cannot resolve: its default still tells
+            hints = {}
+        for f in dataclasses.fields(t):
+            if f.default is None or type(None) in typing.get_args(hints.get(f.name)):
+                out.add(f.name)
+    return out
+
+
 def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
     """The dataclasses `types` from `--config FILE` plus command-line overrides."""
     argv = list(argv or [])
@@ -113,20 +129,23 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog:
         argv[at] = config_file = str(find_config(argv[at]))
     from_yaml = read_yaml(config_file) if config_file else {}
     check_keys(types, from_yaml, config_file)
-    # A dict field on the command line updates the YAML's dict, before the dataclass checks it; `null`
-    # (as in YAML) unsets it, where the field allows that.
-    nulls = set()
-    for name in _dict_fields(types):
+    # `null` on the command line means null, as in YAML, for every field that may be null (argparse would
+    # read the string "null"); a dict field on the command line updates the YAML's dict, before the
+    # dataclass checks it.
+    nulls, dicts, nullable = set(), _dict_fields(types), _nullable_fields(types)
+    for name in {f.name for t in types for f in dataclasses.fields(t)}:
         for flag in (f"--{name}", f"--{name.replace('_', '-')}"):
             if flag in argv[:-1] and argv[argv.index(flag) + 1].strip().lower() in NULLS:
-                if name not in _optional_fields(types):
+                if name in dicts and name not in _optional_fields(types):
                     raise ConfigError(
                         f"{flag}: a mapping is required here, not null (an empty one is '{{}}')"
                     )
+                if name not in nullable and name not in dicts:
+                    continue  # a field that cannot be null: its parser says what it takes
                 at = argv.index(flag)
                 del argv[at : at + 2]
                 nulls.add(name)
-            elif flag in argv[:-1] and isinstance(from_yaml.get(name), dict):
+            elif name in dicts and flag in argv[:-1] and isinstance(from_yaml.get(name), dict):
                 at = argv.index(flag) + 1
                 try:
                     given = JsonDict(argv[at])
@@ -260,91 +279,6 @@ def _numbers(types: Sequence[type], data: dict[str, Any], where: str | Path | No
             except ValueError as e:
                 raise ConfigError(f"{where or 'config'}: {name}: not a number: {out[name]!r}") from e
     return out
-
-
-def config_dict(config: Any) -> dict[str, Any]:
-    """A config (a dataclass or a mapping) as plain data (JSON round trip: tuples and JsonDicts become
-    lists and dicts)."""
-    values = dataclasses.asdict(config) if dataclasses.is_dataclass(config) else dict(config)
-    return json.loads(json.dumps(values, default=str))
-
-
-def content_hash(value: Any) -> str:
-    """A short sha256 of a JSON-able value (a prompt, the model that answers it): what resumed work is
-    matched on, so that finished work is reused only for the same input and the same model."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:16]
-
-
-def endpoint_fingerprint(endpoint: dict[str, Any] | None) -> dict[str, Any]:
-    """What a resume check keeps of an endpoint config: which servers, which model, which route (an empty
-    dict on the embedded backend, so its fingerprint is unchanged)."""
-    server = {k: endpoint[k] for k in ("base_url", "model", "route") if endpoint and k in endpoint}
-    return {"endpoint": server} if server else {}
-
-
-def engine_fingerprint(engine: dict[str, Any] | None) -> dict[str, Any]:
-    """What a resume check keeps of a `vllm:` engine config: what changes the numbers (the weights' dtype
-    and quantization), not where they run (memory, parallelism); empty when unset."""
-    kept = {k: engine[k] for k in ("dtype", "quantization") if engine and k in engine}
-    return {"vllm": kept} if kept else {}
-
-
-def resume_fingerprint(
-    config: Any,
-    *,
-    keep: Sequence[str] | None = None,
-    skip: Sequence[str] = (),
-    inputs: Sequence[str | None] | None = None,
-    data: Any = None,
-) -> dict[str, Any]:
-    """What a resumed run of a stage must match, in one shape for every stage: its settings (the fields in
-    `keep`, or every field but those in `skip`, of a config dataclass or mapping), the endpoint it
-    generated with (servers, served model, route), what changes the vLLM engine's numbers, the content of
-    its local input files (`inputs`) and of rows already loaded (`data`: a training set read by name from
-    the Hub). Work items are matched one by one as well (each stage hashes an item's prompt and model)."""
-    values = config_dict(config)
-    names = keep if keep is not None else [k for k in values if k not in set(skip)]
-    out = {k: values[k] for k in names}
-    if keep is not None:  # a kept-fields fingerprint names the endpoint by what identifies it
-        out |= endpoint_fingerprint(getattr(config, "endpoint", None))
-    out |= engine_fingerprint(getattr(config, "vllm", None))
-    if inputs is not None:
-        out["inputs"] = local_inputs_fingerprint(inputs)
-    if data is not None:
-        out["data"] = content_hash(data)
-    return out
-
-
-def guard_resume(
-    output_dir: str | Path,
-    fingerprint: dict[str, Any],
-    what: str,
-    error: type[Exception] = ConfigError,
-    *,
-    resuming: bool = True,
-    record: bool = True,
-    file: str = "run.json",
-    fix: str = "use another output folder or delete it",
-) -> None:
-    """Every stage's resume check: refuse to resume into a folder written with other settings (naming the
-    settings that changed, and `fix`); record this run's settings.
-
-    `resuming`: whether this run reuses the folder's work (a training run only when it resumes a
-    checkpoint: a fresh start overwrites the record). `record`: whether this process writes it (under
-    accelerate, the main process only)."""
-    run_file = Path(output_dir) / file
-    fingerprint = json.loads(json.dumps(fingerprint, default=str))
-    if resuming and run_file.exists():
-        previous = json.loads(run_file.read_text())
-        if previous != fingerprint:
-            changed = sorted(
-                k for k in set(previous) | set(fingerprint) if previous.get(k) != fingerprint.get(k)
-            )
-            raise error(
-                f"{output_dir} holds a run of {what} with other settings ({', '.join(changed)}); {fix}"
-            )
-    if record:
-        atomic_write_json(run_file, fingerprint)
 
 
 # Where a run happens to write or read on this machine: never part of what is published.

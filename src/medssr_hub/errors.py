@@ -19,3 +19,7 @@ class InputError(MedSSRError, ValueError):
 
 class ServiceError(MedSSRError, RuntimeError):
     """A server, hub or engine that failed or answered what we cannot use."""
+
+
+class ConfigError(InputError):
+    """A config that cannot work: unknown key, bad value, malformed YAML. One line, no traceback."""
