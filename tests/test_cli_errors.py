@@ -1,6 +1,7 @@
 """Every stage subcommand answers bad input with exit 2 and one line naming the problem, never a traceback."""
 
 import json
+import os
 
 import pytest
 
@@ -436,3 +437,24 @@ def test_null_on_the_command_line_means_null_for_every_field_that_may_be_null(ca
     (cfg,) = parse_config([EvalConfig], ["--chat", "true", "--max_items", "null", "--model_revision", "None"])
     assert cfg.max_items is None and cfg.model_revision is None
     assert "--n" in run(capsys, "label", "--n", "null")  # a field that cannot be null says what it takes
+
+
+def test_a_missing_input_names_the_local_hub_and_what_it_holds(tmp_path):
+    import subprocess
+    import sys
+
+    from medssr_hub.hub import LocalHub
+
+    folder = tmp_path / "data"
+    folder.mkdir()
+    (folder / "q.jsonl").write_text('{"id": "1"}\n')
+    LocalHub(tmp_path / "hub").publish(folder, "medssr/held", "v0.2.0")
+    env = {**os.environ, "MEDSSR_HUB_ROOT": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1"}
+    done = subprocess.run(
+        [sys.executable, "-m", "medssr_hub.cli", "label", "--input", "medssr/missing", "--input_revision", "v0.1.0",
+         "--output_dir", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()[-1:]) == 1, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert f"not in the local hub at {tmp_path / 'hub'} either, which holds: medssr/held (v0.2.0)" in last

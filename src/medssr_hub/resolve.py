@@ -99,5 +99,26 @@ def resolve_dataset(source: str | Path, revision: str | None = None, hub: str | 
         return path
     if not is_repo_id(name):
         raise FileNotFoundError(f"{name}: no such file or folder, and not a dataset repo id (ORG/NAME)")
-    target = _local_first(name, "dataset", hub) or open_hub("hf")
-    return target.pull(name, revision or "main", repo_type="dataset")
+    local = _local_first(name, "dataset", hub)
+    if local is not None:
+        return local.pull(name, revision or "main", repo_type="dataset")
+    try:
+        return open_hub("hf").pull(name, revision or "main", repo_type="dataset")
+    except HubError as e:  # say where it looked first, and what is there
+        raise HubError(f"{e}; {local_hub_holdings(name, hub)}") from e
+
+
+def local_hub_holdings(name: str, hub: str | None) -> str:
+    """One sentence on what the local hub holds, for an error about `name` it does not hold."""
+    target = open_hub(hub)
+    if not isinstance(target, LocalHub):
+        return f"{hub} was the only hub asked"
+    folder = target.root / "datasets"
+    held = sorted(f"{p.parent.name}/{p.name}" for p in folder.glob("*/*") if (p / "refs.json").is_file())
+    listed = ", ".join(f"{r} ({', '.join(sorted(target.versions(r)) or ['main'])})" for r in held[:10])
+    more = f" and {len(held) - 10} more" if len(held) > 10 else ""
+    return (
+        f"it is not in the local hub at {target.root} either, which holds: {listed}{more}"
+        if held
+        else f"it is not in the local hub at {target.root} either, which holds no dataset"
+    )
