@@ -137,3 +137,57 @@ def test_an_endpoint_answering_the_wrong_shape_is_retried_then_named(garbage_ser
         GenerationError, match=rf"endpoint {garbage_server} failed after 3 attempt\(s\).*wrong shape"
     ):
         backend.generate(["Question: x?\nAnswer:"], SamplingParams(max_tokens=4), progress=False)
+
+
+@pytest.fixture
+def trickling_server():
+    """Answers 200 with a long JSON body, one byte every 0.3 s (each read arrives within any per-read
+    timeout, the whole never does)."""
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            body = b'{"choices": [{"text": "' + b"x" * 1000 + b'"}]}'
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("content-length", str(len(body)))
+            self.end_headers()
+            for byte in body:
+                if stop.is_set():
+                    return
+                try:
+                    self.wfile.write(bytes([byte]))
+                    self.wfile.flush()
+                except OSError:
+                    return
+                time.sleep(0.3)
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def test_a_trickling_endpoint_ends_within_its_timeout_and_retries(trickling_server):
+    backend = EndpointBackend(
+        trickling_server,
+        model="m",
+        route="completions",
+        timeout=1.0,
+        max_retries=1,
+        backoff=0.1,
+        max_backoff=0.2,
+    )
+    start = time.monotonic()
+    with pytest.raises(GenerationError, match=rf"endpoint {trickling_server} failed after 2 attempt\(s\)"):
+        backend.generate(["Question: x?\nAnswer:"], SamplingParams(max_tokens=4), progress=False)
+    assert time.monotonic() - start < 2 * 1.0 + 3  # two attempts of 1 s each, whole, plus backoff and slack

@@ -280,7 +280,11 @@ class EndpointBackend:
             server.outstanding += 1
             server.requests += 1
             try:
-                result = await self.wire.request(client, prompt, params, seed, n)
+                # `timeout` bounds the whole attempt, not each read: a server trickling a byte a second
+                # would otherwise hold a request for ever (httpx's timeouts are per read).
+                result = await asyncio.wait_for(
+                    self.wire.request(client, prompt, params, seed, n), self.timeout
+                )
                 server.failures = 0
                 return result
             except Exception as error:  # classified below: retried, or raised as GenerationError
