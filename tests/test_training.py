@@ -799,3 +799,26 @@ def test_a_resume_onto_other_training_data_or_model_is_refused(tmp_path):
     guard_training_resume(
         args, checkpoint, "embedded-dir", None, changed
     )  # now the changed data is the run's
+
+
+def test_the_colocated_engine_computes_in_the_trainers_dtype():
+    """TRL builds its colocated engine without a dtype; the runner passes the trainer's compute dtype through
+    TRL's own constructor call, and leaves configs without vLLM (SFT has no use_vllm at all) alone."""
+    from types import SimpleNamespace
+
+    from trl.generation import vllm_generation
+
+    from medssr_hub.training.vllm_sync import engine_compute_dtype, match_colocated_dtype
+
+    original = vllm_generation.LLM
+    try:
+        match_colocated_dtype(SimpleNamespace(bf16=False, fp16=False), "float32")  # an SFT config: no-op
+        assert vllm_generation.LLM is original
+        colocate = dict(use_vllm=True, vllm_mode="colocate", fp16=False)
+        assert engine_compute_dtype(SimpleNamespace(**colocate, bf16=True), "float32") == "bfloat16"
+        match_colocated_dtype(SimpleNamespace(**colocate, bf16=False), "float32")
+        assert vllm_generation.LLM.__wrapped__ is original
+        match_colocated_dtype(SimpleNamespace(**colocate, bf16=True), "float32")  # re-wraps, never nests
+        assert vllm_generation.LLM.__wrapped__ is original
+    finally:
+        vllm_generation.LLM = original

@@ -75,8 +75,8 @@ def match_colocated_dtype(training_args, weights: str | None) -> None:
     both in float32. We pass the trainer's compute dtype through TRL's own constructor call (the module's
     `LLM` name). On GPU with `bf16: true` and a bfloat16 checkpoint that is what vLLM picks anyway.
     """
-    if not (training_args.use_vllm and training_args.vllm_mode == "colocate"):
-        return
+    if not (getattr(training_args, "use_vllm", False) and training_args.vllm_mode == "colocate"):
+        return  # no vLLM (an SFT config has no such field at all), or a server that chose its own dtype
     dtype = engine_compute_dtype(training_args, weights)
     if dtype == "auto":
         return
