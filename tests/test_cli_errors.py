@@ -437,6 +437,12 @@ def test_null_on_the_command_line_means_null_for_every_field_that_may_be_null(ca
     (cfg,) = parse_config([EvalConfig], ["--chat", "true", "--max_items", "null", "--model_revision", "None"])
     assert cfg.max_items is None and cfg.model_revision is None
     assert "--n" in run(capsys, "label", "--n", "null")  # a field that cannot be null says what it takes
+    from medssr_hub.training.grpo import CONFIG_TYPES
+
+    _, training, _ = parse_config(
+        list(CONFIG_TYPES), ["--config", "recipes/smollm2/stage1.yaml", "--report_to", "none"]
+    )
+    assert training.report_to == []  # TRL's own "none" (a string default) is not null
 
 
 def test_a_missing_input_names_the_local_hub_and_what_it_holds(tmp_path):

@@ -97,26 +97,13 @@ def _dict_fields(types: Sequence[type]) -> set[str]:
 
 
 def _optional_fields(types: Sequence[type]) -> set[str]:
-    """Fields whose null means "skip this step" (e.g. the demo's `labeling: null`): those defaulting to
-    None (the argument parser strips `| None` from the types it reads)."""
+    """Fields that may be null, on the command line as in YAML: those defaulting to None (the argument
+    parser strips `| None` from the types it reads). A field such as TRL's `report_to`, typed `None | str`
+    but defaulting to the string "none", keeps "none" as its string. Null on a demo step skips it."""
     return {f.name for t in types for f in dataclasses.fields(t) if f.default is None}
 
 
 NULLS = ("null", "none", "~")
-
-
-def _nullable_fields(types: Sequence[type]) -> set[str]:
-    """Fields that may be null: those defaulting to None, or typed `X | None`."""
-    out = set()
-    for t in types:
-        try:
-            hints = typing.get_type_hints(t)
-        except Exception:  # an annotation this Python cannot resolve: its default still tells
-            hints = {}
-        for f in dataclasses.fields(t):
-            if f.default is None or type(None) in typing.get_args(hints.get(f.name)):
-                out.add(f.name)
-    return out
 
 
 def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
@@ -132,11 +119,11 @@ def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog:
     # `null` on the command line means null, as in YAML, for every field that may be null (argparse would
     # read the string "null"); a dict field on the command line updates the YAML's dict, before the
     # dataclass checks it.
-    nulls, dicts, nullable = set(), _dict_fields(types), _nullable_fields(types)
+    nulls, dicts, nullable = set(), _dict_fields(types), _optional_fields(types)
     for name in {f.name for t in types for f in dataclasses.fields(t)}:
         for flag in (f"--{name}", f"--{name.replace('_', '-')}"):
             if flag in argv[:-1] and argv[argv.index(flag) + 1].strip().lower() in NULLS:
-                if name in dicts and name not in _optional_fields(types):
+                if name in dicts and name not in nullable:
                     raise ConfigError(
                         f"{flag}: a mapping is required here, not null (an empty one is '{{}}')"
                     )
