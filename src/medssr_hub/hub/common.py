@@ -108,7 +108,7 @@ def verify_manifest(folder: str | Path, where: str) -> int:
         if not path.is_file():
             problem = "is missing"
         elif path.stat().st_size != expected[0]:
-            problem = f"has {path.stat().st_size:,} bytes, the manifest says {expected[0]:,}"
+            problem = f"has {path.stat().st_size:,} bytes, the manifest says {expected[0]!r}"
         elif hash_file(path).hexdigest() != expected[1]:
             problem = "has other bytes than the manifest's sha256"
         if problem:
