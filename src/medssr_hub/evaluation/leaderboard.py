@@ -9,6 +9,7 @@ details of every run as a versioned Hub dataset (configs `results` and `details`
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,20 +193,26 @@ def plot(runs: list[Run], path: Path) -> Path:
     return path
 
 
-def write_tables(runs: list[Run], folder: Path) -> list[str]:
+TABLES = ("results", "ranking", "details")  # a leaderboard's configs, in its card's order
+
+
+def write_tables(runs: list[Run], folder: Path) -> dict[str, Path]:
     """`data/results-*`, `data/ranking-*` and (where the runs have them) `data/details-*` parquet tables in
-    `folder`: what a leaderboard publishes, and what the Space reads. Returns the configs written."""
-    for stale in (folder / "data").glob("*-00000.parquet"):
+    `folder`: what a leaderboard publishes, and what the Space reads. Returns each config's file."""
+    data = folder / "data"
+    for stale in data.glob("*-00000.parquet"):
         stale.unlink()
-    atomic_write_parquet(folder / "data" / "results-00000.parquet", result_rows(runs), RESULTS_FEATURES)
-    atomic_write_parquet(folder / "data" / "ranking-00000.parquet", ranking_rows(runs), RANKING_FEATURES)
+    tables = {
+        "results": atomic_write_parquet(data / "results-00000.parquet", result_rows(runs), RESULTS_FEATURES),
+        "ranking": atomic_write_parquet(data / "ranking-00000.parquet", ranking_rows(runs), RANKING_FEATURES),
+    }
     details = [r.details.assign(model=r.model) for r in runs if r.details is not None and len(r.details)]
     if details:
         frame = pd.concat(details, ignore_index=True)
-        atomic_write_parquet(
-            folder / "data" / "details-00000.parquet", frame.to_dict("records"), LEADERBOARD_DETAILS_FEATURES
+        tables["details"] = atomic_write_parquet(
+            data / "details-00000.parquet", frame.to_dict("records"), LEADERBOARD_DETAILS_FEATURES
         )
-    return ["results", "ranking", *(["details"] if details else [])]
+    return {name: Path(path) for name, path in tables.items()}
 
 
 def write_leaderboard(runs: list[Run], output: str | Path) -> dict[str, Path]:
@@ -213,9 +220,9 @@ def write_leaderboard(runs: list[Run], output: str | Path) -> dict[str, Path]:
     (`medssr-hub space FOLDER`) as it is."""
     out = Path(output)
     out.mkdir(parents=True, exist_ok=True)
-    write_tables(runs, out)
     public = [{**r.result, "from": r.origin} for r in runs]
     files = {
+        **write_tables(runs, out),
         "md": atomic_write_text(out / "leaderboard.md", render_markdown(runs)),
         "csv": atomic_write_text(out / "leaderboard.csv", render_csv(runs)),
         "json": atomic_write_json(out / "leaderboard.json", {"rows": table_rows(runs), "runs": public}),
@@ -228,13 +235,19 @@ def push_leaderboard(runs: list[Run], files: dict[str, Path], release: StageRele
     """Publish the table and every run's per-item details as a dataset with a card, through `release`
     (checked by the caller before its work).
 
-    `files` is what `write_leaderboard` wrote for these results; the release goes beside them.
+    `files` is what `write_leaderboard` wrote for these results (its tables are copied, not rebuilt); the
+    release goes beside them.
     """
     repo_id, version = release.repo_id, release.version
     folder = files["png"].parent / "release"
-    splits = write_tables(runs, folder)
+    (folder / "data").mkdir(parents=True, exist_ok=True)
+    for stale in (folder / "data").glob("*.parquet"):
+        stale.unlink()
+    splits = [name for name in TABLES if name in files]
+    for name in splits:
+        shutil.copyfile(files[name], folder / "data" / files[name].name)
     details = [r.details for r in runs if r.details is not None and len(r.details)]
-    (folder / "leaderboard.png").write_bytes(files["png"].read_bytes())
+    shutil.copyfile(files["png"], folder / "leaderboard.png")
     card = dataset_card(
         repo_id=repo_id,
         version=version,
