@@ -1,6 +1,7 @@
 """Nothing waits forever: a hub and an inference server that accept the connection and never answer.
 Each command ends within its configured timeout plus the retries, with one line naming the server."""
 
+import contextlib
 import socket
 import subprocess
 import sys
@@ -80,10 +81,25 @@ def test_a_silent_endpoint_fails_within_its_timeout_and_retries(silent_server):
     assert time.monotonic() - start < 3 * 1.0 + 3  # three attempts of 1 s, plus backoff and slack
 
 
+@contextlib.contextmanager
+def serving(handler):
+    """An HTTP server on 127.0.0.1 running `handler` in threads; its URL while the block runs."""
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 @pytest.fixture
 def garbage_server():
     """Answers every request with 200 and JSON of a shape no client expects (`{"choices": ["..."]}`)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args):
@@ -101,12 +117,8 @@ def garbage_server():
 
         do_GET = do_POST = do_HEAD = _answer
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield url
 
 
 @pytest.mark.parametrize("command", ["pull", "publish"])
@@ -143,7 +155,7 @@ def test_an_endpoint_answering_the_wrong_shape_is_retried_then_named(garbage_ser
 def trickling_server():
     """Answers 200 with a long JSON body, one byte every 0.3 s (each read arrives within any per-read
     timeout, the whole never does)."""
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     stop = threading.Event()
 
@@ -168,13 +180,9 @@ def trickling_server():
                     return
                 time.sleep(0.3)
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    stop.set()
-    server.shutdown()
-    server.server_close()
+    with serving(Handler) as url:
+        yield url
+        stop.set()  # before the server shuts down: a handler still trickling returns
 
 
 def test_a_trickling_endpoint_ends_within_its_timeout_and_retries(trickling_server):
