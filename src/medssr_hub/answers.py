@@ -248,6 +248,12 @@ class Extraction:
         )
 
     @property
+    def script_bos(self) -> bool:
+        """Whether prompts are tokenized as the script tokenizes them (`SamplingParams.script_bos`): part
+        of "official script, exactly"."""
+        return self.mode == "official" and self.recovery_rule == "script_path_string"
+
+    @property
     def protocol(self) -> str:
         """What a score was read by, in words, as results and leaderboards name it: the script's rule with
         its own recovery pass is "official script, exactly"; with ours by model family it is "official
@@ -319,6 +325,7 @@ def extract_or_recover(
     chat: bool = True,
     extraction: Extraction = Extraction(),
     progress: bool = False,
+    script_bos: bool = False,
 ) -> list[list[Answer]]:
     """Letters for each record's generations; unparseable ones go through one batched recovery pass.
 
@@ -345,7 +352,12 @@ def extract_or_recover(
         recovery = extraction.recovery(tokenizer, official_letters(records))
         # min_tokens=1, as the script's recovery pass (tdlhl/MedSSR@e560f5a vllm_logitsbias_multi.py:217).
         params = SamplingParams(
-            n=1, temperature=0.0, max_tokens=recovery.max_tokens, min_tokens=1, bias_ids=recovery.ids
+            n=1,
+            temperature=0.0,
+            max_tokens=recovery.max_tokens,
+            min_tokens=1,
+            bias_ids=recovery.ids,
+            script_bos=script_bos,
         )
         prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in pending]
         completions = backend.generate(prompts, params, progress=progress)
@@ -358,7 +370,9 @@ def extract_or_recover(
     for i, j in pending:
         by_letters.setdefault(tuple(records[i].letters), []).append((i, j))
     for letters, items in by_letters.items():
-        params = SamplingParams(n=1, temperature=0.0, max_tokens=1, allowed_tokens=letters)
+        params = SamplingParams(
+            n=1, temperature=0.0, max_tokens=1, allowed_tokens=letters, script_bos=script_bos
+        )
         prompts = [recovery_prompt(records[i], generations[i][j], chat=chat) for i, j in items]
         completions = backend.generate(prompts, params, progress=progress)
         for (i, j), completion in zip(items, completions, strict=True):

@@ -180,7 +180,10 @@ class Evaluator(BackendOwner):
         reused only for the same identity: a changed question (same id) or another served model is
         generated again."""
         model = self.backend.identity()
-        return {r.id: content_hash([answer_prompt(r, chat=self.cfg.chat), model]) for r in records}
+        # The script's tokenization is another prompt (a second BOS on Llama-3): named only when on, so
+        # the generations of runs without it keep their identity.
+        tokens = ["script_bos"] if self.extraction().script_bos else []
+        return {r.id: content_hash([answer_prompt(r, chat=self.cfg.chat), model, *tokens]) for r in records}
 
     def extraction(self) -> Extraction:
         """The configured rule for this model; the family rule reads the model's own config."""
@@ -203,7 +206,14 @@ class Evaluator(BackendOwner):
             rules = {e.mode: e for e in (configured, configured.other())}
             by_rule = {}
             for mode, extraction in rules.items():
-                answers = extract_or_recover(records, texts, backend, chat=cfg.chat, extraction=extraction)
+                answers = extract_or_recover(
+                    records,
+                    texts,
+                    backend,
+                    chat=cfg.chat,
+                    extraction=extraction,
+                    script_bos=configured.script_bos,
+                )
                 by_rule[mode] = score(records, answers, texts, extraction)
             metrics, rows = by_rule[cfg.extraction]
             for mode, (m, mode_rows) in by_rule.items():
@@ -261,6 +271,7 @@ class Evaluator(BackendOwner):
                 top_k=cfg.top_k,
                 max_tokens=cfg.max_tokens,
                 seed=cfg.seed,
+                script_bos=self.extraction().script_bos,
             )
             # A stable seed per item (from its position), so resumed runs sample what uninterrupted ones would.
             position = {r.id: k for k, r in enumerate(records)}
@@ -292,7 +303,10 @@ class Evaluator(BackendOwner):
         tokenizer = getattr(self.backend, "tokenizer", None)
         if not limit or tokenizer is None:
             return
-        lengths = [len(encode_prompt(tokenizer, answer_prompt(r, chat=self.cfg.chat))) for r in records]
+        script_bos = self.extraction().script_bos
+        lengths = [
+            len(encode_prompt(tokenizer, answer_prompt(r, chat=self.cfg.chat), script_bos)) for r in records
+        ]
         over = [n for n in lengths if n + self.cfg.max_tokens > limit]
         if over:
             raise ConfigError(

@@ -49,6 +49,12 @@ class SamplingParams:
     # The multiple-choice layout (stem, lettered options, "Answer: X") enforced token by token, where the
     # backend can (embedded: LayoutLogitsProcessor); others rely on `regex`, prompting and parsing.
     layout: bool = False
+    # How a chat prompt's rendered text meets the tokenizer's own special tokens. Off (ours): the chat
+    # template's tokens only, as TRL tokenizes training prompts; one BOS where the template writes it. On:
+    # as the official script, which renders the template to text and lets `LLM.generate(text)` tokenize
+    # it with special tokens (tdlhl/MedSSR@e560f5a vllm_logitsbias_multi.py:146-150 and 285): a template
+    # that begins with BOS (Llama-3's) then starts with two. Qwen's tokenizers add no BOS: the same ids.
+    script_bos: bool = False
 
     def __post_init__(self):
         if self.n < 1:
@@ -176,19 +182,46 @@ def prompt_seeds(params: SamplingParams, n_prompts: int, seeds: Sequence[int] | 
     return list(seeds)
 
 
-def encode_prompt(tokenizer, prompt: Prompt) -> list[int]:
-    """A prompt's token ids, as every in-process backend feeds them: a raw string with the tokenizer's
-    special tokens; chat messages through its chat template (a final assistant message is continued)."""
-    if isinstance(prompt, str):
-        return tokenizer(prompt, add_special_tokens=True)["input_ids"]
-    continue_final = bool(prompt) and prompt[-1].get("role") == "assistant"
-    text = tokenizer.apply_chat_template(
-        prompt,
+def render_chat(tokenizer, messages: ChatMessages) -> str:
+    """Chat messages as text through the tokenizer's chat template (a final assistant message is
+    continued, not answered)."""
+    continue_final = bool(messages) and messages[-1].get("role") == "assistant"
+    return tokenizer.apply_chat_template(
+        messages,
         tokenize=False,
         add_generation_prompt=not continue_final,
         continue_final_message=continue_final,
     )
-    return tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def adds_bos(tokenizer) -> bool:
+    """Whether the tokenizer puts BOS in front of text it encodes with special tokens (Llama's do; Qwen's
+    and SmolLM2's do not)."""
+    bos = getattr(tokenizer, "bos_token_id", None)
+    ids = tokenizer("", add_special_tokens=True)["input_ids"]
+    return bos is not None and bool(ids) and ids[0] == bos
+
+
+def encode_prompt(tokenizer, prompt: Prompt, script_bos: bool = False) -> list[int]:
+    """A prompt's token ids, as every backend feeds them: a raw string with the tokenizer's special
+    tokens; chat messages through the chat template, with the tokenizer's special tokens only under
+    `script_bos` (see `SamplingParams.script_bos`)."""
+    if isinstance(prompt, str):
+        return tokenizer(prompt, add_special_tokens=True)["input_ids"]
+    return tokenizer(render_chat(tokenizer, prompt), add_special_tokens=script_bos)["input_ids"]
+
+
+def server_text(tokenizer, prompt: Prompt, script_bos: bool = False) -> str:
+    """The text to send a server that encodes it with special tokens (vLLM's, llama.cpp's and TGI's
+    completion routes do) so that it gets `encode_prompt`'s ids: a template's leading BOS is left to the
+    server where its tokenizer adds one, instead of being sent a second time."""
+    if isinstance(prompt, str):
+        return prompt
+    text = render_chat(tokenizer, prompt)
+    bos = getattr(tokenizer, "bos_token", None)
+    if not script_bos and bos and text.startswith(bos) and adds_bos(tokenizer):
+        return text[len(bos) :]
+    return text
 
 
 def first_token_ids(tokenizer, strings: Sequence[str]) -> list[int]:

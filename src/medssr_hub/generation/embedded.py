@@ -187,8 +187,8 @@ class EmbeddedBackend:
         return self._identity
 
     # -- prompts -------------------------------------------------------------------------------------
-    def encode(self, prompt: Prompt) -> list[int]:
-        return encode_prompt(self.tokenizer, prompt)
+    def encode(self, prompt: Prompt, script_bos: bool = False) -> list[int]:
+        return encode_prompt(self.tokenizer, prompt, script_bos)
 
     @torch.inference_mode()
     def loglikelihood(self, prompt: Prompt, candidates: Sequence[str]) -> dict[str, float]:
@@ -219,7 +219,7 @@ class EmbeddedBackend:
         progress: bool = True,
     ) -> list[Completion]:
         seeds = prompt_seeds(params, len(prompts), seeds)
-        encoded = [self.encode(p) for p in prompts]
+        encoded = [self.encode(p, params.script_bos) for p in prompts]
         # Longest first: rows of similar length share a batch (less padding), and memory peaks early.
         order = sorted(range(len(prompts)), key=lambda i: -len(encoded[i]))
         per_call = min(params.n, self.batch_size)

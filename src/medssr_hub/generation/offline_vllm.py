@@ -168,7 +168,7 @@ class VLLMBackend:
         from vllm.inputs import TokensPrompt
 
         seeds = prompt_seeds(params, len(prompts), seeds)
-        encoded = [encode_prompt(self.tokenizer, p) for p in prompts]
+        encoded = [encode_prompt(self.tokenizer, p, params.script_bos) for p in prompts]
         results: list[Completion | None] = [None] * len(prompts)
         bar = tqdm(total=len(prompts) * params.n, desc="generate (vllm)", unit="sample", disable=not progress)
         for start in range(0, len(prompts), self.batch_size):

@@ -20,7 +20,7 @@ from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.utils import hf_raise_for_status
 
 from medssr_hub.errors import InputError
-from medssr_hub.generation.base import Prompt, Sample, SamplingParams, first_token_ids
+from medssr_hub.generation.base import Prompt, Sample, SamplingParams, first_token_ids, server_text
 from medssr_hub.generation.servers import wrong_shape
 from medssr_hub.utils import HTTPClient
 
@@ -54,18 +54,15 @@ class Route(ABC):
             base_url=url, token=self.backend._token, headers=headers, timeout=self.backend.timeout
         )
 
-    def render(self, prompt: Prompt) -> str:
-        """Raw text for the raw routes: chat messages through the tokenizer's chat template (a final
-        assistant message is continued), as the official evaluation renders chat models' prompts."""
+    def render(self, prompt: Prompt, params: SamplingParams) -> str:
+        """Raw text for the raw routes: chat messages through the tokenizer's chat template, as the official
+        evaluation renders chat models' prompts, such that the server's ids are the in-process backends'
+        (`server_text`)."""
         if isinstance(prompt, str):
             return prompt
         if self.backend.tokenizer_name is None:
             raise InputError(f"route {self.name} takes raw prompts; set `tokenizer` to render chat messages")
-        if prompt and prompt[-1]["role"] == "assistant":
-            return self.backend.tokenizer.apply_chat_template(
-                prompt, tokenize=False, continue_final_message=True
-            )
-        return self.backend.tokenizer.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+        return server_text(self.backend.tokenizer, prompt, params.script_bos)
 
     def logit_bias(self, params: SamplingParams) -> dict[str, float] | None:
         if params.bias_ids:
@@ -127,7 +124,7 @@ class CompletionsRoute(Route):
     async def request(self, client, prompt, params: SamplingParams, seed: int, n: int):
         body = {
             **({"model": self.backend.model} if self.backend.model else {}),
-            "prompt": self.render(prompt),
+            "prompt": self.render(prompt, params),
             "max_tokens": params.max_tokens,
             "temperature": params.temperature,
             "seed": seed,
@@ -198,7 +195,7 @@ class TGIRoute(Route):
     honours_n = False
 
     async def request(self, client, prompt, params: SamplingParams, seed: int, n: int = 1):
-        prompt = self.render(prompt)
+        prompt = self.render(prompt, params)
         grammar = {"type": "regex", "value": params.regex} if params.regex else None
         if params.allowed_tokens:
             alternatives = "|".join(sorted({t.strip() for t in params.allowed_tokens}))
