@@ -2,8 +2,8 @@
 
 The wire dialects (`chat`, `completions`, `tgi`) are route objects in `routes.py`; which server takes a
 request, and which failures are retried, is `servers.py`. This module runs a batch: requests run
-concurrently (bounded), each retried with exponential backoff on 429/5xx, timeouts, connection errors and
-garbled answers. Finished completions are handed to `on_complete` as they arrive, and a batch that
+concurrently (bounded), each retried by tenacity with exponential back-off on 429/5xx, timeouts,
+connection errors and garbled answers. Finished completions are handed to `on_complete` as they arrive, and a batch that
 fails for good raises `GenerationError` carrying everything that did finish.
 """
 
@@ -13,12 +13,12 @@ import asyncio
 import contextlib
 import logging
 import os
-import random
 from collections.abc import Sequence
 from functools import cached_property
 
 from huggingface_hub.errors import HfHubHTTPError
 from huggingface_hub.utils import hf_raise_for_status
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 from tqdm.auto import tqdm
 
 from medssr_hub.errors import InputError
@@ -272,51 +272,76 @@ class EndpointBackend:
 
     # -- one request ---------------------------------------------------------------------------------
     async def _request(self, clients, prompt, params: SamplingParams, prompt_seed: int, j: int, n: int):
+        """One request, retried by tenacity: a retryable failure (`servers.is_retryable`) waits tenacity's
+        full-jitter exponential back-off (`backoff` doubling up to `max_backoff`, or the server's
+        Retry-After if longer, capped the same), up to `max_retries` times; a failure that sets its server
+        aside moves the request to another server at once, without counting."""
         seed = sample_seed(prompt_seed, j) % (2**31)
-        attempt = 0
-        while True:
-            server = self.pool.pick()
-            client = clients[server.url]
+        last: dict = {"server": None, "moved": False, "counted": 0}
+        backoff = wait_random_exponential(multiplier=self.backoff, max=self.max_backoff)
+
+        def wait(state: RetryCallState) -> float:
+            if last["moved"]:
+                return 0.0
+            error = state.outcome.exception()
+            retry_after = getattr(getattr(error, "response", None), "headers", {}).get("retry-after")
+            delay = backoff(state)
+            if retry_after and retry_after.isdigit():
+                delay = max(delay, min(float(retry_after), self.max_backoff))
+            return delay
+
+        def log_retry(state: RetryCallState) -> None:
+            self.stats.retries += 1
+            if not last["moved"]:
+                logger.warning(
+                    "endpoint %s: %s; retry %d/%d in %.1fs",
+                    last["server"].url,
+                    describe_error(state.outcome.exception()),
+                    last["counted"],
+                    self.max_retries,
+                    state.upcoming_sleep,
+                )
+
+        async def attempt():
+            server = last["server"] = self.pool.pick()
             server.outstanding += 1
             server.requests += 1
             try:
                 # `timeout` bounds the whole attempt, not each read: a server trickling a byte a second
                 # would otherwise hold a request for ever (httpx's timeouts are per read).
                 result = await asyncio.wait_for(
-                    self.wire.request(client, prompt, params, seed, n), self.timeout
+                    self.wire.request(clients[server.url], prompt, params, seed, n), self.timeout
                 )
                 server.failures = 0
                 return result
-            except Exception as error:  # classified below: retried, or raised as GenerationError
-                if is_retryable(error) and self.pool.failed(server, error):
-                    self.stats.retries += 1
-                    continue  # another server takes it now; the failed one is out of the rotation
-                if not is_retryable(error) or attempt >= self.max_retries:
-                    status = getattr(getattr(error, "response", None), "status_code", None)
-                    hint = (
-                        f"; does it serve model {self.model!r}? Set endpoint.model to one that "
-                        f"{server.url}/v1/models lists"
-                        if status == 404 and self.route != "tgi"
-                        else ""
-                    )
-                    raise GenerationError(
-                        f"endpoint {server.url} failed after {attempt + 1} attempt(s): {describe_error(error)}"
-                        + hint
-                    ) from error
-                delay = min(self.max_backoff, self.backoff * 2**attempt) * (0.5 + random.random())
-                retry_after = getattr(getattr(error, "response", None), "headers", {}).get("retry-after")
-                if retry_after and retry_after.isdigit():
-                    delay = max(delay, min(float(retry_after), self.max_backoff))
-                attempt += 1
-                self.stats.retries += 1
-                logger.warning(
-                    "endpoint %s: %s; retry %d/%d in %.1fs",
-                    server.url,
-                    describe_error(error),
-                    attempt,
-                    self.max_retries,
-                    delay,
-                )
-                await asyncio.sleep(delay)
+            except Exception as error:
+                last["moved"] = is_retryable(error) and self.pool.failed(server, error)
+                last["counted"] += 0 if last["moved"] else 1
+                raise
             finally:
                 server.outstanding -= 1
+
+        retrying = AsyncRetrying(
+            retry=retry_if_exception(is_retryable),
+            stop=lambda state: not last["moved"] and last["counted"] > self.max_retries,
+            wait=wait,
+            before_sleep=log_retry,
+            reraise=True,
+        )
+        try:
+            return await retrying(attempt)
+        except GenerationError:
+            raise
+        except Exception as error:  # not retryable, or out of retries
+            server = last["server"]
+            status = getattr(getattr(error, "response", None), "status_code", None)
+            hint = (
+                f"; does it serve model {self.model!r}? Set endpoint.model to one that "
+                f"{server.url}/v1/models lists"
+                if status == 404 and self.route != "tgi"
+                else ""
+            )
+            raise GenerationError(
+                f"endpoint {server.url} failed after {last['counted']} attempt(s): {describe_error(error)}"
+                + hint
+            ) from error
