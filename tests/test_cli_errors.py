@@ -464,3 +464,14 @@ def test_a_missing_input_names_the_local_hub_and_what_it_holds(tmp_path):
     assert done.returncode == 2 and len(done.stderr.strip().splitlines()[-1:]) == 1, done.stderr[-2000:]
     last = done.stderr.strip().splitlines()[-1]
     assert f"not in the local hub at {tmp_path / 'hub'} either, which holds: medssr/held (v0.2.0)" in last
+
+
+@pytest.mark.parametrize("command", ["stage1", "stage2", "sft"])
+@pytest.mark.parametrize(
+    "flags", [["--push_to_hub", "true"], ["--hub_model_id", "org/model", "--hub_revision", "v1"]]
+)
+def test_trls_hub_fields_are_refused_naming_ours(command, flags, capsys):
+    base, _, _ = COMMANDS[command]
+    line = run(capsys, command, *base, *flags)
+    assert all(flag.removeprefix("--") in line for flag in flags if flag.startswith("--"))
+    assert "publish_repo, publish_version" in line

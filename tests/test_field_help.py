@@ -125,3 +125,19 @@ def test_every_recipe_key_is_a_documented_field(path, types):
             for sub in value:
                 assert sub == "config" or inner.get(sub, "").strip(), f"{path.name}: {key}.{sub} has no help"
     assert commented <= set(documented_fields)
+
+
+def test_stage_help_lists_our_fields_first_then_trls_each_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["stage1", "--help"])
+    text = capsys.readouterr().out
+    titles = [line for line in text.splitlines() if re.fullmatch(r"\S.* \((medssr-hub|trl)\):", line)]
+    assert titles == ["MedSSRScriptArguments (medssr-hub):", "GRPOConfig (trl):", "ModelConfig (trl):"]
+    assert len(text.splitlines()[0]) < 100  # the usage line, not every flag
+    for t in grpo.CONFIG_TYPES:
+        for f in dataclasses.fields(t):
+            if f.init:
+                assert len(re.findall(rf"^  --{f.name} ", text, re.M)) == 1, f.name
+    # TRL's own help, by its first sentence: its beta's full help is a paragraph.
+    beta = re.search(r"^  --beta VALUE +(.*?)\(default", text, re.M | re.S).group(1)
+    assert len(" ".join(beta.split())) <= 200

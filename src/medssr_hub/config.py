@@ -8,6 +8,7 @@ A dict field given on the command line (JSON or YAML flow syntax) updates the YA
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import json
 import math
@@ -53,11 +54,66 @@ class JsonDict(dict):
         super().__init__(value or {}, **kwargs)
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each field once, as its YAML key is spelled (`--dataset-name` is accepted too), with VALUE (or
+    [BOOL], for a flag that may be given bare) for what it takes; a field's choices are in its help or its
+    library's documentation."""
+
+    def __init__(self, prog: str):
+        super().__init__(prog, max_help_position=36)
+
+    def _format_action_invocation(self, action) -> str:
+        if not action.option_strings:
+            return super()._format_action_invocation(action)
+        flag = action.option_strings[0]
+        if action.nargs == 0:
+            return flag
+        return f"{flag} {'[BOOL]' if action.nargs == '?' else 'VALUE'}"
+
+
 class ConfigParser(TrlParser):
-    """TrlParser whose errors are exceptions (one line at the CLI), not usage dumps and exit()."""
+    """TrlParser whose errors are exceptions (one line at the CLI), not usage dumps and exit(), and whose
+    help reads by group: one per dataclass, ours first; a library's fields by the first sentence of their
+    own help (its documentation has the rest)."""
+
+    def __init__(self, dataclass_types, **kwargs):
+        kwargs.setdefault("usage", "%(prog)s [--config FILE.yaml] [--FIELD VALUE ...]")
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(dataclass_types, **kwargs)
+        self._group_by_dataclass(list(dataclass_types))
+
+    def _group_by_dataclass(self, types: list[type]) -> None:
+        owner: dict[str, type] = {}
+        for t in types:
+            for f in dataclasses.fields(t):
+                owner.setdefault(f.name, t)
+        ours = [t for t in types if t.__module__.startswith("medssr_hub")]
+        groups = {}
+        for t in [*ours, *(t for t in types if t not in ours)]:
+            library = t.__module__.split(".")[0]
+            groups[t] = self.add_argument_group(
+                f"{t.__name__} ({'medssr-hub' if t in ours else library})",
+                None
+                if t in ours
+                else f"{library}'s fields: the first sentence of each (its documentation has the rest)",
+            )
+        # argparse keeps a group's actions in `_group_actions`; moving one changes only where help lists it.
+        for action in list(self._optionals._group_actions):
+            t = owner.get(action.dest)
+            if t is None:
+                continue
+            self._optionals._group_actions.remove(action)
+            groups[t]._group_actions.append(action)
+            if t not in ours and action.help:
+                action.help = first_sentence(action.help)
 
     def error(self, message: str):
         raise ConfigError(message)
+
+
+def first_sentence(text: str, limit: int = 200) -> str:
+    sentence = " ".join(text.split()).split(". ")[0].rstrip(".")
+    return sentence if len(sentence) <= limit else sentence[: limit - 3].rstrip() + "..."
 
 
 def find_config(path: str | Path) -> Path:
