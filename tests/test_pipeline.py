@@ -127,7 +127,7 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
         assert 0 <= lo <= row["accuracy"] <= hi <= 1 and row["official"] == row["accuracy"]
     assert "vs base" in check["stage1"] and "vs base" not in check["base"]
     md = (full / "summary.md").read_text()
-    assert "Method check: 8 held-out keyed vignettes" in md and "| official | lenient |" in md
+    assert "Method check: 8 held-out keyed vignettes" in md and "| accuracy [95% CI] | other rule |" in md
     assert (full / "leaderboard" / "leaderboard.png").exists()
     # Every repo the demo publishes loads with plain `datasets` to exactly its stage's schema.
     for repo, config, features in (
@@ -145,6 +145,35 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     # one row per model in each of the card's two tables: accuracy, then maj@k / pass@k
     assert (published / "README.md").read_text().count("| `base (embedded)` |") == 2
     assert (published / "data" / "details-00000.parquet").exists()
+
+    # After the demo, the training recipes as shipped, in data order (only sizes overridden): stage 1 on the
+    # demo's labeled split, stage 2 from that model on its held-out vignettes, SFT on its distillation file
+    # (`outputs/demo/sft/data.jsonl`, read from where a user runs them).
+    user = tmp_path / "user"
+    (user / "outputs").mkdir(parents=True)
+    (user / "outputs" / "demo").symlink_to(full)
+    rl = ["--max_steps", "1", "--per_device_train_batch_size", "4", "--max_completion_length", "16"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDSSR_HUB_ROOT", str(hub_root))
+        mp.chdir(user)
+        for stage, sizes in (
+            ("stage1", rl),
+            ("stage2", rl),
+            ("sft", ["--max_steps", "1", "--max_length", "256"]),
+        ):
+            argv = [
+                stage,
+                "--config",
+                f"recipes/smollm2/{stage}.yaml",
+                *sizes,
+                "--output_dir",
+                f"out-{stage}",
+            ]
+            assert main(argv) == 0, stage
+    for repo in ("smollm2-medssr-stage1", "smollm2-medssr-stage2", "smollm2-medssr-sft"):
+        assert set(hub.versions(f"medssr-hub/{repo}", "model")) == {"v0.1.0"}, repo
+    card = (hub.pull("medssr-hub/smollm2-medssr-stage2", "v0.1.0", "model") / "README.md").read_text()
+    assert "`medssr-hub/demo-vignettes-heldout` @ `v0.1.0`" in card
 
     # The evaluation, killed with SIGKILL once some questions are on disk.
     cut = tmp_path / "cut"

@@ -1,5 +1,5 @@
 """The shipped offline recipes, run in data order through the CLI: each reads the previous one's published
-repo id and version (only sizes are overridden), and a model that stage 1 publishes is named by repo id and
+repo id and version (only sizes, and the training recipes' data, are overridden), and a model that stage 1 publishes is named by repo id and
 version in synthesis, labeling, stage 2 and evaluation alike."""
 
 import json
@@ -39,10 +39,14 @@ def test_offline_recipes_chain_in_data_order(tmp_path, monkeypatch, benchmarks_d
        "--output_dir", str(out / "synthesis"))  # fmt: skip
     ok("label", "--config", "recipes/labeling/config_demo.yaml", "--n", "4", "--max_tokens", "24",
        "--band", "0.0", "1.0", "--output_dir", str(out / "labels"))  # fmt: skip
-    ok("stage1", "--config", "recipes/smollm2/stage1.yaml", *TRAIN_SIZES, "--output_dir", str(out / "stage1"))
+    # The training recipes read what `make demo` publishes (tests/test_pipeline.py runs them so); here they
+    # read what the synthesis and labeling recipes published.
+    ok("stage1", "--config", "recipes/smollm2/stage1.yaml", *TRAIN_SIZES, "--output_dir", str(out / "stage1"),
+       "--dataset_name", "medssr-hub/smollm2-synthetic-labeled")  # fmt: skip
     ok("synthesize", "--config", "recipes/synthesis/config_heldout.yaml", "--num_questions", "4",
        "--output_dir", str(out / "heldout"))  # fmt: skip
-    ok("stage2", "--config", "recipes/smollm2/stage2.yaml", *TRAIN_SIZES, "--output_dir", str(out / "stage2"))
+    ok("stage2", "--config", "recipes/smollm2/stage2.yaml", *TRAIN_SIZES, "--output_dir", str(out / "stage2"),
+       "--dataset_name", "medssr-hub/smollm2-vignettes-heldout")  # fmt: skip
     ok("evaluate", "--config", "recipes/evaluation/config_demo.yaml", "--benchmarks", "medqa", "bioasq",
        "--max_items", "1", "--num_samples", "1", "--max_tokens", "16", "--output_dir", str(out / "eval"))  # fmt: skip
     ok("leaderboard", "--config", "recipes/leaderboard/config_demo.yaml", "--results", str(out / "eval"),

@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import re
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +42,7 @@ from medssr_hub.records import load_records
 from medssr_hub.steps import (
     base_backend,
     benchmark_files,
+    distill_path,
     evaluate_model,
     heldout_data,
     labeled_data,
@@ -50,7 +50,7 @@ from medssr_hub.steps import (
     train_stage,
 )
 from medssr_hub.training import grpo, sft
-from medssr_hub.utils import atomic_write_json, atomic_write_text, read_jsonl
+from medssr_hub.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
 
@@ -138,30 +138,6 @@ def plan(names: list[str]) -> list[Row]:
     return order
 
 
-def sft_file(cfg: AblationConfig, labeled: tuple[str, str | None]) -> str:
-    """The sft row's data: each kept labeled question, answered by its pseudo-label, with the first of the
-    policy's own voting answers that chose that label as the reasoning (its closing answer sentence cut)."""
-    path = Path(cfg.output_dir) / "sft" / "data.jsonl"
-    if path.exists():
-        return str(path)
-    texts = {}
-    for shard in sorted((Path(cfg.output_dir) / "labeling").rglob("votes-*.jsonl")):
-        texts.update({r["id"]: r for r in read_jsonl(shard)})
-    rows = []
-    for record in load_records(labeled[0], revision=labeled[1], hub=cfg.hub, split="train")[0]:
-        label, voted = record.columns.get("label"), texts.get(record.id)
-        if not label or not voted:
-            continue
-        chosen = [t for t, letter in zip(voted["texts"], voted["letters"], strict=True) if letter == label]
-        reasoning = re.split(r"(?i)\bthe (?:correct )?answer is\b", chosen[0])[0].strip() if chosen else ""
-        if reasoning:
-            row = record.to_row()
-            rows.append({**row, "answer": label, "metadata": json.dumps({"reasoning": reasoning})})
-    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    logger.info("SFT row: %d labeled questions with the policy's own reasoning", len(rows))
-    return str(path)
-
-
 def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[str, dict[str, Any]]:
     trained: dict[str, dict[str, Any]] = {}
     for row in rows:
@@ -173,7 +149,7 @@ def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[s
         if row.target:
             settings["target"] = row.target
         start = (cfg.model, None) if row.start == "base" else trained[row.start]["model"]
-        data = {"stage1": labeled, "stage2": heldout}.get(row.stage) or (sft_file(cfg, labeled), None)
+        data = {"stage1": labeled, "stage2": heldout}.get(row.stage) or (str(distill_path(cfg)), None)
         module = sft if row.stage == "sft" else grpo
         stats = train_stage(cfg, row.name, settings, model=start, data=data, module=module)
         trained[row.name] = {**stats, "model": (stats["publish_repo"], stats["publish_version"])}

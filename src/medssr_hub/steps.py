@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
 from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.training import grpo, sft
-from medssr_hub.utils import atomic_write_text
+from medssr_hub.utils import atomic_write_text, read_jsonl
 
 logger = logging.getLogger(__name__)
 RunConfig = Any  # pipeline.DemoConfig or ablation.AblationConfig
@@ -67,7 +68,37 @@ def labeled_data(cfg: RunConfig) -> dict[str, Any]:
         results["labeling"] = run_labeling(label_cfg)
         if label_cfg.publish_repo:
             results["labeled"] = (label_cfg.publish_repo, label_cfg.publish_version)
+            write_distill_file(cfg, results["labeled"])
     return results
+
+
+def distill_path(cfg: RunConfig) -> Path:
+    """The SFT baseline's data (recipes/smollm2/sft.yaml reads the demo's; the ablation's sft row its own)."""
+    return Path(cfg.output_dir) / "sft" / "data.jsonl"
+
+
+def write_distill_file(cfg: RunConfig, labeled: tuple[str, str | None]) -> Path:
+    """Each kept labeled question, answered by its pseudo-label, with the first of the policy's own voting
+    answers that chose that label as the reasoning (its closing answer sentence cut). Written again from
+    the labeling logs on every run, so it never outlives the labels it was made from."""
+    texts = {}
+    for shard in sorted((Path(cfg.output_dir) / "labeling").rglob("votes-*.jsonl")):
+        texts.update({r["id"]: r for r in read_jsonl(shard)})
+    rows = []
+    for record in load_records(labeled[0], revision=labeled[1], hub=cfg.hub, split="train")[0]:
+        label, voted = record.columns.get("label"), texts.get(record.id)
+        if not label or not voted:
+            continue
+        chosen = [t for t, letter in zip(voted["texts"], voted["letters"], strict=True) if letter == label]
+        reasoning = re.split(r"(?i)\bthe (?:correct )?answer is\b", chosen[0])[0].strip() if chosen else ""
+        if reasoning:
+            rows.append(
+                {**record.to_row(), "answer": label, "metadata": json.dumps({"reasoning": reasoning})}
+            )
+    path = distill_path(cfg)
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    logger.info("SFT data: %d labeled questions with the policy's own reasoning in %s", len(rows), path)
+    return path
 
 
 def heldout_data(cfg: RunConfig) -> tuple[dict[str, Any], tuple[str, str | None]]:
