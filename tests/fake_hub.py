@@ -12,7 +12,9 @@ import base64
 import hashlib
 import json
 import threading
+import time
 import urllib.parse
+import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 
@@ -51,7 +53,8 @@ class FakeHub:
         self.requests: list[tuple[str, str]] = []
         self.auth_headers: list[str] = []
         # What a hostile hub answers instead of the truth: {"etag": ..., "sha": ..., "next_page": URL,
-        # "truncate": PATH (that file sent without Content-Length, cut in half)} (tests of our guards).
+        # "truncate": PATH (that file sent without Content-Length, cut in half), "info": trickle | endless |
+        # gzip_bomb (repo info that never ends well)} (tests of our guards).
         self.hostile: dict[str, str] = {}
         self.lock = threading.Lock()
         hub = self
@@ -287,7 +290,43 @@ class FakeHub:
         entries = [self._entry(repo.commits[oid], p.strip("/")) for p in wanted]
         self._send(h, 200, [e for e in entries if e is not None])
 
+    def _misbehave(self, h, how: str) -> None:
+        """A repo-info answer that never ends well: a byte every half second ("trickle"), a chunked body
+        without end ("endless"), or 1 GiB of zeros gzip-encoded into about 1 MB ("gzip_bomb")."""
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        if how == "gzip_bomb":
+            pack = zlib.compressobj(9, zlib.DEFLATED, zlib.MAX_WBITS | 16)
+            block = b"0" * 2**20
+            body = b"".join(pack.compress(block) for _ in range(1024)) + pack.flush()
+            h.send_header("Content-Encoding", "gzip")
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return
+        h.send_header("Connection", "close")
+        h.close_connection = True
+        if how == "trickle":
+            h.send_header("Content-Length", "4096")
+            h.end_headers()
+            for _ in range(4096):
+                h.wfile.write(b" ")
+                h.wfile.flush()
+                time.sleep(0.5)
+            return
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        chunk = b"a" * 2**16
+        while True:
+            h.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+
     def _info(self, h, method, parts, body, query):
+        if "info" in self.hostile:
+            try:
+                return self._misbehave(h, self.hostile["info"])
+            except OSError:  # the client hung up: what a bounded client does
+                h.close_connection = True
+                return
         repo, repo_id = self._repo(parts)
         rev = "/".join(parts[5:]) or "main"
         oid = repo.resolve(rev)

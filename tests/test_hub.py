@@ -471,6 +471,53 @@ def test_a_download_cut_short_is_an_error_naming_the_file_and_leaves_no_partial_
     assert len(load_records(got)[0]) == len(records)
 
 
+# Runs the CLI and reports its own peak memory (KiB) on stdout: VmHWM, since ru_maxrss keeps the forking
+# parent's peak across exec (pytest's own, here).
+PEAK = (
+    "import re, sys; from medssr_hub.cli import main; code = main(sys.argv[1:]); "
+    "print(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1)); sys.exit(code)"
+)
+
+
+@pytest.mark.parametrize("how,says", [
+    ("trickle", "took longer than 3 s"),
+    ("endless", "sent more than 16,000,000 bytes"),
+    ("gzip_bomb", "sent more than 16,000,000 bytes (decoded)"),
+])  # fmt: skip
+def test_a_hub_answer_without_end_is_cut_at_its_bound(tmp_path, dataset_folder, fake_hub, how, says):
+    """Repo info trickled a byte at a time, streamed without end, or a gzip bomb (1 MB -> 1 GiB): `pull`
+    ends within its deadline (3 s here) with one line and exit 2, in under 1 GB of memory."""
+    folder, _ = dataset_folder
+    publish(folder, "medssr/bounded", "v1.0.0", card=card_for(folder), hub=fake_hub.url, token=TOKEN)
+    fake_hub.hostile["info"] = how
+    env = {
+        **os.environ,
+        "MEDSSR_REQUEST_DEADLINE": "3",
+        "MEDSSR_MAX_RESPONSE_BYTES": "16000000",
+        "HF_TOKEN": TOKEN,
+    }
+    cli = [
+        "pull",
+        "medssr/bounded",
+        "--revision",
+        "v1.0.0",
+        "--hub",
+        fake_hub.url,
+        "--output",
+        str(tmp_path / "got"),
+    ]
+    start = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", PEAK, *cli], env=env, capture_output=True, text=True, timeout=120
+    )
+    elapsed = time.monotonic() - start
+    errors = [line for line in done.stderr.splitlines() if line.startswith("medssr-hub: error:")]
+    assert done.returncode == 2 and len(errors) == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert says in errors[0] and TOKEN not in done.stderr
+    assert elapsed < 3 + 30  # the deadline, plus the interpreter's start and huggingface_hub's own retries
+    assert int(done.stdout.split()[-1]) < 2**20  # KiB: under 1 GiB at its peak
+
+
 def test_a_listing_that_points_elsewhere_never_gets_the_token(tmp_path, dataset_folder, fake_hub):
     """A hub's tree listing answering `Link: <other origin>; rel="next"`: huggingface_hub follows it with
     the same headers; the other server gets the request without the token, and the pull still completes."""

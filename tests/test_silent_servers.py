@@ -199,3 +199,52 @@ def test_a_trickling_endpoint_ends_within_its_timeout_and_retries(trickling_serv
     with pytest.raises(GenerationError, match=rf"endpoint {trickling_server} failed after 2 attempt\(s\)"):
         backend.generate(["Question: x?\nAnswer:"], SamplingParams(max_tokens=4), progress=False)
     assert time.monotonic() - start < 2 * 1.0 + 3  # two attempts of 1 s each, whole, plus backoff and slack
+
+
+@pytest.fixture
+def endless_server():
+    """Answers 200 with a chunked JSON body that never ends, as fast as the client reads it."""
+    from http.server import BaseHTTPRequestHandler
+
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args):
+            pass
+
+        def do_POST(self):
+            self.rfile.read(int(self.headers.get("content-length") or 0))
+            self.send_response(200)
+            self.send_header("content-type", "application/json")
+            self.send_header("transfer-encoding", "chunked")
+            self.end_headers()
+            chunk = b'{"choices": [{"text": "' + b"x" * 2**16
+            while not stop.is_set():
+                try:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                except OSError:
+                    return
+                chunk = b"x" * 2**16
+
+    with serving(Handler) as url:
+        yield url
+        stop.set()
+
+
+@pytest.mark.parametrize("route", ["completions", "chat"])
+def test_an_endless_endpoint_answer_is_cut_at_its_size_bound(endless_server, monkeypatch, route):
+    """A server streaming one answer without end (a 2 GB answer, or more): the request stops at the size
+    bound ($MEDSSR_MAX_RESPONSE_BYTES, 8 MB here) with the server named, never read whole into memory."""
+    import tracemalloc
+
+    monkeypatch.setenv("MEDSSR_MAX_RESPONSE_BYTES", "8000000")
+    backend = EndpointBackend(endless_server, model="m", route=route, timeout=60, max_retries=0)
+    tracemalloc.start()
+    start = time.monotonic()
+    with pytest.raises(GenerationError, match=r"sent more than 8,000,000 bytes"):
+        backend.generate(["Question: x?\nAnswer:"], SamplingParams(max_tokens=4), progress=False)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert time.monotonic() - start < 30 and peak < 64 * 2**20, peak

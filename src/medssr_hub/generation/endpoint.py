@@ -21,6 +21,7 @@ from huggingface_hub.utils import hf_raise_for_status
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 from tqdm.auto import tqdm
 
+from medssr_hub.bounds import abound_response
 from medssr_hub.errors import InputError
 from medssr_hub.generation.base import (
     BackendStats,
@@ -257,7 +258,12 @@ class EndpointBackend:
         url = self.servers[0].url
         headers = {"authorization": f"Bearer {self._token}"} if self._token else {}
         try:
-            async with HTTPClient(base_url=url, headers=headers, timeout=self.timeout) as client:
+            async with HTTPClient(
+                base_url=url,
+                headers=headers,
+                timeout=self.timeout,
+                event_hooks={"response": [abound_response]},
+            ) as client:
                 response = await client.get("/v1/models")
                 hf_raise_for_status(response)
                 served = [

@@ -19,6 +19,7 @@ from abc import ABC, abstractmethod
 from huggingface_hub import AsyncInferenceClient
 from huggingface_hub.utils import hf_raise_for_status
 
+from medssr_hub.bounds import abound_response
 from medssr_hub.errors import InputError
 from medssr_hub.generation.base import Prompt, Sample, SamplingParams, first_token_ids, server_text
 from medssr_hub.generation.servers import wrong_shape
@@ -119,7 +120,12 @@ class CompletionsRoute(Route):
         # huggingface_hub's InferenceClient has no text-completion (/v1/completions) method: this route is
         # one POST on the HTTP client huggingface_hub itself uses, its errors raised the same way.
         headers = {"authorization": f"Bearer {self.backend._token}"} if self.backend._token else {}
-        return HTTPClient(base_url=url, headers=headers, timeout=self.backend.timeout)
+        return HTTPClient(
+            base_url=url,
+            headers=headers,
+            timeout=self.backend.timeout,
+            event_hooks={"response": [abound_response]},
+        )
 
     async def request(self, client, prompt, params: SamplingParams, seed: int, n: int):
         body = {

@@ -14,6 +14,7 @@ from huggingface_hub import constants, set_async_client_factory
 from huggingface_hub.errors import HfHubHTTPError, InferenceTimeoutError
 from huggingface_hub.utils._http import async_hf_request_event_hook, default_async_client_factory
 
+from medssr_hub.bounds import abound_response
 from medssr_hub.generation.base import GenerationError
 from medssr_hub.utils import TransportError, describe_error
 
@@ -48,6 +49,7 @@ async def _request_hook(request) -> None:
 def _async_client():
     client = default_async_client_factory()
     client.event_hooks["request"] = [_request_hook]
+    client.event_hooks["response"] = [*client.event_hooks["response"], abound_response]
     return client
 
 

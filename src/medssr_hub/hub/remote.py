@@ -33,6 +33,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils._http import default_client_factory
 
+from medssr_hub.bounds import bound_response, check_settings
 from medssr_hub.errors import MedSSRError
 from medssr_hub.hub.common import (
     COMMIT_ID,
@@ -136,13 +137,16 @@ def _client_with_timeouts():
         request.extensions["timeout"] = {k: current.get(k) or v for k, v in bound.items()}
 
     client.event_hooks["request"] = [fill_in_timeouts, drop_token_elsewhere, *client.event_hooks["request"]]
+    client.event_hooks["response"] = [*client.event_hooks["response"], bound_response]
     return client
 
 
 def install_timeouts() -> None:
     """Every huggingface_hub request of this process (ours, and datasets' and transformers' reads through
-    it) gets connect and read timeouts; set through huggingface_hub's documented client factory."""
+    it) gets connect and read timeouts, a total deadline and a size bound (`bounds`); set through
+    huggingface_hub's documented client factory."""
     hub_timeout()  # a bad setting is an error now, not at the first request
+    check_settings()
     set_client_factory(_client_with_timeouts)
 
 
