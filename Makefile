@@ -61,6 +61,8 @@ demo: install
 
 test: install-test
 	$(BIN)/ruff check src tests bench recipes
+	# The docs site (mkdocs.yml, docs/): a broken link or a page missing from the nav fails here.
+	$(BIN)/mkdocs build --strict --quiet
 	$(BIN)/pytest -v
 
 test-fast: install-test

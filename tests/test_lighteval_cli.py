@@ -49,10 +49,10 @@ def _env(hub: FakeHub, tmp_path: Path, **extra: str) -> dict[str, str]:
 
 
 def test_plain_lighteval_cli_stops_at_its_registry_offline(tmp_path):
-    """The upstream defect the README names: lighteval 0.13's registry imports every built-in task module
+    """The upstream defect docs/evaluation.md names: lighteval 0.13's registry imports every built-in task module
     before ours; offline, tiny_benchmarks' download fails (and with huggingface_hub 1.x a judge metric's
     `list_models(model_name=...)` raises TypeError). When this test fails, lighteval has fixed it:
-    update the README's "lighteval's command line"."""
+    update docs/evaluation.md's "lighteval's command line"."""
     hub = FakeHub(token="hf_" + "L" * 30)
     try:
         run = subprocess.run(

@@ -19,7 +19,7 @@ COMMON_HELP = {
     "backend": "the engine that generates: embedded (transformers in this process), vllm (vLLM's offline "
     "engine in this process, set by `vllm`) or endpoint (a TGI or OpenAI-compatible server, set by `endpoint`)",
     "endpoint": "backend endpoint only: the server (base_url or base_urls, route chat | completions | tgi, "
-    "model, constraint, headers, ...; README, 'Generation backends'); {}: unused",
+    "model, constraint, headers, ...; docs/backends.md); {}: unused",
     "vllm": "backend vllm only: vllm.LLM arguments over our defaults (dtype, gpu_memory_utilization, "
     "tensor_parallel_size, max_model_len, ...); {}: our defaults (on CPU: eager, whole prefills, a 2 GiB KV cache)",
     "chat": "true: the model's chat template (instruct models); false: the raw chain-of-thought template "

@@ -161,7 +161,7 @@ class DemoConfig:
 
 
 def faster_backend() -> str:
-    """The engine that ran the demo faster where measured (bench/demo_backends.py, README): vLLM on a GPU
+    """The engine that ran the demo faster where measured (bench/demo_backends.py, docs/backends.md): vLLM on a GPU
     or on a CPU with native bfloat16; elsewhere vLLM's CPU engine falls back to float32 and was slower than
     transformers."""
     import importlib.util

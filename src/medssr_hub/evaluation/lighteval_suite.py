@@ -4,7 +4,7 @@
 
 (`vllm` and `endpoint` take the same tasks; `medssr-hub lighteval` is lighteval's own CLI with this module
 as `--custom-tasks` and the workarounds of `lighteval_tasks`: the plain `lighteval` command fails in 0.13
-before it reads a custom module, see the README.) `TASKS_TABLE` holds one task per benchmark of the registry
+before it reads a custom module, see docs/evaluation.md.) `TASKS_TABLE` holds one task per benchmark of the registry
 that has a Hub dataset, read at the registry's revision through its column mapping, as
 huggingface/open-r1's `src/open_r1/evaluate.py` does for its tasks:
 

