@@ -25,7 +25,9 @@ def test_every_page_is_in_the_nav():
 
 
 def test_no_page_reads_like_a_development_log():
-    diary = re.compile(r"\bissue \d+|\bissues? #\d+|\bstop \d+|\bsession|\bI\b(?!/O)|\bmy\b|\bmine\b|closing note")
+    diary = re.compile(
+        r"\bissue \d+|\bissues? #\d+|\bstop \d+|\bsession|\bI\b(?!/O)|\bmy\b|\bmine\b|closing note"
+    )
     for page in [ROOT / "README.md", *PAGES]:
         text = re.sub(r"```.*?```|`[^`\n]*`", "", page.read_text(), flags=re.S)  # code aside
         found = diary.findall(text)

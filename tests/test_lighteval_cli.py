@@ -70,23 +70,23 @@ def test_plain_lighteval_cli_stops_at_its_registry_offline(tmp_path):
 
 
 @pytest.mark.slow
-def test_lighteval_cli_scores_our_tasks_from_hub_datasets(tmp_path, embedded_dir):
-    """`medssr-hub lighteval accelerate MODEL_YAML "medssr|medqa|0,mmlu_medical|0"`: lighteval's CLI entry
-    point reads each benchmark's Hub dataset through the registry's column mapping over HTTP, the model
-    receives exactly the official chat prompt, and `medssr_acc` equals our own scoring of its samples."""
+def test_lighteval_cli_scores_our_tasks_from_local_files_and_hub_datasets(tmp_path, embedded_dir):
+    """`medssr-hub lighteval accelerate MODEL_YAML "medqa|0,mmlu_medical|0"` (the `task|few_shot` form
+    lighteval 0.13 documents, no deprecation warning): lighteval's CLI entry point reads MedQA from the
+    local benchmarks folder (no request for it) and MMLU's Hub dataset through the registry's column
+    mapping over HTTP; the model receives exactly the official chat prompt, and `medssr_acc` equals our own
+    scoring of its samples."""
     hub = FakeHub(token="hf_" + "L" * 30)
     api = HfApi(endpoint=hub.url, token=hub.token)
     options = {"A": "Measles", "B": "Gout", "C": "Systemic lupus erythematosus", "D": "Influenza"}
+    local = tmp_path / "benchmarks"
+    local.mkdir()
+    lines = "\n".join(f"{k}. {v}" for k, v in options.items())
+    (local / "medqa.json").write_text(json.dumps([
+        {"id": f"medqa-{i}", "question": f"{STEM} (case {i})\n{lines}", "gold": "C", "name": "medqa"}
+        for i in range(3)
+    ]))  # fmt: skip
     try:
-        _upload(api, "GBaker/MedQA-USMLE-4-options", {
-            "data/test-00000-of-00001.parquet": [
-                {"question": f"{STEM} (case {i})", "options": options, "answer_idx": "C", "answer": options["C"]}
-                for i in range(3)
-            ],
-            "data/train-00000-of-00001.parquet": [
-                {"question": "train only", "options": options, "answer_idx": "A", "answer": "Measles"}
-            ],
-        }, tmp_path / "medqa")  # fmt: skip
         configs = "".join(
             f"- config_name: {s}\n  data_files:\n  - split: test\n    path: {s}/test-*\n"
             for s in MMLU_MEDICAL
@@ -97,8 +97,7 @@ def test_lighteval_cli_scores_our_tasks_from_hub_datasets(tmp_path, embedded_dir
             ]
             for s in MMLU_MEDICAL
         }, tmp_path / "mmlu", readme=f"---\nconfigs:\n{configs}---\n")  # fmt: skip
-        for name in ("medqa", "mmlu"):  # the tasks read the registry's pinned commits
-            hub.pin(BENCHMARKS[name].hub_id, BENCHMARKS[name].revision)
+        hub.pin(BENCHMARKS["mmlu"].hub_id, BENCHMARKS["mmlu"].revision)  # the tasks read the pinned commit
         uploaded = len(hub.requests)
 
         # The shipped chat-model config with only the model and the sizes swapped.
@@ -110,21 +109,22 @@ def test_lighteval_cli_scores_our_tasks_from_hub_datasets(tmp_path, embedded_dir
         out = tmp_path / "out"
         run = subprocess.run(
             [str(BIN / "medssr-hub"), "lighteval", "accelerate", str(tmp_path / "model.yaml"),
-             "medssr|medqa|0,mmlu_medical|0", "--max-samples", "2", "--output-dir", str(out), "--save-details"],
+             "medqa|0,mmlu_medical|0", "--max-samples", "2", "--output-dir", str(out), "--save-details"],
             env=_env(hub, tmp_path, MEDSSR_LIGHTEVAL_SAMPLES="2", MEDSSR_LIGHTEVAL_MAX_TOKENS="24",
-                     MEDSSR_LIGHTEVAL_EXTRACTION="lenient"),
+                     MEDSSR_LIGHTEVAL_EXTRACTION="lenient", MEDSSR_BENCHMARKS_DIR=str(local),
+                     MEDSSR_HUB_CACHE=str(tmp_path / "cache")),
             capture_output=True, text=True, timeout=1200,
         )  # fmt: skip
         assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+        assert "Deprecation warning" not in run.stdout + run.stderr
         served = hub.requests[uploaded:]
-        medqa = BENCHMARKS["medqa"]
-        medqa_records, _ = load_records(medqa.hub_id, "main", medqa.split, hub=hub.url, columns=medqa.columns)
+        medqa_records, _ = load_records(local / "medqa.json")
     finally:
         hub.close()
 
-    # The data came over HTTP from each dataset's files at the registry's pinned commit.
+    # MedQA came from the local file (nothing asked the hub for it); MMLU over HTTP at the pinned commit.
     fetched = {path for method, path in served if method == "GET" and "/resolve/" in path}
-    assert any(p.endswith(f"{medqa.revision}/data/test-00000-of-00001.parquet") for p in fetched)
+    assert not [path for _, path in served if "MedQA" in path or "medqa" in path.lower()]
     mmlu_at = BENCHMARKS["mmlu"].revision
     assert {s for s in MMLU_MEDICAL if any(f"{mmlu_at}/{s}/test-" in p for p in fetched)} == set(MMLU_MEDICAL)
 
@@ -177,7 +177,7 @@ def test_suite_prompt_functions_read_each_hub_shape_and_count_bad_rows():
         "medxpertqa": ({"id": "x1", "question": STEM, "options": {k: f"o{k}" for k in "ABCDE"}, "label": "E"}, "E"),
         "raredis": ({"id": "r1", "question": f"{STEM}\nA. Fabry disease\nB. Gout", "gold": "A"}, "A"),
     }  # fmt: skip
-    tasks = {c.name: c for c in suite.TASKS_TABLE}
+    tasks = {c.name: c for c in suite.task_configs(data="hub")}
     assert {name.split(":")[0] for name in tasks} == set(rows) | {f"{n}_base" for n in rows}
     assert len(tasks) == 2 * (5 + len(MMLU_MEDICAL))
     for name, config in tasks.items():
@@ -227,3 +227,25 @@ def test_our_loggers_still_report_after_lighteval_s_command_line_is_imported(mon
     finally:
         ours.removeHandler(listener)
     assert [r.getMessage() for r in heard] == ["still heard"]
+
+
+def test_suite_reads_local_benchmark_files_first(benchmarks_dir, tmp_path, monkeypatch):
+    """With a local benchmarks folder, each benchmark that has a file there is a task on that file (the
+    MedSSR evaluation format, no column mapping), the others keep their Hub dataset."""
+    from medssr_hub.evaluation import lighteval_suite as suite
+
+    monkeypatch.setenv("MEDSSR_BENCHMARKS_DIR", str(benchmarks_dir))
+    monkeypatch.setenv("MEDSSR_HUB_CACHE", str(tmp_path))
+    tasks = {c.name: c for c in suite.task_configs(data="auto")}
+    files = {p.stem for p in benchmarks_dir.glob("*.json")}
+    for name in files:
+        task = tasks[suite.TASK_NAMES.get(name, name)]
+        assert (Path(task.hf_repo) / "test.json").resolve() == (benchmarks_dir / f"{name}.json").resolve()
+        assert task.hf_revision is None
+    assert tasks["medxpertqa"].hf_repo == BENCHMARKS["medxpertqa"].hub_id  # no local file: its Hub dataset
+    local = {c.name for c in suite.task_configs(data="local")}
+    assert {n.removesuffix("_base") for n in local} == {suite.TASK_NAMES.get(n, n) for n in files}
+    record = load_records(benchmarks_dir / "medqa.json")[0][0]
+    line = json.loads((benchmarks_dir / "medqa.json").read_text())[0]
+    doc = tasks["medqa"].prompt_function(line, "medqa")
+    assert doc.specific["gold"] == record.answer and doc.query.startswith(record.question)
