@@ -73,8 +73,8 @@ def test_interrupted_conversion_is_not_trusted(monkeypatch, tmp_path, embedded_d
     assert calls == [1]
 
 
-def test_resolve_model_passes_other_names_through(embedded_dir):
+def test_expand_embedded_passes_other_names_through(embedded_dir):
     # The test's own cache links to the suite's one converted folder (conftest.own_world).
-    assert Path(modeling.resolve_model("embedded")).resolve() == embedded_dir.resolve()
-    assert modeling.resolve_model(None) == modeling.resolve_model("embedded")
-    assert modeling.resolve_model("Qwen/Qwen3-8B-Base") == "Qwen/Qwen3-8B-Base"
+    assert Path(modeling.expand_embedded("embedded")).resolve() == embedded_dir.resolve()
+    assert modeling.expand_embedded(None) == modeling.expand_embedded("embedded")
+    assert modeling.expand_embedded("Qwen/Qwen3-8B-Base") == "Qwen/Qwen3-8B-Base"

@@ -105,8 +105,9 @@ def ensure_embedded_model() -> Path:
     return target
 
 
-def resolve_model(name_or_path: str | None) -> str:
-    """'embedded' (or nothing) means the converted SmolLM2 folder; anything else is a Hub id or a path."""
+def expand_embedded(name_or_path: str | None) -> str:
+    """'embedded' (or nothing) means the converted SmolLM2 folder; anything else passes through. The one
+    model resolver (repo ids, revisions, the local hub) is `resolve.resolve_model`."""
     if name_or_path in (None, "", EMBEDDED):
         return str(ensure_embedded_model())
     return str(name_or_path)
@@ -117,7 +118,7 @@ def model_type_of(name_or_path: str | None, revision: str | None = None) -> str 
     from transformers import AutoConfig
 
     try:
-        return AutoConfig.from_pretrained(resolve_model(name_or_path), revision=revision).model_type
+        return AutoConfig.from_pretrained(expand_embedded(name_or_path), revision=revision).model_type
     except (OSError, ValueError) as e:
         logger.warning("No model config for %s (%s): its model family is unknown", name_or_path, e)
         return None
@@ -126,7 +127,7 @@ def model_type_of(name_or_path: str | None, revision: str | None = None) -> str 
 def load_tokenizer(name_or_path: str | None = None, revision: str | None = None):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_model(name_or_path), revision=revision)
+    tokenizer = AutoTokenizer.from_pretrained(expand_embedded(name_or_path), revision=revision)
     # Decoder-only batched generation pads on the left so every row's last token is a real one.
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -168,7 +169,7 @@ def load_model_and_tokenizer(
     import torch
     from transformers import AutoModelForCausalLM
 
-    path = resolve_model(name_or_path)
+    path = expand_embedded(name_or_path)
     device, dtype = resolve_device_dtype(device, dtype)
     placement = {} if device == "cpu" else {"device_map": device}  # no CPU copy on the way to the GPU
     model = AutoModelForCausalLM.from_pretrained(

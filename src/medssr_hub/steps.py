@@ -10,7 +10,6 @@ import logging
 import os
 import re
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
 from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.training import grpo, sft
+from medssr_hub.training.launch import accelerate_launch
 from medssr_hub.utils import atomic_write_text, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -169,12 +169,11 @@ def launched(module, values: dict[str, Any], launch: dict[str, Any], out: Path) 
     config = out / "launch_config.yaml"
     atomic_write_text(config, yaml.safe_dump(values, sort_keys=False))
     accelerate_config = launch.get("config_file")
-    command = [
-        str(Path(sys.executable).parent / "accelerate"), "launch",
-        *(["--config_file", str(recipe_path(accelerate_config))] if accelerate_config else []),
-        "--num_processes", str(launch.get("num_processes", 1)),
-        "-m", "medssr_hub.cli", "sft" if module is sft else "stage1", "--config", str(config),
-    ]  # fmt: skip
+    command = accelerate_launch(
+        ["-m", "medssr_hub.cli", "sft" if module is sft else "stage1", "--config", str(config)],
+        launch.get("num_processes", 1),
+        recipe_path(accelerate_config) if accelerate_config else None,
+    )
     logger.info("Launching %s", " ".join(command[1:]))
     proc = subprocess.run(
         command, env={**os.environ, **{k: str(v) for k, v in launch.get("env", {}).items()}}

@@ -10,7 +10,7 @@ from medssr_hub.generation.base import (
     sample_seed,
 )
 from medssr_hub.generation.builder import BACKENDS, BackendOwner, backend_for, build_backend, check_backend
-from medssr_hub.generation.labels import stage_model_id
+from medssr_hub.generation.model_names import stage_model_id
 
 __all__ = [
     "BACKENDS",
