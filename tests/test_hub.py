@@ -219,6 +219,22 @@ def test_redact_hides_credentials_and_keeps_token_counts_and_the_tokenizer():
     assert shown["headers"] == {"Authorization": "<redacted>"} and shown["max_tokens"] == 96
 
 
+def test_a_stage_release_publishes_its_config_without_secrets_or_local_paths(tmp_path):
+    """`StageRelease.of` (what `medssr_config.json` holds) goes through `published_config`, as results and
+    cards do: an endpoint's own token is redacted, its server and local paths masked."""
+    from medssr_hub.hub import StageRelease
+    from medssr_hub.labeling.label import LabelConfig
+
+    cfg = LabelConfig(
+        chat=True, input=str(tmp_path), output_dir=str(tmp_path / "out"), publish_repo="medssr/l",
+        backend="endpoint", endpoint={"base_url": "http://10.0.0.7:8000", "token": "sk-secret", "route": "chat"},
+    )  # fmt: skip
+    config = StageRelease.of(cfg).config
+    assert config["endpoint"] == {"base_url": "<server>", "token": "<redacted>", "route": "chat"}
+    assert "output_dir" not in config and config["input"] == "<local path>"
+    assert "sk-secret" not in json.dumps(config)
+
+
 def test_cards_carry_metadata_and_never_secrets(dataset_folder, fake_hub, monkeypatch):
     folder, _ = dataset_folder
     card = card_for(folder, rejections={"no_options": 2}, rare_ratio=0.031)

@@ -231,7 +231,7 @@ def test_one_name_per_model_concept(tmp_path):
 
 
 def test_published_configs_mask_server_addresses_and_local_paths():
-    from medssr_hub.config import publishable
+    from medssr_hub.published import publishable
 
     config = {
         "endpoint": {"base_url": ["http://10.0.0.5:8000", "http://10.0.0.6:8000"], "route": "completions"},

@@ -16,21 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import READING
-from medssr_hub.config import (
-    ConfigError,
-    JsonDict,
-    config_dict,
-    default_chat,
-    guard_resume,
-    publishable,
-    require_chat,
-    resume_fingerprint,
-)
+from medssr_hub.chat import default_chat, require_chat
+from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, resume_fingerprint
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation.offline_vllm import native_bf16_cpu
 from medssr_hub.method_check import keyed_vignettes_file, method_check, plot_method_check, render_method_check
+from medssr_hub.published import publishable
 from medssr_hub.steps import (
     base_backend,
     benchmark_files,

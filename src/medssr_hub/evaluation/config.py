@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import EXTRACTIONS, READING, RECOVERY_RULES, Extraction
-from medssr_hub.config import ConfigError, JsonDict, default_chat, require_chat, resume_fingerprint
+from medssr_hub.chat import default_chat, require_chat
+from medssr_hub.config import ConfigError, JsonDict, resume_fingerprint
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend

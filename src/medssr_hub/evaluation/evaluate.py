@@ -30,13 +30,7 @@ from medssr_hub.answers import (
     extract_or_recover,
     official_letters,
 )
-from medssr_hub.config import (
-    ConfigError,
-    config_dict,
-    content_hash,
-    guard_resume,
-    publishable,
-)
+from medssr_hub.config import ConfigError, content_hash, guard_resume
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.config import EvalConfig
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
@@ -47,8 +41,8 @@ from medssr_hub.evaluation.scoring import score
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.generation import BackendOwner, SamplingParams
 from medssr_hub.generation.base import encode_prompt
-from medssr_hub.hub.cards import redact
 from medssr_hub.modeling import model_id
+from medssr_hub.published import publishable, published_config
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
 from medssr_hub.schema import DETAILS_FEATURES
@@ -84,7 +78,7 @@ class Evaluator(BackendOwner):
             "model": cfg.display_name,
             "extraction": cfg.extraction,
             "protocol": protocol,
-            "config": publishable(redact(config_dict(cfg))),  # no credentials, no local paths
+            "config": published_config(cfg),  # no credentials, no local paths
             "benchmarks": {},
             "unavailable": {},
         }

@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from medssr_hub.config import ConfigError, JsonDict, config_from_dict, publishable
+from medssr_hub.config import ConfigError, JsonDict, config_from_dict
 from medssr_hub.evaluation.registry import title
 from medssr_hub.evaluation.runs import Run, load_runs
 from medssr_hub.evaluation.space import push_space
@@ -33,6 +33,7 @@ from medssr_hub.field_help import arg, documented
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
 from medssr_hub.paths import recipe_path
+from medssr_hub.published import publishable
 from medssr_hub.schema import LEADERBOARD_DETAILS_FEATURES, RANKING_FEATURES, RESULTS_FEATURES
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
 

@@ -9,10 +9,10 @@ import statistics
 from typing import Any
 
 from medssr_hub.answers import EXTRACTIONS
-from medssr_hub.config import publishable
 from medssr_hub.evaluation.registry import BENCHMARKS, title
 from medssr_hub.evaluation.runs import Run
 from medssr_hub.hub.cards import md_cell
+from medssr_hub.published import publishable
 from medssr_hub.schema import RANKING_FEATURES, RESULTS_FEATURES
 
 

@@ -21,15 +21,9 @@ from huggingface_hub import DatasetCard, DatasetCardData, ModelCard, ModelCardDa
 from medssr_hub import __version__
 from medssr_hub.hub.common import REPO_ID_RE
 from medssr_hub.paths import package_data
+from medssr_hub.published import SECRET_KEY, redact  # noqa: F401  redact: re-exported
 
 CARDS_ENV = "MEDSSR_CARDS_DIR"
-# A credential's key: `token` as a word of it (hub_token, HF_TOKEN, access-token), a secret, a password, an
-# API key, an authorization header. Not a count or a tool that has "token" inside a word: `max_tokens`,
-# `num_tokens`, `tokenizer` are settings a reader needs to reproduce a run.
-SECRET_KEY = re.compile(
-    r"(?:^|[_\W])(?:token|secret|secrets|password|passwd|credentials?|authorization)(?:$|[_\W])|api[_-]?key",
-    re.I,
-)
 TOKEN_SHAPE = re.compile(r"\bhf_[A-Za-z0-9]{20,}\b")
 SIZE_CATEGORIES = [
     (1_000, "n<1K"),
@@ -54,15 +48,6 @@ def templates_dir(kind: str) -> Path:
 
 def size_category(num_rows: int) -> str:
     return next((name for limit, name in SIZE_CATEGORIES if num_rows < limit), "10M<n<100M")
-
-
-def redact(config: Any) -> Any:
-    """A copy of a config with credential-like keys replaced, at any depth."""
-    if isinstance(config, Mapping):
-        return {k: "<redacted>" if SECRET_KEY.search(str(k)) else redact(v) for k, v in config.items()}
-    if isinstance(config, list | tuple):
-        return [redact(v) for v in config]
-    return config
 
 
 def _config_yaml(config: Mapping[str, Any] | None) -> str | None:

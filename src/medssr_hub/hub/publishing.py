@@ -115,9 +115,9 @@ class StageRelease:
     @classmethod
     def of(cls, cfg, repo_type: str = "dataset") -> StageRelease:
         """A stage config's release: its `publish_repo`, `publish_version`, `hub` and publishable settings."""
-        from medssr_hub.config import config_dict, publishable
+        from medssr_hub.published import published_config
 
-        return cls(cfg.publish_repo, cfg.publish_version, publishable(config_dict(cfg)), cfg.hub, repo_type)
+        return cls(cfg.publish_repo, cfg.publish_version, published_config(cfg), cfg.hub, repo_type)
 
     def check(self) -> bool:
         """True when this version exists from the same settings (the publish will be a no-op)."""

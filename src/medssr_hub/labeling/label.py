@@ -28,15 +28,12 @@ from medssr_hub.answers import (
     answer_stops,
     extract_or_recover,
 )
+from medssr_hub.chat import default_chat, require_chat
 from medssr_hub.config import (
     ConfigError,
     JsonDict,
-    config_dict,
     content_hash,
-    default_chat,
     guard_resume,
-    publishable,
-    require_chat,
     resume_fingerprint,
 )
 from medssr_hub.errors import ServiceError
@@ -58,6 +55,7 @@ from medssr_hub.labeling.diagnostics import (
     render_diagnostics,
 )
 from medssr_hub.modeling import path_string
+from medssr_hub.published import publishable, published_config
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.resolve import published_chat
 from medssr_hub.schema import LABELED_FEATURES
@@ -311,13 +309,16 @@ class Labeler(BackendOwner):
             **diagnostics,
         }
         atomic_write_json(self.release / "stats.json", stats)
+        accuracy = diagnostics.get(
+            "label_accuracy"
+        )  # against the construction keys, where questions have them
         logger.info(
             "Labeled %d questions: kept %d in band [%.3f, %.3f]; label accuracy %s",
             len(records),
             len(kept),
             low,
             high,
-            diagnostics.get("label_accuracy"),
+            "n/a (no keys)" if accuracy is None else f"{accuracy:.1%}",
         )
         if cfg.publish_repo:
             stats["published"] = self._publish(stats)
@@ -358,7 +359,7 @@ class Labeler(BackendOwner):
             },
             evaluation=render_diagnostics(stats),
             plots={"Agreement and label accuracy": "plots/labeling.png"},
-            config=publishable(config_dict(cfg)),
+            config=published_config(cfg),
             tags=["synthetic", "pseudo-labels"],
         )
         result = StageRelease.of(cfg).publish(self.release, card)

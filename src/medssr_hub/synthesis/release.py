@@ -8,10 +8,10 @@ import logging
 from collections import Counter
 from typing import Any
 
-from medssr_hub.config import config_dict, publishable
 from medssr_hub.generation import stage_model_id
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
+from medssr_hub.published import published_config
 from medssr_hub.records import MCQRecord, record_from_row
 from medssr_hub.schema import SYNTHETIC_FEATURES
 from medssr_hub.synthesis.config import BRANCHES
@@ -113,7 +113,7 @@ def publish_release(synth, stats: dict[str, Any]) -> str:
         },
         rejections=stats["rejections"],
         rare_ratio=stats["rare_ratio"],
-        config=publishable(config_dict(cfg)),
+        config=published_config(cfg),
         tags=["synthetic", "rare-diseases"],
     )
     result = StageRelease.of(cfg).publish(synth.release, card)
