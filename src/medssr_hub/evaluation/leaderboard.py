@@ -150,7 +150,7 @@ def plot(runs: list[Run], path: Path) -> Path:
     rows = table_rows(runs)
     by_model = {r.model: r for r in runs}
     width = 0.8 / max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(names) + 2.5), 4.6))
+    fig, ax = plt.subplots(figsize=(max(7, 1.3 * len(names) + 2.5) + 2.5, 4.6))  # + the legend's column
     for k, row in enumerate(rows):
         run = by_model[row["model"]]
         xs, means, low, high = [], [], [], []
@@ -186,7 +186,9 @@ def plot(runs: list[Run], path: Path) -> Path:
     ax.set_ylim(0, 100)
     ax.set_ylabel("accuracy (%)")
     ax.set_title("Accuracy, 95% bootstrap intervals over questions (n: questions)", fontsize=9)
-    ax.legend(fontsize=7, loc="upper right")
+    ax.legend(
+        fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0
+    )  # beside, not on, the bars
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
