@@ -684,7 +684,7 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
     )
     out = run_ok(
         "stage1.py", "smollm2/stage1.yaml", "--dataset_name", str(data), "--target", "answer",
-        "--hub", str(tmp_path / "hub"), "--max_steps", "2", "--output_dir", str(tmp_path / "s1"),
+        "--hub", str(tmp_path / "hub"), "--max_steps", "1", "--output_dir", str(tmp_path / "s1"),
         "--per_device_train_batch_size", "16", "--num_generations", "4", "--max_completion_length", "32",
         "--chat", "false", "--stop_at_next_question", "true", "--recovery", "false",
         "--reward_funcs", "format", "tests.reward_probe.record_completions", "--reward_weights", "1.0", "0.0",
@@ -695,16 +695,17 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
     )  # fmt: skip
     history = json.loads((tmp_path / "s1" / "final" / "train_summary.json").read_text())["log_history"]
     steps = [h for h in history if "sampling/importance_sampling_ratio/min" in h]
-    assert [h["step"] for h in steps] == [1, 2], out[-3000:]
+    assert [h["step"] for h in steps] == [1], out[-3000:]  # one step: the weight sync has its own test
     stopped = [h["medssr/stopped_at_next_question"] for h in steps]
-    assert all(share > 0 for share in stopped) and sum(stopped) / len(stopped) > 0.5, stopped
-    # Measured here: 0.99994 and 0.9973. With the EOS scored as sampled: 3e-06 and 0.0. With the engine in
-    # vLLM's own pick (bfloat16) against a float32 trainer: below 0.25; both in bfloat16: 0.50 and 0.74.
-    # The issue asks for 0.5; 0.9 also catches an engine that computes in another dtype than the trainer.
+    assert all(share > 0.5 for share in stopped), stopped
+    # Measured over two steps: 0.99994 and 0.9973. With the EOS scored as sampled: 3e-06 and 0.0. With the
+    # engine in vLLM's own pick (bfloat16) against a float32 trainer: below 0.25; both in bfloat16: 0.50 and
+    # 0.74. A bound of 0.5 would do; 0.9 also catches an engine that computes in another dtype than the
+    # trainer.
     for h in steps:
         assert h["sampling/importance_sampling_ratio/min"] >= 0.9, h
     completions = [json.loads(line) for line in seen.read_text().splitlines()]
-    assert len(completions) == 32 and not any("\nQuestion:" in c for c in completions), completions
+    assert len(completions) == 16 and not any("\nQuestion:" in c for c in completions), completions
 
 
 def test_vllm_rollouts_with_top_k_or_top_p_warn_that_the_importance_ratio_is_biased(caplog):
