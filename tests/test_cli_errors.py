@@ -475,3 +475,13 @@ def test_trls_hub_fields_are_refused_naming_ours(command, flags, capsys):
     line = run(capsys, command, *base, *flags)
     assert all(flag.removeprefix("--") in line for flag in flags if flag.startswith("--"))
     assert "publish_repo, publish_version" in line
+
+
+def test_trls_hub_fields_are_refused_in_a_runs_stage_settings_too():
+    """The demo and the ablation build their stages' configs from dicts, not argv: the same refusal."""
+    from medssr_hub.config import ConfigError, config_from_dict
+    from medssr_hub.training import grpo
+
+    values = {"chat": True, "dataset_name": "x.json", "push_to_hub": True}
+    with pytest.raises(ConfigError, match="push_to_hub: TRL's Hub upload is not used here"):
+        config_from_dict(grpo.CONFIG_TYPES, values, yaml_file="recipes/smollm2/stage1.yaml")

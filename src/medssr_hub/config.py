@@ -261,10 +261,32 @@ def _check_endpoint(config: Any, where: str | Path | None) -> None:
             )
 
 
+# transformers' and TRL's own Hub fields push an unversioned repo, with no card of ours and no manifest, to
+# huggingface.co whatever `hub` says. A run publishes through ours instead; set, they are refused.
+TRL_HUB_FIELDS = (
+    "push_to_hub",
+    "hub_model_id",
+    "hub_revision",
+    "hub_token",
+    "hub_private_repo",
+    "hub_always_push",
+    "log_completions_hub_repo",
+)
+OUR_PUBLISH_FIELDS = "publish_repo, publish_version, hub and push_checkpoints"
+
+
 def check_publish_settings(parsed: tuple, where: str | Path | None = None) -> tuple:
     """Every stage's `publish_repo` / `publish_version` through the hub's one name check, when the config
-    is read: a bad name stops the run before any work, not after it."""
+    is read: a bad name stops the run before any work, not after it. TRL's own Hub fields, set, are refused
+    in one line naming ours (the training configs; the demo's and the ablation's stages alike)."""
     for config in parsed:
+        given = [name for name in TRL_HUB_FIELDS if getattr(config, name, None) not in (None, False)]
+        if given:
+            raise ConfigError(
+                f"{where or 'config'}: {', '.join(given)}: TRL's Hub upload is not used here; a run publishes "
+                f"a versioned repo with its card through {OUR_PUBLISH_FIELDS} (local hub by default, --hub hf "
+                "for the Hub)"
+            )
         repo = getattr(config, "publish_repo", None)
         version = getattr(config, "publish_version", None)
         try:

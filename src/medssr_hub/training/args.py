@@ -12,29 +12,6 @@ from medssr_hub.errors import InputError
 
 TARGETS = ("label", "answer", "vote", "key")
 
-# transformers' and TRL's own Hub fields push an unversioned repo, with no card of ours and no manifest, to
-# huggingface.co whatever `hub` says. A run publishes through ours instead; set, they are refused.
-TRL_HUB_FIELDS = (
-    "push_to_hub",
-    "hub_model_id",
-    "hub_revision",
-    "hub_token",
-    "hub_private_repo",
-    "hub_always_push",
-    "log_completions_hub_repo",
-)
-OUR_PUBLISH_FIELDS = "publish_repo, publish_version, hub and push_checkpoints"
-
-
-def refuse_trl_hub_fields(training_args) -> None:
-    """One line naming our publish fields when a config sets one of TRL's Hub fields."""
-    given = [name for name in TRL_HUB_FIELDS if getattr(training_args, name, None) not in (None, False)]
-    if given:
-        raise InputError(
-            f"{', '.join(given)}: TRL's Hub upload is not used here; a run publishes a versioned repo with its "
-            f"card through {OUR_PUBLISH_FIELDS} (local hub by default, --hub hf for the Hub)"
-        )
-
 
 @dataclass
 class MedSSRScriptArguments(ScriptArguments):

@@ -17,7 +17,7 @@ from medssr_hub.config import parse_config
 from medssr_hub.errors import InputError
 from medssr_hub.modeling import path_string
 from medssr_hub.training import runner
-from medssr_hub.training.args import MedSSRScriptArguments, refuse_trl_hub_fields
+from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import grpo_dataset
 from medssr_hub.training.precision import sharded_weights
 from medssr_hub.training.reward_registry import build_reward_funcs
@@ -29,9 +29,7 @@ CONFIG_TYPES = (MedSSRScriptArguments, GRPOConfig, ModelConfig)
 
 def parse_args(argv: Sequence[str] | None = None, prog: str | None = None):
     """(script arguments, GRPOConfig, ModelConfig) from `--config FILE.yaml` plus command-line overrides."""
-    parsed = parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
-    refuse_trl_hub_fields(parsed[1])
-    return parsed
+    return parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
 
 
 def refuse_recovery_on_sharded_weights(script_args: MedSSRScriptArguments, training_args) -> None:

@@ -14,7 +14,7 @@ from trl import ModelConfig, SFTConfig, SFTTrainer
 
 from medssr_hub.config import parse_config
 from medssr_hub.training import runner
-from medssr_hub.training.args import MedSSRScriptArguments, refuse_trl_hub_fields
+from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.data import sft_dataset
 from medssr_hub.utils import setup_logging
 
@@ -23,9 +23,7 @@ CONFIG_TYPES = (MedSSRScriptArguments, SFTConfig, ModelConfig)
 
 def parse_args(argv: Sequence[str] | None = None, prog: str | None = None):
     """(script arguments, SFTConfig, ModelConfig) from `--config FILE.yaml` plus command-line overrides."""
-    parsed = parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
-    refuse_trl_hub_fields(parsed[1])
-    return parsed
+    return parse_config(CONFIG_TYPES, sys.argv[1:] if argv is None else argv, prog=prog)
 
 
 def main(
