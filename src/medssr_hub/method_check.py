@@ -17,6 +17,7 @@ import pandas as pd
 from medssr_hub.config import config_from_dict
 from medssr_hub.errors import InputError
 from medssr_hub.evaluation.stats import paired_difference
+from medssr_hub.evaluation.tables import other_rule
 from medssr_hub.records import load_records
 from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.synthesize import run_synthesis
@@ -94,16 +95,6 @@ def method_check(keyed_runs: dict[str, tuple[str, dict, Path]]) -> dict[str, Any
     return check
 
 
-def other_rule(row: dict[str, Any]) -> str:
-    """The accuracy under the rule a row was not read by ("lenient 41.7"); both where its rule is unknown."""
-    return (
-        " / ".join(
-            f"{rule} {_pct(row.get(rule))}" for rule in ("official", "lenient") if rule != row.get("rule")
-        )
-        or "–"
-    )
-
-
 def render_method_check(check: dict[str, Any]) -> list[str]:
     """The method check as a table: does training move accuracy on questions whose answers are known?"""
     if not check:
@@ -127,7 +118,7 @@ def render_method_check(check: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"| {row['model']} | {100 * row['accuracy']:.1f} [{100 * lo:.1f}, {100 * hi:.1f}] | "
-            f"{other_rule(row)} | {_pct(row['recovery_rate'])} | {versus} |"
+            f"{other_rule(row.get('rule'), row)} | {_pct(row['recovery_rate'])} | {versus} |"
         )
     rules = sorted({row.get("rule") or "unrecorded" for row in check.values()})
     lines += [

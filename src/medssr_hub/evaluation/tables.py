@@ -130,12 +130,11 @@ def ranking_rows(runs: list[Run]) -> list[dict[str, Any]]:
     ]
 
 
-def _other_rule(row: dict[str, Any]) -> str:
-    """The average under the rule the row was not read by ("lenient 41.7"; both where it mixed rules)."""
-    others = [
-        rule for rule in EXTRACTIONS if row.get("rule") != rule and row.get(f"average_{rule}") is not None
-    ]
-    return " / ".join(f"{rule} {_pct(row[f'average_{rule}'])}" for rule in others) or "–"
+def other_rule(rule: str | None, by_rule: dict[str, Any]) -> str:
+    """The score under the rule(s) a row was not read by ("lenient 41.7"; both where it mixed rules), from
+    `by_rule`'s value for each rule; "–" where none was scored. The leaderboard and the method check."""
+    others = [other for other in EXTRACTIONS if other != rule and by_rule.get(other) is not None]
+    return " / ".join(f"{other} {_pct(by_rule[other])}" for other in others) or "–"
 
 
 def render_markdown(runs: list[Run]) -> str:
@@ -149,7 +148,7 @@ def render_markdown(runs: list[Run]) -> str:
         cells += [
             _pct(row["average"]),
             _pct(row["rare_disease"]),
-            _other_rule(row),
+            other_rule(row["rule"], {r: row[f"average_{r}"] for r in EXTRACTIONS}),
             _pct(row["recovery_rate"]),
         ]
         cells += [_pct(row["maj_at_n"]), _pct(row["pass_at_n"]), md_cell(row["from"])]
