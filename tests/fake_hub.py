@@ -1,7 +1,8 @@
 """A small server on 127.0.0.1 speaking the subset of the Hugging Face Hub HTTP API our code uses.
 
-Routes: repo create, refs, preupload, commit (NDJSON, regular files inline), tag, branch, tree, revision
-info, and resolve (HEAD/GET) for downloads. Commits are atomic: a commit is stored whole or not at all.
+Routes: repo create, refs, preupload, commit (NDJSON, regular files inline), tag, branch (and its delete),
+tree, revision info, and resolve (HEAD/GET) for downloads. Commits are atomic: a commit is stored whole or
+not at all.
 Faults can be scripted per route (an HTTP status, or "drop" to close the connection without a reply),
 and a token can be required for writes. Test-only: the product never imports it.
 """
@@ -9,6 +10,7 @@ and a token can be required for writes. Test-only: the product never imports it.
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import threading
@@ -57,6 +59,11 @@ class FakeHub:
         # gzip_bomb (repo info that never ends well)} (tests of our guards).
         self.hostile: dict[str, str] = {}
         self.lock = threading.Lock()
+        # Requests of a route held until as many have arrived (route -> count): two clients' commits land
+        # together, as in a race. Refs change under one lock, as the Hub's do (a tag is set once).
+        self.together: dict[str, int] = {}
+        self._barriers: dict[str, threading.Barrier] = {}
+        self.refs_lock = threading.Lock()
         hub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,6 +80,9 @@ class FakeHub:
 
             def do_POST(self):
                 hub._dispatch(self, "POST")
+
+            def do_DELETE(self):
+                hub._dispatch(self, "DELETE")
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
@@ -117,16 +127,28 @@ class FakeHub:
             self.requests.append((method, parsed.path))
             self.auth_headers.append(auth)
             fault = self.faults.get(route, []).pop(0) if self.faults.get(route) else None
+            barrier = None
+            if self.together.get(route):
+                barrier = self._barriers.setdefault(route, threading.Barrier(self.together[route]))
+                self.together[route] -= 1
+        if barrier is not None:
+            barrier.wait(timeout=60)
         if fault == "drop":
             h.close_connection = True
             h.connection.shutdown(2)
             return
         if isinstance(fault, int):
             return self._error(h, fault, "Injected", f"injected {fault} on {route}", method == "HEAD")
-        if method == "POST" and route != "validate" and self.token and auth != f"Bearer {self.token}":
+        if (
+            method in ("POST", "DELETE")
+            and route != "validate"
+            and self.token
+            and auth != f"Bearer {self.token}"
+        ):
             return self._error(h, 401, "Unauthorized", "Invalid credentials in Authorization header")
         try:
-            getattr(self, f"_{route}")(h, method, parts, body, urllib.parse.parse_qs(parsed.query))
+            with self.refs_lock if method in ("POST", "DELETE") else contextlib.nullcontext():
+                getattr(self, f"_{route}")(h, method, parts, body, urllib.parse.parse_qs(parsed.query))
         except KeyError as e:
             self._error(h, 404, "RepoNotFound", f"not found: {e}", method == "HEAD")
 
@@ -242,6 +264,12 @@ class FakeHub:
 
     def _branch(self, h, method, parts, body, query):
         repo, _ = self._repo(parts)
+        if method == "DELETE":
+            if parts[5] == "main" or repo.branches.pop(parts[5], None) is None:
+                return self._error(
+                    h, 404 if parts[5] != "main" else 403, "Refused", f"cannot delete {parts[5]}"
+                )
+            return self._send(h, 200, {})
         start = (json.loads(body) if body else {}).get("startingPoint") or "main"
         if parts[5] in repo.branches:
             return self._error(h, 409, "Conflict", f"branch {parts[5]} already exists")

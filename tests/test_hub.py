@@ -374,6 +374,37 @@ def test_cli_publish_and_pull_honour_hf_endpoint(tmp_path, dataset_folder, fake_
     assert bad.returncode == 2 and "no revision 'v7.0.0'" in bad.stderr
 
 
+def test_two_publishes_of_one_version_leave_the_tag_and_main_on_one_content(
+    tmp_path, dataset_folder, fake_hub
+):
+    """Two processes publish different content as v1.0.0 at once (their first commits held until both have
+    arrived): one wins the tag, the other is refused, and main holds the tagged content, not the loser's."""
+    folder, records = dataset_folder
+    other = tmp_path / "other"
+    records_to_dataset(records[:5]).to_parquet(other / "data" / "train-00000.parquet")
+    fake_hub.together["commit"] = 2
+    env = {**os.environ, "HF_TOKEN": TOKEN}
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "medssr_hub.cli", "publish", str(f), "--repo-id", "medssr/ds"]
+            + ["--version", "v1.0.0", "--hub", fake_hub.url],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for f in (folder, other)
+    ]
+    results = [(run.wait(timeout=300), run.stderr.read()) for run in runs]
+    assert sorted(code for code, _ in results) == [0, 2], results
+    refused = next(err for code, err in results if code == 2)
+    assert "already published" in refused and "other content" in refused and "Traceback" not in refused
+    repo = fake_hub.repos[("dataset", "medssr/ds")]
+    manifest = lambda oid: json.loads(repo.commits[oid]["medssr_manifest.json"])  # noqa: E731
+    assert manifest(repo.branches["main"])["content_id"] == manifest(repo.tags["v1.0.0"])["content_id"]
+    assert set(repo.branches) == {"main"}  # the staging branches are gone
+
+
 def test_a_publish_killed_mid_copy_leaves_no_litter(tmp_path, dataset_folder):
     """kill -9 during the snapshot copy leaves a `.tmp-*` folder; the next publish of that repo sweeps it
     (and publishes), and so would the next pull."""

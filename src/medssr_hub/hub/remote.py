@@ -1,7 +1,8 @@
 """The Hugging Face Hub (or any server speaking its API, via HF_ENDPOINT or an explicit endpoint).
 
-One publish = one commit (atomic on the Hub) that makes the repo tree exactly the published folder, then
-a tag for the version. A failure before the tag leaves no version behind, so retrying is always safe.
+A version is one commit (atomic on the Hub) whose tree is exactly the published folder, made on a staging
+branch and tagged; then main (or the branch asked for) gets the same tree. A failure before the tag leaves
+no version behind, so retrying is always safe, and only the publish that set the tag moves main.
 The token comes from the argument, HF_TOKEN or the huggingface_hub login; it is never logged.
 """
 
@@ -11,6 +12,7 @@ import json
 import logging
 import re
 import threading
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -211,6 +213,7 @@ class RemoteHub:
         folder = Path(folder)
         manifest = build_manifest(folder)
         action = f"publishing {repo_type} {repo_id}@{version or branch}"
+        revision = branch or "main"
         try:
             self.api.create_repo(
                 repo_id,
@@ -222,76 +225,107 @@ class RemoteHub:
             refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
             tags = {t.name: t.target_commit for t in refs.tags}
             if version is not None and version in tags:
-                remote = self._remote_manifest(repo_id, repo_type, tags[version])
-                if remote is not None and remote["content_id"] == manifest["content_id"]:
-                    logger.info(
-                        "%s %s@%s is already published with this content: nothing to do",
-                        repo_type,
-                        repo_id,
-                        version,
-                    )
-                    return PublishResult(
-                        repo_id,
-                        repo_type,
-                        version,
-                        tags[version],
-                        manifest["content_id"],
-                        False,
-                        self._url(repo_id, repo_type),
-                    )
-                raise VersionExistsError(
-                    f"{repo_type} {repo_id}@{version} is already published on {self.endpoint} with other content "
-                    f"(commit {tags[version][:12]}); versions are immutable: publish a new version"
-                )
-            revision = branch or "main"
+                return self._already(repo_id, repo_type, version, tags[version], manifest)
             if branch and branch not in {b.name for b in refs.branches}:
                 self.api.create_branch(repo_id, branch=branch, repo_type=repo_type, exist_ok=True)
-            files = {p.relative_to(folder).as_posix(): p for p in folder_files(folder)}
-            current = set(self.api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
-            operations = [
-                CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(p)) for rel, p in files.items()
-            ]
-            operations.append(
-                CommitOperationAdd(
-                    path_in_repo=MANIFEST, path_or_fileobj=json.dumps(manifest, indent=2).encode()
-                )
-            )
-            # The tree of the version is exactly the folder: files of the previous version that are gone go.
-            operations += [
-                CommitOperationDelete(path_in_repo=path)
-                for path in sorted(current - set(files) - {MANIFEST} - KEEP_ON_HUB)
-            ]
-            info = self.api.create_commit(
-                repo_id,
-                operations,
-                commit_message=message or f"Publish {version or branch}",
-                repo_type=repo_type,
-                revision=revision,
-            )
-            if version is not None:
-                self.api.create_tag(
-                    repo_id,
-                    tag=version,
-                    revision=info.oid,
-                    repo_type=repo_type,
-                    tag_message=message or version,
-                )
+
+            def commit(rev: str) -> str:
+                operations = self._operations(folder, manifest, repo_id, repo_type, rev)
+                summary = message or f"Publish {version or branch}"
+                return self.api.create_commit(
+                    repo_id, operations, commit_message=summary, repo_type=repo_type, revision=rev
+                ).oid
+
+            if version is None:  # a branch alone: no tag to race for
+                oid = commit(revision)
+            else:
+                oid = self._tag_staged(repo_id, repo_type, version, revision, commit, message)
+                if oid is None:  # another publish tagged this version first; `revision` is its to move
+                    refs = self.api.list_repo_refs(repo_id, repo_type=repo_type)
+                    tagged = {t.name: t.target_commit for t in refs.tags}[version]
+                    return self._already(repo_id, repo_type, version, tagged, manifest)
         except MedSSRError:  # ours, already naming the problem
             raise
         except HUB_FAILURES as e:
             raise HubError(
                 f"{action} on {self.endpoint} failed: {describe_error(e)}; no version was tagged, retrying is safe"
             ) from e
+        if version is not None:
+            try:  # the version is tagged; now `revision` gets the same tree
+                commit(revision)
+            except HUB_FAILURES as e:
+                raise HubError(
+                    f"{action} on {self.endpoint}: the version is tagged (commit {oid[:12]}) and pulls whole, "
+                    f"but {revision} was not moved to it: {describe_error(e)}"
+                ) from e
         logger.info(
             "Published %s %s@%s (commit %s) to %s",
             repo_type,
             repo_id,
             version or branch,
-            info.oid[:12],
+            oid[:12],
             self.endpoint,
         )
         return PublishResult(
-            repo_id, repo_type, version, info.oid, manifest["content_id"], True, self._url(repo_id, repo_type)
+            repo_id, repo_type, version, oid, manifest["content_id"], True, self._url(repo_id, repo_type)
+        )
+
+    def _operations(self, folder: Path, manifest: dict, repo_id: str, repo_type: str, revision: str) -> list:
+        """Make `revision`'s tree exactly the folder: its files, the manifest, and deletes of files gone."""
+        files = {p.relative_to(folder).as_posix(): p for p in folder_files(folder)}
+        current = set(self.api.list_repo_files(repo_id, repo_type=repo_type, revision=revision))
+        operations: list = [
+            CommitOperationAdd(path_in_repo=r, path_or_fileobj=str(p)) for r, p in files.items()
+        ]
+        operations.append(
+            CommitOperationAdd(path_in_repo=MANIFEST, path_or_fileobj=json.dumps(manifest, indent=2).encode())
+        )
+        gone = current - set(files) - {MANIFEST} - KEEP_ON_HUB
+        return operations + [CommitOperationDelete(path_in_repo=path) for path in sorted(gone)]
+
+    def _tag_staged(self, repo_id, repo_type, version, revision, commit, message) -> str | None:
+        """Commit on a branch of its own, then tag that commit: the commit id, or None if the tag was taken.
+
+        Two publishes of one version can both find it untagged. Committing to `revision` first would let
+        the one that then loses the tag leave `revision` on content no tag points to. Here only the one
+        that won the tag moves `revision`, so the tag and `revision` hold one content. The staging branch
+        goes once the tag is set (the tag keeps its commit).
+        """
+        staging = f"medssr-publish-{uuid.uuid4().hex[:12]}"
+        self.api.create_branch(repo_id, branch=staging, revision=revision, repo_type=repo_type)
+        try:
+            oid = commit(staging)
+            try:
+                self.api.create_tag(
+                    repo_id, tag=version, revision=oid, repo_type=repo_type, tag_message=message or version
+                )
+            except HfHubHTTPError as e:
+                if e.response is None or e.response.status_code != 409:
+                    raise
+                logger.info("%s %s@%s was tagged by another publish meanwhile", repo_type, repo_id, version)
+                return None
+            return oid
+        finally:
+            try:
+                self.api.delete_branch(repo_id, branch=staging, repo_type=repo_type)
+            except HUB_FAILURES as e:  # litter, not a wrong version: say so and go on
+                logger.warning(
+                    "Could not delete staging branch %s of %s: %s", staging, repo_id, describe_error(e)
+                )
+
+    def _already(self, repo_id, repo_type, version, commit, manifest) -> PublishResult:
+        """A version that exists: nothing to do when it holds this content, else refused (versions are immutable)."""
+        remote = self._remote_manifest(repo_id, repo_type, commit)
+        if remote is None or remote["content_id"] != manifest["content_id"]:
+            raise VersionExistsError(
+                f"{repo_type} {repo_id}@{version} is already published on {self.endpoint} with other content "
+                f"(commit {commit[:12]}); versions are immutable: publish a new version"
+            )
+        logger.info(
+            "%s %s@%s is already published with this content: nothing to do", repo_type, repo_id, version
+        )
+        return PublishResult(
+            repo_id, repo_type, version, commit, manifest["content_id"], False, self._url(repo_id, repo_type)
         )
 
     def _url(self, repo_id: str, repo_type: str) -> str:
