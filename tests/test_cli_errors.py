@@ -95,7 +95,8 @@ def test_unknown_model_path(command, tmp_path, capsys, benchmarks_dir, monkeypat
 
 def test_a_dict_on_the_command_line_updates_the_yaml_dict_before_it_is_checked(tmp_path):
     """`--endpoint '{"base_url": ...}'` keeps the YAML's route: a base-model config stays valid."""
-    from medssr_hub.config import ConfigError, parse_config
+    from medssr_hub.config import parse_config
+    from medssr_hub.errors import ConfigError
     from medssr_hub.evaluation.evaluate import EvalConfig
 
     config = tmp_path / "paper.yaml"
@@ -126,7 +127,8 @@ def test_numbers_survive_a_dict_merged_from_the_command_line(tmp_path):
 def test_config_from_dict_reads_numbers_written_as_strings():
     """The demo builds training configs from YAML dicts: `5e-6` (a string to YAML 1.1) is a float there,
     as on the command line, and a word is an error naming the field."""
-    from medssr_hub.config import ConfigError, config_from_dict
+    from medssr_hub.config import config_from_dict
+    from medssr_hub.errors import ConfigError
     from medssr_hub.training import grpo
 
     values = {"learning_rate": "5e-6", "max_steps": "3", "chat": True, "dataset_name": "x.json"}
@@ -264,8 +266,7 @@ def test_the_project_errors_share_one_base_and_a_bug_keeps_its_traceback(monkeyp
     """The CLI answers the project's own errors (one base class) and the file system's with one line;
     anything else is a bug and propagates with its traceback, whatever the log level."""
     import medssr_hub.cli as cli
-    from medssr_hub.config import ConfigError
-    from medssr_hub.errors import MedSSRError
+    from medssr_hub.errors import ConfigError, MedSSRError
     from medssr_hub.evaluation.official import OfficialFileError
     from medssr_hub.evaluation.registry import BenchmarkUnavailable
     from medssr_hub.generation import GenerationError
@@ -479,7 +480,8 @@ def test_trls_hub_fields_are_refused_naming_ours(command, flags, capsys):
 
 def test_trls_hub_fields_are_refused_in_a_runs_stage_settings_too():
     """The demo and the ablation build their stages' configs from dicts, not argv: the same refusal."""
-    from medssr_hub.config import ConfigError, config_from_dict
+    from medssr_hub.config import config_from_dict
+    from medssr_hub.errors import ConfigError
     from medssr_hub.training import grpo
 
     values = {"chat": True, "dataset_name": "x.json", "push_to_hub": True}

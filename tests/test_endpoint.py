@@ -236,7 +236,7 @@ def test_base_model_evaluation_sends_the_papers_raw_template_as_completions(
 ):
     """chat: false on route completions: the model receives exactly the official template (the question
     verbatim from the benchmark file), and the recovery pass continues the model's own raw text."""
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.evaluation.evaluate import EvalConfig, Evaluator
 
     endpoint = {"base_url": proxy.url, "route": "completions", "tokenizer": str(embedded_dir), "model": "m"}

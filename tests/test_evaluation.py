@@ -545,7 +545,7 @@ def test_a_model_we_published_carries_its_chat_mode(tmp_path, embedded_dir):
     local hub), when the config does not set it; a model that says nothing still needs `chat`."""
     import shutil
 
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.hub import RUN_CONFIG, LocalHub
     from medssr_hub.labeling.label import LabelConfig
 

@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from medssr_hub.answers import extract_answer, extract_official, official_pred
-from medssr_hub.config import ConfigError, parse_config
+from medssr_hub.config import parse_config
+from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.evaluate import EvalConfig
 from medssr_hub.labeling.label import LabelConfig
 from medssr_hub.records import MCQRecord, RecordFormatError, load_records

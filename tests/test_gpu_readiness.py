@@ -152,7 +152,7 @@ def test_end_at_stop_cuts_after_the_stop_keeps_finished_rows_and_drops_trailing_
 
 
 def test_the_embedded_dtype_is_a_config_field_checked_when_read():
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.labeling.label import LabelConfig
     from medssr_hub.modeling import resolve_device_dtype
 
@@ -217,7 +217,7 @@ def test_a_deepspeed_checkpoint_counts_16_bytes_a_parameter(tmp_path):
 def test_a_run_that_cannot_fit_its_disk_stops_before_training_naming_the_fix(tmp_path):
     import shutil
 
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.training.checkpoints import DiskPlan, check_disk
 
     free = shutil.disk_usage(tmp_path).free
@@ -266,7 +266,7 @@ def test_a_full_fine_tune_that_cannot_fit_a_process_is_refused_before_the_model_
 def test_the_fit_check_leaves_sharded_and_adapter_runs_alone(monkeypatch, tmp_path):
     from types import SimpleNamespace
 
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.training.checkpoints import count_parameters
     from medssr_hub.training.precision import check_fits, replica_bytes
 

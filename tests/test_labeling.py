@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from datasets import load_dataset
 
-from medssr_hub.config import ConfigError
+from medssr_hub.errors import ConfigError
 from medssr_hub.generation import GenerationError
 from medssr_hub.hub import LocalHub
 from medssr_hub.labeling.diagnostics import VotedQuestion, accuracy_vs_n, compute_diagnostics

@@ -13,7 +13,8 @@ import pytest
 from datasets import load_dataset
 
 from medssr_hub.cli import main
-from medssr_hub.config import ConfigError, config_from_dict, parse_config
+from medssr_hub.config import config_from_dict, parse_config
+from medssr_hub.errors import ConfigError
 from medssr_hub.hub import LocalHub
 from medssr_hub.pipeline import DemoConfig
 from medssr_hub.schema import (

@@ -43,7 +43,8 @@ def test_changed_questions_with_the_same_ids_are_generated_again(tmp_path, embed
 
 def test_another_endpoint_in_the_same_folder_is_refused(tmp_path):
     """Another server or served model name is another run: the folder's resume check refuses it."""
-    from medssr_hub.config import ConfigError, guard_resume
+    from medssr_hub.errors import ConfigError
+    from medssr_hub.resume import guard_resume
 
     def fingerprint(url, model=None):
         endpoint = {"base_url": url, **({"model": model} if model else {})}
@@ -138,9 +139,9 @@ def test_synthesis_refuses_a_changed_catalogue_under_the_same_name(tmp_path):
 def test_every_stage_fingerprints_settings_endpoint_engine_and_inputs_through_one_helper(tmp_path):
     """config.resume_fingerprint, as each stage calls it: a setting, the endpoint's served model, the vLLM
     engine's dtype and a local input file's content each make another run."""
-    from medssr_hub.config import resume_fingerprint
     from medssr_hub.evaluation.evaluate import EvalConfig
     from medssr_hub.labeling.label import LabelConfig
+    from medssr_hub.resume import resume_fingerprint
     from medssr_hub.synthesis.config import SynthesisConfig
 
     server = {"base_url": "http://127.0.0.1:9", "model": "org/a"}

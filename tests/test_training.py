@@ -724,7 +724,7 @@ def test_use_vllm_never_falls_back_silently(monkeypatch):
     import importlib.util
     from types import SimpleNamespace
 
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.training.vllm_sync import require_vllm
 
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
@@ -781,7 +781,7 @@ def test_a_resume_onto_other_training_data_or_model_is_refused(tmp_path):
 
     from datasets import Dataset
 
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.training.runner import guard_training_resume
 
     args = SimpleNamespace(output_dir=str(tmp_path / "run"), process_index=0)

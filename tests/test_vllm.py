@@ -227,7 +227,7 @@ def test_paper_configs_against_a_vllm_server(vllm_server, tmp_path, benchmarks_d
 
 
 def test_build_backend_refuses_an_unknown_backend():
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
 
     with pytest.raises(ConfigError, match="embedded, endpoint, vllm"):
         build_backend("vlm")
@@ -265,7 +265,7 @@ def test_engine_arguments_and_sampling_mapping():
 
 def test_lighteval_on_vllm_stops_with_one_line_naming_the_upstream_issue(capsys):
     """lighteval 0.13's vLLM model needs vllm<0.10.2 (lighteval#1002): chosen by the config, refused."""
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
     from medssr_hub.evaluation.lighteval_tasks import lighteval_cli
 
     with pytest.raises(ConfigError, match=r"lighteval#1002.*engine: medssr, backend: vllm"):
@@ -370,7 +370,7 @@ def test_a_prompt_that_does_not_fit_the_engine_context_stops_the_run_naming_the_
 ):
     """vLLM would end such an answer at the context's end without a word (finish "length"): the run stops
     before generating, naming the benchmark, the count and the longest prompt."""
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
 
     limit = vllm_backend.max_model_len
     cfg = EvalConfig(chat=True, benchmarks="medqa", max_items=2, num_samples=1, max_tokens=limit - 10,

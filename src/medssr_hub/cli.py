@@ -20,8 +20,8 @@ from tqdm.auto import tqdm
 
 from medssr_hub import __version__
 from medssr_hub.commands import STAGES, TRAINING, stage_config
-from medssr_hub.config import ConfigError, parse_config
-from medssr_hub.errors import MedSSRError
+from medssr_hub.config import parse_config
+from medssr_hub.errors import ConfigError, MedSSRError
 from medssr_hub.hub import open_hub, publish
 from medssr_hub.paths import package_data
 from medssr_hub.utils import setup_logging

@@ -22,17 +22,9 @@ import yaml
 from trl import TrlParser
 
 from medssr_hub.config_limits import bounded, load_yaml_text
-from medssr_hub.errors import ConfigError, InputError  # noqa: F401  ConfigError: re-exported
+from medssr_hub.errors import ConfigError, InputError
 from medssr_hub.names import check_repo, check_version
 from medssr_hub.paths import recipe_path
-from medssr_hub.resume import (  # noqa: F401  re-exported: the stages import them from config
-    config_dict,
-    content_hash,
-    endpoint_fingerprint,
-    engine_fingerprint,
-    guard_resume,
-    resume_fingerprint,
-)
 
 
 class JsonDict(dict):

@@ -28,7 +28,7 @@ EMBEDDED_SOURCE = "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1 from the llm-s
 _COMPLETE_MARKER = ".medssr_complete"
 
 
-# One concept, one name (issue 23). `model` is the model a stage runs, as configured (embedded, a local
+# One concept, one name. `model` is the model a stage runs, as configured (embedded, a local
 # folder, a repo id); `path_string(model)` the string the official script's rules read (it keys some rules
 # on the model's path); `model_id(model)` the id written into cards, never a machine-local path; and an
 # evaluation's `display_name` the name shown in tables.
@@ -165,7 +165,7 @@ def load_model_and_tokenizer(
     """The one place a causal LM is loaded: the embedded default, a local folder or a Hub id@revision.
 
     On a GPU the weights load straight onto it, in bf16 by default (`resolve_device_dtype`); on the CPU
-    they load in float32 as before."""
+    they load in float32."""
     import torch
     from transformers import AutoModelForCausalLM
 

@@ -17,13 +17,15 @@ from typing import Any
 
 from medssr_hub.answers import READING
 from medssr_hub.chat import default_chat, require_chat
-from medssr_hub.config import ConfigError, JsonDict, config_dict, guard_resume, resume_fingerprint
+from medssr_hub.config import JsonDict
+from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation.offline_vllm import native_bf16_cpu
 from medssr_hub.method_check import keyed_vignettes_file, method_check, plot_method_check, render_method_check
 from medssr_hub.published import publishable
+from medssr_hub.resume import config_dict, guard_resume, resume_fingerprint
 from medssr_hub.steps import (
     base_backend,
     benchmark_files,
@@ -149,7 +151,8 @@ class DemoConfig:
         keep = ("model", "chat", "items_per_benchmark", "num_samples", "temperature", "top_p", "top_k")
         keep = (*keep, "rare_subset", "keyed_eval_size", "keyed_max_tokens", "keyed_num_samples")
         stages = ("synthesis", "labeling", "stage1", "heldout", "stage2", "keyed_eval")
-        engine = {"backend": self.backend} if self.backend != "embedded" else {}  # embedded: as it always was
+        # The default backend adds no key, so a run's fingerprint names only what differs from the default.
+        engine = {"backend": self.backend} if self.backend != "embedded" else {}
         return resume_fingerprint(self, keep=(*keep, *stages, "max_tokens", "seed")) | engine
 
 

@@ -1,17 +1,20 @@
-"""Resuming a stage's work: what a resumed run must match (its fingerprint), and the guard that refuses a
-folder written with other settings. Every stage's resume check goes through here; `config` re-exports it."""
+"""Resuming a stage's work: what a resumed run must match (its fingerprint), the guard that refuses a
+folder written with other settings, and the append-only log of finished items a resumed run skips.
+Every stage's resume goes through here."""
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
 import json
+import logging
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from medssr_hub.errors import ConfigError
-from medssr_hub.utils import atomic_write_json, local_inputs_fingerprint
+from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, hash_file
 
 
 def config_dict(config: Any) -> dict[str, Any]:
@@ -97,3 +100,67 @@ def guard_resume(
             )
     if record:
         atomic_write_json(run_file, fingerprint)
+
+
+def local_inputs_fingerprint(sources: Sequence[str | None]) -> dict[str, str]:
+    """The content of each local file or folder among `sources`, as a short hash (a Hub repo id is
+    matched by the revision in the config instead): a resume into the same folder after a file changed
+    under the same name is then another run."""
+    digests = {}
+    for source in sources:
+        path = Path(source).expanduser() if source else None
+        if path is None or not path.exists():
+            continue
+        h = hashlib.sha256()
+        for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
+            h.update(str(f.relative_to(path)).encode() + b"\0")
+            hash_file(f, h)
+        digests[str(source)] = h.hexdigest()[:16]
+    return digests
+
+
+def read_appended(path: str | Path, key: str = "id") -> dict[str, dict[str, Any]]:
+    """Rows of an append-only JSONL log (one per finished item), by `key`.
+
+    A torn last line (a crash mid-write) is dropped, and the file rewritten without it, so that the
+    item is regenerated and later appends start on a clean line.
+    """
+    path = Path(path)
+    if not path.exists():
+        return {}
+    finished, torn = {}, False
+    with path.open(encoding="utf-8") as f:
+        for line in f:
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError:
+                logging.getLogger(__name__).warning("%s: ignoring a torn line (interrupted write)", path)
+                torn = True
+                continue
+            finished[row[key]] = row
+    if torn:
+        atomic_write_jsonl(path, finished.values())
+    return finished
+
+
+class AppendLog:
+    """Append one JSON row per finished item, flushed and fsynced: a kill loses at most the torn line."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._f = self.path.open("a", encoding="utf-8")
+
+    def write(self, row: dict[str, Any]) -> None:
+        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        self._f.flush()
+        os.fsync(self._f.fileno())
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

@@ -7,7 +7,7 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -110,53 +110,6 @@ def read_jsonl(path: str | Path) -> list[dict[str, Any]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def read_appended(path: str | Path, key: str = "id") -> dict[str, dict[str, Any]]:
-    """Rows of an append-only JSONL log (one per finished item), by `key`.
-
-    A torn last line (a crash mid-write) is dropped, and the file rewritten without it, so that the
-    item is regenerated and later appends start on a clean line.
-    """
-    path = Path(path)
-    if not path.exists():
-        return {}
-    finished, torn = {}, False
-    with path.open(encoding="utf-8") as f:
-        for line in f:
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                logging.getLogger(__name__).warning("%s: ignoring a torn line (interrupted write)", path)
-                torn = True
-                continue
-            finished[row[key]] = row
-    if torn:
-        atomic_write_jsonl(path, finished.values())
-    return finished
-
-
-class AppendLog:
-    """Append one JSON row per finished item, flushed and fsynced: a kill loses at most the torn line."""
-
-    def __init__(self, path: str | Path):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._f = self.path.open("a", encoding="utf-8")
-
-    def write(self, row: dict[str, Any]) -> None:
-        self._f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        self._f.flush()
-        os.fsync(self._f.fileno())
-
-    def close(self) -> None:
-        self._f.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
 def setup_logging(level: str | int = "INFO") -> None:
     """Our INFO lines and each stage's one progress bar; libraries' chatter only with level DEBUG.
 
@@ -181,23 +134,6 @@ def setup_logging(level: str | int = "INFO") -> None:
     datasets.disable_progress_bars()
     huggingface_hub.utils.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
-
-
-def local_inputs_fingerprint(sources: Sequence[str | None]) -> dict[str, str]:
-    """The content of each local file or folder among `sources`, as a short hash (a Hub repo id is
-    matched by the revision in the config instead): a resume into the same folder after a file changed
-    under the same name is then another run."""
-    digests = {}
-    for source in sources:
-        path = Path(source).expanduser() if source else None
-        if path is None or not path.exists():
-            continue
-        h = hashlib.sha256()
-        for f in [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file()):
-            h.update(str(f.relative_to(path)).encode() + b"\0")
-            hash_file(f, h)
-        digests[str(source)] = h.hexdigest()[:16]
-    return digests
 
 
 def hash_file(path: str | Path, h=None):

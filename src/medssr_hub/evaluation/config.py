@@ -9,12 +9,14 @@ from typing import Any
 
 from medssr_hub.answers import EXTRACTIONS, READING, RECOVERY_RULES, Extraction
 from medssr_hub.chat import default_chat, require_chat
-from medssr_hub.config import ConfigError, JsonDict, resume_fingerprint
+from medssr_hub.config import JsonDict
+from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend
 from medssr_hub.modeling import EMBEDDED, is_local_path, model_id, path_string
 from medssr_hub.resolve import published_chat
+from medssr_hub.resume import resume_fingerprint
 
 
 @documented

@@ -30,8 +30,7 @@ from medssr_hub.answers import (
     extract_or_recover,
     official_letters,
 )
-from medssr_hub.config import ConfigError, content_hash, guard_resume
-from medssr_hub.errors import InputError
+from medssr_hub.errors import ConfigError, InputError
 from medssr_hub.evaluation.config import EvalConfig
 from medssr_hub.evaluation.official import PREFIX as OFFICIAL_PREFIX
 from medssr_hub.evaluation.recorded import RecordedGreedy
@@ -45,14 +44,9 @@ from medssr_hub.modeling import model_id
 from medssr_hub.published import publishable, published_config
 from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
+from medssr_hub.resume import AppendLog, content_hash, guard_resume, read_appended
 from medssr_hub.schema import DETAILS_FEATURES
-from medssr_hub.utils import (
-    AppendLog,
-    atomic_write_json,
-    atomic_write_parquet,
-    atomic_write_text,
-    read_appended,
-)
+from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 logger = logging.getLogger(__name__)
 

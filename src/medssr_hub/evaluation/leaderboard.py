@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from medssr_hub.config import ConfigError, JsonDict, config_from_dict
+from medssr_hub.config import JsonDict, config_from_dict
+from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.registry import title
 from medssr_hub.evaluation.runs import Run, load_runs
 from medssr_hub.evaluation.space import push_space

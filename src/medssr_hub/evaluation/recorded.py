@@ -12,9 +12,8 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from medssr_hub.config import content_hash
 from medssr_hub.generation.base import Completion, GenerationBackend, Prompt, Sample, SamplingParams
-from medssr_hub.utils import AppendLog, read_appended
+from medssr_hub.resume import AppendLog, content_hash, read_appended
 
 
 class RecordedGreedy:

@@ -113,9 +113,9 @@ BENCHMARKS: dict[str, Benchmark] = {
             split="test",
             columns=ColumnMap(options="options", answer="label"),
         ),
-        Benchmark(  # the MedSSR evaluation format: option lines inside the question, `gold`. 2,122 items: its
-            # dataset card, as issue 37 quotes it (the card is not readable from this offline machine, and
-            # so `main` is not yet pinned to a commit: the count check guards what `main` serves).
+        Benchmark(  # the MedSSR evaluation format: option lines inside the question, `gold`. 2,122 items, the
+            # count its dataset card gives. Read at `main`: its commit could not be read when this was written
+            # (no network), so the count check guards what `main` serves. Pin a commit once one is known.
             "raredis",
             "RareDis-Sub",
             "raredis.json",

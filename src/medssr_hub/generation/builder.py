@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from medssr_hub.config import ConfigError
+from medssr_hub.errors import ConfigError
 from medssr_hub.generation.base import GenerationBackend
 from medssr_hub.modeling import WEIGHT_DTYPES
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from medssr_hub.config import ConfigError
+from medssr_hub.errors import ConfigError
 from medssr_hub.generation.base import (
     BackendStats,
     Capabilities,

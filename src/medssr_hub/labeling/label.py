@@ -18,7 +18,6 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from medssr_hub import tracking
 from medssr_hub.answers import (
     EXTRACTIONS,
     READING,
@@ -29,38 +28,23 @@ from medssr_hub.answers import (
     extract_or_recover,
 )
 from medssr_hub.chat import default_chat, require_chat
-from medssr_hub.config import (
-    ConfigError,
-    JsonDict,
-    content_hash,
-    guard_resume,
-    resume_fingerprint,
-)
-from medssr_hub.errors import ServiceError
+from medssr_hub.config import JsonDict
+from medssr_hub.errors import ConfigError, ServiceError
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import (
     BackendOwner,
     GenerationError,
     SamplingParams,
     check_backend,
-    stage_model_id,
 )
 from medssr_hub.hub import StageRelease
-from medssr_hub.hub.cards import dataset_card
-from medssr_hub.labeling.diagnostics import (
-    BAND_LABELS,
-    VotedQuestion,
-    compute_diagnostics,
-    plot_diagnostics,
-    render_diagnostics,
-)
+from medssr_hub.labeling.release import write_release
 from medssr_hub.modeling import path_string
-from medssr_hub.published import publishable, published_config
+from medssr_hub.published import publishable
 from medssr_hub.records import MCQRecord, load_records
 from medssr_hub.resolve import published_chat
-from medssr_hub.schema import LABELED_FEATURES
-from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet, read_jsonl
-from medssr_hub.voting import majority_vote
+from medssr_hub.resume import content_hash, guard_resume, resume_fingerprint
+from medssr_hub.utils import atomic_write_jsonl, read_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -223,7 +207,7 @@ class Labeler(BackendOwner):
             votes.update({r["id"]: r for r in rows})
             bar.update(len(chunk))
         bar.close()
-        return self._write_release(records, votes)
+        return write_release(self, records, votes)
 
     def served_model(self) -> str | None:
         """The endpoint's model, as the server names it (None on the embedded backend)."""
@@ -273,97 +257,6 @@ class Labeler(BackendOwner):
             }
             for record, completion, row in zip(chunk, completions, answers, strict=True)
         ]
-
-    def _write_release(self, records: list[MCQRecord], votes: dict[str, dict[str, Any]]) -> dict[str, Any]:
-
-        cfg = self.cfg
-        low, high = cfg.band
-        kept, discarded, diag_rows = [], [], []
-        for record in records:
-            v = votes[record.id]
-            vote = majority_vote(v["letters"])
-            row = {
-                **record.to_row(),
-                "label": vote.label,
-                "agreement": vote.agreement,
-                "votes": v["letters"],
-                "recovered": v["recovered"],
-                "tie": vote.tie,
-            }
-            in_band = vote.label is not None and low <= vote.agreement <= high
-            (kept if in_band else discarded).append(row)
-            diag_rows.append(VotedQuestion(record, v["letters"], v["recovered"], vote, in_band))
-        diagnostics = compute_diagnostics(diag_rows, cfg)
-        for name, rows in (("train", kept), ("discarded", discarded)):
-            path = self.release / "data" / f"{name}-00000.parquet"
-            if rows:
-                atomic_write_parquet(path, rows, LABELED_FEATURES)
-            else:
-                path.unlink(missing_ok=True)
-        plot = self.release / "plots" / "labeling.png"
-        plot_diagnostics(diagnostics, plot, cfg)
-        stats = {
-            "kept": len(kept),
-            "discarded": len(discarded),
-            "input": publishable(self.input_report.source),
-            **diagnostics,
-        }
-        atomic_write_json(self.release / "stats.json", stats)
-        accuracy = diagnostics.get(
-            "label_accuracy"
-        )  # against the construction keys, where questions have them
-        logger.info(
-            "Labeled %d questions: kept %d in band [%.3f, %.3f]; label accuracy %s",
-            len(records),
-            len(kept),
-            low,
-            high,
-            "n/a (no keys)" if accuracy is None else f"{accuracy:.1%}",
-        )
-        if cfg.publish_repo:
-            stats["published"] = self._publish(stats)
-        run = f"label-{cfg.publish_repo.split('/')[-1] if cfg.publish_repo else self.out.name}"
-        tracking.log_summary(
-            cfg.trackio_project, run, stats, {"n": cfg.n, "band": cfg.band, "model": cfg.model}
-        )
-        return stats
-
-    def _publish(self, stats: dict[str, Any]) -> str:
-        cfg = self.cfg
-        card = dataset_card(
-            repo_id=cfg.publish_repo,
-            version=cfg.publish_version,
-            pretty_name="MedSSR pseudo-labeled synthetic questions",
-            summary=(
-                f"Synthetic questions with pseudo-labels: the majority of {cfg.n} answers of the policy "
-                f"({stage_model_id(cfg.backend, cfg.model, cfg.endpoint, self.served_model())}). Split `train` keeps "
-                f"questions whose agreement lies in [{cfg.band[0]}, {cfg.band[1]}]; `discarded` holds the rest."
-            ),
-            stage="labeling",
-            num_rows=stats["kept"] + stats["discarded"],
-            data_files={"train": "data/train-*.parquet", "discarded": "data/discarded-*.parquet"}
-            if stats["discarded"]
-            else {"train": "data/train-*.parquet"},
-            provenance={
-                "input": f"{publishable(cfg.input)}@{cfg.input_revision or 'latest'}",
-                "policy model": stage_model_id(cfg.backend, cfg.model, cfg.endpoint, self.served_model()),
-                "samples per question (n)": cfg.n,
-                "sampling": f"T={cfg.temperature}, top_p={cfg.top_p}, top_k={cfg.top_k}, max {cfg.max_tokens} tokens",
-                "seed": cfg.seed,
-                "agreement band": f"[{cfg.band[0]}, {cfg.band[1]}]",
-            },
-            counts={
-                "kept": stats["kept"],
-                "discarded": stats["discarded"],
-                **{BAND_LABELS[k]: v for k, v in stats["band_counts"].items()},
-            },
-            evaluation=render_diagnostics(stats),
-            plots={"Agreement and label accuracy": "plots/labeling.png"},
-            config=published_config(cfg),
-            tags=["synthetic", "pseudo-labels"],
-        )
-        result = StageRelease.of(cfg).publish(self.release, card)
-        return f"{result.repo_id}@{result.version} ({result.location})"
 
 
 def run_labeling(cfg: LabelConfig) -> dict[str, Any]:

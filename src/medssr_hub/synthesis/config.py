@@ -8,15 +8,12 @@ from typing import Any
 
 import numpy as np
 
-from medssr_hub.config import (
-    ConfigError,
-    JsonDict,
-    resume_fingerprint,
-)
-from medssr_hub.errors import ServiceError
+from medssr_hub.config import JsonDict
+from medssr_hub.errors import ConfigError, ServiceError
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import check_backend
 from medssr_hub.paths import benchmarks_dir
+from medssr_hub.resume import resume_fingerprint
 
 MAX_QUESTIONS = 10_000_000  # a run's plan and draws are held in memory
 BRANCHES = ("rare", "seed")

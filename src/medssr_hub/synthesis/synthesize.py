@@ -24,14 +24,12 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
-from medssr_hub.config import (
-    guard_resume,
-)
 from medssr_hub.decontamination import Decontaminator
 from medssr_hub.generation import BackendOwner, SamplingParams, stage_model_id
 from medssr_hub.hub import StageRelease
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir
 from medssr_hub.records import MCQRecord, load_records
+from medssr_hub.resume import guard_resume
 from medssr_hub.synthesis.catalog import RareDisease, RareDiseaseCatalog
 from medssr_hub.synthesis.config import BRANCHES, SynthesisConfig, SynthesisError, draw_rhos
 from medssr_hub.synthesis.filters import (

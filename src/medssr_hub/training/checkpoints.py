@@ -19,7 +19,7 @@ import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from medssr_hub.config import ConfigError
+from medssr_hub.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 

@@ -98,7 +98,7 @@ def check_fits(params: int | None, model_args, training_args) -> None:
     """Refuse, before any model loads, a full fine-tune whose replica cannot fit one process's device: DDP
     holds the whole model, its gradients and its optimizer state on every GPU; DeepSpeed ZeRO shards them.
     Nothing is checked for LoRA, DeepSpeed or FSDP, or where the parameter count is unknown."""
-    from medssr_hub.config import ConfigError
+    from medssr_hub.errors import ConfigError
 
     if (
         params is None

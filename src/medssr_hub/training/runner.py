@@ -12,11 +12,11 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, get_peft_config
 
 from medssr_hub import tracking
-from medssr_hub.config import guard_resume, resume_fingerprint
 from medssr_hub.hub import open_hub
 from medssr_hub.modeling import path_string
 from medssr_hub.published import publishable
 from medssr_hub.resolve import resolve_model
+from medssr_hub.resume import guard_resume, resume_fingerprint
 from medssr_hub.training.args import MedSSRScriptArguments
 from medssr_hub.training.checkpoints import DiskPlan, check_disk, count_parameters, disk_plan, planned_steps
 from medssr_hub.training.data import DataInfo

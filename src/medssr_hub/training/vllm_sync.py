@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from medssr_hub.config import ConfigError
+from medssr_hub.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
