@@ -47,7 +47,7 @@ $(VENV)/.installed-test: $(VENV)/.installed
 	# The leaderboard Space's browser test drives the system Chromium (Debian's package) with Playwright.
 	command -v chromium >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq --no-install-recommends chromium; }
-	# recipes/slurm/train.slurm runs under a real one-node Slurm that tests/test_slurm.py starts (as root).
+	# recipes/slurm/train.slurm runs under a real one-node Slurm that tests/e2e/test_slurm.py starts (as root).
 	command -v slurmctld >/dev/null 2>&1 || ! command -v apt-get >/dev/null 2>&1 || \
 		{ $(SUDO) apt-get update -qq && \
 		$(SUDO) apt-get install -y -qq --no-install-recommends slurm-wlm munge; }

@@ -1,0 +1,1 @@
+"""End-to-end runs: the main job, the ablation, the shipped recipes in data order, Slurm."""

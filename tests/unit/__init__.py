@@ -1,0 +1,1 @@
+"""Tests of one module or sub-package each, mirroring src/medssr_hub/."""
