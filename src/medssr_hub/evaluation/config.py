@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import EXTRACTIONS, READING, RECOVERY_RULES, Extraction
-from medssr_hub.chat import default_chat, require_chat
 from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import check_backend
+from medssr_hub.generation import check_generation
 from medssr_hub.modeling import EMBEDDED, is_local_path, model_id, path_string
-from medssr_hub.resolve import published_chat
 from medssr_hub.resume import resume_fingerprint
 
 
@@ -89,7 +87,6 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         self.endpoint, self.benchmark_paths = JsonDict(self.endpoint), JsonDict(self.benchmark_paths)
-        self.vllm = JsonDict(self.vllm)
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
         if not self.display_name and self.backend == "endpoint":
@@ -105,15 +102,11 @@ class EvalConfig:
             model = str(self.model or EMBEDDED)
             shown = Path(model).name if is_local_path(model) else model
             self.display_name = f"{shown}@{self.model_revision}" if self.model_revision else shown
-        self.chat = default_chat(self.chat, self.model, self.backend)
-        if self.chat is None and self.backend != "endpoint":  # a model of ours says how it was trained
-            self.chat = published_chat(self.model, self.model_revision, self.hub)
-        require_chat(self.chat, self.backend, self.endpoint)
+        check_generation(self)
         if self.mode not in ("generative", "loglikelihood"):
             raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")
-        for name in ("num_samples", "max_tokens", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.num_samples < 1:
+            raise ConfigError(f"num_samples must be at least 1, got {self.num_samples}")
         if self.max_items is not None and self.max_items < 1:
             raise ConfigError(f"max_items must be at least 1 (or null for all), got {self.max_items}")
         if self.extraction not in EXTRACTIONS:
@@ -124,7 +117,6 @@ class EvalConfig:
             )
         if self.engine not in ("medssr", "lighteval"):
             raise ConfigError(f"engine must be medssr or lighteval, got {self.engine!r}")
-        check_backend(self.backend, self.dtype)
         if self.engine == "lighteval" and self.backend == "vllm":
             raise ConfigError(f"engine lighteval with backend vllm: {LIGHTEVAL_VLLM_UNSUPPORTED}")
         if self.engine == "lighteval" and (self.mode != "generative" or self.backend != "embedded"):

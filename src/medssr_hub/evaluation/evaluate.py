@@ -252,15 +252,7 @@ class Evaluator(BackendOwner):
             )
         if todo:
             self.check_context(name, todo)
-            params = SamplingParams(
-                n=cfg.num_samples,
-                temperature=cfg.temperature,
-                top_p=cfg.top_p,
-                top_k=cfg.top_k,
-                max_tokens=cfg.max_tokens,
-                seed=cfg.seed,
-                script_bos=self.extraction().script_bos,
-            )
+            params = SamplingParams.of(cfg, n=cfg.num_samples, script_bos=self.extraction().script_bos)
             # A stable seed per item (from its position), so resumed runs sample what uninterrupted ones would.
             position = {r.id: k for k, r in enumerate(records)}
             with AppendLog(log_path) as log:

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.answers import BASE_TEMPLATE, SYSTEM_PROMPT, Extraction
+from medssr_hub.generation import SamplingParams
 from medssr_hub.modeling import model_type_of
 from medssr_hub.records import MCQRecord, record_from_row
 from medssr_hub.utils import atomic_write_jsonl
@@ -275,12 +276,13 @@ def run_lighteval(
     module = tasks_module(
         benchmarks, out / "lighteval" / "data", cfg.chat, cfg.num_samples, cfg.max_tokens, extraction
     )
+    params = SamplingParams.of(cfg)  # as our engine samples; lighteval takes its n from the task
     generation = GenerationParameters(
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        max_new_tokens=cfg.max_tokens,
-        seed=cfg.seed,
+        temperature=params.temperature,
+        top_p=params.top_p,
+        top_k=params.top_k,
+        max_new_tokens=params.max_tokens,
+        seed=params.seed,
     )
     common = {
         "model_name": model_path,

@@ -9,7 +9,14 @@ from medssr_hub.generation.base import (
     SamplingParams,
     sample_seed,
 )
-from medssr_hub.generation.builder import BACKENDS, BackendOwner, backend_for, build_backend, check_backend
+from medssr_hub.generation.builder import (
+    BACKENDS,
+    BackendOwner,
+    backend_for,
+    build_backend,
+    check_backend,
+    check_generation,
+)
 from medssr_hub.generation.model_names import stage_model_id
 
 __all__ = [
@@ -24,6 +31,7 @@ __all__ = [
     "backend_for",
     "build_backend",
     "check_backend",
+    "check_generation",
     "stage_model_id",
     "sample_seed",
 ]

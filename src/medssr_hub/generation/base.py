@@ -70,6 +70,13 @@ class SamplingParams:
         if not 0 < self.top_p <= 1:
             raise InputError(f"top_p must be in (0, 1], got {self.top_p}")
 
+    @classmethod
+    def of(cls, settings, **call) -> SamplingParams:
+        """The one way a stage's config becomes sampling settings: its temperature, top_p, top_k,
+        max_tokens and seed, with what the call adds (n, stops, constraints)."""
+        fields = ("temperature", "top_p", "top_k", "max_tokens", "seed")
+        return cls(**{**{name: getattr(settings, name) for name in fields}, **call})
+
     @property
     def greedy(self) -> bool:
         return self.temperature == 0

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from medssr_hub.chat import default_chat, require_chat
+from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError
 from medssr_hub.generation.base import GenerationBackend
 from medssr_hub.modeling import WEIGHT_DTYPES
+from medssr_hub.resolve import published_chat
 
 BACKENDS = ("embedded", "endpoint", "vllm")
 
@@ -23,6 +26,23 @@ def check_backend(kind: str, dtype: str | None = "auto") -> None:
         raise ConfigError(f"backend must be one of {', '.join(BACKENDS)}, got {kind!r}")
     if dtype not in DTYPES:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+
+
+def check_generation(cfg, chat: bool = True) -> None:
+    """The checks every generating stage's config makes alike, in its `__post_init__`: its `endpoint:` and
+    `vllm:` settings as dicts; `chat` by the one rule (unset: the embedded default's own, else how a model
+    of ours says it was trained; `chat=False` for a stage that writes no chat prompts); positive sizes; a
+    known backend and dtype."""
+    cfg.endpoint, cfg.vllm = JsonDict(cfg.endpoint), JsonDict(cfg.vllm)
+    if chat:
+        cfg.chat = default_chat(cfg.chat, cfg.model, cfg.backend)
+        if cfg.chat is None and cfg.backend != "endpoint":  # a model of ours says how it was trained
+            cfg.chat = published_chat(cfg.model, cfg.model_revision, cfg.hub)
+        require_chat(cfg.chat, cfg.backend, cfg.endpoint)
+    for name in ("max_tokens", "batch_size"):
+        if getattr(cfg, name) < 1:
+            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
+    check_backend(cfg.backend, cfg.dtype)
 
 
 def build_backend(

@@ -27,7 +27,6 @@ from medssr_hub.answers import (
     answer_stops,
     extract_or_recover,
 )
-from medssr_hub.chat import default_chat, require_chat
 from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError, ServiceError
 from medssr_hub.field_help import arg, documented
@@ -35,14 +34,13 @@ from medssr_hub.generation import (
     BackendOwner,
     GenerationError,
     SamplingParams,
-    check_backend,
+    check_generation,
 )
 from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.release import write_release
 from medssr_hub.modeling import path_string
 from medssr_hub.published import publishable
 from medssr_hub.records import MCQRecord, load_records
-from medssr_hub.resolve import published_chat
 from medssr_hub.resume import content_hash, guard_resume, resume_fingerprint
 from medssr_hub.utils import atomic_write_jsonl, read_jsonl
 
@@ -116,11 +114,7 @@ class LabelConfig:
     hub: str | None = None
 
     def __post_init__(self) -> None:
-        self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
-        self.chat = default_chat(self.chat, self.model, self.backend)
-        if self.chat is None and self.backend != "endpoint":  # a model of ours says how it was trained
-            self.chat = published_chat(self.model, self.model_revision, self.hub)
-        require_chat(self.chat, self.backend, self.endpoint)
+        check_generation(self)
         self.band = [float(x) for x in self.band]
         if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
             raise ConfigError(f"band must be [low, high] with 0 <= low <= high <= 1, got {self.band}")
@@ -132,10 +126,9 @@ class LabelConfig:
             )
         if self.reference not in ("construction", "all", "none"):
             raise ConfigError(f"reference must be construction, all or none, got {self.reference!r}")
-        for name in ("n", "shard_size", "batch_size", "max_tokens"):
+        for name in ("n", "shard_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
-        check_backend(self.backend, self.dtype)
 
     def fingerprint(self) -> dict[str, Any]:
         keep = ("input", "input_revision", "split", "model", "model_revision", "backend", "chat", "n")
@@ -232,15 +225,8 @@ class Labeler(BackendOwner):
         """The policy's n answers to each question of a chunk: the rows one votes shard holds."""
         cfg = self.cfg
         reading = self.reading()  # before any generation: a setting it refuses costs nothing
-        params = SamplingParams(
-            n=cfg.n,
-            temperature=cfg.temperature,
-            top_p=cfg.top_p,
-            top_k=cfg.top_k,
-            max_tokens=cfg.max_tokens,
-            seed=cfg.seed,
-            stop=answer_stops(cfg.chat, cfg.stop_at_next_question),  # where training rollouts stop
-        )
+        stop = answer_stops(cfg.chat, cfg.stop_at_next_question)  # where training rollouts stop
+        params = SamplingParams.of(cfg, n=cfg.n, stop=stop)
         prompts = [answer_prompt(r, chat=cfg.chat) for r in chunk]
         seeds = [question_seed(cfg.seed, r.id) for r in chunk]
         completions = self.backend.generate(prompts, params, seeds=seeds, progress=False)

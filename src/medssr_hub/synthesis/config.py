@@ -11,7 +11,7 @@ import numpy as np
 from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError, ServiceError
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import check_backend
+from medssr_hub.generation import check_generation
 from medssr_hub.paths import benchmarks_dir
 from medssr_hub.resume import resume_fingerprint
 
@@ -124,13 +124,13 @@ class SynthesisConfig:
     hub: str | None = None
 
     def __post_init__(self) -> None:
-        self.endpoint, self.vllm = JsonDict(self.endpoint), JsonDict(self.vllm)
+        check_generation(self, chat=False)  # no `chat` setting: the generator always gets chat messages
         if not 1 <= self.num_questions <= MAX_QUESTIONS:
             raise ConfigError(
                 f"num_questions must be between 1 and {MAX_QUESTIONS:,} (the released MedSSR set holds 43K), "
                 f"got {self.num_questions:,}"
             )
-        for name in ("chunk_size", "batch_size", "max_attempts_per_question", "max_tokens"):
+        for name in ("chunk_size", "max_attempts_per_question"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1, got {getattr(self, name)}")
         if not 0 <= self.alpha <= 1:
@@ -138,7 +138,6 @@ class SynthesisConfig:
         for name in ("rare_generator", "seed_generator"):
             if getattr(self, name) not in ("llm", "vignette"):
                 raise ConfigError(f"{name} must be 'llm' or 'vignette', got {getattr(self, name)!r}")
-        check_backend(self.backend, self.dtype)
 
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""

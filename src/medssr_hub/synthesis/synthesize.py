@@ -171,17 +171,8 @@ class Synthesizer(BackendOwner):
                 self._screen(plan)
         llm = [p for p in plans if p.uses_llm]
         if llm:
-            params = SamplingParams(
-                n=1,
-                temperature=self.cfg.temperature,
-                top_p=self.cfg.top_p,
-                top_k=self.cfg.top_k,
-                max_tokens=self.cfg.max_tokens,
-                seed=self.cfg.seed,
-                regex=LAYOUT_REGEX,
-                grammar=LAYOUT_GBNF,
-                layout=self.cfg.constrain_layout,
-            )
+            layout = {"regex": LAYOUT_REGEX, "grammar": LAYOUT_GBNF, "layout": self.cfg.constrain_layout}
+            params = SamplingParams.of(self.cfg, n=1, **layout)
             if self.backend.capabilities.is_async and self.cfg.recover_answers:
                 asyncio.run(self._generate_chained(llm, params))
             else:
