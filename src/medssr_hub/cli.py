@@ -236,7 +236,7 @@ def run_command(argv: Sequence[str]) -> int:
         (cfg,) = parse_config([stage_config(args.command)], rest, prog=prog)
         return STAGES[args.command][1](cfg)
     if args.command in TRAINING:
-        from medssr_hub.checkpoint_eval import checkpoint_callbacks
+        from medssr_hub.runs.checkpoint_eval import checkpoint_callbacks
         from medssr_hub.training.vllm_sync import keep_vllm_out
 
         module = import_module(TRAINING[args.command][0])

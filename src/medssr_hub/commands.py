@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from medssr_hub.ablation import AblationConfig
     from medssr_hub.evaluation.evaluate import EvalConfig
     from medssr_hub.evaluation.leaderboard import LeaderboardConfig
     from medssr_hub.labeling.label import LabelConfig
-    from medssr_hub.pipeline import DemoConfig
+    from medssr_hub.runs.ablation import AblationConfig
+    from medssr_hub.runs.demo import DemoConfig
     from medssr_hub.synthesis.config import SynthesisConfig
 
 
@@ -83,7 +83,7 @@ def print_wall_time(start: float) -> None:
 
 
 def _demo(cfg: DemoConfig) -> int:
-    from medssr_hub.pipeline import render_summary, run_demo
+    from medssr_hub.runs.demo import render_summary, run_demo
 
     start = time.monotonic()
     summary = run_demo(cfg)
@@ -96,7 +96,7 @@ def _demo(cfg: DemoConfig) -> int:
 
 
 def _ablation(cfg: AblationConfig) -> int:
-    from medssr_hub.ablation import run_ablation
+    from medssr_hub.runs.ablation import run_ablation
 
     start = time.monotonic()
     summary = run_ablation(cfg)
@@ -130,9 +130,9 @@ STAGES: dict[str, tuple[str, Callable[..., int], str]] = {
         _leaderboard,
         "join evaluation runs into md/csv/json tables and a chart",
     ),
-    "demo": ("medssr_hub.pipeline:DemoConfig", _demo, "run the main job on the embedded default model"),
+    "demo": ("medssr_hub.runs.demo:DemoConfig", _demo, "run the main job on the embedded default model"),
     "ablation": (
-        "medssr_hub.ablation:AblationConfig",
+        "medssr_hub.runs.ablation:AblationConfig",
         _ablation,
         "train and evaluate the ablation rows side by side, one table",
     ),

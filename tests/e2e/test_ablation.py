@@ -6,12 +6,12 @@ import json
 import pandas as pd
 import pytest
 
-from medssr_hub.ablation import AblationConfig, plan, render_table
 from medssr_hub.cli import main
 from medssr_hub.config import config_from_dict
 from medssr_hub.errors import ConfigError
 from medssr_hub.hub import LocalHub
 from medssr_hub.paths import recipe_path
+from medssr_hub.runs.ablation import AblationConfig, plan, render_table
 
 TINY = {
     "backend": "embedded",

@@ -16,7 +16,7 @@ from medssr_hub.cli import main
 from medssr_hub.config import config_from_dict, parse_config
 from medssr_hub.errors import ConfigError
 from medssr_hub.hub import LocalHub
-from medssr_hub.pipeline import DemoConfig
+from medssr_hub.runs.demo import DemoConfig
 from medssr_hub.schema import (
     LABELED_FEATURES,
     LEADERBOARD_DETAILS_FEATURES,

@@ -100,7 +100,7 @@ def test_every_shipped_recipe_parses_with_the_installed_libraries():
     from medssr_hub.evaluation.leaderboard import LeaderboardConfig
     from medssr_hub.labeling.label import LabelConfig
     from medssr_hub.paths import package_data
-    from medssr_hub.pipeline import DemoConfig
+    from medssr_hub.runs.demo import DemoConfig
     from medssr_hub.synthesis.config import SynthesisConfig
     from medssr_hub.training import grpo, sft
 

@@ -37,12 +37,8 @@ LAYERS = {
     "medssr_hub.training": 4,
     "medssr_hub.evaluation": 4,
     "medssr_hub.data.metrics": 4,  # the `evaluate` metric module (package data that evaluate.load imports)
-    "medssr_hub.pipeline": 5,
-    "medssr_hub.checkpoint_eval": 5,
-    "medssr_hub.steps": 5,
+    "medssr_hub.runs": 5,
     "medssr_hub.commands": 5,
-    "medssr_hub.ablation": 5,
-    "medssr_hub.method_check": 5,
     "medssr_hub.cli": 5,
 }
 STAGES = ("medssr_hub.synthesis", "medssr_hub.labeling", "medssr_hub.training", "medssr_hub.evaluation")

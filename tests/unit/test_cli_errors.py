@@ -115,7 +115,7 @@ def test_numbers_survive_a_dict_merged_from_the_command_line(tmp_path):
     """`--stage1 '{"max_steps": 1}'` merges into the YAML's dict; its 1.0e-5 stays a number (YAML 1.1
     reads the JSON form 1e-05 as a string, which once reached the optimizer)."""
     from medssr_hub.config import parse_config
-    from medssr_hub.pipeline import DemoConfig
+    from medssr_hub.runs.demo import DemoConfig
 
     config = tmp_path / "demo.yaml"
     config.write_text("chat: true\nstage1:\n  learning_rate: 1.0e-5\n  max_steps: 6\n")
@@ -370,7 +370,7 @@ def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, cap
 def test_the_embedded_default_runs_without_chat_set(tmp_path, capsys, benchmarks_dir):
     """`medssr-hub evaluate --benchmarks f.json` on the embedded default model: its own chat setting."""
     from medssr_hub.evaluation.evaluate import EvalConfig
-    from medssr_hub.pipeline import DemoConfig
+    from medssr_hub.runs.demo import DemoConfig
 
     out = tmp_path / "eval"
     argv = ["evaluate", "--benchmarks", str(benchmarks_dir / "medqa.json"), "--max_items", "1"]

@@ -7,14 +7,14 @@ import re
 import pytest
 import yaml
 
-from medssr_hub.ablation import AblationConfig
 from medssr_hub.cli import STAGES, main, stage_config
 from medssr_hub.config import ConfigParser
 from medssr_hub.evaluation.evaluate import EvalConfig
 from medssr_hub.evaluation.leaderboard import LeaderboardConfig
 from medssr_hub.field_help import arg, documented
 from medssr_hub.labeling.label import LabelConfig
-from medssr_hub.pipeline import DemoConfig
+from medssr_hub.runs.ablation import AblationConfig
+from medssr_hub.runs.demo import DemoConfig
 from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.training import grpo, sft
 from tests.support.paths import ROOT

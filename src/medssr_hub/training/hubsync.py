@@ -21,7 +21,7 @@ from medssr_hub.utils import atomic_write_json
 logger = logging.getLogger(__name__)
 
 # A checkpoint's evaluation table (markdown), written into its folder by the evaluation during training
-# (`medssr_hub.checkpoint_eval`): the checkpoint's card shows it.
+# (`medssr_hub.runs.checkpoint_eval`): the checkpoint's card shows it.
 EVALUATION_FILE = "evaluation.md"
 # Checkpoint files that only resuming needs: never published.
 RESUME_ONLY = ("optimizer.pt", "scheduler.pt", "rng_state", "scaler.pt", "global_step")

@@ -117,7 +117,7 @@ def test_format_length_registry_and_errors():
 def test_evaluation_during_training_is_refused_where_no_process_holds_the_whole_model(monkeypatch):
     from trl import GRPOConfig
 
-    from medssr_hub.checkpoint_eval import CheckpointEvaluation, checkpoint_callbacks
+    from medssr_hub.runs.checkpoint_eval import CheckpointEvaluation, checkpoint_callbacks
 
     args = MedSSRScriptArguments(dataset_name="x.json", chat=True, eval_benchmarks=["bioasq"])
     training = GRPOConfig(output_dir="unused", use_cpu=True, report_to=[])

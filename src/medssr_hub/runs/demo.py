@@ -23,10 +23,15 @@ from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboar
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation.offline_vllm import native_bf16_cpu
-from medssr_hub.method_check import keyed_vignettes_file, method_check, plot_method_check, render_method_check
 from medssr_hub.published import publishable
 from medssr_hub.resume import config_dict, guard_resume, resume_fingerprint
-from medssr_hub.steps import (
+from medssr_hub.runs.method_check import (
+    keyed_vignettes_file,
+    method_check,
+    plot_method_check,
+    render_method_check,
+)
+from medssr_hub.runs.steps import (
     base_backend,
     benchmark_files,
     evaluate_model,

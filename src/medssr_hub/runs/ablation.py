@@ -37,11 +37,11 @@ from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.stats import bootstrap_ci, stratified_bootstrap_ci
 from medssr_hub.field_help import arg, documented
-from medssr_hub.method_check import KEYED_FILE, keyed_vignettes_file
-from medssr_hub.pipeline import DemoConfig
 from medssr_hub.records import load_records
 from medssr_hub.resume import config_dict, guard_resume
-from medssr_hub.steps import (
+from medssr_hub.runs.demo import DemoConfig
+from medssr_hub.runs.method_check import KEYED_FILE, keyed_vignettes_file
+from medssr_hub.runs.steps import (
     base_backend,
     benchmark_files,
     distill_path,
