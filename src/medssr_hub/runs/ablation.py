@@ -39,8 +39,8 @@ from medssr_hub.evaluation.stats import bootstrap_ci, stratified_bootstrap_ci
 from medssr_hub.field_help import arg, documented
 from medssr_hub.records import load_records
 from medssr_hub.resume import config_dict, guard_resume
-from medssr_hub.runs.demo import DemoConfig
 from medssr_hub.runs.method_check import KEYED_FILE, keyed_vignettes_file
+from medssr_hub.runs.settings import RunSettings
 from medssr_hub.runs.steps import (
     base_backend,
     benchmark_files,
@@ -88,7 +88,7 @@ TITLES = {
 
 @documented
 @dataclass
-class AblationConfig(DemoConfig):
+class AblationConfig(RunSettings):
     """`medssr-hub ablation --config recipes/ablation/smollm2_cpu.yaml`: the demo's data and evaluation
     settings, and the training rows to compare (`stage1`, `stage2`, `sft`: a recipe `config` plus overrides,
     shared by every row of that stage)."""

@@ -1,7 +1,6 @@
 """The steps the demo and the ablation share: the synthetic and held-out data, a training run from a recipe
 YAML, one model's evaluation (its settings, the benchmarks and the keyed vignettes), and the leaderboard's
-release. `cfg` is a `pipeline.DemoConfig` or an
-`ablation.AblationConfig` (the same fields)."""
+release. `cfg` is a run's settings (`runs.settings.RunSettings`: the demo's or the ablation's config)."""
 
 from __future__ import annotations
 
@@ -26,6 +25,7 @@ from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
 from medssr_hub.records import load_records
+from medssr_hub.runs.settings import RunSettings
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
 from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
@@ -35,20 +35,19 @@ from medssr_hub.training.launch import accelerate_launch
 from medssr_hub.utils import atomic_write_text, read_jsonl
 
 logger = logging.getLogger(__name__)
-RunConfig = Any  # pipeline.DemoConfig or ablation.AblationConfig
 
 
 class TrainingLaunchError(ServiceError):
     pass
 
 
-def shared_settings(cfg: RunConfig) -> dict[str, Any]:
+def shared_settings(cfg: RunSettings) -> dict[str, Any]:
     """What the generating steps take from the run unless a step sets its own (e.g. synthesis with another
     generator on a server): the hub, the base model and the engine."""
     return {"hub": cfg.hub, "model": cfg.model, "backend": cfg.backend, "vllm": cfg.vllm}
 
 
-def labeled_data(cfg: RunConfig) -> dict[str, Any]:
+def labeled_data(cfg: RunSettings) -> dict[str, Any]:
     """Steps 1-2: synthesis and its pseudo-labels; `labeled` is the (repo id, version) stage 1 reads."""
     results: dict[str, Any] = {}
     if not cfg.synthesis:
@@ -72,12 +71,12 @@ def labeled_data(cfg: RunConfig) -> dict[str, Any]:
     return results
 
 
-def distill_path(cfg: RunConfig) -> Path:
+def distill_path(cfg: RunSettings) -> Path:
     """The SFT baseline's data (recipes/smollm2/sft.yaml reads the demo's; the ablation's sft row its own)."""
     return Path(cfg.output_dir) / "sft" / "data.jsonl"
 
 
-def write_distill_file(cfg: RunConfig, labeled: tuple[str, str | None]) -> Path:
+def write_distill_file(cfg: RunSettings, labeled: tuple[str, str | None]) -> Path:
     """Each kept labeled question, answered by its pseudo-label, with the first of the policy's own voting
     answers that chose that label as the reasoning (its closing answer sentence cut). Written again from
     the labeling logs on every run, so it never outlives the labels it was made from."""
@@ -101,7 +100,7 @@ def write_distill_file(cfg: RunConfig, labeled: tuple[str, str | None]) -> Path:
     return path
 
 
-def heldout_data(cfg: RunConfig) -> tuple[dict[str, Any], tuple[str, str | None]]:
+def heldout_data(cfg: RunSettings) -> tuple[dict[str, Any], tuple[str, str | None]]:
     """Step 4a: stage 2's gold-keyed questions (held-out vignettes), and where stage 2 reads them."""
     (held_cfg,) = config_from_dict(
         [SynthesisConfig],
@@ -113,7 +112,7 @@ def heldout_data(cfg: RunConfig) -> tuple[dict[str, Any], tuple[str, str | None]
 
 
 def train_stage(
-    cfg: RunConfig,
+    cfg: RunSettings,
     name: str,
     settings: dict,
     model: tuple[str, str | None],
@@ -184,7 +183,7 @@ def launched(module, values: dict[str, Any], launch: dict[str, Any], out: Path) 
         )
 
 
-def benchmark_files(cfg: RunConfig) -> list[str]:
+def benchmark_files(cfg: RunSettings) -> list[str]:
     """Every benchmark file in the folder (the shipped samples when none is configured)."""
     bench_dir = benchmarks_dir(cfg.benchmarks_dir)
     if bench_dir is None:
@@ -198,7 +197,7 @@ def benchmark_files(cfg: RunConfig) -> list[str]:
     return files
 
 
-def rare_subset_file(cfg: RunConfig) -> str:
+def rare_subset_file(cfg: RunSettings) -> str:
     """The catalogue-matched rare-disease items of every benchmark file, built once into the output."""
     out = Path(cfg.output_dir) / "raredis"
     if not (out / SUBSET_FILE).exists():
@@ -209,7 +208,7 @@ def rare_subset_file(cfg: RunConfig) -> str:
 
 
 def eval_config(
-    cfg: RunConfig, folder: str, model: str, name: str, benchmarks: list[str] | None = None
+    cfg: RunSettings, folder: str, model: str, name: str, benchmarks: list[str] | None = None
 ) -> EvalConfig:
     """Step 5's settings for one model: every benchmark file in the folder, a few items each, and the
     catalogue-matched rare-disease subset; or (step 5a) the keyed vignettes, all of them."""
@@ -237,7 +236,7 @@ def eval_config(
     )
 
 
-def base_backend(cfg: RunConfig):
+def base_backend(cfg: RunSettings):
     """The base model's backend, built once for every evaluation of the base model."""
     return build_backend(
         cfg.backend, model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size,
@@ -256,7 +255,7 @@ class Evaluated:
 
 
 def evaluate_model(
-    cfg: RunConfig, folder: str, model: str, name: str, keyed: str | None, backend=None
+    cfg: RunSettings, folder: str, model: str, name: str, keyed: str | None, backend=None
 ) -> Evaluated:
     """Step 5 for one model: the benchmarks, then (when `keyed` names their file) the keyed vignettes, both
     on one backend: `backend` when given (the base model's, its caller's to close), else the one the first
@@ -273,7 +272,7 @@ def evaluate_model(
         evaluator.close()
 
 
-def leaderboard_release(cfg: RunConfig) -> StageRelease:
+def leaderboard_release(cfg: RunSettings) -> StageRelease:
     """The run's leaderboard release under the run's own config, checked now (before the first step): a
     version published from other settings stops the run here, not after hours of training."""
     release = StageRelease.of(cfg)
