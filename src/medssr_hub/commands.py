@@ -25,42 +25,42 @@ if TYPE_CHECKING:
 def _synthesize(cfg: SynthesisConfig) -> int:
     from medssr_hub.synthesis.synthesize import run_synthesis
 
-    stats = run_synthesis(cfg)
+    done = run_synthesis(cfg)
     print(
-        f"{stats['num_questions']} questions in {cfg.output_dir}/dataset: rare {stats['rare_ratio']:.1%} "
-        f"(alpha {cfg.alpha}); acceptance {stats['acceptance']}; rejections {stats['rejections']}"
+        f"{done.num_questions} questions in {cfg.output_dir}/dataset: rare {done.rare_ratio:.1%} "
+        f"(alpha {cfg.alpha}); acceptance {done.acceptance}; rejections {done.rejections}"
     )
-    if stats.get("published"):
-        print(f"Published as {stats['published']}")
+    if done.published:
+        print(f"Published as {done.published}")
     return 0
 
 
 def _label(cfg: LabelConfig) -> int:
     from medssr_hub.labeling.label import run_labeling
 
-    stats = run_labeling(cfg)
-    accuracy = stats.get("label_accuracy")
+    done = run_labeling(cfg)
+    accuracy = done.label_accuracy
     print(
-        f"{stats['questions']} questions labeled by majority of {cfg.n}: kept {stats['kept']} in band {cfg.band}, "
-        f"discarded {stats['discarded']}; mean agreement {stats['mean_agreement']:.2f}"
+        f"{done.questions} questions labeled by majority of {cfg.n}: kept {done.kept} in band {cfg.band}, "
+        f"discarded {done.discarded}; mean agreement {done.mean_agreement:.2f}"
         + (
-            f"; label accuracy {accuracy:.1%} on {stats['reference_questions']} questions with keys"
+            f"; label accuracy {accuracy:.1%} on {done.reference_questions} questions with keys"
             if accuracy is not None
             else ""
         )
     )
     print(f"Results in {cfg.output_dir}/dataset (data/, stats.json, plots/labeling.png)")
-    if stats.get("published"):
-        print(f"Published as {stats['published']}")
+    if done.published:
+        print(f"Published as {done.published}")
     return 0
 
 
 def _evaluate(cfg: EvalConfig) -> int:
     from medssr_hub.evaluation.evaluate import run_evaluation
 
-    results = run_evaluation(cfg)
+    done = run_evaluation(cfg)
     print((Path(cfg.output_dir) / "results.md").read_text())
-    for why in results["unavailable"].values():
+    for why in done.unavailable.values():
         print(f"not run: {why}", file=sys.stderr)
     print(f"Results in {cfg.output_dir}/ (results.json, results.md, details/*.parquet)")
     return 0
@@ -89,8 +89,8 @@ def _demo(cfg: DemoConfig) -> int:
     summary = run_demo(cfg)
     print(render_summary(summary))
     print(f"Results in {cfg.output_dir}/ (summary.md, leaderboard/, eval/<model>/details/, stage*/final/)")
-    if summary.get("published"):
-        print(f"Published the leaderboard as {summary['published']}")
+    if summary.published:
+        print(f"Published the leaderboard as {summary.published}")
     print_wall_time(start)
     return 0
 
@@ -102,8 +102,8 @@ def _ablation(cfg: AblationConfig) -> int:
     summary = run_ablation(cfg)
     print((Path(cfg.output_dir) / "ablation.md").read_text())
     print(f"Results in {cfg.output_dir}/ (ablation.md, .csv, .json, .png; leaderboard/; <row>/final/)")
-    if summary.get("published"):
-        print(f"Published the rows' leaderboard as {summary['published']}")
+    if summary.published:
+        print(f"Published the rows' leaderboard as {summary.published}")
     print_wall_time(start)
     return 0
 

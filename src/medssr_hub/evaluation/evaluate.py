@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,7 @@ from medssr_hub.records import MCQRecord
 from medssr_hub.resolve import resolve_model
 from medssr_hub.resume import AppendLog, content_hash, guard_resume, read_appended
 from medssr_hub.schema import DETAILS_FEATURES
+from medssr_hub.summary import StageSummary
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -319,9 +321,27 @@ class Evaluator(BackendOwner):
         return answers, texts
 
 
-def run_evaluation(cfg: EvalConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class EvaluationSummary(StageSummary):
+    """An evaluation: the model as named in results, each benchmark's scores, and the benchmarks that could
+    not be run, each with why."""
+
+    @property
+    def model(self) -> str:
+        return self.stats["model"]
+
+    @property
+    def benchmarks(self) -> dict[str, dict[str, Any]]:
+        return self.stats["benchmarks"]
+
+    @property
+    def unavailable(self) -> dict[str, str]:
+        return self.stats.get("unavailable", {})
+
+
+def run_evaluation(cfg: EvalConfig) -> EvaluationSummary:
     evaluator = Evaluator(cfg)
     try:
-        return evaluator.run()
+        return EvaluationSummary(evaluator.run())
     finally:
         evaluator.close()

@@ -37,7 +37,7 @@ from medssr_hub.generation import (
     check_generation,
 )
 from medssr_hub.hub import StageRelease
-from medssr_hub.labeling.release import write_release
+from medssr_hub.labeling.release import LabelingSummary, write_release
 from medssr_hub.modeling import path_string
 from medssr_hub.published import publishable
 from medssr_hub.records import MCQRecord, load_records
@@ -245,9 +245,9 @@ class Labeler(BackendOwner):
         ]
 
 
-def run_labeling(cfg: LabelConfig) -> dict[str, Any]:
+def run_labeling(cfg: LabelConfig) -> LabelingSummary:
     labeler = Labeler(cfg)
     try:
-        return labeler.run()
+        return LabelingSummary(labeler.run())
     finally:
         labeler.close()

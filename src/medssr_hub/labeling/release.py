@@ -4,6 +4,7 @@ the card and publish."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 from medssr_hub import tracking
@@ -20,10 +21,41 @@ from medssr_hub.labeling.diagnostics import (
 from medssr_hub.published import publishable, published_config
 from medssr_hub.records import MCQRecord
 from medssr_hub.schema import LABELED_FEATURES
+from medssr_hub.summary import StageSummary
 from medssr_hub.utils import atomic_write_json, atomic_write_parquet
 from medssr_hub.voting import majority_vote
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class LabelingSummary(StageSummary):
+    """A labeling run: questions voted on, kept in band and discarded, the mean agreement, and the labels'
+    accuracy where questions have reference answers (None elsewhere)."""
+
+    @property
+    def questions(self) -> int:
+        return self.stats["questions"]
+
+    @property
+    def kept(self) -> int:
+        return self.stats["kept"]
+
+    @property
+    def discarded(self) -> int:
+        return self.stats["discarded"]
+
+    @property
+    def mean_agreement(self) -> float:
+        return self.stats["mean_agreement"]
+
+    @property
+    def label_accuracy(self) -> float | None:
+        return self.stats.get("label_accuracy")
+
+    @property
+    def reference_questions(self) -> int:
+        return self.stats.get("reference_questions", 0)
 
 
 def write_release(labeler, records: list[MCQRecord], votes: dict[str, dict[str, Any]]) -> dict[str, Any]:

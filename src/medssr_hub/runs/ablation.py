@@ -37,6 +37,7 @@ from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.stats import bootstrap_ci, stratified_bootstrap_ci
 from medssr_hub.field_help import arg, documented
+from medssr_hub.labeling.release import LabelingSummary
 from medssr_hub.records import load_records
 from medssr_hub.resume import config_dict, guard_resume
 from medssr_hub.runs.method_check import KEYED_FILE, keyed_vignettes_file
@@ -52,6 +53,7 @@ from medssr_hub.runs.steps import (
     train_stage,
 )
 from medssr_hub.training import grpo, sft
+from medssr_hub.training.summary import TrainingSummary
 from medssr_hub.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -140,8 +142,8 @@ def plan(names: list[str]) -> list[Row]:
     return order
 
 
-def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[str, dict[str, Any]]:
-    trained: dict[str, dict[str, Any]] = {}
+def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[str, TrainingSummary]:
+    trained: dict[str, TrainingSummary] = {}
     for row in rows:
         if row.stage is None:
             continue
@@ -150,30 +152,51 @@ def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[s
         settings |= {"publish_repo": f"{cfg.models_repo}-{row.name}", "publish_version": cfg.publish_version}
         if row.target:
             settings["target"] = row.target
-        start = (cfg.model, None) if row.start == "base" else trained[row.start]["model"]
+        start = (cfg.model, None) if row.start == "base" else trained[row.start].model
         data = {"stage1": labeled, "stage2": heldout}.get(row.stage) or (str(distill_path(cfg)), None)
         module = sft if row.stage == "sft" else grpo
-        stats = train_stage(cfg, row.name, settings, model=start, data=data, module=module)
-        trained[row.name] = {**stats, "model": (stats["publish_repo"], stats["publish_version"])}
+        trained[row.name] = train_stage(cfg, row.name, settings, model=start, data=data, module=module)
     return trained
 
 
-def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class AblationSummary:
+    """What an ablation run did: its table (row -> cells), each trained row's summary, the labeling's, and
+    where the rows' leaderboard was published."""
+
+    config: dict[str, Any]
+    rows: dict[str, dict[str, Any]]
+    trained: dict[str, TrainingSummary]
+    labeling: LabelingSummary | None
+    published: str | None = None
+
+    def record(self) -> dict[str, Any]:
+        """As `ablation.json` holds it."""
+        record = {
+            "config": self.config,
+            "rows": self.rows,
+            "trained": {name: t.record() | {"model": list(t.model)} for name, t in self.trained.items()},
+            "labeling": dict(self.labeling.stats) if self.labeling else None,
+        }
+        return record | ({"published": self.published} if self.published else {})
+
+
+def run_ablation(cfg: AblationConfig) -> AblationSummary:
     benchmark_files(cfg)  # a missing input is reported first, before the resume and publish checks
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_resume(out, cfg.run_fingerprint(), "ablation")
     release = leaderboard_release(cfg)
     data = labeled_data(cfg)
-    if "labeled" not in data:
+    if data.labeled is None:
         raise ConfigError("labeling.publish_repo must be set: the training rows read the labels by version")
     rows = plan(cfg.rows)
     heldout = None
     if any(r.stage == "stage2" for r in rows):
         if not cfg.heldout:
             raise ConfigError("rows stage2_only and medssr_stage2 train on `heldout`: set it in the config")
-        data["heldout"], heldout = heldout_data(cfg)
-    trained = train_rows(cfg, rows, data["labeled"], heldout)
+        _, heldout = heldout_data(cfg)
+    trained = train_rows(cfg, rows, data.labeled, heldout)
 
     backend, keyed = base_backend(cfg), keyed_vignettes_file(cfg)
     runs, table = [], {}
@@ -186,21 +209,17 @@ def run_ablation(cfg: AblationConfig) -> dict[str, Any]:
             table[row.name] = {
                 "title": row.title,
                 **cells(done.out, done.keyed_out),
-                "label_accuracy": label_cell(row, cfg, trained),
+                "label_accuracy": label_cell(row, cfg),
             }
     finally:
         backend.close()
     files = write_leaderboard(runs, out / "leaderboard")
-    summary = {
-        "config": config_dict(cfg),
-        "rows": table,
-        "trained": trained,
-        "labeling": data.get("labeling"),
-    }
+    published = None
     if cfg.publish_repo:
         result = push_leaderboard(runs, files, release)
-        summary["published"] = f"{result.repo_id}@{result.version} ({result.location})"
-    atomic_write_json(out / "ablation.json", summary)
+        published = f"{result.repo_id}@{result.version} ({result.location})"
+    summary = AblationSummary(config_dict(cfg), table, trained, data.labeling, published)
+    atomic_write_json(out / "ablation.json", summary.record())
     atomic_write_text(out / "ablation.md", render_table(table))
     atomic_write_text(out / "ablation.csv", render_csv(table))
     plot_table(table, out / "ablation.png")
@@ -243,7 +262,7 @@ def cells(bench_out: Path, keyed_out: Path) -> dict[str, Any]:
     return out
 
 
-def label_cell(row: Row, cfg: AblationConfig, trained: dict[str, dict[str, Any]]) -> dict[str, Any] | None:
+def label_cell(row: Row, cfg: AblationConfig) -> dict[str, Any] | None:
     """How often the labels a row trained on were the construction keys: offline pseudo-labels over the
     labeled questions with a key; online votes over the training steps' logged label accuracy; the oracle
     trains on the keys themselves."""

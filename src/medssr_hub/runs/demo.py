@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
+from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.tables import render_markdown
 from medssr_hub.field_help import documented
 from medssr_hub.published import publishable
@@ -36,6 +37,7 @@ from medssr_hub.runs.steps import (
     leaderboard_release,
     train_stage,
 )
+from medssr_hub.summary import StageSummary
 from medssr_hub.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -47,23 +49,52 @@ class DemoConfig(RunSettings):
     """`medssr-hub demo --config recipes/demo.yaml [--field value ...]`: the whole pipeline, small."""
 
 
-def synthesize_and_label(cfg: DemoConfig) -> dict[str, Any]:
+@dataclass(frozen=True)
+class DemoSummary:
+    """What a demo run did: each step's summary (synthesis, labeling, stage1, heldout, stage2, those that
+    ran), the method check, every model's evaluation, the leaderboard, and where it was published."""
+
+    config: dict[str, Any]
+    stages: dict[str, StageSummary]
+    method_check: dict[str, Any]
+    runs: list[Run]
+    files: dict[str, Path]
+    published: str | None = None
+
+    @property
+    def benchmarks_from(self) -> list[str]:
+        return sorted({publishable(b["source"]) for r in self.runs for b in r.benchmarks.values()})
+
+    def record(self) -> dict[str, Any]:
+        """As `summary.json` holds it."""
+        record = {
+            "config": self.config,
+            "stages": {name: s.headline() for name, s in self.stages.items()},
+            "method check": self.method_check,
+            "evaluation": {r.model: r.benchmarks for r in self.runs},
+            "benchmarks from": self.benchmarks_from,
+            "leaderboard": render_markdown(self.runs),
+            "files": {k: str(v) for k, v in self.files.items()},
+        }
+        return record | ({"published": self.published} if self.published else {})
+
+
+def synthesize_and_label(cfg: DemoConfig) -> dict[str, StageSummary]:
     """Steps 1-4: synthesize (published), pseudo-label what was synthesized (published), stage 1, and stage
-    2 from it on held-out keyed vignettes."""
-    results = labeled_data(cfg)
-    if "labeled" in results and cfg.stage1 and cfg.stage1.get("max_steps", 1):
-        results["stage1"] = train_stage(
-            cfg, "stage1", cfg.stage1, model=(cfg.model, None), data=results.pop("labeled")
+    2 from it on held-out keyed vignettes. Each step's summary, by step, in that order."""
+    data = labeled_data(cfg)
+    stages = {name: s for name, s in (("synthesis", data.synthesis), ("labeling", data.labeling)) if s}
+    if data.labeled and cfg.stage1 and cfg.stage1.get("max_steps", 1):
+        stage1 = stages["stage1"] = train_stage(
+            cfg, "stage1", cfg.stage1, model=(cfg.model, None), data=data.labeled
         )
-        stage1_model = (results["stage1"]["publish_repo"], results["stage1"]["publish_version"])
-        if cfg.heldout and cfg.stage2 and cfg.stage2.get("max_steps", 1) and stage1_model[0]:
-            results["heldout"], data = heldout_data(cfg)
-            results["stage2"] = train_stage(cfg, "stage2", cfg.stage2, model=stage1_model, data=data)
-    results.pop("labeled", None)
-    return results
+        if cfg.heldout and cfg.stage2 and cfg.stage2.get("max_steps", 1) and stage1.repo_id:
+            stages["heldout"], heldout = heldout_data(cfg)
+            stages["stage2"] = train_stage(cfg, "stage2", cfg.stage2, model=stage1.model, data=heldout)
+    return stages
 
 
-def run_demo(cfg: DemoConfig) -> dict[str, Any]:
+def run_demo(cfg: DemoConfig) -> DemoSummary:
     benchmark_files(cfg)  # a missing input is reported first, before the resume and publish checks
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -74,7 +105,7 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     models = [("base", cfg.model, f"base ({cfg.model})")]
     for stage, label in (("stage1", "stage 1"), ("stage2", "stage 2")):
         if stage in stages:
-            steps = stages[stage]["steps"]
+            steps = stages[stage].steps
             models.append((stage, str(out / stage / "final"), f"{label} ({steps} GRPO steps)"))
     backend, keyed = base_backend(cfg), keyed_vignettes_file(cfg)
     runs, keyed_runs = [], {}
@@ -90,57 +121,30 @@ def run_demo(cfg: DemoConfig) -> dict[str, Any]:
     check = method_check(keyed_runs)
     if check:
         files["method_check"] = plot_method_check(check, out / "method_check.png")
-    summary = {
-        "config": config_dict(cfg),
-        "stages": {name: _headline(stats) for name, stats in stages.items()},
-        "method check": check,
-        "evaluation": {r.model: r.benchmarks for r in runs},
-        "benchmarks from": sorted({publishable(b["source"]) for r in runs for b in r.benchmarks.values()}),
-        "leaderboard": render_markdown(runs),
-        "files": {k: str(v) for k, v in files.items()},
-    }
+    published = None
     if cfg.publish_repo:
         result = push_leaderboard(runs, files, release)
-        summary["published"] = f"{result.repo_id}@{result.version} ({result.location})"
-    atomic_write_json(out / "summary.json", summary)
+        published = f"{result.repo_id}@{result.version} ({result.location})"
+    summary = DemoSummary(config_dict(cfg), stages, check, runs, files, published)
+    atomic_write_json(out / "summary.json", summary.record())
     atomic_write_text(out / "summary.md", render_summary(summary))
     return summary
 
 
-def _headline(stats: dict[str, Any]) -> dict[str, Any]:
-    keys = (
-        "num_questions",
-        "rare_ratio",
-        "acceptance",
-        "questions",
-        "kept",
-        "discarded",
-        "mean_agreement",
-        "label_accuracy",
-        "label_accuracy_in_band",
-        "steps",
-        "reward, first / last logged",
-        "parse_rate, mean",
-        "key_accuracy, mean",
-        "published",
-    )
-    return {k: stats[k] for k in keys if k in stats}
-
-
-def render_summary(summary: dict[str, Any]) -> str:
-    cfg = summary["config"]
+def render_summary(summary: DemoSummary) -> str:
+    cfg = summary.config
     lines = [
         f"# medssr-hub demo: {cfg['model']} ({cfg['num_samples']} samples/question, max {cfg['max_tokens']} tokens)",
         "",
         *(
-            f"- {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in h.items())
-            for name, h in summary["stages"].items()
+            f"- {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in stage.headline().items())
+            for name, stage in summary.stages.items()
         ),
         "",
-        *render_method_check(summary.get("method check") or {}),
-        *(["![The method check](method_check.png)", ""] if summary.get("method check") else []),
-        summary["leaderboard"],
-        "Benchmark items from: " + "; ".join(summary.get("benchmarks from", [])),
+        *render_method_check(summary.method_check or {}),
+        *(["![The method check](method_check.png)", ""] if summary.method_check else []),
+        render_markdown(summary.runs),
+        "Benchmark items from: " + "; ".join(summary.benchmarks_from),
     ]
     return "\n".join(lines)
 

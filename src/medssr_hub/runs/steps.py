@@ -23,15 +23,18 @@ from medssr_hub.evaluation.runs import Run
 from medssr_hub.generation import build_backend
 from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.label import LabelConfig, run_labeling
+from medssr_hub.labeling.release import LabelingSummary
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
 from medssr_hub.records import load_records
 from medssr_hub.runs.settings import RunSettings
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
 from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.raredis_subset import SUBSET_FILE, build_subset
+from medssr_hub.synthesis.release import SynthesisSummary
 from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.training import grpo, sft
 from medssr_hub.training.launch import accelerate_launch
+from medssr_hub.training.summary import SUMMARY_FILE, TrainingSummary
 from medssr_hub.utils import atomic_write_text, read_jsonl
 
 logger = logging.getLogger(__name__)
@@ -47,28 +50,39 @@ def shared_settings(cfg: RunSettings) -> dict[str, Any]:
     return {"hub": cfg.hub, "model": cfg.model, "backend": cfg.backend, "vllm": cfg.vllm}
 
 
-def labeled_data(cfg: RunSettings) -> dict[str, Any]:
-    """Steps 1-2: synthesis and its pseudo-labels; `labeled` is the (repo id, version) stage 1 reads."""
-    results: dict[str, Any] = {}
+@dataclass(frozen=True)
+class DataSteps:
+    """Steps 1-2 of a run: synthesis and its pseudo-labels (None where a step is off), and the labeled set
+    stage 1 reads, as (repo id, version) (None when labeling does not publish)."""
+
+    synthesis: SynthesisSummary | None = None
+    labeling: LabelingSummary | None = None
+    labeled: tuple[str, str | None] | None = None
+
+
+def labeled_data(cfg: RunSettings) -> DataSteps:
+    """Steps 1-2: synthesis (published) and its pseudo-labels (published, read back by version)."""
     if not cfg.synthesis:
-        return results
+        return DataSteps()
     out, shared = Path(cfg.output_dir), shared_settings(cfg)
     (syn_cfg,) = config_from_dict(
         [SynthesisConfig], {**shared, **cfg.synthesis, "output_dir": str(out / "synthesis")}
     )
-    results["synthesis"] = run_synthesis(syn_cfg)
-    if cfg.labeling:
-        # Read it back the way stage 1 will: from the hub, pinned to its version (else the folder it wrote).
-        source = {"input": syn_cfg.output_dir, "output_dir": str(out / "labeling"), "chat": cfg.chat}
-        source["extraction"] = cfg.extraction  # votes read as the rewards and the evaluation read answers
-        if syn_cfg.publish_repo:
-            source["input"], source["input_revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
-        (label_cfg,) = config_from_dict([LabelConfig], {**shared, **cfg.labeling, **source})
-        results["labeling"] = run_labeling(label_cfg)
-        if label_cfg.publish_repo:
-            results["labeled"] = (label_cfg.publish_repo, label_cfg.publish_version)
-            write_distill_file(cfg, results["labeled"])
-    return results
+    synthesis = run_synthesis(syn_cfg)
+    if not cfg.labeling:
+        return DataSteps(synthesis)
+    # Read it back the way stage 1 will: from the hub, pinned to its version (else the folder it wrote).
+    source = {"input": syn_cfg.output_dir, "output_dir": str(out / "labeling"), "chat": cfg.chat}
+    source["extraction"] = cfg.extraction  # votes read as the rewards and the evaluation read answers
+    if syn_cfg.publish_repo:
+        source["input"], source["input_revision"] = syn_cfg.publish_repo, syn_cfg.publish_version
+    (label_cfg,) = config_from_dict([LabelConfig], {**shared, **cfg.labeling, **source})
+    labeling = run_labeling(label_cfg)
+    if not label_cfg.publish_repo:
+        return DataSteps(synthesis, labeling)
+    labeled = (label_cfg.publish_repo, label_cfg.publish_version)
+    write_distill_file(cfg, labeled)
+    return DataSteps(synthesis, labeling, labeled)
 
 
 def distill_path(cfg: RunSettings) -> Path:
@@ -100,7 +114,7 @@ def write_distill_file(cfg: RunSettings, labeled: tuple[str, str | None]) -> Pat
     return path
 
 
-def heldout_data(cfg: RunSettings) -> tuple[dict[str, Any], tuple[str, str | None]]:
+def heldout_data(cfg: RunSettings) -> tuple[SynthesisSummary, tuple[str, str | None]]:
     """Step 4a: stage 2's gold-keyed questions (held-out vignettes), and where stage 2 reads them."""
     (held_cfg,) = config_from_dict(
         [SynthesisConfig],
@@ -118,7 +132,7 @@ def train_stage(
     model: tuple[str, str | None],
     data: tuple[str, str | None],
     module=grpo,
-) -> dict[str, Any]:
+) -> TrainingSummary:
     """Steps 3 and 4: GRPO (or SFT: `module`) in this process, or `accelerate launch`ed when the config has
     `launch`, from `model` (repo id or folder, revision) on `data` (dataset repo id
     or folder, revision), read back from the hub by version.
@@ -128,7 +142,7 @@ def train_stage(
     an interrupted one resumes from its last checkpoint.
     """
     out = Path(cfg.output_dir) / name
-    summary_file = out / "final" / "train_summary.json"
+    summary_file = out / "final" / SUMMARY_FILE
     recipe = recipe_path(settings.get("config", f"recipes/smollm2/{name}.yaml"))
     overrides = {k: v for k, v in settings.items() if k != "config"}
     overrides.update(
@@ -151,13 +165,7 @@ def train_stage(
         launched(module, {**read_yaml(recipe), **overrides}, cfg.launch, out)
     else:
         module.main(script_args, training_args, model_args)
-    trained = json.loads(summary_file.read_text())
-    return {
-        "steps": trained["global_step"],
-        "publish_repo": script_args.publish_repo,
-        "publish_version": script_args.publish_version,
-        **trained["summary"],
-    }
+    return TrainingSummary.read(out / "final", script_args.publish_repo, script_args.publish_version)
 
 
 def launched(module, values: dict[str, Any], launch: dict[str, Any], out: Path) -> None:

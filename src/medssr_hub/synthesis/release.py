@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 from medssr_hub.generation import stage_model_id
@@ -14,11 +15,34 @@ from medssr_hub.hub.cards import dataset_card
 from medssr_hub.published import published_config
 from medssr_hub.records import MCQRecord, record_from_row
 from medssr_hub.schema import SYNTHETIC_FEATURES
+from medssr_hub.summary import StageSummary
 from medssr_hub.synthesis.config import BRANCHES
 from medssr_hub.synthesis.rare_ratio import RareDiseaseMatcher, rare_ratio
 from medssr_hub.utils import atomic_write_json, atomic_write_jsonl, atomic_write_parquet
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SynthesisSummary(StageSummary):
+    """A synthesis run: how many questions it accepted, their rare-disease ratio, the acceptance and the
+    rejections by reason."""
+
+    @property
+    def num_questions(self) -> int:
+        return self.stats["num_questions"]
+
+    @property
+    def rare_ratio(self) -> float:
+        return self.stats["rare_ratio"]
+
+    @property
+    def acceptance(self) -> dict[str, float | None]:
+        return self.stats["acceptance"]
+
+    @property
+    def rejections(self) -> dict[str, int]:
+        return self.stats["rejections"]
 
 
 def record_of(row: dict[str, Any]) -> MCQRecord:

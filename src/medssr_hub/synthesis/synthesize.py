@@ -51,7 +51,7 @@ from medssr_hub.synthesis.prompts import (
     rewrite_prompt,
     seed_prompt,
 )
-from medssr_hub.synthesis.release import quota_message, record_of, write_release
+from medssr_hub.synthesis.release import SynthesisSummary, quota_message, record_of, write_release
 from medssr_hub.synthesis.vignettes import VignetteGenerator
 from medssr_hub.utils import atomic_write_jsonl, read_jsonl
 
@@ -354,9 +354,9 @@ class Synthesizer(BackendOwner):
         return rows
 
 
-def run_synthesis(cfg: SynthesisConfig) -> dict[str, Any]:
+def run_synthesis(cfg: SynthesisConfig) -> SynthesisSummary:
     synth = Synthesizer(cfg)
     try:
-        return synth.run()
+        return SynthesisSummary(synth.run())
     finally:
         synth.close()

@@ -447,9 +447,10 @@ def test_published_content_depends_only_on_the_inputs(tmp_path):
     settings = {"num_questions": 20, "alpha": 1.0, "publish_repo": "medssr/same", "publish_version": "v1.0.0"}
     first = run_synthesis(vignette_config(tmp_path / "a", hub=hub, **settings))
     second = run_synthesis(vignette_config(tmp_path / "elsewhere" / "b", hub=hub, **settings))
-    assert first["published"].startswith("medssr/same@v1.0.0") and second["published"].startswith(
+    assert first.published.startswith("medssr/same@v1.0.0") and second.published.startswith(
         "medssr/same@v1.0.0"
     )
+    assert first.num_questions == second.num_questions == 20 and first.rare_ratio == 1.0
     assert set(LocalHub(hub).versions("medssr/same")) == {"v1.0.0"}
     assert len(list((tmp_path / "hub" / "datasets" / "medssr" / "same" / "snapshots").iterdir())) == 1
     card = (LocalHub(hub).pull("medssr/same", "v1.0.0") / "README.md").read_text()
