@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from medssr_hub import tracking
+from medssr_hub.errors import ConfigError
 from medssr_hub.generation import stage_model_id
 from medssr_hub.hub import StageRelease
 from medssr_hub.hub.cards import dataset_card
@@ -111,8 +112,15 @@ def write_release(labeler, records: list[MCQRecord], votes: dict[str, dict[str, 
 
 
 def publish(labeler, stats: dict[str, Any]) -> str:
-    """The labeled dataset's card, then its publish: returns `repo@version (location)`."""
+    """The labeled dataset's card, then its publish: returns `repo@version (location)`. A run that kept no
+    question publishes nothing: its stats and plot stay in the output folder for a look."""
     cfg = labeler.cfg
+    if not stats["kept"]:
+        raise ConfigError(
+            f"labeling kept none of {stats['kept'] + stats['discarded']} questions in band {cfg.band}: nothing to "
+            f"publish as {cfg.publish_repo} (stats in {labeler.release / 'stats.json'}); widen `band` or label "
+            "more questions"
+        )
     card = dataset_card(
         repo_id=cfg.publish_repo,
         version=cfg.publish_version,

@@ -42,6 +42,16 @@ def table(folder, split="train"):
     return pd.read_parquet(path) if path.exists() else pd.DataFrame()
 
 
+def test_a_run_that_keeps_no_question_publishes_nothing_and_says_why(tmp_path, synthetic, embedded_dir):
+    """band [0, 0] keeps no question that has a label: the stats and plot are written for a look, and the
+    publish is refused in one line naming the band (not a card error about a missing split)."""
+    cfg = config(tmp_path, synthetic, n=2, max_tokens=8, band=[0.0, 0.0], publish_repo="medssr/none-kept")
+    with pytest.raises(ConfigError, match=r"labeling kept none of 6 questions in band \[0.0, 0.0\]"):
+        Labeler(cfg).run()
+    assert json.loads((tmp_path / "labels" / "dataset" / "stats.json").read_text())["kept"] == 0
+    assert LocalHub(synthetic).versions("medssr/none-kept") == {}
+
+
 @pytest.mark.slow
 def test_labels_votes_band_and_diagnostics(tmp_path, synthetic, embedded_dir):
     cfg = config(tmp_path, synthetic, band=[0.5, 0.75], publish_repo="medssr/synth-labeled")
