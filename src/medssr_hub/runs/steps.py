@@ -120,9 +120,9 @@ def heldout_data(cfg: RunSettings) -> tuple[SynthesisSummary, tuple[str, str | N
         [SynthesisConfig],
         {**shared_settings(cfg), **cfg.heldout, "output_dir": str(Path(cfg.output_dir) / "heldout")},
     )
-    stats = run_synthesis(held_cfg)
+    done = run_synthesis(held_cfg)
     data = (held_cfg.publish_repo, held_cfg.publish_version) if held_cfg.publish_repo else None
-    return stats, data or (held_cfg.output_dir, None)
+    return done, data or (held_cfg.output_dir, None)
 
 
 def train_stage(
