@@ -16,6 +16,7 @@ from medssr_hub.cli import main
 from medssr_hub.config import config_from_dict, parse_config
 from medssr_hub.errors import ConfigError
 from medssr_hub.hub import LocalHub
+from medssr_hub.records import load_records
 from medssr_hub.runs.demo import DemoConfig
 from medssr_hub.schema import (
     LABELED_FEATURES,
@@ -23,6 +24,7 @@ from medssr_hub.schema import (
     RESULTS_FEATURES,
     SYNTHETIC_FEATURES,
 )
+from medssr_hub.training import grpo, sft
 from tests.support.paths import ROOT
 
 # The embedded engine on every machine: these tests are about the pipeline and its resume, and the shipped
@@ -148,9 +150,11 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     assert (published / "README.md").read_text().count("| `base (embedded)` |") == 2
     assert (published / "data" / "details-00000.parquet").exists()
 
-    # After the demo, the training recipes as shipped, in data order (only sizes overridden): stage 1 on the
-    # demo's labeled split, stage 2 from that model on its held-out vignettes, SFT on its distillation file
-    # (`outputs/demo/sft/data.jsonl`, read from where a user runs them).
+    # After the demo, the training recipes as shipped, in data order (only sizes overridden): stage 1 trains
+    # on the demo's labeled split and publishes; stage 2 (from that model, on the demo's held-out vignettes)
+    # and SFT (on its distillation file, `outputs/demo/sft/data.jsonl`, read from where a user runs them)
+    # resolve everything they read. Their training runs are tests/e2e/test_recipes.py's (stage 2) and
+    # test_ablation.py's (the sft row, from this recipe), which CI time does not allow twice.
     user = tmp_path / "user"
     (user / "outputs").mkdir(parents=True)
     (user / "outputs" / "demo").symlink_to(full)
@@ -158,24 +162,23 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDSSR_HUB_ROOT", str(hub_root))
         mp.chdir(user)
-        for stage, sizes in (
-            ("stage1", rl),
-            ("stage2", rl),
-            ("sft", ["--max_steps", "1", "--max_length", "256"]),
-        ):
-            argv = [
-                stage,
-                "--config",
-                f"recipes/smollm2/{stage}.yaml",
-                *sizes,
-                "--output_dir",
-                f"out-{stage}",
-            ]
-            assert main(argv) == 0, stage
-    for repo in ("smollm2-medssr-stage1", "smollm2-medssr-stage2", "smollm2-medssr-sft"):
-        assert set(hub.versions(f"medssr-hub/{repo}", "model")) == {"v0.1.0"}, repo
-    card = (hub.pull("medssr-hub/smollm2-medssr-stage2", "v0.1.0", "model") / "README.md").read_text()
-    assert "`medssr-hub/demo-vignettes-heldout` @ `v0.1.0`" in card
+        argv = ["stage1", "--config", "recipes/smollm2/stage1.yaml", *rl, "--output_dir", "out-stage1"]
+        assert main(argv) == 0
+        for stage, module in (("stage2", grpo), ("sft", sft)):
+            script, _, model = parse_config(
+                module.CONFIG_TYPES, ["--config", f"recipes/smollm2/{stage}.yaml"]
+            )
+            split = "train" if stage == "stage2" else None  # SFT reads a file
+            records, _ = load_records(script.dataset_name, revision=script.dataset_revision, split=split)
+            assert records, stage
+            if stage == "stage2":
+                assert (model.model_name_or_path, model.model_revision) == (
+                    "medssr-hub/smollm2-medssr-stage1",
+                    "v0.1.0",
+                )
+    assert set(hub.versions("medssr-hub/smollm2-medssr-stage1", "model")) == {"v0.1.0"}
+    card = (hub.pull("medssr-hub/smollm2-medssr-stage1", "v0.1.0", "model") / "README.md").read_text()
+    assert "`medssr-hub/demo-synthetic-labeled` @ `v0.1.0`" in card
 
     # The evaluation, killed with SIGKILL once some questions are on disk.
     cut = tmp_path / "cut"
