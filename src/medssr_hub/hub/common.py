@@ -132,6 +132,11 @@ class PublishResult:
     created: bool  # False: the same content was already published under this version (a no-op)
     location: str  # a folder for the local hub, a URL for the Hub
 
+    @property
+    def described(self) -> str:
+        """`repo@version (location)`, as stages and runs report what they published."""
+        return f"{self.repo_id}@{self.version} ({self.location})"
+
 
 class Hub(Protocol):
     """Both targets: a local hub root (offline default) and a Hub endpoint (huggingface.co or HF_ENDPOINT)."""

@@ -154,4 +154,4 @@ def publish(labeler, stats: dict[str, Any]) -> str:
         tags=["synthetic", "pseudo-labels"],
     )
     result = StageRelease.of(cfg).publish(labeler.release, card)
-    return f"{result.repo_id}@{result.version} ({result.location})"
+    return result.described

@@ -53,7 +53,7 @@ from medssr_hub.runs.steps import (
     train_stage,
 )
 from medssr_hub.training import grpo, sft
-from medssr_hub.training.summary import TrainingSummary
+from medssr_hub.training.summary import SUMMARY_FILE, TrainingSummary
 from medssr_hub.utils import atomic_write_json, atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -214,10 +214,7 @@ def run_ablation(cfg: AblationConfig) -> AblationSummary:
     finally:
         backend.close()
     files = write_leaderboard(runs, out / "leaderboard")
-    published = None
-    if cfg.publish_repo:
-        result = push_leaderboard(runs, files, release)
-        published = f"{result.repo_id}@{result.version} ({result.location})"
+    published = push_leaderboard(runs, files, release).described if cfg.publish_repo else None
     summary = AblationSummary(config_dict(cfg), table, trained, data.labeling, published)
     atomic_write_json(out / "ablation.json", summary.record())
     atomic_write_text(out / "ablation.md", render_table(table))
@@ -270,7 +267,7 @@ def label_cell(row: Row, cfg: AblationConfig) -> dict[str, Any] | None:
     if first.target == "key":
         return {"mean": 1.0, "ci95": [1.0, 1.0], "n": 0}
     if first.target == "vote":
-        summary = json.loads((Path(cfg.output_dir) / first.name / "final" / "train_summary.json").read_text())
+        summary = json.loads((Path(cfg.output_dir) / first.name / "final" / SUMMARY_FILE).read_text())
         return cell(
             [h["medssr/label_accuracy"] for h in summary["log_history"] if "medssr/label_accuracy" in h]
         )

@@ -121,10 +121,7 @@ def run_demo(cfg: DemoConfig) -> DemoSummary:
     check = method_check(keyed_runs)
     if check:
         files["method_check"] = plot_method_check(check, out / "method_check.png")
-    published = None
-    if cfg.publish_repo:
-        result = push_leaderboard(runs, files, release)
-        published = f"{result.repo_id}@{result.version} ({result.location})"
+    published = push_leaderboard(runs, files, release).described if cfg.publish_repo else None
     summary = DemoSummary(config_dict(cfg), stages, check, runs, files, published)
     atomic_write_json(out / "summary.json", summary.record())
     atomic_write_text(out / "summary.md", render_summary(summary))

@@ -141,7 +141,7 @@ def publish_release(synth, stats: dict[str, Any]) -> str:
         tags=["synthetic", "rare-diseases"],
     )
     result = StageRelease.of(cfg).publish(synth.release, card)
-    return f"{result.repo_id}@{result.version} ({result.location})"
+    return result.described
 
 
 def quota_message(branch, quota, accepted, attempts, rejected) -> str:

@@ -38,7 +38,6 @@ class TrainingSummary(StageSummary):
     def record(self) -> dict[str, Any]:
         """As a run's JSON record keeps it."""
         return {
-            "steps": self.steps,
             "publish_repo": self.repo_id,
             "publish_version": self.version,
             **self.stats,
