@@ -23,7 +23,7 @@ from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
 from medssr_hub.training.precision import check_fits, uses_deepspeed, weights_dtype
 from medssr_hub.training.vllm_sync import (
-    match_colocated_dtype,
+    configure_colocated_engine,
     reload_colocated_layerwise,
     require_vllm,
     trace_sync,
@@ -166,7 +166,7 @@ def train(
     if script_args.check_disk:
         check_disk(plan_disk(script_args, training_args, model_args, params, dtype, len(dataset)))
     publisher = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
-    match_colocated_dtype(training_args, dtype)
+    configure_colocated_engine(training_args, dtype)
     trainer = trainer_cls(
         model=model_path,
         args=training_args,

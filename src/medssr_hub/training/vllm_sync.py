@@ -17,11 +17,13 @@ import logging
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import torch
 from transformers import TrainerCallback
 
 from medssr_hub.errors import ConfigError
+from medssr_hub.generation.offline_vllm import CPU_KV_CACHE_BYTES
 
 logger = logging.getLogger(__name__)
 
@@ -64,33 +66,57 @@ def engine_compute_dtype(training_args, weights: str | None) -> str:
     return weights if weights not in (None, "auto") else "auto"
 
 
-def match_colocated_dtype(training_args, weights: str | None) -> None:
-    """Run TRL's colocated vLLM engine in the dtype the trainer computes in.
+def colocated_engine_defaults(training_args, weights: str | None, on_gpu: bool) -> dict[str, Any]:
+    """What we add to TRL's colocated vLLM engine call (its `LLM(...)`), where TRL sets nothing.
 
-    TRL 1.16 builds the colocated engine with no `dtype` (`trl/generation/vllm_generation.py`, `LLM(...)` in
-    `VLLMGeneration.__init__`), so vLLM picks its own ("auto": the checkpoint's dtype, and on CPU bfloat16
-    for a float32 checkpoint, `vllm/config/model.py` `_resolve_auto_dtype`). A trainer computing in float32
-    then scores bfloat16 rollouts, and TRL's per-sequence importance ratio measures that gap instead of the
-    policy's drift: measured here on SmolLM2 (32-token rollouts), its minimum fell below 0.25, against 0.997 with
-    both in float32. We pass the trainer's compute dtype through TRL's own constructor call (the module's
-    `LLM` name). On GPU with `bf16: true` and a bfloat16 checkpoint that is what vLLM picks anyway.
+    - `dtype`: the trainer's compute dtype. TRL 1.16 builds the colocated engine with no `dtype`
+      (`trl/generation/vllm_generation.py`, `LLM(...)` in `VLLMGeneration.__init__`), so vLLM picks its own
+      ("auto": the checkpoint's dtype, and on CPU bfloat16 for a float32 checkpoint,
+      `vllm/config/model.py` `_resolve_auto_dtype`). A trainer computing in float32 then scores bfloat16
+      rollouts, and TRL's per-sequence importance ratio measures that gap instead of the policy's drift:
+      measured here on SmolLM2 (32-token rollouts), its minimum fell below 0.25, against 0.997 with both
+      in float32. On GPU with `bf16: true` and a bfloat16 checkpoint that is what vLLM picks anyway.
+    - On CPU only, `kv_cache_memory_bytes` (ours: the 2 GiB our vLLM generation backend reserves). vLLM's
+      CPU worker otherwise reserves `vllm_gpu_memory_utilization` (TRL's 0.3) of the whole memory node, less
+      the process's size, for each training process's KV cache (`vllm/v1/worker/cpu_worker.py`,
+      `determine_available_memory`): 5.5 GB of this 24 GiB machine, beside a trainer whose float32 step
+      over 16 rollouts peaked at 8.5 GB more, measured at 17 GB in all. vLLM's own `VLLM_CPU_KVCACHE_SPACE`
+      (GiB) still overrides it (`vllm/platforms/cpu.py`). On GPU TRL's `vllm_gpu_memory_utilization` rules.
     """
     if not (getattr(training_args, "use_vllm", False) and training_args.vllm_mode == "colocate"):
-        return  # no vLLM (an SFT config has no such field at all), or a server that chose its own dtype
+        return {}  # no vLLM (an SFT config has no such field at all), or a server that chose its own
+    defaults: dict[str, Any] = {}
     dtype = engine_compute_dtype(training_args, weights)
-    if dtype == "auto":
+    if dtype != "auto":
+        defaults["dtype"] = dtype
+    if not on_gpu:
+        defaults["kv_cache_memory_bytes"] = CPU_KV_CACHE_BYTES
+    return defaults
+
+
+def configure_colocated_engine(training_args, weights: str | None) -> None:
+    """Pass `colocated_engine_defaults` through TRL's own engine call (the module's `LLM` name), under
+    whatever the call itself sets."""
+    defaults = colocated_engine_defaults(training_args, weights, on_gpu=torch.cuda.is_available())
+    if not defaults:
         return
     from trl.generation import vllm_generation
 
     engine = getattr(vllm_generation.LLM, "__wrapped__", vllm_generation.LLM)
 
     def LLM(*args, **kwargs):  # noqa: N802  the name TRL calls
-        kwargs.setdefault("dtype", dtype)
-        return engine(*args, **kwargs)
+        return engine(*args, **{**defaults, **kwargs})
 
     LLM.__wrapped__ = engine
     vllm_generation.LLM = LLM
-    logger.info("TRL's colocated vLLM engine runs in %s, the trainer's compute dtype", dtype)
+    if "dtype" in defaults:
+        logger.info("TRL's colocated vLLM engine runs in %s, the trainer's compute dtype", defaults["dtype"])
+    if "kv_cache_memory_bytes" in defaults:
+        logger.info(
+            "TRL's colocated vLLM engine on CPU reserves %.0f GiB for its KV cache (VLLM_CPU_KVCACHE_SPACE "
+            "overrides)",
+            defaults["kv_cache_memory_bytes"] / 2**30,
+        )
 
 
 def keep_vllm_out(training_args) -> None:

@@ -12,6 +12,7 @@ import pytest
 from safetensors.torch import load_file
 
 from medssr_hub.answers import Extraction
+from medssr_hub.generation.offline_vllm import CPU_KV_CACHE_BYTES
 from medssr_hub.hub import LocalHub
 from medssr_hub.resolve import resolve_model
 from medssr_hub.training import launch_command
@@ -658,7 +659,7 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
     Scored as if sampled with certainty, that EOS pulls the stopped rollout's ratio to about 0 (and its
     gradient with it); scored as not sampled, the ratio reflects the sampled tokens only. Sampling as the
     8B recipes do (no top-k, top-p 1), so vLLM's processed logprobs are the trainer's own, in the recipe's
-    float32, which the engine now computes in too (`vllm_sync.match_colocated_dtype`). The rewards read each
+    float32, which the engine now computes in too (`vllm_sync.configure_colocated_engine`). The rewards read each
     completion without the stop string."""
     answered = "".join(f"{q}\nA. {a}\nB. {b}\n\nThe answer is {g}.\n\nQuestion:\n" for q, (a, b), g in SHOTS)
     data, seen = tmp_path / "answered.jsonl", tmp_path / "completions.jsonl"
@@ -678,11 +679,17 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
         "--temperature", "0.7", "--top_p", "1.0", "--top_k", "0",
         "--use_vllm", "true", "--vllm_mode", "colocate", "--vllm_max_model_length", "1024",
         "--publish_repo", "medssr/stopped",
-        env_extra={"VLLM_CPU_CI_ENV": "1", "MEDSSR_TEST_COMPLETIONS": str(seen), "PYTHONPATH": str(ROOT)},
+        env_extra={
+            "VLLM_CPU_CI_ENV": "1", "MEDSSR_TEST_COMPLETIONS": str(seen), "PYTHONPATH": str(ROOT),
+            "VLLM_LOGGING_LEVEL": "INFO",  # for the KV-cache size vLLM's CPU worker logs
+        },
     )  # fmt: skip
     history = json.loads((tmp_path / "s1" / "final" / "train_summary.json").read_text())["log_history"]
     steps = [h for h in history if "sampling/importance_sampling_ratio/min" in h]
     assert [h["step"] for h in steps] == [1], out[-3000:]  # one step: the weight sync has its own test
+    # vLLM's CPU worker sized its KV cache by our bound, not by 0.3 of this machine's memory (which, beside
+    # this float32 step over 16 rollouts, took the run to 17 GB, and to the OOM killer in the whole suite).
+    assert f"Explicitly set ({CPU_KV_CACHE_BYTES / 2**30:.1f}/" in out, out[-3000:]
     stopped = [h["medssr/stopped_at_next_question"] for h in steps]
     assert all(share > 0.5 for share in stopped), stopped
     # Measured over two steps: 0.99994 and 0.9973. With the EOS scored as sampled: 3e-06 and 0.0. With the
@@ -789,24 +796,40 @@ def test_a_resume_onto_other_training_data_or_model_is_refused(tmp_path):
     )  # now the changed data is the run's
 
 
-def test_the_colocated_engine_computes_in_the_trainers_dtype():
-    """TRL builds its colocated engine without a dtype; the runner passes the trainer's compute dtype through
-    TRL's own constructor call, and leaves configs without vLLM (SFT has no use_vllm at all) alone."""
+def test_the_colocated_engine_computes_in_the_trainers_dtype_and_bounds_its_cpu_kv_cache():
+    """TRL builds its colocated engine without a dtype or KV-cache size; the runner passes the trainer's
+    compute dtype and, on CPU, our KV-cache bound through TRL's own constructor call, under what the call
+    sets itself, and leaves configs without vLLM (SFT has no use_vllm at all) alone."""
     from types import SimpleNamespace
 
     from trl.generation import vllm_generation
 
-    from medssr_hub.training.vllm_sync import engine_compute_dtype, match_colocated_dtype
+    from medssr_hub.training.vllm_sync import (
+        colocated_engine_defaults,
+        configure_colocated_engine,
+        engine_compute_dtype,
+    )
 
-    original = vllm_generation.LLM
+    colocate = dict(use_vllm=True, vllm_mode="colocate", fp16=False)
+    assert engine_compute_dtype(SimpleNamespace(**colocate, bf16=True), "float32") == "bfloat16"
+    cpu = colocated_engine_defaults(SimpleNamespace(**colocate, bf16=False), "float32", on_gpu=False)
+    assert cpu == {"dtype": "float32", "kv_cache_memory_bytes": CPU_KV_CACHE_BYTES}
+    gpu = colocated_engine_defaults(SimpleNamespace(**colocate, bf16=True), "bfloat16", on_gpu=True)
+    assert gpu == {"dtype": "bfloat16"}  # on GPU, TRL's vllm_gpu_memory_utilization sizes the cache
+    server = dict(colocate, vllm_mode="server")
+    assert colocated_engine_defaults(SimpleNamespace(**server, bf16=False), "float32", on_gpu=True) == {}
+
+    original, calls = vllm_generation.LLM, []
     try:
-        match_colocated_dtype(SimpleNamespace(bf16=False, fp16=False), "float32")  # an SFT config: no-op
-        assert vllm_generation.LLM is original
-        colocate = dict(use_vllm=True, vllm_mode="colocate", fp16=False)
-        assert engine_compute_dtype(SimpleNamespace(**colocate, bf16=True), "float32") == "bfloat16"
-        match_colocated_dtype(SimpleNamespace(**colocate, bf16=False), "float32")
-        assert vllm_generation.LLM.__wrapped__ is original
-        match_colocated_dtype(SimpleNamespace(**colocate, bf16=True), "float32")  # re-wraps, never nests
-        assert vllm_generation.LLM.__wrapped__ is original
+        vllm_generation.LLM = lambda *a, **kw: calls.append(kw)
+        configure_colocated_engine(SimpleNamespace(bf16=False, fp16=False), "float32")  # an SFT config: no-op
+        assert vllm_generation.LLM.__name__ == "<lambda>"
+        configure_colocated_engine(SimpleNamespace(**colocate, bf16=False), "float32")
+        configure_colocated_engine(SimpleNamespace(**colocate, bf16=True), "float32")  # re-wraps, never nests
+        assert vllm_generation.LLM.__wrapped__.__name__ == "<lambda>"
+        vllm_generation.LLM(model="m", dtype="float16")
+        assert calls[-1]["dtype"] == "float16" and calls[-1]["model"] == "m"  # the call's own word wins
+        vllm_generation.LLM(model="m")
+        assert calls[-1]["dtype"] == "bfloat16"
     finally:
         vllm_generation.LLM = original
