@@ -680,7 +680,8 @@ def test_stopped_base_model_rollouts_keep_their_importance_weight(tmp_path):
         "--use_vllm", "true", "--vllm_mode", "colocate", "--vllm_max_model_length", "1024",
         "--publish_repo", "medssr/stopped",
         env_extra={
-            "VLLM_CPU_CI_ENV": "1", "MEDSSR_TEST_COMPLETIONS": str(seen), "PYTHONPATH": str(ROOT),
+            "VLLM_CPU_CI_ENV": "1", "MEDSSR_TEST_COMPLETIONS": str(seen),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
             "VLLM_LOGGING_LEVEL": "INFO",  # for the KV-cache size vLLM's CPU worker logs
         },
     )  # fmt: skip
