@@ -164,18 +164,16 @@ def test_demo_runs_the_pipeline_and_resumes_after_kill(tmp_path, benchmarks_dir,
         mp.chdir(user)
         argv = ["stage1", "--config", "recipes/smollm2/stage1.yaml", *rl, "--output_dir", "out-stage1"]
         assert main(argv) == 0
-        for stage, module in (("stage2", grpo), ("sft", sft)):
-            script, _, model = parse_config(
-                module.CONFIG_TYPES, ["--config", f"recipes/smollm2/{stage}.yaml"]
-            )
-            split = "train" if stage == "stage2" else None  # SFT reads a file
-            records, _ = load_records(script.dataset_name, revision=script.dataset_revision, split=split)
-            assert records, stage
-            if stage == "stage2":
-                assert (model.model_name_or_path, model.model_revision) == (
-                    "medssr-hub/smollm2-medssr-stage1",
-                    "v0.1.0",
-                )
+        script, _, model = parse_config(grpo.CONFIG_TYPES, ["--config", "recipes/smollm2/stage2.yaml"])
+        records, _ = load_records(script.dataset_name, revision=script.dataset_revision, split="train")
+        assert records, "stage2"
+        assert (model.model_name_or_path, model.model_revision) == (
+            "medssr-hub/smollm2-medssr-stage1",
+            "v0.1.0",
+        )
+        script, _, _ = parse_config(sft.CONFIG_TYPES, ["--config", "recipes/smollm2/sft.yaml"])
+        records, _ = load_records(script.dataset_name, revision=script.dataset_revision)  # SFT reads a file
+        assert records, "sft"
     assert set(hub.versions("medssr-hub/smollm2-medssr-stage1", "model")) == {"v0.1.0"}
     card = (hub.pull("medssr-hub/smollm2-medssr-stage1", "v0.1.0", "model") / "README.md").read_text()
     assert "`medssr-hub/demo-synthetic-labeled` @ `v0.1.0`" in card
