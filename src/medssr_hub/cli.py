@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from medssr_hub import __version__
 from medssr_hub.commands import STAGES, TRAINING, stage_config
-from medssr_hub.config import parse_config
+from medssr_hub.config import load_config
 from medssr_hub.errors import ConfigError, MedSSRError
 from medssr_hub.hub import open_hub, publish
 from medssr_hub.paths import package_data
@@ -233,7 +233,7 @@ def run_command(argv: Sequence[str]) -> int:
     setup_logging(args.log_level)
     prog = f"medssr-hub {args.command}"
     if args.command in STAGES:
-        (cfg,) = parse_config([stage_config(args.command)], rest, prog=prog)
+        cfg = load_config(stage_config(args.command), rest, prog=prog)
         return STAGES[args.command][1](cfg)
     if args.command in TRAINING:
         from medssr_hub.runs.checkpoint_eval import checkpoint_callbacks

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from medssr_hub.evaluation.leaderboard import LeaderboardConfig
     from medssr_hub.labeling.label import LabelConfig
     from medssr_hub.runs.ablation import AblationConfig
-    from medssr_hub.runs.demo import DemoConfig
+    from medssr_hub.runs.settings import RunSettings
     from medssr_hub.synthesis.config import SynthesisConfig
 
 
@@ -82,7 +82,7 @@ def print_wall_time(start: float) -> None:
     print(f"Wall time: {minutes}m{seconds:02d}s (this run; finished steps on disk were not redone)")
 
 
-def _demo(cfg: DemoConfig) -> int:
+def _demo(cfg: RunSettings) -> int:
     from medssr_hub.runs.demo import render_summary, run_demo
 
     start = time.monotonic()
@@ -100,8 +100,8 @@ def _ablation(cfg: AblationConfig) -> int:
 
     start = time.monotonic()
     summary = run_ablation(cfg)
-    print((Path(cfg.output_dir) / "ablation.md").read_text())
-    print(f"Results in {cfg.output_dir}/ (ablation.md, .csv, .json, .png; leaderboard/; <row>/final/)")
+    print((Path(cfg.run.output_dir) / "ablation.md").read_text())
+    print(f"Results in {cfg.run.output_dir}/ (ablation.md, .csv, .json, .png; leaderboard/; <row>/final/)")
     if summary.published:
         print(f"Published the rows' leaderboard as {summary.published}")
     print_wall_time(start)
@@ -130,7 +130,7 @@ STAGES: dict[str, tuple[str, Callable[..., int], str]] = {
         _leaderboard,
         "join evaluation runs into md/csv/json tables and a chart",
     ),
-    "demo": ("medssr_hub.runs.demo:DemoConfig", _demo, "run the main job on the embedded default model"),
+    "demo": ("medssr_hub.runs.settings:RunSettings", _demo, "run the main job on the embedded default model"),
     "ablation": (
         "medssr_hub.runs.ablation:AblationConfig",
         _ablation,
@@ -146,6 +146,7 @@ TRAINING = {
 
 
 def stage_config(command: str) -> type:
-    """The config dataclass of a stage subcommand (imported now)."""
+    """The config of a stage subcommand (imported now): a dataclass, or a run composed of several
+    (`config.config_parts`)."""
     module, _, name = STAGES[command][0].partition(":")
     return getattr(import_module(module), name)

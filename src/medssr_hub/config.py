@@ -154,10 +154,17 @@ def _optional_fields(types: Sequence[type]) -> set[str]:
 NULLS = ("null", "none", "~")
 
 
-def parse_config(types: Sequence[type], argv: Sequence[str] | None = None, prog: str | None = None) -> tuple:
-    """The dataclasses `types` from `--config FILE` plus command-line overrides."""
+def parse_config(
+    types: Sequence[type],
+    argv: Sequence[str] | None = None,
+    prog: str | None = None,
+    defaults: dict[str, Any] | None = None,
+) -> tuple:
+    """The dataclasses `types` from `--config FILE` plus command-line overrides; `defaults` replace their
+    fields' own defaults (a composed run's, see `load_config`), and the YAML and command line override them."""
     argv = list(argv or [])
     parser = ConfigParser(list(types), prog=prog)
+    parser.set_defaults(**(defaults or {}))  # TrlParser sets the YAML's values over these
     config_file = None
     if "--config" in argv[:-1]:  # a shipped recipe (`recipes/...`) is found from an installed wheel too
         at = argv.index("--config") + 1
@@ -302,10 +309,14 @@ def check_keys(types: Sequence[type], values: dict[str, Any], where: str | Path 
 
 
 def config_from_dict(
-    types: Sequence[type], values: dict[str, Any], yaml_file: str | Path | None = None
+    types: Sequence[type],
+    values: dict[str, Any],
+    yaml_file: str | Path | None = None,
+    defaults: dict[str, Any] | None = None,
 ) -> tuple:
-    """The same dataclasses from a dict (over a YAML file's values): for Python callers such as the demo."""
-    data = {**(read_yaml(yaml_file) if yaml_file else {}), **values}
+    """The same dataclasses from a dict (over a YAML file's values, over `defaults`): for Python callers
+    such as the demo."""
+    data = {**(defaults or {}), **(read_yaml(yaml_file) if yaml_file else {}), **values}
     check_keys(types, data, yaml_file)
     data = _numbers(types, data, yaml_file)
     try:
@@ -336,3 +347,17 @@ def _numbers(types: Sequence[type], data: dict[str, Any], where: str | Path | No
             except ValueError as e:
                 raise ConfigError(f"{where or 'config'}: {name}: not a number: {out[name]!r}") from e
     return out
+
+
+def config_parts(kind: type) -> tuple[type, ...]:
+    """The dataclasses a subcommand's config is read as: one, or a composed run's `PARTS` (parsed together,
+    each field once, as TRL's scripts read their three)."""
+    return tuple(getattr(kind, "PARTS", (kind,)))
+
+
+def load_config(kind: type, argv: Sequence[str] | None = None, prog: str | None = None) -> Any:
+    """A subcommand's config from `--config FILE` plus command-line overrides: a dataclass, or a run composed
+    of several (`PARTS`, built as `kind(*parts)`), whose `DEFAULTS` replace its parts' own defaults."""
+    parts = config_parts(kind)
+    parsed = parse_config(parts, argv, prog=prog, defaults=getattr(kind, "DEFAULTS", None))
+    return kind(*parsed) if parts != (kind,) else parsed[0]

@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 
 from medssr_hub.cli import main
-from medssr_hub.config import config_from_dict
 from medssr_hub.errors import ConfigError
 from medssr_hub.hub import LocalHub
 from medssr_hub.paths import recipe_path
 from medssr_hub.runs.ablation import AblationConfig, plan, render_table
+from medssr_hub.runs.settings import RunSettings
 
 TINY = {
     "backend": "embedded",
@@ -49,17 +49,22 @@ def test_rows_run_after_the_row_they_start_from_and_bad_rows_are_refused(tmp_pat
         "base",
         "ttrl",
     ]
-    (cfg,) = config_from_dict(
-        [AblationConfig], {}, yaml_file=recipe_path("recipes/ablation/smollm2_cpu.yaml")
-    )
-    assert cfg.rows == ["base", "sft", "stage2_only", "medssr", "ttrl", "oracle", "medssr_stage2"]
+    cfg = AblationConfig.from_dict({}, yaml_file=recipe_path("recipes/ablation/smollm2_cpu.yaml"))
+    assert cfg.table.rows == ["base", "sft", "stage2_only", "medssr", "ttrl", "oracle", "medssr_stage2"]
+    data = {"chat": True, "synthesis": {"a": 1}, "labeling": {"a": 1}, "keyed_eval": {"a": 1}}
     with pytest.raises(ConfigError, match="unknown"):
-        AblationConfig(chat=True, rows=["base", "grpo"], synthesis={}, labeling={}, keyed_eval={})
+        AblationConfig.from_dict({**data, "rows": ["base", "grpo"]})
     with pytest.raises(ConfigError, match="row medssr trains stage1"):  # the row stage 2 starts from
-        AblationConfig(chat=True, rows=["medssr_stage2"], synthesis={"a": 1}, labeling={"a": 1},
-                       keyed_eval={"a": 1}, stage2={"max_steps": 1})  # fmt: skip
+        AblationConfig.from_dict({**data, "rows": ["medssr_stage2"], "stage2": {"max_steps": 1}})
     with pytest.raises(ConfigError, match="set `sft`"):
-        AblationConfig(chat=True, rows=["sft"], synthesis={"a": 1}, labeling={"a": 1}, keyed_eval={"a": 1})
+        AblationConfig.from_dict({**data, "rows": ["sft"]})
+    with pytest.raises(ConfigError, match="needs synthesis, labeling and keyed_eval"):
+        AblationConfig.from_dict({**data, "keyed_eval": None, "rows": ["base"]})
+    # Its own defaults where the demo's would collide with the demo's folder and leaderboard repo.
+    alone = AblationConfig.from_dict({**data, "rows": ["base"]})
+    assert alone.run.output_dir == "outputs/ablation"
+    assert alone.run.publish_repo == "medssr-hub/ablation-leaderboard"
+    assert RunSettings(chat=True).output_dir == "outputs/demo"
     table = {"base": {"title": "base", "keyed": {"mean": 0.5, "ci95": [0.25, 0.75], "n": 4}}}
     table["base"] |= {c: None for c in ("rare", "official", "lenient", "label_accuracy")}
     assert "| base | 50.0 [25.0, 75.0] | – | – | – | – |" in render_table(table)

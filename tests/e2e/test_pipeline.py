@@ -17,7 +17,7 @@ from medssr_hub.config import config_from_dict, parse_config
 from medssr_hub.errors import ConfigError
 from medssr_hub.hub import LocalHub
 from medssr_hub.records import load_records
-from medssr_hub.runs.demo import DemoConfig
+from medssr_hub.runs.settings import RunSettings
 from medssr_hub.schema import (
     LABELED_FEATURES,
     LEADERBOARD_DETAILS_FEATURES,
@@ -227,12 +227,12 @@ def test_changed_settings_are_refused_on_resume(tmp_path, benchmarks_dir):
 
 def test_a_step_is_skipped_with_null_on_the_command_line_as_in_yaml():
     argv = ["--config", "recipes/demo.yaml", "--labeling", "null", "--keyed-eval", "None"]
-    (cfg,) = parse_config([DemoConfig], argv)
+    (cfg,) = parse_config([RunSettings], argv)
     assert cfg.labeling is None and cfg.keyed_eval is None and cfg.synthesis["num_questions"] == 12
-    (cfg,) = parse_config([DemoConfig], ["--config", "recipes/demo.yaml", "--labeling", '{"n": 2}'])
+    (cfg,) = parse_config([RunSettings], ["--config", "recipes/demo.yaml", "--labeling", '{"n": 2}'])
     assert cfg.labeling["n"] == 2 and cfg.labeling["shard_size"] == 6  # a mapping still updates the YAML's
     with pytest.raises(ConfigError, match="--vllm: a mapping is required here, not null"):
-        parse_config([DemoConfig], ["--config", "recipes/demo.yaml", "--vllm", "null"])
+        parse_config([RunSettings], ["--config", "recipes/demo.yaml", "--vllm", "null"])
 
 
 def test_clear_errors(tmp_path, capsys):
@@ -252,7 +252,7 @@ def test_clear_errors(tmp_path, capsys):
     assert "No benchmarks folder" in err and "MEDSSR_BENCHMARKS_DIR" in err
     (tmp_path / "bad.yaml").write_text("modle: embedded\n")
     with pytest.raises(ConfigError, match="unknown config key\\(s\\) modle"):
-        config_from_dict([DemoConfig], {}, yaml_file=tmp_path / "bad.yaml")
+        config_from_dict([RunSettings], {}, yaml_file=tmp_path / "bad.yaml")
     with pytest.raises(SystemExit) as info:
         main(["--version"])
     assert info.value.code == 0

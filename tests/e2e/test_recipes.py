@@ -95,18 +95,19 @@ def test_offline_recipes_chain_in_data_order(tmp_path, monkeypatch, benchmarks_d
 def test_every_shipped_recipe_parses_with_the_installed_libraries():
     """Each recipe YAML's keys exist in its stage's config classes (TRL and transformers rename fields:
     transformers 5 dropped `warmup_ratio`), and the stage configs build from it."""
-    from medssr_hub.config import check_keys, parse_config, read_yaml
+    from medssr_hub.config import check_keys, load_config, parse_config, read_yaml
     from medssr_hub.evaluation.evaluate import EvalConfig
     from medssr_hub.evaluation.leaderboard import LeaderboardConfig
     from medssr_hub.labeling.label import LabelConfig
     from medssr_hub.paths import package_data
-    from medssr_hub.runs.demo import DemoConfig
+    from medssr_hub.runs.ablation import AblationConfig
+    from medssr_hub.runs.settings import RunSettings
     from medssr_hub.synthesis.config import SynthesisConfig
     from medssr_hub.training import grpo, sft
 
     stages = {
         "synthesis": [SynthesisConfig], "labeling": [LabelConfig], "evaluation": [EvalConfig],
-        "leaderboard": [LeaderboardConfig], "recipes": [DemoConfig],
+        "leaderboard": [LeaderboardConfig], "recipes": [RunSettings],
     }  # fmt: skip
     files = sorted(package_data("recipes").rglob("*.yaml"))
     assert len(files) >= 15
@@ -118,6 +119,9 @@ def test_every_shipped_recipe_parses_with_the_installed_libraries():
             check_keys(types, read_yaml(f), f)
         elif f.parent.name in stages:
             parse_config(stages[f.parent.name], ["--config", str(f)])
+        elif f.parent.name == "ablation":  # the run settings and the rows, parsed together
+            ablation = load_config(AblationConfig, ["--config", str(f)])
+            assert ablation.run.publish_repo and ablation.table.rows, f
         elif f.parent.name == "lighteval":  # lighteval's model configs (pydantic, unknown keys refused)
             from lighteval.models.transformers.transformers_model import TransformersModelConfig
 

@@ -115,11 +115,11 @@ def test_numbers_survive_a_dict_merged_from_the_command_line(tmp_path):
     """`--stage1 '{"max_steps": 1}'` merges into the YAML's dict; its 1.0e-5 stays a number (YAML 1.1
     reads the JSON form 1e-05 as a string, which once reached the optimizer)."""
     from medssr_hub.config import parse_config
-    from medssr_hub.runs.demo import DemoConfig
+    from medssr_hub.runs.settings import RunSettings
 
     config = tmp_path / "demo.yaml"
     config.write_text("chat: true\nstage1:\n  learning_rate: 1.0e-5\n  max_steps: 6\n")
-    (cfg,) = parse_config([DemoConfig], ["--config", str(config), "--stage1", '{"max_steps": 1}'])
+    (cfg,) = parse_config([RunSettings], ["--config", str(config), "--stage1", '{"max_steps": 1}'])
     assert cfg.stage1 == {"learning_rate": 1e-5, "max_steps": 1}
     assert isinstance(cfg.stage1["learning_rate"], float)
 
@@ -370,13 +370,13 @@ def test_a_read_only_file_system_ends_in_one_line_naming_the_path(read_only, cap
 def test_the_embedded_default_runs_without_chat_set(tmp_path, capsys, benchmarks_dir):
     """`medssr-hub evaluate --benchmarks f.json` on the embedded default model: its own chat setting."""
     from medssr_hub.evaluation.evaluate import EvalConfig
-    from medssr_hub.runs.demo import DemoConfig
+    from medssr_hub.runs.settings import RunSettings
 
     out = tmp_path / "eval"
     argv = ["evaluate", "--benchmarks", str(benchmarks_dir / "medqa.json"), "--max_items", "1"]
     assert main([*argv, "--num_samples", "1", "--max_tokens", "4", "--output_dir", str(out)]) == 0
     assert json.loads((out / "results.json").read_text())["config"]["chat"] is True
-    assert DemoConfig().chat is True
+    assert RunSettings().chat is True
     assert "chat" in run(
         capsys, "evaluate", "--model", "org/another-model", "--output_dir", str(tmp_path / "o")
     )

@@ -8,18 +8,19 @@ import pytest
 import yaml
 
 from medssr_hub.cli import STAGES, main, stage_config
-from medssr_hub.config import ConfigParser
+from medssr_hub.config import ConfigParser, config_parts
 from medssr_hub.evaluation.evaluate import EvalConfig
 from medssr_hub.evaluation.leaderboard import LeaderboardConfig
 from medssr_hub.field_help import arg, documented
 from medssr_hub.labeling.label import LabelConfig
-from medssr_hub.runs.ablation import AblationConfig
-from medssr_hub.runs.demo import DemoConfig
+from medssr_hub.runs.ablation import AblationConfig, AblationRows
+from medssr_hub.runs.settings import RunSettings
 from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.training import grpo, sft
 from tests.support.paths import ROOT
 
-CONFIGS = [stage_config(name) for name in STAGES]
+# Each dataclass a subcommand reads, once (the ablation reads the run settings and its rows together).
+CONFIGS = list(dict.fromkeys(part for name in STAGES for part in config_parts(stage_config(name))))
 TRAINING = {"grpo": grpo.CONFIG_TYPES, "sft": sft.CONFIG_TYPES}
 # Which config each shipped recipe folder is read as (recipes/lighteval holds lighteval's own YAML).
 RECIPES = {
@@ -30,7 +31,7 @@ RECIPES = {
     "smollm2": None,  # training: grpo or sft by file name
     "qwen3-8b-base": None,
     "llama3.1-8b": None,
-    "ablation": (AblationConfig,),
+    "ablation": AblationConfig.PARTS,
 }
 # demo.yaml's nested steps, each read as a stage's config.
 DEMO_STEPS = {
@@ -54,7 +55,8 @@ def words(text: str) -> str:
 
 
 def test_stage_configs_document_every_field():
-    assert {DemoConfig, SynthesisConfig, LabelConfig, EvalConfig, LeaderboardConfig} <= set(CONFIGS)
+    ours = {RunSettings, AblationRows, SynthesisConfig, LabelConfig, EvalConfig, LeaderboardConfig}
+    assert ours <= set(CONFIGS)
     counted = 0
     for cls in CONFIGS:
         for name, text in helps([cls]).items():
@@ -85,6 +87,16 @@ def test_stage_help_on_the_command_line(capsys):
     )  # what null does, for `decontaminate`
 
 
+def test_ablation_help_lists_the_run_settings_and_its_rows_with_its_own_defaults(capsys):
+    with pytest.raises(SystemExit):
+        main(["ablation", "--help"])
+    text = capsys.readouterr().out
+    titles = [line for line in text.splitlines() if line.endswith("(medssr-hub):")]
+    assert titles == ["RunSettings (medssr-hub):", "AblationRows (medssr-hub):"]
+    assert "medssr-hub/ablation-leaderboard" in words(text) and "outputs/ablation" in text
+    assert "demo-leaderboard" not in text
+
+
 def test_a_field_without_help_is_refused_at_definition():
     with pytest.raises(TypeError, match="fields without help text: window"):
 
@@ -109,7 +121,7 @@ def recipe_files():
                 yield path, (EvalConfig,)
             else:
                 yield path, types or TRAINING["sft" if path.stem == "sft" else "grpo"]
-    yield ROOT / "recipes" / "demo.yaml", (DemoConfig,)
+    yield ROOT / "recipes" / "demo.yaml", (RunSettings,)
 
 
 @pytest.mark.parametrize("path,types", list(recipe_files()), ids=lambda v: getattr(v, "name", ""))
@@ -119,7 +131,7 @@ def test_every_recipe_key_is_a_documented_field(path, types):
     commented = set(re.findall(r"^(\w+):[^#\n]*#", path.read_text(), flags=re.M))  # top-level keys
     for key, value in data.items():
         assert documented_fields.get(key, "").strip(), f"{path.name}: {key} has no help"
-        if types[0] in (DemoConfig, AblationConfig) and key in DEMO_STEPS and value:
+        if types[0] is RunSettings and key in DEMO_STEPS and value:
             inner = helps(DEMO_STEPS[key])
             for sub in value:
                 assert sub == "config" or inner.get(sub, "").strip(), f"{path.name}: {key}.{sub} has no help"

@@ -28,11 +28,11 @@ import logging
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pandas as pd
 
-from medssr_hub.config import JsonDict
+from medssr_hub.config import JsonDict, config_from_dict
 from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.stats import bootstrap_ci, stratified_bootstrap_ci
@@ -90,10 +90,9 @@ TITLES = {
 
 @documented
 @dataclass
-class AblationConfig(RunSettings):
-    """`medssr-hub ablation --config recipes/ablation/smollm2_cpu.yaml`: the demo's data and evaluation
-    settings, and the training rows to compare (`stage1`, `stage2`, `sft`: a recipe `config` plus overrides,
-    shared by every row of that stage)."""
+class AblationRows:
+    """The ablation's own settings, beside the run settings it shares with the demo: which rows, the sft
+    row's training, and where the rows' models are published."""
 
     rows: list[str] = arg(
         "the rows to train and evaluate, in table order: base, sft, stage2_only, medssr, ttrl, oracle, "
@@ -105,29 +104,55 @@ class AblationConfig(RunSettings):
         "each trained row is published as model repo <models_repo>-<row> (version publish_version)",
         "medssr-hub/ablation",
     )
-    publish_repo: str | None = arg(
-        "publish the rows' leaderboard, with per-item details, as this dataset repo; null: do not publish",
-        "medssr-hub/ablation-leaderboard",
-    )
 
     def __post_init__(self) -> None:
-        super().__post_init__()
         self.sft = JsonDict(self.sft) if self.sft is not None else None
         unknown = [r for r in self.rows if r not in BY_NAME]
         if unknown:
             raise ConfigError(f"rows: unknown {unknown}; choose from {', '.join(BY_NAME)}")
-        for row in plan(self.rows):  # with the rows they start from
-            name = row.name
-            settings = {"stage1": self.stage1, "stage2": self.stage2, "sft": self.sft}.get(row.stage or "")
-            if row.stage and not settings:
-                raise ConfigError(f"row {name} trains {row.stage}: set `{row.stage}` in the config")
-        if not self.synthesis or not self.labeling or not self.keyed_eval:
+
+
+@dataclass(frozen=True)
+class AblationConfig:
+    """`medssr-hub ablation --config recipes/ablation/smollm2_cpu.yaml`: the run settings the demo reads
+    (`run`: data, the stage 1 and 2 trainings every row of that stage shares, evaluation) and the table's
+    own (`table`). One YAML holds both, each key once: they are parsed together, as TRL's scripts read
+    their three dataclasses."""
+
+    run: RunSettings
+    table: AblationRows
+    PARTS: ClassVar[tuple[type, ...]] = (RunSettings, AblationRows)
+    # The run settings' defaults are the demo's; the ablation publishes and writes under its own names.
+    DEFAULTS: ClassVar[dict[str, Any]] = {
+        "publish_repo": "medssr-hub/ablation-leaderboard",
+        "output_dir": "outputs/ablation",
+    }
+
+    def __post_init__(self) -> None:
+        run = self.run
+        for row in plan(self.table.rows):  # with the rows they start from
+            if row.stage and not self.training(row.stage):
+                raise ConfigError(f"row {row.name} trains {row.stage}: set `{row.stage}` in the config")
+        if not run.synthesis or not run.labeling or not run.keyed_eval:
             raise ConfigError(
                 "the ablation needs synthesis, labeling and keyed_eval (its data and first column)"
             )
 
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], yaml_file: str | Path | None = None) -> AblationConfig:
+        """For Python callers: `values` over a YAML file's, over the ablation's defaults."""
+        return cls(*config_from_dict(cls.PARTS, values, yaml_file=yaml_file, defaults=cls.DEFAULTS))
+
+    def training(self, stage: str) -> JsonDict | None:
+        """The settings every row of a stage (stage1, stage2, sft) trains with."""
+        return {"stage1": self.run.stage1, "stage2": self.run.stage2, "sft": self.table.sft}[stage]
+
+    def as_dict(self) -> dict[str, Any]:
+        """Both parts as one mapping, each key as the YAML spells it."""
+        return config_dict(self.run) | config_dict(self.table)
+
     def run_fingerprint(self) -> dict[str, Any]:
-        return super().run_fingerprint() | {"sft": self.sft, "models_repo": self.models_repo}
+        return self.run.run_fingerprint() | {"sft": self.table.sft, "models_repo": self.table.models_repo}
 
 
 def plan(names: list[str]) -> list[Row]:
@@ -147,15 +172,17 @@ def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[s
     for row in rows:
         if row.stage is None:
             continue
-        settings = dict({"stage1": cfg.stage1, "stage2": cfg.stage2, "sft": cfg.sft}[row.stage])
+        run = cfg.run
+        settings = dict(cfg.training(row.stage) or {})
         settings.setdefault("config", f"recipes/smollm2/{row.stage}.yaml")
-        settings |= {"publish_repo": f"{cfg.models_repo}-{row.name}", "publish_version": cfg.publish_version}
+        settings |= {"publish_repo": f"{cfg.table.models_repo}-{row.name}"}
+        settings |= {"publish_version": run.publish_version}
         if row.target:
             settings["target"] = row.target
-        start = (cfg.model, None) if row.start == "base" else trained[row.start].model
-        data = {"stage1": labeled, "stage2": heldout}.get(row.stage) or (str(distill_path(cfg)), None)
+        start = (run.model, None) if row.start == "base" else trained[row.start].model
+        data = {"stage1": labeled, "stage2": heldout}.get(row.stage) or (str(distill_path(run)), None)
         module = sft if row.stage == "sft" else grpo
-        trained[row.name] = train_stage(cfg, row.name, settings, model=start, data=data, module=module)
+        trained[row.name] = train_stage(run, row.name, settings, model=start, data=data, module=module)
     return trained
 
 
@@ -164,7 +191,7 @@ class AblationSummary:
     """What an ablation run did: its table (row -> cells), each trained row's summary, the labeling's, and
     where the rows' leaderboard was published."""
 
-    config: dict[str, Any]
+    config: AblationConfig
     rows: dict[str, dict[str, Any]]
     trained: dict[str, TrainingSummary]
     labeling: LabelingSummary | None
@@ -173,7 +200,7 @@ class AblationSummary:
     def record(self) -> dict[str, Any]:
         """As `ablation.json` holds it."""
         record = {
-            "config": self.config,
+            "config": self.config.as_dict(),
             "rows": self.rows,
             "trained": {name: t.record() | {"model": list(t.model)} for name, t in self.trained.items()},
             "labeling": dict(self.labeling.stats) if self.labeling else None,
@@ -182,40 +209,41 @@ class AblationSummary:
 
 
 def run_ablation(cfg: AblationConfig) -> AblationSummary:
-    benchmark_files(cfg)  # a missing input is reported first, before the resume and publish checks
-    out = Path(cfg.output_dir)
+    run = cfg.run
+    benchmark_files(run)  # a missing input is reported first, before the resume and publish checks
+    out = Path(run.output_dir)
     out.mkdir(parents=True, exist_ok=True)
     guard_resume(out, cfg.run_fingerprint(), "ablation")
-    release = leaderboard_release(cfg)
-    data = labeled_data(cfg)
+    release = leaderboard_release(run, cfg.as_dict())
+    data = labeled_data(run)
     if data.labeled is None:
         raise ConfigError("labeling.publish_repo must be set: the training rows read the labels by version")
-    rows = plan(cfg.rows)
+    rows = plan(cfg.table.rows)
     heldout = None
     if any(r.stage == "stage2" for r in rows):
-        if not cfg.heldout:
+        if not run.heldout:
             raise ConfigError("rows stage2_only and medssr_stage2 train on `heldout`: set it in the config")
-        _, heldout = heldout_data(cfg)
+        _, heldout = heldout_data(run)
     trained = train_rows(cfg, rows, data.labeled, heldout)
 
-    backend, keyed = base_backend(cfg), keyed_vignettes_file(cfg)
+    backend, keyed = base_backend(run), keyed_vignettes_file(run)
     runs, table = [], {}
     try:
-        for row in (BY_NAME[name] for name in cfg.rows):
-            model = cfg.model if row.stage is None else str(out / row.name / "final")
+        for row in (BY_NAME[name] for name in cfg.table.rows):
+            model = run.model if row.stage is None else str(out / row.name / "final")
             shared = backend if row.stage is None else None
-            done = evaluate_model(cfg, row.name, model, row.title, keyed, shared)
+            done = evaluate_model(run, row.name, model, row.title, keyed, shared)
             runs.append(done.run)
             table[row.name] = {
                 "title": row.title,
                 **cells(done.out, done.keyed_out),
-                "label_accuracy": label_cell(row, cfg),
+                "label_accuracy": label_cell(row, run),
             }
     finally:
         backend.close()
     files = write_leaderboard(runs, out / "leaderboard")
-    published = push_leaderboard(runs, files, release).described if cfg.publish_repo else None
-    summary = AblationSummary(config_dict(cfg), table, trained, data.labeling, published)
+    published = push_leaderboard(runs, files, release).described if run.publish_repo else None
+    summary = AblationSummary(cfg, table, trained, data.labeling, published)
     atomic_write_json(out / "ablation.json", summary.record())
     atomic_write_text(out / "ablation.md", render_table(table))
     atomic_write_text(out / "ablation.csv", render_csv(table))
@@ -259,7 +287,7 @@ def cells(bench_out: Path, keyed_out: Path) -> dict[str, Any]:
     return out
 
 
-def label_cell(row: Row, cfg: AblationConfig) -> dict[str, Any] | None:
+def label_cell(row: Row, cfg: RunSettings) -> dict[str, Any] | None:
     """How often the labels a row trained on were the construction keys: offline pseudo-labels over the
     labeled questions with a key; online votes over the training steps' logged label accuracy; the oracle
     trains on the keys themselves."""

@@ -18,7 +18,6 @@ from typing import Any
 from medssr_hub.evaluation.leaderboard import push_leaderboard, write_leaderboard
 from medssr_hub.evaluation.runs import Run
 from medssr_hub.evaluation.tables import render_markdown
-from medssr_hub.field_help import documented
 from medssr_hub.published import publishable
 from medssr_hub.resume import config_dict, guard_resume
 from medssr_hub.runs.method_check import (
@@ -43,18 +42,12 @@ from medssr_hub.utils import atomic_write_json, atomic_write_text
 logger = logging.getLogger(__name__)
 
 
-@documented
-@dataclass
-class DemoConfig(RunSettings):
-    """`medssr-hub demo --config recipes/demo.yaml [--field value ...]`: the whole pipeline, small."""
-
-
 @dataclass(frozen=True)
 class DemoSummary:
     """What a demo run did: each step's summary (synthesis, labeling, stage1, heldout, stage2, those that
     ran), the method check, every model's evaluation, the leaderboard, and where it was published."""
 
-    config: dict[str, Any]
+    config: RunSettings
     stages: dict[str, StageSummary]
     method_check: dict[str, Any]
     runs: list[Run]
@@ -68,7 +61,7 @@ class DemoSummary:
     def record(self) -> dict[str, Any]:
         """As `summary.json` holds it."""
         record = {
-            "config": self.config,
+            "config": config_dict(self.config),
             "stages": {name: s.headline() for name, s in self.stages.items()},
             "method check": self.method_check,
             "evaluation": {r.model: r.benchmarks for r in self.runs},
@@ -79,7 +72,7 @@ class DemoSummary:
         return record | ({"published": self.published} if self.published else {})
 
 
-def synthesize_and_label(cfg: DemoConfig) -> dict[str, StageSummary]:
+def synthesize_and_label(cfg: RunSettings) -> dict[str, StageSummary]:
     """Steps 1-4: synthesize (published), pseudo-label what was synthesized (published), stage 1, and stage
     2 from it on held-out keyed vignettes. Each step's summary, by step, in that order."""
     data = labeled_data(cfg)
@@ -94,7 +87,7 @@ def synthesize_and_label(cfg: DemoConfig) -> dict[str, StageSummary]:
     return stages
 
 
-def run_demo(cfg: DemoConfig) -> DemoSummary:
+def run_demo(cfg: RunSettings) -> DemoSummary:
     benchmark_files(cfg)  # a missing input is reported first, before the resume and publish checks
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -122,7 +115,7 @@ def run_demo(cfg: DemoConfig) -> DemoSummary:
     if check:
         files["method_check"] = plot_method_check(check, out / "method_check.png")
     published = push_leaderboard(runs, files, release).described if cfg.publish_repo else None
-    summary = DemoSummary(config_dict(cfg), stages, check, runs, files, published)
+    summary = DemoSummary(cfg, stages, check, runs, files, published)
     atomic_write_json(out / "summary.json", summary.record())
     atomic_write_text(out / "summary.md", render_summary(summary))
     return summary
@@ -131,7 +124,7 @@ def run_demo(cfg: DemoConfig) -> DemoSummary:
 def render_summary(summary: DemoSummary) -> str:
     cfg = summary.config
     lines = [
-        f"# medssr-hub demo: {cfg['model']} ({cfg['num_samples']} samples/question, max {cfg['max_tokens']} tokens)",
+        f"# medssr-hub demo: {cfg.model} ({cfg.num_samples} samples/question, max {cfg.max_tokens} tokens)",
         "",
         *(
             f"- {name}: " + ", ".join(f"{k} {_fmt(v)}" for k, v in stage.headline().items())

@@ -19,6 +19,7 @@ from medssr_hub.errors import InputError
 from medssr_hub.evaluation.stats import paired_difference
 from medssr_hub.evaluation.tables import other_rule
 from medssr_hub.records import load_records
+from medssr_hub.runs.settings import RunSettings
 from medssr_hub.synthesis.config import SynthesisConfig
 from medssr_hub.synthesis.synthesize import run_synthesis
 from medssr_hub.utils import atomic_write_text
@@ -28,8 +29,8 @@ logger = logging.getLogger(__name__)
 KEYED_FILE = "keyed_vignettes.jsonl"
 
 
-def keyed_vignettes_file(cfg: Any) -> str | None:
-    """Step 5a's questions (`cfg`: the demo's config): vignettes synthesized apart (their own seed), none of a disease that stage 1 or
+def keyed_vignettes_file(cfg: RunSettings) -> str | None:
+    """Step 5a's questions: vignettes synthesized apart (their own seed), none of a disease that stage 1 or
     stage 2 trained on, each answered by its construction key; written once into the output."""
     if not cfg.keyed_eval:
         return None

@@ -1,5 +1,5 @@
-"""The settings the runs share: the demo (`runs.demo.DemoConfig`) and the ablation
-(`runs.ablation.AblationConfig`) are each these plus their own, never one a kind of the other."""
+"""The settings the runs share. They are the demo's whole config (`medssr-hub demo --config
+recipes/demo.yaml`), and the ablation's config holds them beside its own (`runs.ablation.AblationConfig`)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,10 @@ logger = logging.getLogger(__name__)
 @documented
 @dataclass
 class RunSettings:
-    """What the demo and the ablation share: the base model and engine, the data steps (synthesis,
-    labeling, held-out vignettes), the training stages, the evaluation protocol and where results go. Each
-    run's config is these settings plus its own (`DemoConfig`, `AblationConfig`)."""
+    """`medssr-hub demo --config recipes/demo.yaml [--field value ...]`: the whole pipeline, small. What the
+    demo and the ablation share: the base model and engine, the data steps (synthesis, labeling, held-out
+    vignettes), the training stages, the evaluation protocol and where results go (the defaults are the
+    demo's; the ablation sets its own for `output_dir` and `publish_repo`)."""
 
     model: str = arg(
         "the base model every step starts from: embedded (SmolLM2-135M-Instruct) or a model folder or repo id",

@@ -1,6 +1,6 @@
 """The steps the demo and the ablation share: the synthetic and held-out data, a training run from a recipe
 YAML, one model's evaluation (its settings, the benchmarks and the keyed vignettes), and the leaderboard's
-release. `cfg` is a run's settings (`runs.settings.RunSettings`: the demo's or the ablation's config)."""
+release. `cfg` is a run's settings (`runs.settings.RunSettings`: the demo's config, and the ablation's `run`)."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.labeling.release import LabelingSummary
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
+from medssr_hub.published import published_config
 from medssr_hub.records import load_records
 from medssr_hub.runs.settings import RunSettings
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
@@ -280,9 +281,10 @@ def evaluate_model(
         evaluator.close()
 
 
-def leaderboard_release(cfg: RunSettings) -> StageRelease:
-    """The run's leaderboard release under the run's own config, checked now (before the first step): a
-    version published from other settings stops the run here, not after hours of training."""
-    release = StageRelease.of(cfg)
+def leaderboard_release(cfg: RunSettings, settings: dict[str, Any] | None = None) -> StageRelease:
+    """The run's leaderboard release, checked now (before the first step): a version published from other
+    settings stops the run here, not after hours of training. It records `settings` (the ablation's: its
+    run settings and its rows), by default the run settings."""
+    release = StageRelease(cfg.publish_repo, cfg.publish_version, published_config(settings or cfg), cfg.hub)
     release.check()
     return release
