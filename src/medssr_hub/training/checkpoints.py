@@ -3,9 +3,9 @@
 A ZeRO-2 checkpoint of an 8B model is about 130 GB: the bf16 weights the Trainer saves, and DeepSpeed's
 own `global_step*/` folder with the bf16 module again (`mp_rank_00_model_states.pt`) and the fp32 master
 weights and Adam's two moments (`*_optim_states.pt`), 16 bytes a parameter (ZeRO-3 shards the module file,
-so it writes about 14: the plan counts 16 for both); `save_total_limit` of them are kept, the final model
-is written beside them, and with `push_checkpoints` on a local hub every saved checkpoint's weights are
-copied into the hub too. A run that fills its disk dies at a save, hours in, with a half-written
+so it writes about 14: the plan counts 16 for both); `save_total_limit` of them are kept (one more while
+the newest is saved and the oldest not yet deleted), the final model is written beside them, and with
+`push_checkpoints` on a local hub every saved checkpoint's weights are copied into the hub too. A run that fills its disk dies at a save, hours in, with a half-written
 checkpoint. So the estimate is checked against the free space of each disk before any model loads, and a
 run that cannot fit stops with the numbers and the fixes named.
 """
@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,18 +65,28 @@ def planned_steps(training_args, rows: int, world_size: int, num_generations: in
     return math.ceil(rows / prompts_per_step) * math.ceil(training_args.num_train_epochs)
 
 
-def planned_saves(training_args, steps: int) -> int:
-    """How many checkpoints the run saves: every `save_steps` (a float below 1 is a ratio of the steps),
-    or once an epoch."""
+def planned_saves(training_args, steps: int, resumed_step: int = 0) -> tuple[int, int]:
+    """How many checkpoints the run saves in all (every `save_steps`, a float below 1 being a ratio of the
+    steps, or once an epoch), and how many of those a resumed run saved before `resumed_step`."""
     strategy = str(getattr(training_args.save_strategy, "value", training_args.save_strategy))
     if strategy == "no":
-        return 0
-    if strategy == "epoch":
-        return math.ceil(training_args.num_train_epochs)
+        return 0, 0
+    if strategy == "epoch":  # the epochs already saved are not counted: the estimate errs high
+        return math.ceil(training_args.num_train_epochs), 0
     interval = training_args.save_steps
     if interval < 1:
         interval = max(1, math.ceil(steps * interval))
-    return int(steps // interval)
+    return int(steps // interval), int(min(resumed_step, steps) // interval)
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The step a run resumes from, by the Trainer's folder name (`checkpoint-<step>`); 0 when it starts
+    fresh, or when the folder is named otherwise (its saves are then counted again: the estimate errs
+    high)."""
+    from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+    match = re.fullmatch(rf"{PREFIX_CHECKPOINT_DIR}-(\d+)", Path(checkpoint).name) if checkpoint else None
+    return int(match.group(1)) if match else 0
 
 
 @dataclass
@@ -107,9 +118,11 @@ def disk_plan(
     peft: bool,
     hub_root: Path | None,
     push_checkpoints: bool,
+    resumed_step: int = 0,
 ) -> DiskPlan:
     """The bytes a run writes: kept checkpoints (weights, plus optimizer state unless `save_only_model`),
-    the final model, and (local hub) every pushed checkpoint's weights and the published final model."""
+    the final model, and (local hub) every pushed checkpoint's weights and the published final model. A run
+    resumed at `resumed_step` counts only what it adds: the checkpoints saved before are on disk already."""
     plan = DiskPlan()
     out = Path(training_args.output_dir)
     weight_bytes = params * BYTES.get(weights_dtype or "float32", 4)
@@ -119,18 +132,31 @@ def disk_plan(
         saved = weight_bytes
         # Adam's two fp32 moments; DeepSpeed saves its fp32 master copy and the bf16 module as well.
         optimizer = 0.0 if training_args.save_only_model else params * (12 + 2 if deepspeed else 8)
-    saves = planned_saves(training_args, steps)
-    kept = min(saves, training_args.save_total_limit or saves)
+    saves, before = planned_saves(training_args, steps, resumed_step)
+    limit = training_args.save_total_limit
+    # transformers' Trainer saves a checkpoint, then deletes the oldest beyond save_total_limit
+    # (Trainer._save_checkpoint, then rotate_checkpoints): limit + 1 are on disk at once. A resumed run
+    # finds the last `limit` it saved already there.
+    peak = min(saves, limit + 1) if limit else saves
+    on_disk = min(before, limit) if limit else before
+    kept = peak - on_disk if saves > before else 0
     if kept:
+        notes = []
+        if limit and peak > limit:
+            notes.append(f"save_total_limit {limit}, plus the newest before the oldest is deleted")
+        if on_disk:
+            notes.append(f"{on_disk} saved before step {resumed_step} on disk already")
         plan.add(
             out,
             kept * (saved + optimizer),
-            f"{kept} kept checkpoint(s) of {(saved + optimizer) / GB:,.1f} GB",
+            f"{kept} kept checkpoint(s) of {(saved + optimizer) / GB:,.1f} GB"
+            + (f" ({'; '.join(notes)})" if notes else ""),
         )
     plan.add(out, weight_bytes, "the final model")
     if hub_root is not None:
-        if push_checkpoints and saves:
-            plan.add(hub_root, saves * saved, f"{saves} checkpoint(s) pushed to the local hub")
+        if push_checkpoints and saves > before:
+            pushed = saves - before
+            plan.add(hub_root, pushed * saved, f"{pushed} checkpoint(s) pushed to the local hub")
         plan.add(hub_root, weight_bytes, "the final model published to the local hub")
     return plan
 

@@ -18,7 +18,14 @@ from medssr_hub.published import publishable
 from medssr_hub.resolve import resolve_model
 from medssr_hub.resume import guard_resume, resume_fingerprint
 from medssr_hub.training.args import MedSSRScriptArguments
-from medssr_hub.training.checkpoints import DiskPlan, check_disk, count_parameters, disk_plan, planned_steps
+from medssr_hub.training.checkpoints import (
+    DiskPlan,
+    check_disk,
+    checkpoint_step,
+    count_parameters,
+    disk_plan,
+    planned_steps,
+)
 from medssr_hub.training.data import DataInfo
 from medssr_hub.training.hubsync import CardContext, HubCheckpointCallback, finish, run_config
 from medssr_hub.training.precision import check_fits, uses_deepspeed, weights_dtype
@@ -74,10 +81,11 @@ def guard_training_resume(training_args, checkpoint: str | None, model_path: str
 
 
 def plan_disk(
-    script_args, training_args, model_args, params: int | None, dtype, rows: int
+    script_args, training_args, model_args, params: int | None, dtype, rows: int, checkpoint: str | None
 ) -> DiskPlan | None:
     """What this run will write to disk (checkpoints, final model, local-hub copies), from the model's
-    parameter count; every rank checks it, so a shortfall stops them all before any model loads."""
+    parameter count, beyond what the checkpoint it resumes from saved; every rank checks it, so a
+    shortfall stops them all before any model loads."""
     if params is None:
         return None
     local_hub = None
@@ -95,6 +103,7 @@ def plan_disk(
         peft=model_args.use_peft,
         hub_root=local_hub,
         push_checkpoints=script_args.push_checkpoints,
+        resumed_step=checkpoint_step(checkpoint),
     )
 
 
@@ -164,7 +173,7 @@ def train(
     if script_args.check_memory:
         check_fits(params, model_args, training_args)
     if script_args.check_disk:
-        check_disk(plan_disk(script_args, training_args, model_args, params, dtype, len(dataset)))
+        check_disk(plan_disk(script_args, training_args, model_args, params, dtype, len(dataset), checkpoint))
     publisher = [HubCheckpointCallback(context)] if context and script_args.push_checkpoints else []
     configure_colocated_engine(training_args, dtype)
     trainer = trainer_cls(

@@ -195,23 +195,56 @@ def _paper_plan(recipe: str, tmp_path, rows: int = 43_000, world: int = 7):
     return plan, steps
 
 
+def _checkpoints(plan) -> tuple[int, float]:
+    """How many checkpoints a plan counts in its output folder, and the GB of one."""
+    (kept,) = [line for line in plan.lines if "kept checkpoint" in line]
+    return int(kept.split()[0]), float(kept.split(" of ")[1].split(" GB")[0].replace(",", ""))
+
+
 def test_the_paper_configs_checkpoints_fit_a_1_tb_disk(tmp_path):
-    total = 0.0
-    for recipe in ("qwen3-8b-base/stage1.yaml", "qwen3-8b-base/stage2.yaml"):
-        plan, steps = _paper_plan(recipe, tmp_path)
-        assert steps == 768  # 43K prompts / (8 x 8 x 7 completions / 8 per prompt)
-        total += sum(plan.needs.values())
-    # Two kept ZeRO-2 checkpoints (~131 GB each), the final model, and the pushed weights, per stage.
+    """Stage 1's output stays while stage 2 trains: stage 1 at rest (two kept ZeRO-2 checkpoints of ~131
+    GB, the final model, the pushed weights) plus stage 2 at its peak, a third checkpoint saved before the
+    oldest is deleted."""
+    (first, steps), (second, _) = (
+        _paper_plan(f"qwen3-8b-base/{s}.yaml", tmp_path) for s in ("stage1", "stage2")
+    )
+    assert steps == 768  # 43K prompts / (8 x 8 x 7 completions / 8 per prompt)
+    count, size = _checkpoints(second)
+    assert count == 3 and "save_total_limit 2, plus the newest" in " ".join(second.lines)
+    total = sum(first.needs.values()) - size * 1e9 + sum(second.needs.values())
     assert total < TB, f"{total / 1e9:.0f} GB"
 
 
 def test_a_deepspeed_checkpoint_counts_16_bytes_a_parameter(tmp_path):
     """bf16 weights (2) + DeepSpeed's bf16 module (2) + fp32 master weights and Adam's moments (12)."""
     plan, _ = _paper_plan("qwen3-8b-base/stage1.yaml", tmp_path)
-    (kept,) = [line for line in plan.lines if "kept checkpoint" in line]
-    per_checkpoint = float(kept.split(" of ")[1].split(" GB")[0].replace(",", ""))
+    _, per_checkpoint = _checkpoints(plan)
     params = 8.19e9  # Qwen3-8B
-    assert 15.5 * params / 1e9 < per_checkpoint < 16.5 * params / 1e9, kept
+    assert 15.5 * params / 1e9 < per_checkpoint < 16.5 * params / 1e9, plan.lines
+
+
+def test_a_resumed_run_counts_only_the_checkpoints_it_adds(tmp_path):
+    """The Trainer's own rotation: it saves, then deletes the oldest beyond save_total_limit. A run resumed
+    from checkpoint-N finds the last save_total_limit checkpoints on disk and adds only what follows."""
+    from transformers import TrainingArguments
+
+    from medssr_hub.training.checkpoints import checkpoint_step, disk_plan
+
+    args = TrainingArguments(output_dir=str(tmp_path), save_steps=1, save_total_limit=2, use_cpu=True)
+
+    def kept(steps: int, resumed: str | None = None) -> int:
+        plan = disk_plan(
+            1000, "float32", args, steps=steps, deepspeed=False, peft=False, hub_root=None,
+            push_checkpoints=False, resumed_step=checkpoint_step(resumed),
+        )  # fmt: skip
+        lines = [line for line in plan.lines if "kept checkpoint" in line]
+        return _checkpoints(plan)[0] if lines else 0
+
+    assert [kept(steps) for steps in (1, 2, 3, 9)] == [1, 2, 3, 3]  # 3: two kept, and the newest
+    assert kept(2, str(tmp_path / "checkpoint-1")) == 1  # the one-step-then-resume ZeRO-3 test's second run
+    assert kept(9, str(tmp_path / "checkpoint-5")) == 1  # two on disk already: the peak adds one
+    assert kept(5, str(tmp_path / "checkpoint-5")) == 0  # nothing left to train
+    assert checkpoint_step(None) == 0 and checkpoint_step(str(tmp_path / "my-weights")) == 0  # errs high
 
 
 def test_a_run_that_cannot_fit_its_disk_stops_before_training_naming_the_fix(tmp_path):
