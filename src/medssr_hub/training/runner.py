@@ -193,4 +193,11 @@ def train(
     trainer.train(resume_from_checkpoint=checkpoint)
     final = finish(trainer, script_args, context, training_args.output_dir, peft=model_args.use_peft)
     trainer.accelerator.print(f"Final model in {final}")
+    if training_args.world_size > 1:
+        # Each process of a launch ends its process group itself, once, when nothing more is exchanged
+        # (PyTorch's shutdown rule; the Trainer's `end`). A rank that exits with gloo's worker threads
+        # alive can abort at interpreter exit ("terminate called without an active exception",
+        # pytorch/pytorch#190489), failing a finished run: seen here on the rank that is not main, which
+        # exits while the main one still publishes. `finish` has waited for every publish by now.
+        trainer.end()
     return trainer
