@@ -113,11 +113,13 @@ class StageRelease:
     repo_type: str = "dataset"
 
     @classmethod
-    def of(cls, cfg, repo_type: str = "dataset") -> StageRelease:
-        """A stage config's release: its `publish_repo`, `publish_version`, `hub` and publishable settings."""
+    def of(cls, cfg, repo_type: str = "dataset", settings=None) -> StageRelease:
+        """A stage config's release: its `publish_repo`, `publish_version`, `hub` and publishable settings
+        (`settings`, where the release records more than `cfg`: the ablation's run settings and rows)."""
         from medssr_hub.published import published_config
 
-        return cls(cfg.publish_repo, cfg.publish_version, published_config(cfg), cfg.hub, repo_type)
+        recorded = published_config(cfg if settings is None else settings)
+        return cls(cfg.publish_repo, cfg.publish_version, recorded, cfg.hub, repo_type)
 
     def check(self) -> bool:
         """True when this version exists from the same settings (the publish will be a no-op)."""

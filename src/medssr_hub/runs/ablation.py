@@ -169,10 +169,10 @@ def plan(names: list[str]) -> list[Row]:
 
 def train_rows(cfg: AblationConfig, rows: list[Row], labeled, heldout) -> dict[str, TrainingSummary]:
     trained: dict[str, TrainingSummary] = {}
+    run = cfg.run
     for row in rows:
         if row.stage is None:
             continue
-        run = cfg.run
         settings = dict(cfg.training(row.stage) or {})
         settings.setdefault("config", f"recipes/smollm2/{row.stage}.yaml")
         settings |= {"publish_repo": f"{cfg.table.models_repo}-{row.name}"}

@@ -25,7 +25,6 @@ from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.labeling.release import LabelingSummary
 from medssr_hub.paths import BENCHMARKS_ENV, benchmarks_dir, recipe_path
-from medssr_hub.published import published_config
 from medssr_hub.records import load_records
 from medssr_hub.runs.settings import RunSettings
 from medssr_hub.synthesis.catalog import RareDiseaseCatalog
@@ -285,6 +284,6 @@ def leaderboard_release(cfg: RunSettings, settings: dict[str, Any] | None = None
     """The run's leaderboard release, checked now (before the first step): a version published from other
     settings stops the run here, not after hours of training. It records `settings` (the ablation's: its
     run settings and its rows), by default the run settings."""
-    release = StageRelease(cfg.publish_repo, cfg.publish_version, published_config(settings or cfg), cfg.hub)
+    release = StageRelease.of(cfg, settings=settings)
     release.check()
     return release

@@ -5,9 +5,10 @@ own `global_step*/` folder with the bf16 module again (`mp_rank_00_model_states.
 weights and Adam's two moments (`*_optim_states.pt`), 16 bytes a parameter (ZeRO-3 shards the module file,
 so it writes about 14: the plan counts 16 for both); `save_total_limit` of them are kept (one more while
 the newest is saved and the oldest not yet deleted), the final model is written beside them, and with
-`push_checkpoints` on a local hub every saved checkpoint's weights are copied into the hub too. A run that fills its disk dies at a save, hours in, with a half-written
-checkpoint. So the estimate is checked against the free space of each disk before any model loads, and a
-run that cannot fit stops with the numbers and the fixes named.
+`push_checkpoints` on a local hub every saved checkpoint's weights are copied into the hub too. A run that
+fills its disk dies at a save, hours in, with a half-written checkpoint. So the estimate is checked against
+the free space of each disk before any model loads, and a run that cannot fit stops with the numbers and
+the fixes named.
 """
 
 from __future__ import annotations
