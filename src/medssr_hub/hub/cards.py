@@ -51,9 +51,11 @@ def size_category(num_rows: int) -> str:
 
 
 def _config_yaml(config: Mapping[str, Any] | None) -> str | None:
+    """A card's config block, keys sorted at every depth as in `medssr_config.json`: a card's bytes depend
+    on the settings' values, never on the order a config class declares its fields (inherited ones first)."""
     if not config:
         return None
-    return yaml.safe_dump(redact(dict(config)), sort_keys=False, allow_unicode=True)
+    return yaml.safe_dump(redact(dict(config)), sort_keys=True, allow_unicode=True)
 
 
 def dataset_card(

@@ -47,8 +47,7 @@ def card_for(folder, version="v1.0.0", **extra):
         data_files={"train": "data/train-*.parquet"},
         provenance={"seed": 42},
         counts={"rows": 40},
-        config={"alpha": 0.3, "hub_token": TOKEN},
-        **extra,
+        **({"config": {"alpha": 0.3, "hub_token": TOKEN}} | extra),
     )
 
 
@@ -270,6 +269,15 @@ def test_cards_carry_metadata_and_never_secrets(dataset_folder, fake_hub, monkey
     )
     model.validate("model")
     assert "`medssr/ds` @ `v1.0.0`" in str(model) and card_problems(model) == []
+
+
+def test_a_cards_config_block_depends_on_values_not_on_field_order(dataset_folder):
+    folder, _ = dataset_folder
+    one = card_for(folder, config={"model": "m", "alpha": 0.3, "vllm": {"b": 1, "a": 2}})
+    other = card_for(folder, config={"vllm": {"a": 2, "b": 1}, "alpha": 0.3, "model": "m"})
+    assert str(one) == str(other)
+    assert "alpha: 0.3\nmodel: m\nvllm:\n  a: 2\n  b: 1\n" in str(one)
+    assert str(card_for(folder, config={"alpha": 0.4, "model": "m"})) != str(one)
 
 
 # -- the real client over HTTP ----------------------------------------------------------------------
