@@ -3,7 +3,7 @@ fingerprint. The run loop is `evaluate.py`, scoring `scoring.py`."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -12,14 +12,14 @@ from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError
 from medssr_hub.evaluation.lighteval_tasks import LIGHTEVAL_VLLM_UNSUPPORTED
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import check_generation
+from medssr_hub.generation import AnswerSettings
 from medssr_hub.modeling import EMBEDDED, is_local_path, model_id, path_string
 from medssr_hub.resume import resume_fingerprint
 
 
 @documented
 @dataclass
-class EvalConfig:
+class EvalConfig(AnswerSettings):
     """`medssr-hub evaluate --config recipes/evaluation/config_demo.yaml [--field value ...]`."""
 
     model: str = arg(
@@ -27,16 +27,12 @@ class EvalConfig:
         "in the local hub first, then on the Hub)",
         "embedded",
     )
-    model_revision: str | None = None
+    max_tokens: int = 2048
     display_name: str | None = arg(  # None only on an endpoint until the server names its model
         "the model's name in tables and leaderboards; null: model@model_revision (a local folder by its "
         "name, never its path)",
         None,
     )
-    backend: str = "embedded"
-    endpoint: JsonDict = field(default_factory=JsonDict)
-    vllm: JsonDict = field(default_factory=JsonDict)
-    chat: bool | None = None
     benchmarks: list[str] = arg(
         "what to evaluate: all (the paper's ten), benchmark names (medqa, medmcqa, ...), or paths of other "
         "MCQ files in the MedSSR format (each named after its file)",
@@ -49,11 +45,6 @@ class EvalConfig:
     )
     max_items: int | None = arg("the first max_items items of each benchmark; null: all of them", None)
     num_samples: int = arg("samples per item; accuracy is reported as their mean and std (the paper: 4)", 4)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    max_tokens: int = 2048
-    seed: int = 42
     mode: str = arg(
         "generative (chain of thought, then 'The answer is X': the paper's protocol) or loglikelihood (the "
         "letter the model scores highest, no generation)",
@@ -79,14 +70,12 @@ class EvalConfig:
         "does); both rules are always reported",
         "family",
     )
-    batch_size: int = 64
-    dtype: str = "auto"
     output_dir: str = "outputs/eval"
     trackio_project: str | None = None
-    hub: str | None = None
 
     def __post_init__(self) -> None:
-        self.endpoint, self.benchmark_paths = JsonDict(self.endpoint), JsonDict(self.benchmark_paths)
+        super().__post_init__()
+        self.benchmark_paths = JsonDict(self.benchmark_paths)
         if isinstance(self.benchmarks, str):
             self.benchmarks = [self.benchmarks]
         if not self.display_name and self.backend == "endpoint":
@@ -102,7 +91,6 @@ class EvalConfig:
             model = str(self.model or EMBEDDED)
             shown = Path(model).name if is_local_path(model) else model
             self.display_name = f"{shown}@{self.model_revision}" if self.model_revision else shown
-        check_generation(self)
         if self.mode not in ("generative", "loglikelihood"):
             raise ConfigError(f"mode must be generative or loglikelihood, got {self.mode!r}")
         if self.num_samples < 1:

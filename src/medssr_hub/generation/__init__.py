@@ -13,25 +13,28 @@ from medssr_hub.generation.builder import (
     BACKENDS,
     BackendOwner,
     backend_for,
+    backend_options,
     build_backend,
     check_backend,
-    check_generation,
 )
 from medssr_hub.generation.model_names import stage_model_id
+from medssr_hub.generation.settings import AnswerSettings, GenerationSettings
 
 __all__ = [
+    "AnswerSettings",
     "BACKENDS",
     "BackendOwner",
     "Completion",
     "GenerationBackend",
     "GenerationError",
+    "GenerationSettings",
     "Prompt",
     "Sample",
     "SamplingParams",
     "backend_for",
+    "backend_options",
     "build_backend",
     "check_backend",
-    "check_generation",
     "stage_model_id",
     "sample_seed",
 ]

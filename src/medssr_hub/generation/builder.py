@@ -6,18 +6,23 @@ an error naming the install, not a silent fall-back to another engine.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
-from medssr_hub.chat import default_chat, require_chat
-from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError
 from medssr_hub.generation.base import GenerationBackend
 from medssr_hub.modeling import WEIGHT_DTYPES
-from medssr_hub.resolve import published_chat
 
-BACKENDS = ("embedded", "endpoint", "vllm")
-
-
+# Each backend by the name a config gives it: "module:function", the function its own module defines to
+# build it from the shared settings and its own options (`from_settings`). Imported on use: torch
+# (embedded), vLLM and the async HTTP stack (endpoint) are heavy for the others. A backend's options are
+# the settings field named after it (`vllm:`, `endpoint:`; GenerationSettings). A new backend: its module,
+# a line here, its options field, and its test.
+BACKENDS = {
+    "embedded": "medssr_hub.generation.embedded:from_settings",  # transformers in this process
+    "endpoint": "medssr_hub.generation.endpoint:from_settings",  # a TGI / OpenAI-compatible server
+    "vllm": "medssr_hub.generation.parallel_vllm:from_settings",  # vLLM's offline engine(s) in this process
+}
 DTYPES = ("auto", *WEIGHT_DTYPES)
 
 
@@ -28,23 +33,6 @@ def check_backend(kind: str, dtype: str | None = "auto") -> None:
         raise ConfigError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
 
 
-def check_generation(cfg, chat: bool = True) -> None:
-    """The checks every generating stage's config makes alike, in its `__post_init__`: its `endpoint:` and
-    `vllm:` settings as dicts; `chat` by the one rule (unset: the embedded default's own, else how a model
-    of ours says it was trained; `chat=False` for a stage that writes no chat prompts); positive sizes; a
-    known backend and dtype."""
-    cfg.endpoint, cfg.vllm = JsonDict(cfg.endpoint), JsonDict(cfg.vllm)
-    if chat:
-        cfg.chat = default_chat(cfg.chat, cfg.model, cfg.backend)
-        if cfg.chat is None and cfg.backend != "endpoint":  # a model of ours says how it was trained
-            cfg.chat = published_chat(cfg.model, cfg.model_revision, cfg.hub)
-        require_chat(cfg.chat, cfg.backend, cfg.endpoint)
-    for name in ("max_tokens", "batch_size"):
-        if getattr(cfg, name) < 1:
-            raise ConfigError(f"{name} must be at least 1, got {getattr(cfg, name)}")
-    check_backend(cfg.backend, cfg.dtype)
-
-
 def build_backend(
     kind: str,
     *,
@@ -52,54 +40,41 @@ def build_backend(
     revision: str | None = None,
     hub: str | None = None,
     batch_size: int = 64,
-    endpoint: dict[str, Any] | None = None,
-    vllm: dict[str, Any] | None = None,
-    torch_threads: int | None = None,
     dtype: str | None = "auto",
+    options: dict[str, Any] | None = None,
+    torch_threads: int | None = None,
 ) -> GenerationBackend:
-    """'embedded' (transformers in this process), 'vllm' (vLLM's offline engine in this process) or
-    'endpoint' (a TGI / OpenAI-compatible server, configured by `endpoint`)."""
+    """The backend named `kind`, from the settings every backend is offered (each takes what it uses) and
+    its own `options` (a config's `vllm:` or `endpoint:`)."""
     check_backend(kind)
-    # Imported on use: torch (embedded), vLLM and the async HTTP stack (endpoint) are heavy for the others.
-    if kind == "endpoint":
-        from medssr_hub.generation.endpoint import EndpointBackend
-
-        return EndpointBackend(**(endpoint or {}))
-    if kind == "vllm":
-        from medssr_hub.generation.parallel_vllm import DataParallelVLLM, split_engines
-
-        engines, options = split_engines(vllm)
-        if engines > 1:  # one engine per GPU (`vllm: {engines: N}`)
-            return DataParallelVLLM(
-                engines, model=model, revision=revision, hub=hub, batch_size=batch_size, engine=options
-            )
-        from medssr_hub.generation.offline_vllm import VLLMBackend
-
-        return VLLMBackend(model=model, revision=revision, hub=hub, batch_size=batch_size, engine=options)
-    from medssr_hub.generation.embedded import EmbeddedBackend
-
-    return EmbeddedBackend(
+    module, function = BACKENDS[kind].split(":")
+    build = getattr(importlib.import_module(module), function)
+    return build(
         model=model,
         revision=revision,
         hub=hub,
         batch_size=batch_size,
-        torch_threads=torch_threads,
         dtype=dtype,
+        options=dict(options or {}),
+        torch_threads=torch_threads,
     )
 
 
+def backend_options(cfg) -> dict[str, Any] | None:
+    """A config's options for its own backend: its field named after the backend, if it has one."""
+    return getattr(cfg, cfg.backend, None)
+
+
 def backend_for(cfg) -> GenerationBackend:
-    """A stage config's backend, from the fields every generating stage has: `backend`, `model`,
-    `model_revision`, `hub`, `batch_size`, `dtype`, `endpoint` and `vllm`."""
+    """A stage config's backend, from the settings every generating stage has (GenerationSettings)."""
     return build_backend(
         cfg.backend,
         model=cfg.model,
         revision=cfg.model_revision,
         hub=cfg.hub,
         batch_size=cfg.batch_size,
-        endpoint=cfg.endpoint,
-        vllm=cfg.vllm,
         dtype=cfg.dtype,
+        options=backend_options(cfg),
     )
 
 

@@ -332,3 +332,16 @@ class EmbeddedBackend:
             samples[i][start + row % k] = Sample(text=text, finish_reason=finish, completion_tokens=len(ids))
             self.stats.samples += 1
             self.stats.completion_tokens += len(ids)
+
+
+def from_settings(*, model, revision, hub, batch_size, dtype, options, torch_threads=None) -> EmbeddedBackend:
+    """The builder's entry (`generation.builder.BACKENDS`): transformers in this process takes the weights'
+    dtype and the CPU threads; it has no options field of its own."""
+    return EmbeddedBackend(
+        model=model,
+        revision=revision,
+        hub=hub,
+        batch_size=batch_size,
+        torch_threads=torch_threads,
+        dtype=dtype,
+    )

@@ -351,3 +351,9 @@ class EndpointBackend:
                 f"endpoint {server.url} failed after {last['counted']} attempt(s): {describe_error(error)}"
                 + hint
             ) from error
+
+
+def from_settings(*, options, **_) -> EndpointBackend:
+    """The builder's entry (`generation.builder.BACKENDS`): a server is set by its own options alone (the
+    config's `endpoint:`); the model is whatever the server serves."""
+    return EndpointBackend(**options)

@@ -28,6 +28,7 @@ from medssr_hub.generation.base import (
     BackendStats,
     Capabilities,
     Completion,
+    GenerationBackend,
     GenerationError,
     OnComplete,
     Prompt,
@@ -222,3 +223,16 @@ class DataParallelVLLM:
                 proc.join(timeout=10)
         self.procs, self.requests = [], []
         atexit.unregister(self.close)
+
+
+def from_settings(*, model, revision, hub, batch_size, options, **_) -> GenerationBackend:
+    """The builder's entry (`generation.builder.BACKENDS`): the config's `vllm:` options are `vllm.LLM`'s
+    arguments, plus `engines: N` for one engine per GPU (the weights' dtype is `vllm.dtype`)."""
+    from medssr_hub.generation.offline_vllm import VLLMBackend
+
+    engines, engine = split_engines(options)
+    if engines > 1:
+        return DataParallelVLLM(
+            engines, model=model, revision=revision, hub=hub, batch_size=batch_size, engine=engine
+        )
+    return VLLMBackend(model=model, revision=revision, hub=hub, batch_size=batch_size, engine=engine)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +27,13 @@ from medssr_hub.answers import (
     answer_stops,
     extract_or_recover,
 )
-from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError, ServiceError
 from medssr_hub.field_help import arg, documented
 from medssr_hub.generation import (
+    AnswerSettings,
     BackendOwner,
     GenerationError,
     SamplingParams,
-    check_generation,
 )
 from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.release import LabelingSummary, write_release
@@ -53,7 +52,7 @@ class LabelingError(ServiceError):
 
 @documented
 @dataclass
-class LabelConfig:
+class LabelConfig(AnswerSettings):
     """`medssr-hub label --config recipes/labeling/config_demo.yaml [--field value ...]`."""
 
     input: str = arg(
@@ -67,16 +66,7 @@ class LabelConfig:
         "up in the local hub first, then on the Hub)",
         "embedded",
     )
-    model_revision: str | None = None
-    backend: str = "embedded"
-    endpoint: JsonDict = field(default_factory=JsonDict)
-    vllm: JsonDict = field(default_factory=JsonDict)
-    chat: bool | None = None
     n: int = arg("votes per question: the policy answers each question n times, the majority is its label", 8)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    max_tokens: int = 512
     stop_at_next_question: bool = arg(
         "base template (chat: false): a vote ends at the next '\\nQuestion:' it writes, where training "
         "rollouts end (the model's own next question is not voted on); chat: true ignores it",
@@ -93,7 +83,6 @@ class LabelConfig:
         "model_type) or script_path_string (by the model's name, as the official script)",
         "family",
     )
-    seed: int = 42
     band: list[float] = arg(
         "[low, high]: keep a question when the share of votes agreeing with its label is in [low, high] "
         "(fractions of n; [0, 1] keeps every question with a label)",
@@ -105,16 +94,13 @@ class LabelConfig:
         "construction",
     )
     shard_size: int = arg("questions voted on and written together as one shard (a kill loses one shard)", 32)
-    batch_size: int = 64
-    dtype: str = "auto"
     output_dir: str = "outputs/labels"
     trackio_project: str | None = None
     publish_repo: str | None = None
     publish_version: str = "v0.1.0"
-    hub: str | None = None
 
     def __post_init__(self) -> None:
-        check_generation(self)
+        super().__post_init__()
         self.band = [float(x) for x in self.band]
         if len(self.band) != 2 or not 0 <= self.band[0] <= self.band[1] <= 1:
             raise ConfigError(f"band must be [low, high] with 0 <= low <= high <= 1, got {self.band}")

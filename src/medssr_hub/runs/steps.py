@@ -20,7 +20,7 @@ from medssr_hub.errors import ServiceError
 from medssr_hub.evaluation.config import EvalConfig
 from medssr_hub.evaluation.evaluate import Evaluator
 from medssr_hub.evaluation.runs import Run
-from medssr_hub.generation import build_backend
+from medssr_hub.generation import AnswerSettings, backend_options, build_backend
 from medssr_hub.hub import StageRelease
 from medssr_hub.labeling.label import LabelConfig, run_labeling
 from medssr_hub.labeling.release import LabelingSummary
@@ -223,24 +223,17 @@ def eval_config(
     keyed = benchmarks is not None
     if benchmarks is None:
         benchmarks = benchmark_files(cfg) + ([rare_subset_file(cfg)] if cfg.rare_subset else [])
+    settings = AnswerSettings.taken_from(cfg) | {"model": model}  # the run's engine, chat and sampling
+    if keyed:
+        settings["max_tokens"] = cfg.keyed_max_tokens or cfg.max_tokens
     return EvalConfig(
-        model=model,
+        **settings,
         display_name=name,
-        backend=cfg.backend,
-        vllm=cfg.vllm,
-        chat=cfg.chat,
         benchmarks=benchmarks,
         max_items=None if keyed else cfg.items_per_benchmark,
         extraction=cfg.extraction,
         num_samples=(cfg.keyed_num_samples or cfg.num_samples) if keyed else cfg.num_samples,
-        temperature=cfg.temperature,
-        top_p=cfg.top_p,
-        top_k=cfg.top_k,
-        max_tokens=(cfg.keyed_max_tokens or cfg.max_tokens) if keyed else cfg.max_tokens,
-        seed=cfg.seed,
-        batch_size=cfg.batch_size,
         output_dir=str(Path(cfg.output_dir) / ("eval-keyed" if keyed else "eval") / folder),
-        hub=cfg.hub,
     )
 
 
@@ -248,7 +241,7 @@ def base_backend(cfg: RunSettings):
     """The base model's backend, built once for every evaluation of the base model."""
     return build_backend(
         cfg.backend, model=cfg.model, hub=cfg.hub, batch_size=cfg.batch_size,
-        torch_threads=cfg.torch_threads, vllm=cfg.vllm,
+        torch_threads=cfg.torch_threads, options=backend_options(cfg),
     )  # fmt: skip
 
 

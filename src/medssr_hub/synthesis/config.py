@@ -3,15 +3,14 @@ split question slots between the two branches."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError, ServiceError
 from medssr_hub.field_help import arg, documented
-from medssr_hub.generation import check_generation
+from medssr_hub.generation import GenerationSettings
 from medssr_hub.paths import benchmarks_dir
 from medssr_hub.resume import resume_fingerprint
 
@@ -25,8 +24,20 @@ class SynthesisError(ServiceError):
 
 @documented
 @dataclass
-class SynthesisConfig:
+class SynthesisConfig(GenerationSettings):
     """`medssr-hub synthesize --config recipes/synthesis/config_demo.yaml [--field value ...]`."""
+
+    # The shared generation settings (GenerationSettings) this stage describes or defaults its own way.
+    model: str = arg(
+        "the generator LLM: embedded (SmolLM2-135M-Instruct), a local folder, or a model repo id (looked up "
+        "in the local hub first, then on the Hub)",
+        "embedded",
+    )
+    seed: int = arg("the seed of the rho draws, the attempts' plans and their samples", 42)
+    temperature: float = 0.8
+    top_k: int = 50
+    max_tokens: int = 320
+    batch_size: int = 32
 
     num_questions: int = arg(
         "questions to synthesize (accepted ones; the released MedSSR set holds 43K after filtering)", 100
@@ -36,7 +47,6 @@ class SynthesisConfig:
         "is below alpha (0: seed branch only, 1: rare branch only; seed sets hold about 0.03)",
         0.3,
     )
-    seed: int = arg("the seed of the rho draws, the attempts' plans and their samples", 42)
     seed_data: str | None = arg(
         "the seed questions the generator models its questions on: a file, a folder or a dataset repo id; "
         "null: MedQA from the benchmarks folder",
@@ -52,15 +62,6 @@ class SynthesisConfig:
     seed_generator: str = arg(
         "what writes the seed branch's questions: llm, or vignette (for ablations and tests only)", "llm"
     )
-    backend: str = "embedded"
-    model: str = arg(
-        "the generator LLM: embedded (SmolLM2-135M-Instruct), a local folder, or a model repo id (looked up "
-        "in the local hub first, then on the Hub)",
-        "embedded",
-    )
-    model_revision: str | None = None
-    endpoint: JsonDict = field(default_factory=JsonDict)
-    vllm: JsonDict = field(default_factory=JsonDict)
     disease_sampling: str = arg(
         "how the rare branch picks its disease: uniform over the catalogue, or phenotypes (weighted by the "
         "number of annotated phenotypes, favouring well-described diseases)",
@@ -80,12 +81,6 @@ class SynthesisConfig:
         "JSONL files of rare diseases that extend the HPO/ORPHANET catalogue; empty: the catalogue alone",
         default_factory=list,
     )
-    temperature: float = 0.8
-    top_p: float = 0.95
-    top_k: int = 50
-    max_tokens: int = 320
-    batch_size: int = 32
-    dtype: str = "auto"
     chunk_size: int = arg(
         "attempts planned, generated and screened together, written as one shard (a kill loses one chunk)", 16
     )
@@ -121,10 +116,9 @@ class SynthesisConfig:
     output_dir: str = "outputs/synthesis"
     publish_repo: str | None = None
     publish_version: str = "v0.1.0"
-    hub: str | None = None
 
     def __post_init__(self) -> None:
-        check_generation(self, chat=False)  # no `chat` setting: the generator always gets chat messages
+        super().__post_init__()  # no `chat` setting: the generator always gets chat messages
         if not 1 <= self.num_questions <= MAX_QUESTIONS:
             raise ConfigError(
                 f"num_questions must be between 1 and {MAX_QUESTIONS:,} (the released MedSSR set holds 43K), "

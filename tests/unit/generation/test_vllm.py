@@ -352,7 +352,7 @@ def test_two_data_parallel_engines_give_what_one_engine_gives(vllm_backend, embe
     one = [c.texts for c in vllm_backend.generate(prompts, sampled, seeds=seeds, progress=False)]
     engine = {"engines": 2, "kv_cache_memory_bytes": int(VLLM_KV_BYTES), "max_model_len": 4096,
               "dtype": VLLM_TEST_DTYPE}  # fmt: skip
-    two = build_backend("vllm", model=str(embedded_dir), batch_size=16, vllm=engine)
+    two = build_backend("vllm", model=str(embedded_dir), batch_size=16, options=engine)
     try:
         assert two.identity() == vllm_backend.identity()  # generation logs resume across engine counts
         order = []
