@@ -136,7 +136,7 @@ class SynthesisConfig(GenerationSettings):
     def fingerprint(self) -> dict[str, Any]:
         """Everything that changes which attempts are made: a resumed run must match it."""
         skip = ("num_questions", "output_dir", "publish_repo", "publish_version", "hub", "batch_size", "vllm")
-        weights = {"dtype": self.dtype} if self.dtype != "auto" else {}  # auto: the fingerprint it always had
+        weights = {"dtype": self.dtype} if self.dtype != "auto" else {}  # the default adds no key
         return resume_fingerprint(self, skip=(*skip, "dtype"), inputs=self.input_files()) | weights
 
     def input_files(self) -> list[str | None]:
