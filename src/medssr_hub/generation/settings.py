@@ -15,6 +15,7 @@ from medssr_hub.chat import default_chat, require_chat
 from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError
 from medssr_hub.field_help import documented
+from medssr_hub.generation.base import SamplingParams
 from medssr_hub.generation.builder import check_backend
 from medssr_hub.resolve import published_chat
 
@@ -30,11 +31,12 @@ class GenerationSettings:
     backend: str = "embedded"
     endpoint: JsonDict = field(default_factory=JsonDict)
     vllm: JsonDict = field(default_factory=JsonDict)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
-    max_tokens: int = 512
-    seed: int = 42
+    # Sampling defaults: SamplingParams's own (the paper's evaluation protocol), declared there once.
+    temperature: float = SamplingParams.temperature
+    top_p: float = SamplingParams.top_p
+    top_k: int = SamplingParams.top_k
+    max_tokens: int = SamplingParams.max_tokens
+    seed: int = SamplingParams.seed
     batch_size: int = 64
     dtype: str = "auto"
     hub: str | None = None

@@ -12,6 +12,7 @@ from medssr_hub.chat import default_chat, require_chat
 from medssr_hub.config import JsonDict
 from medssr_hub.errors import ConfigError
 from medssr_hub.field_help import arg, documented
+from medssr_hub.generation.base import SamplingParams
 from medssr_hub.generation.offline_vllm import native_bf16_cpu
 from medssr_hub.resume import resume_fingerprint
 
@@ -46,11 +47,11 @@ class RunSettings:
     )
     items_per_benchmark: int = arg("step 5: the first items of each benchmark file evaluated", 6)
     num_samples: int = arg("step 5: samples per item (mean and std over them; the paper: 4)", 2)
-    temperature: float = 0.6
-    top_p: float = 0.95
-    top_k: int = 20
+    temperature: float = SamplingParams.temperature  # sampling defaults: the evaluation protocol's
+    top_p: float = SamplingParams.top_p
+    top_k: int = SamplingParams.top_k
     max_tokens: int = arg("step 5: the most tokens one answer may have", 192)
-    seed: int = 42
+    seed: int = SamplingParams.seed
     batch_size: int = 64
     torch_threads: int | None = arg("CPU threads torch may use; null: torch's default (all cores)", None)
     output_dir: str = arg(
